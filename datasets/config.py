@@ -1,0 +1,148 @@
+"""The typed ``data:`` section of an experiment config.
+
+Paths in ``files`` are relative to the config file's folder (``config_dir``) unless absolute; globs
+are allowed. Validation of single fields happens here; checks that need the recordings (channels,
+events, window inside the recording) happen when they are read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .typed import ConfigError, from_mapping, load_yaml
+
+ROIS = ("left_sensorimotor", "right_sensorimotor", "sensorimotor")
+
+
+@dataclass
+class PicksConfig:
+    """Which channels feed the decoder: by type, by name, and/or by region of interest.
+
+    ``roi`` selects sensors from the montage's positions: ``left_sensorimotor`` /
+    ``right_sensorimotor`` (one hemisphere, as the reference studies trained on) or ``sensorimotor``
+    (both). Filters combine: type first, then names, then ROI.
+    """
+
+    types: list[str] | None = None
+    names: list[str] | None = None
+    roi: str | None = None
+    exclude: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.roi is not None and self.roi not in ROIS:
+            raise ConfigError(f"'picks.roi' ({self.roi!r}) must be one of {', '.join(ROIS)}.")
+
+
+@dataclass
+class BidsConfig:
+    """A BIDS dataset read through mne-bids (optional extra ``bids``)."""
+
+    root: str
+    task: str | None = None
+    subjects: list[str] | None = None
+    sessions: list[str] | None = None
+    runs: list[str] | None = None
+    datatype: str = "eeg"
+
+
+@dataclass
+class SplitConfig:
+    """How epochs are split, always by whole groups so nothing leaks.
+
+    method:
+      ``holdout``: ``test`` (and optional ``val``) name the held-out values of ``by``
+        (e.g. runs ``["11"]``); when ``test`` is empty the last group (sorted) is the test set.
+        When ``val`` is empty, validation is ``val_fraction`` of the training *trials*,
+        stratified by class (whole trials, never windows of one trial on both sides).
+      ``kfold``: grouped k-fold over ``by`` with ``n_folds``; ``fold`` picks the test fold.
+      ``loso``: leave-one-subject-out; ``fold`` indexes the sorted subjects.
+    """
+
+    method: Literal["holdout", "kfold", "loso"] = "holdout"
+    by: Literal["run", "session", "subject"] = "run"
+    test: list[str] = field(default_factory=list)
+    val: list[str] = field(default_factory=list)
+    val_fraction: float = 0.2
+    n_folds: int = 5
+    fold: int = 0
+    min_per_class: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"'split.val_fraction' ({self.val_fraction}) must be between 0 and 1.")
+        if self.n_folds < 2:
+            raise ConfigError(f"'split.n_folds' ({self.n_folds}) must be at least 2.")
+        if self.fold < 0:
+            raise ConfigError(f"'split.fold' ({self.fold}) must be >= 0.")
+
+
+@dataclass
+class CropConfig:
+    """Cropped training: random sub-windows of ``seconds`` from each training epoch (augmentation)."""
+
+    seconds: float
+    crops_per_epoch: int = 4
+
+
+@dataclass
+class DataConfig:
+    """Everything from recording files to normalised training windows."""
+
+    files: list[str] = field(default_factory=list)
+    bids: BidsConfig | None = None
+    events: dict[str, str] = field(default_factory=dict)
+    stim_channel: str | None = None
+    tmin: float = 0.0
+    tmax: float = 1.0
+    picks: PicksConfig = field(default_factory=PicksConfig)
+    montage: str | None = None
+    rename: Literal["eegbci"] | None = None
+    reference: Any = None
+    notch: list[float] = field(default_factory=list)
+    bandpass: list[float | None] | None = field(default_factory=lambda: [8.0, 30.0])
+    filter_order: int = 4
+    phase: Literal["causal", "zero"] = "causal"
+    resample: float | None = None
+    reject: float | None = None
+    group_pattern: str | None = None
+    split: SplitConfig = field(default_factory=SplitConfig)
+    normalize: Literal["standardize", "none"] = "standardize"
+    euclidean_alignment: bool = False
+    crop: CropConfig | None = None
+    batch_size: int = 64
+    cache_dir: str = ".bmi_cache"
+
+    def __post_init__(self) -> None:
+        if not self.files and self.bids is None:
+            raise ConfigError("'data.files' is empty: give recording paths or globs (or a 'data.bids' section).")
+        if not self.events:
+            raise ConfigError("'data.events' is empty: map event names or codes to class names, e.g. {T1: left, T2: right}.")
+        if self.tmax <= self.tmin:
+            raise ConfigError(f"'tmax' ({self.tmax}) must be greater than 'tmin' ({self.tmin}).")
+        if self.bandpass is not None and len(self.bandpass) != 2:
+            raise ConfigError(f"'bandpass' ({self.bandpass}) must be [low, high] in Hz (either may be null).")
+        if self.batch_size < 1:
+            raise ConfigError(f"'batch_size' ({self.batch_size}) must be >= 1.")
+        if self.reference not in (None, "average") and not isinstance(self.reference, list):
+            raise ConfigError(f"'reference' ({self.reference!r}) must be null, 'average' or a list of channel names.")
+        if self.reject is not None and self.reject <= 0:
+            raise ConfigError(f"'reject' ({self.reject}) must be a positive peak-to-peak amplitude.")
+        if self.crop is not None and not 0 < self.crop.seconds <= self.tmax - self.tmin:
+            raise ConfigError(
+                f"'crop.seconds' ({self.crop.seconds}) must be positive and at most the window ({self.tmax - self.tmin} s)."
+            )
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names in output order: first appearance in ``events``."""
+        return list(dict.fromkeys(self.events.values()))
+
+
+def load_data_config(path: str | Path) -> tuple[DataConfig, Path]:
+    """Read the ``data:`` section of a YAML config; returns it with the folder paths are relative to."""
+    path = Path(path)
+    raw = load_yaml(path)
+    section = raw.get("data", raw) if isinstance(raw, dict) else raw
+    return from_mapping(DataConfig, section, "data"), path.parent.resolve()

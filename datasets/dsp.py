@@ -1,0 +1,272 @@
+"""Causal signal processing: ONE definition, executed offline (training) and online (the rig's server).
+
+The training data and the real-time server both run :class:`CausalPreprocessor` built from the same
+:class:`PreprocessingSpec`: re-reference, IIR notch and band-pass as second-order sections applied
+forward only with their state carried from chunk to chunk, then integer decimation with its phase
+carried too. Processing a recording in one call or in any chunking gives the same samples, which is
+what makes offline/online parity exact. Zero-phase filtering exists for offline analysis only and the
+spec says so (``causal=False``); it cannot be run online.
+
+Light on purpose: numpy and scipy only (the rig imports this module, never MNE or torch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import signal
+
+SPEC_VERSION = 1
+
+
+@dataclass
+class PreprocessingSpec:
+    """What the decoder's input went through, in order, with the exact filter coefficients.
+
+    Attributes
+    ----------
+    sfreq_in : float
+        Sampling rate of the raw stream (Hz).
+    ch_names : list of str
+        Channels in decoder input order (after picking).
+    reference : None, "average" or list of str
+        ``None`` keeps the recorded reference; ``"average"`` subtracts the mean over ``ch_names``
+        at each sample; a list subtracts the mean of those channels (they must be in ``ch_names``).
+    bandpass : (low, high) or None
+        Band edges in Hz; ``None`` for either edge makes a high-pass or low-pass.
+    notch : list of float
+        Line-noise frequencies to notch (Hz).
+    order : int
+        Butterworth order of the band-pass.
+    decim : int
+        Keep every ``decim``-th sample after filtering (the low edge of ``bandpass`` is the anti-alias
+        filter, so it must be below the new Nyquist frequency).
+    causal : bool
+        True: forward-only filtering (what the runtime can reproduce). False: zero-phase, offline only.
+    sos : list
+        The second-order sections, filled by :func:`make_spec` (notch sections then band-pass).
+    """
+
+    sfreq_in: float
+    ch_names: list[str]
+    reference: Any = None
+    bandpass: tuple[float | None, float | None] | None = None
+    notch: list[float] = field(default_factory=list)
+    order: int = 4
+    decim: int = 1
+    causal: bool = True
+    sos: list[list[float]] = field(default_factory=list)
+    version: int = SPEC_VERSION
+
+    @property
+    def sfreq_out(self) -> float:
+        return self.sfreq_in / self.decim
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["sfreq_out"] = self.sfreq_out
+        out["bandpass"] = list(self.bandpass) if self.bandpass is not None else None
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PreprocessingSpec":
+        data = dict(data)
+        data.pop("sfreq_out", None)
+        version = data.get("version", SPEC_VERSION)
+        if version != SPEC_VERSION:
+            raise ValueError(f"Preprocessing spec version {version} is not supported (this code reads {SPEC_VERSION}).")
+        if data.get("bandpass") is not None:
+            data["bandpass"] = tuple(data["bandpass"])
+        return cls(**data)
+
+
+def design_sos(
+    sfreq: float,
+    bandpass: tuple[float | None, float | None] | None,
+    notch: Sequence[float] = (),
+    order: int = 4,
+) -> np.ndarray:
+    """Second-order sections of the notch filters followed by a Butterworth band-pass.
+
+    These are the same Butterworth designs as ``mne.filter.create_filter(method="iir",
+    iir_params=dict(ftype="butter", order=order, output="sos"))``, computed here with scipy so that
+    the rig needs no MNE.
+    """
+    nyq = sfreq / 2.0
+    sections = []
+    for f0 in notch:
+        if not 0 < f0 < nyq:
+            raise ValueError(f"'notch' frequency ({f0} Hz) must lie between 0 and Nyquist ({nyq} Hz).")
+        b, a = signal.iirnotch(f0, Q=30.0, fs=sfreq)
+        sections.append(signal.tf2sos(b, a))
+    if bandpass is not None:
+        low, high = bandpass
+        if low is not None and not 0 < low < nyq:
+            raise ValueError(f"'bandpass' low edge ({low} Hz) must lie between 0 and Nyquist ({nyq} Hz).")
+        if high is not None and not 0 < high < nyq:
+            raise ValueError(f"'bandpass' high edge ({high} Hz) must lie between 0 and Nyquist ({nyq} Hz).")
+        if low is not None and high is not None and low >= high:
+            raise ValueError(f"'bandpass' low edge ({low} Hz) must be below the high edge ({high} Hz).")
+        if low is not None and high is not None:
+            sections.append(signal.butter(order, [low, high], btype="bandpass", fs=sfreq, output="sos"))
+        elif low is not None:
+            sections.append(signal.butter(order, low, btype="highpass", fs=sfreq, output="sos"))
+        elif high is not None:
+            sections.append(signal.butter(order, high, btype="lowpass", fs=sfreq, output="sos"))
+    if not sections:
+        return np.zeros((0, 6))
+    return np.concatenate(sections, axis=0)
+
+
+def make_spec(
+    sfreq_in: float,
+    ch_names: Sequence[str],
+    *,
+    reference: Any = None,
+    bandpass: tuple[float | None, float | None] | None = None,
+    notch: Sequence[float] = (),
+    order: int = 4,
+    resample: float | None = None,
+    causal: bool = True,
+) -> PreprocessingSpec:
+    """Validate the parameters and design the filters; ``resample`` must divide ``sfreq_in``."""
+    decim = 1
+    if resample is not None:
+        ratio = sfreq_in / resample
+        decim = int(round(ratio))
+        if resample <= 0 or decim < 1 or abs(ratio - decim) > 1e-9:
+            raise ValueError(
+                f"'resample' ({resample} Hz) must divide the recording's rate ({sfreq_in} Hz) by a whole "
+                f"number (causal decimation); e.g. {', '.join(str(sfreq_in / d) for d in (2, 4, 5) if sfreq_in % d == 0)}."
+            )
+        high = bandpass[1] if bandpass is not None else None
+        if decim > 1 and (high is None or high >= resample / 2):
+            raise ValueError(
+                f"'resample' ({resample} Hz) needs an anti-alias filter: set the 'bandpass' high edge "
+                f"below {resample / 2} Hz (got {high})."
+            )
+    ch_names = list(ch_names)
+    if isinstance(reference, (list, tuple)):
+        missing = [c for c in reference if c not in ch_names]
+        if missing:
+            raise ValueError(f"'reference' channels {missing} are not among the picked channels {ch_names}.")
+        reference = list(reference)
+    elif reference not in (None, "average"):
+        raise ValueError(f"'reference' ({reference!r}) must be None, 'average' or a list of channel names.")
+    sos = design_sos(sfreq_in, bandpass, notch, order)
+    return PreprocessingSpec(
+        sfreq_in=float(sfreq_in),
+        ch_names=ch_names,
+        reference=reference,
+        bandpass=tuple(bandpass) if bandpass is not None else None,
+        notch=[float(f) for f in notch],
+        order=order,
+        decim=decim,
+        causal=causal,
+        sos=sos.tolist(),
+    )
+
+
+def rereference(spec: PreprocessingSpec, x: np.ndarray) -> np.ndarray:
+    """Subtract the spec's reference (stateless, sample by sample) from ``[n_chans, n_samples]``."""
+    if spec.reference == "average":
+        return x - x.mean(axis=0, keepdims=True)
+    if isinstance(spec.reference, list):
+        idx = [spec.ch_names.index(c) for c in spec.reference]
+        return x - x[idx].mean(axis=0, keepdims=True)
+    return x
+
+
+class CausalPreprocessor:
+    """Stateful execution of a :class:`PreprocessingSpec` on ``[n_chans, n_samples]`` chunks.
+
+    ``process`` may be called with chunks of any length (including 0); the concatenated outputs equal
+    one call on the concatenated input. ``reset`` starts again from rest (zero filter state).
+    """
+
+    def __init__(self, spec: PreprocessingSpec):
+        if not spec.causal:
+            raise ValueError(
+                "This preprocessing spec uses zero-phase filtering (causal=False), which needs future "
+                "samples: it is for offline analysis only and cannot run on a live stream."
+            )
+        self.spec = spec
+        self._sos = np.asarray(spec.sos, dtype=np.float64).reshape(-1, 6)
+        n = len(spec.ch_names)
+        self._n_chans = n
+        self.reset()
+
+    def reset(self) -> None:
+        self._zi = np.zeros((self._sos.shape[0], self._n_chans, 2))
+        self._phase = 0  # input samples seen, modulo decim
+
+    def process(self, chunk: np.ndarray) -> np.ndarray:
+        x = np.asarray(chunk, dtype=np.float64)
+        if x.ndim != 2 or x.shape[0] != self._n_chans:
+            raise ValueError(f"chunk must have shape [{self._n_chans}, n_samples], got {x.shape}.")
+        if x.shape[1] == 0:
+            return np.zeros((self._n_chans, 0))
+        x = rereference(self.spec, x)
+        if self._sos.shape[0]:
+            x, self._zi = signal.sosfilt(self._sos, x, axis=1, zi=self._zi)
+        decim = self.spec.decim
+        if decim > 1:
+            first = (-self._phase) % decim  # index in this chunk of the next kept sample
+            self._phase = (self._phase + x.shape[1]) % decim
+            x = x[:, first::decim]
+        return x
+
+
+def apply_offline(spec: PreprocessingSpec, data: np.ndarray) -> np.ndarray:
+    """Run the spec on a whole continuous recording ``[n_chans, n_samples]`` (from rest).
+
+    Causal specs run the exact online code path; zero-phase specs (offline only) use ``sosfiltfilt``.
+    """
+    if spec.causal:
+        return CausalPreprocessor(spec).process(data)
+    x = rereference(spec, np.asarray(data, dtype=np.float64))
+    sos = np.asarray(spec.sos, dtype=np.float64).reshape(-1, 6)
+    if sos.shape[0]:
+        x = signal.sosfiltfilt(sos, x, axis=1)
+    return x[:, :: spec.decim]
+
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalisation: statistics fitted on the training split, applied per window, identical online.
+# ---------------------------------------------------------------------------------------------
+
+
+def apply_normalization(windows: np.ndarray, norm: dict[str, Any] | None, subject: str | None = None) -> np.ndarray:
+    """Apply normalisation statistics to ``[..., n_chans, n_times]`` windows.
+
+    ``norm`` is the JSON-able mapping kept by the DataModule and written into the exported model:
+    ``{"kind": "standardize" | "none", "mean": [...], "std": [...], "alignment": {subject: matrix} | None}``.
+    Euclidean alignment (a per-subject whitening matrix) is applied first, then per-channel
+    standardisation. ``subject`` picks the alignment matrix; with one subject it may be omitted.
+    """
+    x = np.asarray(windows, dtype=np.float32)
+    if not norm:
+        return x
+    alignment = norm.get("alignment")
+    if alignment:
+        if subject is None:
+            if len(alignment) != 1:
+                raise ValueError(
+                    f"Euclidean alignment has matrices for subjects {sorted(alignment)}; name one with 'subject'."
+                )
+            subject = next(iter(alignment))
+        if subject not in alignment:
+            raise ValueError(f"No alignment matrix for subject {subject!r}; known: {sorted(alignment)}.")
+        mat = np.asarray(alignment[subject], dtype=np.float32)
+        x = np.einsum("ij,...jt->...it", mat, x).astype(np.float32)
+    if norm.get("kind", "none") == "standardize":
+        mean = np.asarray(norm["mean"], dtype=np.float32)[:, None]
+        std = np.asarray(norm["std"], dtype=np.float32)[:, None]
+        x = (x - mean) / std
+    elif norm.get("kind", "none") != "none":
+        raise ValueError(f"Normalisation kind {norm.get('kind')!r} is not one of 'standardize', 'none'.")
+    return x.astype(np.float32, copy=False)

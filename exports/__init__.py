@@ -1,0 +1,1 @@
+"""Export to ONNX with metadata and parity checks; `exports.runtime` is the light real-time server."""

@@ -1,0 +1,36 @@
+"""Shared test set-up: offline tracking, headless plots, CPU-friendly threads, the shared real data."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    except ImportError:
+        has_gpu = False
+    if not has_gpu:
+        skip = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def eegmmidb_dir() -> Path:
+    """The real PhysioNet EDF recordings of subject S001, beside the project; skip when absent."""
+    path = SHARED_DATA / "eegmmidb" / "S001"
+    if not (path / "S001R03.edf").is_file():
+        pytest.skip(f"real recordings not found at {path}")
+    return path
