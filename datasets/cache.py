@@ -1,0 +1,75 @@
+"""The epochs cache: read + preprocess + epoch once, reuse until a file or the spec changes.
+
+A cache entry is a folder ``<cache_dir>/<key>/`` holding ``X.npy`` (memory-mapped on load, so a large
+dataset is never in RAM twice), ``y.npy``, ``trial.npy``, ``groups.npz`` and ``meta.json``. It is built in
+a temporary sibling folder and renamed into place in one step, so a killed process never leaves an entry
+that a later run would trust. The key hashes the files' identity (path, size, modification time and the
+bytes at both ends) and every config field that changes the epochs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .config import DataConfig
+from .typed import to_mapping
+
+CACHE_VERSION = 2
+# Fields that do not change the epochs themselves (they act later, in the DataModule).
+_NOT_IN_KEY = {"split", "normalize", "euclidean_alignment", "crop", "batch_size", "cache_dir"}
+_EDGE = 1 << 20
+
+
+def file_identity(path: Path) -> dict[str, Any]:
+    stat = path.stat()
+    digest = hashlib.sha1()
+    with open(path, "rb") as fh:
+        digest.update(fh.read(_EDGE))
+        if stat.st_size > 2 * _EDGE:
+            fh.seek(-_EDGE, os.SEEK_END)
+            digest.update(fh.read(_EDGE))
+    return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "edges_sha1": digest.hexdigest()}
+
+
+def cache_key(cfg: DataConfig, files: list[Path]) -> str:
+    fields = {k: v for k, v in to_mapping(cfg).items() if k not in _NOT_IN_KEY}
+    doc = {"version": CACHE_VERSION, "config": fields, "files": [file_identity(p) for p in files]}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def entry_dir(cache_root: Path, key: str) -> Path:
+    return cache_root / key
+
+
+def is_complete(entry: Path) -> bool:
+    return (entry / "meta.json").is_file() and (entry / "X.npy").is_file()
+
+
+def new_staging_dir(cache_root: Path, key: str) -> Path:
+    cache_root.mkdir(parents=True, exist_ok=True)
+    staging = cache_root / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    return staging
+
+
+def publish(staging: Path, entry: Path) -> None:
+    """Move a finished staging folder into place atomically (another process may have won the race)."""
+    try:
+        os.rename(staging, entry)
+    except OSError:
+        if is_complete(entry):
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)

@@ -1,0 +1,257 @@
+"""``EpochsDataModule``: cached epochs -> leakage-free splits -> normalised tensors -> fast batches.
+
+File I/O happens in ``prepare_data`` (through the epochs cache), splits and normalisation in
+``setup``. The normalised splits live in tensors and batches are taken by indexing them with whole
+index vectors (no per-sample ``__getitem__``); Lightning moves each batch to the accelerator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from .config import DataConfig
+from .epochs import EpochsData, load_epochs
+from .normalization import alignment_matrix, apply_by_subject, fit_normalization
+from .splits import make_split, n_splits
+
+
+class BatchIndexSampler(Sampler[torch.Tensor]):
+    """Yields index tensors of whole batches; shuffled per epoch with a seeded generator; shards under DDP."""
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int):
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.epoch = 0
+
+    def _shard(self) -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.n, generator=gen)
+            self.epoch += 1
+        else:
+            order = torch.arange(self.n)
+        rank, world = self._shard()
+        if world > 1:  # equal share per rank (pad by wrapping) so DDP ranks step together
+            per_rank = -(-self.n // world)
+            order = torch.cat([order, order[: per_rank * world - self.n]])[rank::world]
+        yield from torch.split(order, self.batch_size)
+
+    def __len__(self) -> int:
+        rank, world = self._shard()
+        return -(-(-(-self.n // world)) // self.batch_size)
+
+
+class TensorBatches(torch.utils.data.Dataset):
+    """Indexed by a whole batch of indices at once; optional random crops (training augmentation)."""
+
+    def __init__(self, X: torch.Tensor, y: torch.Tensor, crop: int | None = None, seed: int = 0):
+        self.X, self.y, self.crop = X, y, crop
+        self._gen = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.X[idx]
+        if self.crop is not None and self.crop < x.shape[-1]:
+            offsets = torch.randint(0, x.shape[-1] - self.crop + 1, (len(idx),), generator=self._gen)
+            window = offsets[:, None] + torch.arange(self.crop)[None, :]
+            x = torch.gather(x, 2, window[:, None, :].expand(-1, x.shape[1], -1))
+        return x, self.y[idx]
+
+
+class EpochsDataModule(pl.LightningDataModule):
+    """Lightning DataModule over cached, preprocessed epochs.
+
+    Parameters
+    ----------
+    cfg : DataConfig
+        The ``data:`` section.
+    config_dir : path
+        Folder that relative paths in ``cfg`` are relative to.
+    seed : int
+        Seeds shuffling, validation trial selection and crops.
+    normalization : dict or None
+        Use these statistics instead of fitting them (evaluating a trained run on other recordings).
+    eval_only : bool
+        Every epoch goes to the test split (with ``normalization`` from the trained run).
+    """
+
+    def __init__(
+        self,
+        cfg: DataConfig,
+        config_dir: str | Path | None = None,
+        *,
+        seed: int = 0,
+        normalization: dict[str, Any] | None = None,
+        eval_only: bool = False,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        self.cfg = cfg
+        self.config_dir = Path(config_dir or ".").resolve()
+        self.seed = seed
+        self.normalization = normalization
+        self.eval_only = eval_only
+        self.num_workers = num_workers
+        self.epochs: EpochsData | None = None
+        self._tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.split_summary: dict[str, Any] = {}
+
+    # -- I/O --------------------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        load_epochs(self.cfg, self.config_dir)  # builds the cache once (rank 0 under DDP)
+
+    def _ensure_epochs(self) -> EpochsData:
+        if self.epochs is None:
+            self.epochs = load_epochs(self.cfg, self.config_dir)
+        return self.epochs
+
+    # -- splits + normalisation -----------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self._tensors:
+            return
+        ep = self._ensure_epochs()
+        subjects = ep.groups["subject"]
+        if self.eval_only:
+            idx = np.arange(len(ep.y))
+            parts = {"train": idx[:0], "val": idx[:0], "test": idx}
+            self.split_summary = {"test": self._describe(idx)}
+        else:
+            split = make_split(self.cfg.split, ep.y, ep.groups, ep.trial, seed=self.seed)
+            parts = {"train": split.train, "val": split.val, "test": split.test}
+            self.split_summary = {k: self._describe(v) for k, v in parts.items()}
+            self.split_summary["test_groups"] = split.test_groups
+            self.split_summary["test_files"] = sorted({ep.files[i] for i in ep.file_index[split.test]})
+        if self.normalization is None:
+            self.normalization = fit_normalization(
+                ep.X, subjects, parts["train"], self.cfg.normalize, self.cfg.euclidean_alignment
+            )
+        else:
+            self._add_missing_alignment(ep)
+        for name, idx in parts.items():
+            X = apply_by_subject(np.asarray(ep.X[idx]), subjects[idx], self.normalization)
+            self._tensors[name] = (torch.from_numpy(np.ascontiguousarray(X)), torch.from_numpy(ep.y[idx]))
+
+    def _add_missing_alignment(self, ep: EpochsData) -> None:
+        """New subjects (another day's recordings) get their own unsupervised alignment matrix."""
+        alignment = self.normalization.get("alignment")
+        if not alignment:
+            return
+        alignment = dict(alignment)
+        for s in np.unique(ep.groups["subject"]):
+            if str(s) not in alignment:
+                alignment[str(s)] = alignment_matrix(np.asarray(ep.X[ep.groups["subject"] == s], dtype=np.float64)).tolist()
+        self.normalization = {**self.normalization, "alignment": alignment}
+
+    def _describe(self, idx: np.ndarray) -> dict[str, Any]:
+        ep = self.epochs
+        return {
+            "n_epochs": int(len(idx)),
+            "per_class": {c: int((ep.y[idx] == i).sum()) for i, c in enumerate(ep.classes)},
+            "groups": {k: sorted(set(v[idx].tolist())) for k, v in ep.groups.items()},
+        }
+
+    def n_splits(self) -> int:
+        return n_splits(self.cfg.split, self._ensure_epochs().groups)
+
+    # -- what the model and the exporter need --------------------------------------------------------
+    @property
+    def crop_samples(self) -> int | None:
+        if self.cfg.crop is None:
+            return None
+        return int(round(self.cfg.crop.seconds * self._ensure_epochs().sfreq))
+
+    @property
+    def n_chans(self) -> int:
+        return self._ensure_epochs().X.shape[1]
+
+    @property
+    def n_times(self) -> int:
+        """The decoder's input length: the crop length with cropped training, else the epoch length."""
+        return self.crop_samples or self._ensure_epochs().n_times
+
+    @property
+    def sfreq(self) -> float:
+        return self._ensure_epochs().sfreq
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self._ensure_epochs().classes)
+
+    @property
+    def ch_names(self) -> list[str]:
+        return list(self._ensure_epochs().ch_names)
+
+    @property
+    def ch_types(self) -> list[str]:
+        return list(self._ensure_epochs().ch_types)
+
+    @property
+    def spec(self):
+        return self._ensure_epochs().spec
+
+    @property
+    def data_hash(self) -> str:
+        return self._ensure_epochs().data_hash
+
+    @property
+    def window_tmin(self) -> float:
+        """Start of the decoder's window relative to the cue (the last crop with cropped training)."""
+        return self.cfg.tmax - self.n_times / self.sfreq
+
+    def data_info(self) -> dict[str, Any]:
+        """What a run records about its data, for evaluation and export."""
+        return {
+            "classes": self.classes,
+            "ch_names": self.ch_names,
+            "ch_types": self.ch_types,
+            "sfreq": self.sfreq,
+            "n_times": self.n_times,
+            "tmin": self.window_tmin,
+            "tmax": self.cfg.tmax,
+            "preprocessing": self.spec.to_dict(),
+            "normalization": self.normalization,
+            "data_hash": self.data_hash,
+            "split_summary": self.split_summary,
+            "files": list(self._ensure_epochs().files),
+        }
+
+    def arrays(self, stage: str) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised windows and labels of a split as numpy (val/test: the window ending at ``tmax``)."""
+        self.setup()
+        X, y = self._tensors[stage]
+        X = X.numpy()
+        if self.crop_samples and stage != "train":
+            X = X[..., -self.crop_samples :]
+        return X, y.numpy()
+
+    # -- loaders ----------------------------------------------------------------------------------------
+    def _loader(self, stage: str, shuffle: bool) -> DataLoader:
+        self.setup()
+        X, y = self._tensors[stage]
+        crop = self.crop_samples
+        if crop and stage != "train":
+            X = X[..., -crop:].contiguous()  # evaluation: the window ending at tmax, as online
+        dataset = TensorBatches(X, y, crop=crop if stage == "train" else None, seed=self.seed)
+        sampler = BatchIndexSampler(len(y), self.cfg.batch_size, shuffle, self.seed)
+        return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

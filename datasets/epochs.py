@@ -1,0 +1,174 @@
+"""Recording files -> preprocessed epochs with class and group labels, through the epochs cache.
+
+Each recording is filtered as one continuous stream from its first sample with the causal spec
+(:mod:`datasets.dsp`), exactly as the real-time server will filter the live stream, and then cut into
+windows on the decimated grid. Epochs are written file by file into a memory-mapped array, so a dataset
+larger than RAM is fine.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mne
+import numpy as np
+
+from . import cache
+from .config import DataConfig
+from .dsp import PreprocessingSpec, apply_offline, make_spec
+from .events import find_events
+from .picks import pick_channels
+from .reading import check_same_channels, list_recordings, read_raw
+
+
+@dataclass
+class EpochsData:
+    """Preprocessed (not normalised) epochs and everything known about them."""
+
+    X: np.ndarray  # float32 [n_epochs, n_chans, n_times], memory-mapped from the cache
+    y: np.ndarray  # int64 class index into ``classes``
+    classes: list[str]
+    groups: dict[str, np.ndarray]  # "subject" / "session" / "run" -> str per epoch
+    trial: np.ndarray  # unique trial id per epoch
+    ch_names: list[str]
+    ch_types: list[str]
+    sfreq: float  # the model's input rate
+    tmin: float
+    tmax: float
+    spec: PreprocessingSpec
+    data_hash: str
+    files: list[str] = field(default_factory=list)
+    file_index: np.ndarray | None = None  # which file each epoch came from
+    cache_path: str = ""
+
+    @property
+    def n_times(self) -> int:
+        return self.X.shape[2]
+
+
+def _window_starts(samples: np.ndarray, cfg: DataConfig, spec: PreprocessingSpec, n_out: int, path: Path):
+    """First output-grid sample of each epoch; drops (with a warning) windows outside the recording."""
+    n_times = int(round((cfg.tmax - cfg.tmin) * spec.sfreq_out))
+    starts = np.round((samples + cfg.tmin * spec.sfreq_in) / spec.decim).astype(np.int64)
+    inside = (starts >= 0) & (starts + n_times <= n_out)
+    if not inside.any():
+        raise ValueError(
+            f"The epoch window tmin={cfg.tmin} s, tmax={cfg.tmax} s falls outside {path.name} "
+            f"({n_out / spec.sfreq_out:.1f} s long) for every event."
+        )
+    if not inside.all():
+        warnings.warn(f"{path.name}: {np.sum(~inside)} epoch(s) fall outside the recording and are dropped.")
+    return starts, inside, n_times
+
+
+def _process_file(rec, cfg: DataConfig, ch_names_ref):
+    raw = read_raw(rec.path, cfg)
+    picks = pick_channels(raw, cfg.picks)
+    if ch_names_ref is not None:
+        check_same_channels(ch_names_ref, (rec.path, picks))
+    samples, labels = find_events(raw, cfg, rec.path)
+    raw.pick(picks)
+    types = raw.get_channel_types()
+    bandpass = tuple(cfg.bandpass) if cfg.bandpass is not None else None
+    spec = make_spec(
+        raw.info["sfreq"], picks, reference=cfg.reference, bandpass=bandpass, notch=cfg.notch,
+        order=cfg.filter_order, resample=cfg.resample, causal=cfg.phase == "causal",
+    )
+    data = apply_offline(spec, raw.get_data())
+    starts, inside, n_times = _window_starts(samples, cfg, spec, data.shape[1], rec.path)
+    starts, labels = starts[inside], labels[inside]
+    idx = starts[:, None] + np.arange(n_times)[None, :]
+    X = np.ascontiguousarray(data[:, idx].transpose(1, 0, 2), dtype=np.float32)
+    if cfg.reject is not None:
+        keep = np.ptp(X, axis=2).max(axis=1) <= cfg.reject
+        if not keep.any():
+            raise ValueError(f"'reject' ({cfg.reject}) drops every epoch of {rec.path.name}; raise it or remove it.")
+        X, labels = X[keep], labels[keep]
+    return X, labels, picks, types, spec
+
+
+def load_epochs(cfg: DataConfig, config_dir: Path | None = None) -> EpochsData:
+    """Read, preprocess and epoch the configured recordings, using the cache when it is current."""
+    config_dir = Path(config_dir or ".").resolve()
+    recordings = list_recordings(cfg, config_dir)
+    files = [r.path for r in recordings]
+    key = cache.cache_key(cfg, files)
+    root = Path(cfg.cache_dir) if Path(cfg.cache_dir).is_absolute() else config_dir / cfg.cache_dir
+    entry = cache.entry_dir(root, key)
+    if not cache.is_complete(entry):
+        _build_entry(cfg, recordings, root, key, entry)
+    return _load_entry(entry, key)
+
+
+def _build_entry(cfg: DataConfig, recordings, root: Path, key: str, entry: Path) -> None:
+    staging = cache.new_staging_dir(root, key)
+    try:
+        parts, meta, ref = [], None, None
+        for i, rec in enumerate(recordings):
+            X, labels, picks, types, spec = _process_file(rec, cfg, ref)
+            ref = ref or (rec.path, picks)
+            if meta is None:
+                meta = {"ch_names": picks, "ch_types": types, "spec": spec.to_dict()}
+            elif spec.sfreq_in != meta["spec"]["sfreq_in"]:
+                raise ValueError(
+                    f"Sampling rates differ between files: {recordings[0].path.name} has {meta['spec']['sfreq_in']} Hz, "
+                    f"{rec.path.name} has {spec.sfreq_in} Hz."
+                )
+            part = staging / f"part{i}.npy"
+            np.save(part, X)
+            parts.append((part, labels, rec, len(X)))
+        total = sum(n for *_, n in parts)
+        n_chans, n_times = np.load(parts[0][0], mmap_mode="r").shape[1:]
+        X_all = np.lib.format.open_memmap(staging / "X.npy", mode="w+", dtype=np.float32, shape=(total, n_chans, n_times))
+        y, subj, sess, run, file_idx, pos = [], [], [], [], [], 0
+        for i, (part, labels, rec, n) in enumerate(parts):
+            X_all[pos : pos + n] = np.load(part, mmap_mode="r")
+            pos += n
+            part.unlink()
+            y.append(labels)
+            subj += [rec.subject] * n
+            sess += [rec.session] * n
+            run += [rec.run] * n
+            file_idx += [i] * n
+        X_all.flush()
+        del X_all
+        np.save(staging / "y.npy", np.concatenate(y).astype(np.int64))
+        np.save(staging / "trial.npy", np.arange(total, dtype=np.int64))
+        np.save(staging / "file_index.npy", np.asarray(file_idx, dtype=np.int64))
+        np.savez(staging / "groups.npz", subject=np.asarray(subj), session=np.asarray(sess), run=np.asarray(run))
+        meta.update(
+            classes=cfg.class_names, tmin=cfg.tmin, tmax=cfg.tmax, key=key,
+            files=[str(r.path) for r in recordings], mne_version=mne.__version__,
+        )
+        cache.write_json_atomic(staging / "meta.json", meta)  # written last: marks the entry complete
+        cache.publish(staging, entry)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _load_entry(entry: Path, key: str) -> EpochsData:
+    meta = json.loads((entry / "meta.json").read_text())
+    groups = np.load(entry / "groups.npz")
+    spec = PreprocessingSpec.from_dict(meta["spec"])
+    return EpochsData(
+        X=np.load(entry / "X.npy", mmap_mode="r"),
+        y=np.load(entry / "y.npy"),
+        classes=meta["classes"],
+        groups={k: groups[k].astype(str) for k in ("subject", "session", "run")},
+        trial=np.load(entry / "trial.npy"),
+        ch_names=meta["ch_names"],
+        ch_types=meta["ch_types"],
+        sfreq=spec.sfreq_out,
+        tmin=meta["tmin"],
+        tmax=meta["tmax"],
+        spec=spec,
+        data_hash=key,
+        files=meta["files"],
+        file_index=np.load(entry / "file_index.npy"),
+        cache_path=str(entry),
+    )

@@ -1,0 +1,40 @@
+"""Events from annotations or a stim channel, mapped to class names by the config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mne
+import numpy as np
+
+from .config import DataConfig
+
+
+def find_events(raw: mne.io.BaseRaw, cfg: DataConfig, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Sample indices (relative to the first sample) and class indices of the mapped events.
+
+    ``cfg.events`` keys are annotation descriptions or, with a stim channel, event codes (as strings).
+    No match is an error listing what the file holds.
+    """
+    classes = cfg.class_names
+    if cfg.stim_channel:
+        if cfg.stim_channel not in raw.ch_names:
+            raise ValueError(f"'stim_channel' ({cfg.stim_channel!r}) is not in {path.name}; channels: {raw.ch_names}.")
+        events = mne.find_events(raw, stim_channel=cfg.stim_channel, shortest_event=1, verbose="error")
+        found = {str(code): int(code) for code in np.unique(events[:, 2])}
+    else:
+        events, found = mne.events_from_annotations(raw, verbose="error")
+    samples, labels = [], []
+    for key, class_name in cfg.events.items():
+        if str(key) in found:
+            code = found[str(key)]
+            sel = events[:, 2] == code
+            samples.append(events[sel, 0] - raw.first_samp)
+            labels.append(np.full(sel.sum(), classes.index(class_name)))
+    if not samples:
+        raise ValueError(
+            f"No events in {path.name} match 'events' ({sorted(cfg.events)}); the file holds: {sorted(found) or 'none'}."
+        )
+    samples, labels = np.concatenate(samples), np.concatenate(labels)
+    order = np.argsort(samples, kind="stable")
+    return samples[order].astype(np.int64), labels[order].astype(np.int64)
