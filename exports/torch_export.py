@@ -1,0 +1,61 @@
+"""Export a plain decoder ``nn.Module`` to ONNX: input ``signals``, outputs ``logits`` and ``probabilities``.
+
+Uses the TorchScript-based exporter (``dynamo=False``): it handles every registered decoder, including
+the recurrent ones, with a dynamic batch axis. Training side only (imports torch).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+
+class WithProbabilities(nn.Module):
+    """Adds softmax probabilities as a second output, so the runtime needs no maths of its own."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, signals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.net(signals)
+        return logits, torch.softmax(logits, dim=1)
+
+
+def export_onnx(module: nn.Module, n_chans: int, n_times: int, path: str | Path, opset: int = 17) -> Path:
+    """Write ``module`` (in eval mode) as ONNX to ``path`` atomically; returns the path.
+
+    The file is written to a temporary name in the same folder, checked with ``onnx.checker``, then
+    renamed; on any failure nothing is left behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    was_training = module.training
+    module.eval()
+    try:
+        example = torch.zeros(1, n_chans, n_times)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # exporter chatter about RNN batch sizes and deprecations
+            torch.onnx.export(
+                WithProbabilities(module),
+                (example,),
+                str(tmp),
+                input_names=["signals"],
+                output_names=["logits", "probabilities"],
+                dynamic_axes={"signals": {0: "batch"}, "logits": {0: "batch"}, "probabilities": {0: "batch"}},
+                opset_version=opset,
+                dynamo=False,
+            )
+        onnx.checker.check_model(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        module.train(was_training)
+        tmp.unlink(missing_ok=True)
+    return path

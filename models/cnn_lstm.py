@@ -1,0 +1,62 @@
+"""CNN-LSTM hybrid."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import Decoder
+from .registry import register
+
+
+@register("cnn_lstm")
+class CNNLSTM(Decoder):
+    """Temporal + spatial convolution front end, LSTM back end over the pooled feature sequence.
+
+    The front end learns band-pass and spatial filters (as ShallowConvNet does), takes the log of the
+    band power in short steps, and the LSTM integrates that sequence over the window.
+
+    Parameters
+    ----------
+    n_chans, n_times, n_outputs, sfreq
+        Signal arguments, see :class:`models.base.Decoder`.
+    n_filters : int
+        Convolutional filters.
+    kernel_seconds : float
+        Temporal kernel length (0.1 s).
+    step_seconds : float
+        Power-pooling step, the LSTM's time step (0.05 s).
+    hidden_size : int
+        LSTM state size.
+    dropout : float
+        Dropout on the last state.
+
+    References
+    ----------
+    Wang, P., Jiang, A., Liu, X., Shang, J., & Zhang, L. (2018). LSTM-based EEG classification in motor
+    imagery tasks. IEEE Transactions on Neural Systems and Rehabilitation Engineering, 26(11), 2086-2095.
+    https://doi.org/10.1109/TNSRE.2018.2876129
+    """
+
+    def __init__(self, n_chans, n_times, n_outputs, sfreq=None, n_filters=16, kernel_seconds=0.1, step_seconds=0.05,
+                 hidden_size=32, dropout=0.25):
+        super().__init__(n_chans, n_times, n_outputs, sfreq)
+        kernel = max(2, int(round(kernel_seconds * self.sfreq)))
+        step = max(1, int(round(step_seconds * self.sfreq)))
+        self.temporal = nn.Conv2d(1, n_filters, (1, kernel))
+        self.spatial = nn.Conv2d(n_filters, n_filters, (n_chans, 1), bias=False)
+        self.bn = nn.BatchNorm2d(n_filters)
+        self.pool = nn.AvgPool2d((1, step))
+        self.lstm = nn.LSTM(n_filters, hidden_size, batch_first=True)
+        self.drop = nn.Dropout(dropout)
+        self.feature_shape()
+        self.classifier = nn.Linear(hidden_size, n_outputs)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.bn(self.spatial(self.temporal(x.unsqueeze(1))))  # [B, F, 1, T]
+        x = torch.log(torch.clamp(self.pool(x * x), min=1e-6)).squeeze(2)  # [B, F, T']
+        out, _ = self.lstm(x.transpose(1, 2))
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.drop(self.features(x)[:, -1]))

@@ -1,0 +1,56 @@
+"""Decoders by name: ``build("eegnet", n_chans=..., n_times=..., n_outputs=...)``."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any, Callable
+
+from torch import nn
+
+_REGISTRY: dict[str, type[nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator adding a decoder to the registry under ``name``."""
+
+    def deco(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"A decoder named {name!r} is already registered ({_REGISTRY[name].__name__}).")
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def available() -> list[str]:
+    """Names of every registered decoder, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> type[nn.Module]:
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"Unknown model {name!r}. Known models: {', '.join(available())}.{hint}")
+    return _REGISTRY[name]
+
+
+def build(name: str, **kwargs: Any) -> nn.Module:
+    """Build decoder ``name``; unknown hyperparameters are refused with the valid ones listed."""
+    cls = get(name)
+    params = inspect.signature(cls.__init__).parameters
+    valid = [p for p in params if p != "self"]
+    unknown = [k for k in kwargs if k not in valid]
+    if unknown:
+        raise TypeError(f"Model {name!r} has no parameter(s) {unknown}; valid: {', '.join(valid)}.")
+    module = cls(**kwargs)
+    module.hparams_ = {"name": name, **kwargs}
+    return module
+
+
+def hyperparameters(module: nn.Module) -> dict[str, Any]:
+    """The name and keyword arguments a decoder was built with (JSON-able)."""
+    if not hasattr(module, "hparams_"):
+        raise ValueError(f"{type(module).__name__} was not built with models.build(), so its hyperparameters are unknown.")
+    return dict(module.hparams_)

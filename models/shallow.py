@@ -1,0 +1,52 @@
+"""ShallowConvNet (ShallowFBCSPNet)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import Decoder
+from .registry import register
+
+
+@register("shallow")
+class ShallowConvNet(Decoder):
+    """Shallow ConvNet: temporal conv, spatial conv, squaring, mean pooling, log -- a learned FBCSP.
+
+    Kernel (25), pooling (75) and stride (15) are the paper's values at 250 Hz, scaled with ``sfreq``.
+
+    Parameters
+    ----------
+    n_chans, n_times, n_outputs, sfreq
+        Signal arguments, see :class:`models.base.Decoder`.
+    n_filters : int
+        Temporal and spatial filters (40 in the paper).
+    dropout : float
+        Dropout before the classifier.
+
+    References
+    ----------
+    Schirrmeister, R. T., Springenberg, J. T., Fiederer, L. D. J., Glasstetter, M., Eggensperger, K.,
+    Tangermann, M., Hutter, F., Burgard, W., & Ball, T. (2017). Deep learning with convolutional neural
+    networks for EEG decoding and visualization. Human Brain Mapping, 38(11), 5391-5420.
+    https://doi.org/10.1002/hbm.23730
+    """
+
+    reference_sfreq = 250.0
+
+    def __init__(self, n_chans, n_times, n_outputs, sfreq=None, n_filters=40, dropout=0.5):
+        super().__init__(n_chans, n_times, n_outputs, sfreq)
+        self.temporal = nn.Conv2d(1, n_filters, (1, self.samples(25, 2)))
+        self.spatial = nn.Conv2d(n_filters, n_filters, (n_chans, 1), bias=False)
+        self.bn = nn.BatchNorm2d(n_filters)
+        self.pool = nn.AvgPool2d((1, self.samples(75, 2)), stride=(1, self.samples(15)))
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(int(torch.tensor(self.feature_shape()).prod()), n_outputs)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.bn(self.spatial(self.temporal(x.unsqueeze(1))))
+        x = self.pool(x * x)
+        return torch.log(torch.clamp(x, min=1e-6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.features(x)).flatten(1))
