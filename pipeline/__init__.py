@@ -2,3 +2,6 @@
 
 Kept import-light: submodules import torch/Lightning themselves.
 """
+
+#: The classification metrics every stage and report uses (balanced accuracy = mean per-class recall).
+METRICS = ("accuracy", "balanced_accuracy", "kappa", "f1_macro")

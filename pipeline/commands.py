@@ -1,0 +1,59 @@
+"""``bmi train``, ``bmi evaluate`` and the experiment commands (cv, sweep, compare, baseline)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train a decoder from a YAML config; writes runs/<run_id>/")
+    p.add_argument("config", nargs="?", help="experiment config (YAML); optional with --resume")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override, e.g. --set optim.lr=3e-3 (repeatable)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
+    p.add_argument("--name", help="run id to use instead of a generated one")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+    p = subparsers.add_parser("evaluate", help="evaluate a trained run on other recordings (another day)")
+    p.add_argument("run_dir", help="a run directory from bmi train")
+    p.add_argument("--data", required=True, metavar="CONFIG.yaml", help="config whose data: section names the recordings")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override of that config")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_evaluate)
+
+    from . import baseline, compare, cv, sweep
+
+    for module in (cv, sweep, compare, baseline):
+        module.register(subparsers)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .train import run_training
+
+    if args.resume:
+        summary = run_training(None, resume=args.resume, progress=not args.no_progress)
+    else:
+        if not args.config:
+            raise ValueError("bmi train needs a CONFIG.yaml (or --resume RUN_DIR).")
+        overrides = list(args.set) + ([f"name={args.name}"] if args.name else [])
+        cfg, config_dir = load_config(args.config, overrides)
+        summary = run_training(cfg, config_dir, progress=not args.no_progress)
+    if "model" in summary:
+        print(json.dumps({k: summary[k] for k in ("run_id", "run_dir", "val", "test")}, indent=2))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_run
+
+    metrics = evaluate_run(args.run_dir, args.data, args.set)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(f"{metrics['n_epochs']} epochs from {len(metrics['files'])} file(s)")
+        for key in ("accuracy", "balanced_accuracy", "kappa", "f1_macro"):
+            print(f"{key:>18}: {metrics[key]:.4f}")
+    return 0

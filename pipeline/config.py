@@ -1,0 +1,118 @@
+"""The experiment config: typed sections loaded from YAML with dotted command-line overrides.
+
+``bmi train configs/demo.yaml --set optim.lr=3e-3 --set model.name=shallow``. Unknown keys are refused
+with the valid ones and the closest match. The resolved config is saved with every run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from datasets.config import DataConfig
+from datasets.typed import ConfigError, apply_overrides, from_mapping, load_yaml, to_mapping
+
+
+@dataclass
+class ModelConfig:
+    """A decoder from the registry (``bmi``'s ``models.available()``) and its hyperparameters."""
+
+    name: str = "eegnet"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning Trainer settings. ``precision: null`` means bf16-mixed on a CUDA GPU, 32-true otherwise."""
+
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str | None = None
+    max_epochs: int = 30
+    min_epochs: int = 1
+    early_stopping_patience: int | None = 10
+    gradient_clip_val: float | None = 1.0
+    deterministic: bool = True
+    enable_progress_bar: bool = True
+    log_every_n_steps: int = 10
+    limit_train_batches: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_epochs < 1:
+            raise ConfigError(f"'trainer.max_epochs' ({self.max_epochs}) must be at least 1.")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ConfigError(f"'trainer.early_stopping_patience' ({self.early_stopping_patience}) must be >= 1 or null.")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and its schedule; loss options."""
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    scheduler: Literal["cosine", "plateau", "step", "none"] = "cosine"
+    step_size: int = 10
+    gamma: float = 0.5
+    class_weights: Any = None  # null, "balanced", or a list (one weight per class)
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ConfigError(f"'optim.lr' ({self.lr}) must be positive.")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"'optim.label_smoothing' ({self.label_smoothing}) must be in [0, 1).")
+        if self.class_weights not in (None, "balanced") and not isinstance(self.class_weights, list):
+            raise ConfigError(f"'optim.class_weights' ({self.class_weights!r}) must be null, 'balanced' or a list.")
+
+
+@dataclass
+class TrackingConfig:
+    """Weights & Biases. ``mode: auto`` is offline when no API key is configured, online otherwise."""
+
+    mode: Literal["auto", "online", "offline", "disabled"] = "auto"
+    project: str = "bmi-decoders"
+    entity: str | None = None
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+    log_checkpoint: bool = True
+
+
+@dataclass
+class ExperimentConfig:
+    """One training run: data, model, trainer, optimiser, tracking, seed and where runs go."""
+
+    data: DataConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    seed: int = 0
+    runs_dir: str = "runs"
+    name: str | None = None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[ExperimentConfig, Path]:
+    """Read a YAML experiment config, apply ``key.path=value`` overrides, validate; returns (config, its folder)."""
+    path = Path(path)
+    raw = apply_overrides(load_yaml(path), overrides, ExperimentConfig)
+    if "data" not in raw:
+        raise ConfigError(f"Config file {path} has no 'data' section (recordings, events, window, ...).")
+    return from_mapping(ExperimentConfig, raw, "config"), path.parent.resolve()
+
+
+def config_from_mapping(raw: dict[str, Any], overrides: list[str] | None = None) -> ExperimentConfig:
+    return from_mapping(ExperimentConfig, apply_overrides(raw, overrides, ExperimentConfig), "config")
+
+
+def save_config(cfg: ExperimentConfig, path: Path) -> None:
+    """Write the resolved config as YAML, atomically."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(yaml.safe_dump(to_mapping(cfg), sort_keys=False))
+    os.replace(tmp, path)

@@ -1,0 +1,70 @@
+"""``bmi cv``: grouped k-fold or leave-one-subject-out cross-validation; each fold is its own tracked run
+in one group, and the mean and standard deviation per metric are reported."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import METRICS
+
+
+def run_cv(cfg, config_dir: Path, *, folds: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train one run per fold; returns per-fold metrics and their mean / std (also written to cv_summary.json)."""
+    from dataclasses import replace
+
+    from datasets.datamodule import EpochsDataModule
+
+    from .train import run_training, write_json
+
+    if cfg.data.split.method == "holdout":
+        raise ValueError("'data.split.method' is 'holdout'; cross-validation needs 'kfold' (grouped) or 'loso'.")
+    n_folds = EpochsDataModule(cfg.data, config_dir, seed=cfg.seed).n_splits()
+    if folds is not None:
+        if not 1 <= folds <= n_folds:
+            raise ValueError(f"'--folds' ({folds}) must be between 1 and the {n_folds} folds of the split.")
+        n_folds = folds
+    group = cfg.tracking.group or f"cv-{time.strftime('%Y%m%d-%H%M%S')}-{cfg.model.name}"
+    group_dir = Path(cfg.runs_dir) / group
+    results = []
+    for fold in range(n_folds):
+        fold_cfg = replace(cfg, data=replace(cfg.data, split=replace(cfg.data.split, fold=fold)), name=None)
+        fold_cfg = replace(fold_cfg, tracking=replace(cfg.tracking, group=group, tags=[*cfg.tracking.tags, f"fold{fold}"]))
+        summary = run_training(fold_cfg, config_dir, run_dir=group_dir / f"fold{fold}", group=group, progress=progress)
+        results.append({"fold": fold, "run_dir": summary["run_dir"], "val": summary["val"], "test": summary["test"],
+                        "test_groups": summary.get("test_groups")})
+    out: dict[str, Any] = {"group": group, "method": cfg.data.split.method, "by": cfg.data.split.by,
+                           "model": cfg.model.name, "folds": results}
+    for stage in ("val", "test"):
+        out[stage] = {m: {"mean": float(np.mean([r[stage][m] for r in results])),
+                          "std": float(np.std([r[stage][m] for r in results]))} for m in METRICS}
+    write_json(group_dir / "cv_summary.json", out)
+    out["path"] = str(group_dir / "cv_summary.json")
+    return out
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("cv", help="cross-validate: grouped k-fold or leave-one-subject-out")
+    p.add_argument("config", help="experiment config (YAML) with data.split.method kfold or loso")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override (repeatable)")
+    p.add_argument("--folds", type=int, help="run only the first N folds")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    cfg, config_dir = load_config(args.config, args.set)
+    result = run_cv(cfg, config_dir, folds=args.folds, progress=not args.no_progress)
+    print(f"cross-validation {result['method']} by {result['by']}, {len(result['folds'])} folds, group {result['group']}")
+    for m in METRICS:
+        t = result["test"][m]
+        print(f"  test {m:>18}: {t['mean']:.4f} +- {t['std']:.4f}")
+    print(f"summary: {result['path']}")
+    return 0

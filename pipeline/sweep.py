@@ -1,0 +1,109 @@
+"""``bmi sweep``: hyperparameter search with Optuna; each trial is a tracked training run.
+
+The search space is a YAML mapping from dotted config keys to distributions::
+
+    optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+    model.name: {type: categorical, choices: [eegnet, shallow]}
+    model.params.dropout: {type: float, low: 0.1, high: 0.5}
+    data.batch_size: {type: int, low: 16, high: 64, step: 16}
+
+``--storage sqlite:///study.db`` (or any database URL Optuna supports, e.g. PostgreSQL) lets several
+machines work on one study: start the same command on each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+KINDS = ("float", "int", "categorical")
+
+
+def load_space(path: str | Path) -> dict[str, dict[str, Any]]:
+    from datasets.typed import ConfigError, load_yaml
+
+    space = load_yaml(path)
+    if not space:
+        raise ConfigError(f"Search space {path} is empty.")
+    for key, spec in space.items():
+        if not isinstance(spec, dict) or spec.get("type") not in KINDS:
+            raise ConfigError(f"Search space entry {key!r} must be a mapping with 'type' one of {', '.join(KINDS)}.")
+        need = ("choices",) if spec["type"] == "categorical" else ("low", "high")
+        missing = [n for n in need if n not in spec]
+        if missing:
+            raise ConfigError(f"Search space entry {key!r} ({spec['type']}) lacks {missing}.")
+    return space
+
+
+def _suggest(trial, key: str, spec: dict[str, Any]) -> Any:
+    if spec["type"] == "float":
+        return trial.suggest_float(key, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log", False)))
+    if spec["type"] == "int":
+        return trial.suggest_int(key, int(spec["low"]), int(spec["high"]), step=int(spec.get("step", 1)))
+    return trial.suggest_categorical(key, list(spec["choices"]))
+
+
+def run_sweep(config_path: Path, space_path: Path, *, trials: int, overrides: list[str] | None = None,
+              storage: str | None = None, study_name: str | None = None, metric: str = "val.balanced_accuracy",
+              direction: str = "maximize", progress: bool = False) -> dict[str, Any]:
+    import optuna
+    import yaml
+
+    from .config import load_config
+    from .train import run_training, write_json
+
+    space = load_space(space_path)
+    base_cfg, config_dir = load_config(config_path, overrides)  # validates the base config once
+    stage, name = metric.split(".", 1) if "." in metric else ("val", metric)
+    study_name = study_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=study_name, storage=storage, direction=direction, load_if_exists=True)
+    runs: list[dict[str, Any]] = []
+
+    def objective(trial) -> float:
+        values = {key: _suggest(trial, key, spec) for key, spec in space.items()}
+        sets = [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}" for k, v in values.items()]
+        cfg, _ = load_config(config_path, [*(overrides or []), *sets, f"tracking.group={study_name}",
+                                           f"name={study_name}-trial{trial.number}"])
+        summary = run_training(cfg, config_dir, group=study_name, progress=progress)
+        runs.append({"trial": trial.number, "params": values, "run_dir": summary["run_dir"], stage: summary[stage]})
+        trial.set_user_attr("run_dir", summary["run_dir"])
+        return float(summary[stage][name])
+
+    study.optimize(objective, n_trials=trials)
+    best = study.best_trial
+    result = {"study": study_name, "storage": storage, "metric": metric, "direction": direction,
+              "best": {"trial": best.number, "value": best.value, "params": best.params,
+                       "run_dir": best.user_attrs.get("run_dir")},
+              "trials_this_process": runs, "n_trials_total": len(study.trials)}
+    out = Path(base_cfg.runs_dir) / study_name / "sweep_summary.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, result)
+    result["path"] = str(out)
+    return result
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("sweep", help="hyperparameter search with Optuna (each trial a tracked run)")
+    p.add_argument("config", help="base experiment config (YAML)")
+    p.add_argument("space", help="search space (YAML): dotted key -> {type, low, high | choices}")
+    p.add_argument("--trials", type=int, required=True, help="trials to run in this process")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override of the base config")
+    p.add_argument("--storage", help="Optuna storage URL shared by several machines, e.g. sqlite:///study.db")
+    p.add_argument("--study-name", help="study name (needed to join an existing study)")
+    p.add_argument("--metric", default="val.balanced_accuracy", help="summary metric to optimise")
+    p.add_argument("--direction", choices=["maximize", "minimize"], default="maximize")
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    if args.trials < 1:
+        raise ValueError(f"'--trials' ({args.trials}) must be at least 1.")
+    result = run_sweep(Path(args.config), Path(args.space), trials=args.trials, overrides=args.set,
+                       storage=args.storage, study_name=args.study_name, metric=args.metric, direction=args.direction)
+    print(json.dumps(result["best"], indent=2))
+    print(f"summary: {result['path']}")
+    return 0

@@ -1,0 +1,133 @@
+"""The LightningModule: it receives the decoder network (composition) and trains it.
+
+Only ``task.net`` (a plain ``nn.Module``) is ever exported, so deployment needs no Lightning.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torchmetrics import ConfusionMatrix, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassCohenKappa, MulticlassF1Score
+
+STAGES = ("train", "val", "test")
+from . import METRICS  # noqa: E402  (re-exported)
+
+
+def make_metrics(n_classes: int) -> MetricCollection:
+    return MetricCollection(
+        {
+            "accuracy": MulticlassAccuracy(n_classes, average="micro"),
+            # mean per-class recall = balanced accuracy
+            "balanced_accuracy": MulticlassAccuracy(n_classes, average="macro"),
+            "kappa": MulticlassCohenKappa(n_classes),
+            "f1_macro": MulticlassF1Score(n_classes, average="macro"),
+        }
+    )
+
+
+class DecoderTask(pl.LightningModule):
+    """Cross-entropy classification of windows with AdamW, a scheduler and per-stage metrics.
+
+    Parameters
+    ----------
+    net : nn.Module
+        The decoder (``models.build(...)``).
+    n_classes : int
+        Number of classes.
+    lr, weight_decay : float
+        AdamW settings.
+    scheduler : {"cosine", "plateau", "step", "none"}
+        Learning-rate schedule.
+    max_epochs : int
+        Length of the cosine schedule.
+    class_weights : list of float or None
+        Cross-entropy class weights.
+    label_smoothing : float
+        Cross-entropy label smoothing.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        n_classes: int,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-2,
+        scheduler: str = "cosine",
+        max_epochs: int = 30,
+        step_size: int = 10,
+        gamma: float = 0.5,
+        class_weights: list[float] | None = None,
+        label_smoothing: float = 0.0,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["net"])
+        self.net = net
+        weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
+        self.loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
+        # keys carry a "_" because nn.ModuleDict refuses names of Module attributes such as "train"
+        self.metrics = nn.ModuleDict({f"{s}_": make_metrics(n_classes).clone(prefix=f"{s}/") for s in STAGES})
+        self.confusion = nn.ModuleDict({f"{s}_": ConfusionMatrix("multiclass", num_classes=n_classes) for s in ("val", "test")})
+        self.test_confusion: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self.net(x)
+        loss = self.loss_fn(logits, y)
+        if not torch.isfinite(loss):
+            raise RuntimeError(
+                f"Loss is {loss.item()} at epoch {self.current_epoch}, {stage} batch {batch_idx}: training diverged "
+                "(lower 'optim.lr', keep 'trainer.gradient_clip_val', check the data for NaN or huge values)."
+            )
+        preds = logits.argmax(dim=1)
+        self.metrics[f"{stage}_"].update(preds, y)
+        if f"{stage}_" in self.confusion:
+            self.confusion[f"{stage}_"].update(preds, y)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test", batch_size=len(y))
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._shared_step(batch, batch_idx, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._shared_step(batch, batch_idx, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._shared_step(batch, batch_idx, "test")
+
+    def _log_epoch(self, stage: str) -> None:
+        values = self.metrics[f"{stage}_"].compute()
+        self.log_dict(values, prog_bar=stage == "val")
+        self.metrics[f"{stage}_"].reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+        self.confusion["val_"].reset()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+        self.test_confusion = self.confusion["test_"].compute().cpu()
+        self.confusion["test_"].reset()
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        opt = torch.optim.AdamW(self.net.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler == "none":
+            return opt
+        if hp.scheduler == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, hp.max_epochs))
+            return {"optimizer": opt, "lr_scheduler": sched}
+        if hp.scheduler == "step":
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=hp.gamma)
+            return {"optimizer": opt, "lr_scheduler": sched}
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=hp.gamma, patience=3)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/balanced_accuracy"}}

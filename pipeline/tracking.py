@@ -1,0 +1,104 @@
+"""Experiment tracking: Weights & Biases through Lightning's WandbLogger, and local per-epoch records.
+
+W&B is offline by default when no API key is configured (runs are kept on disk for ``wandb sync``),
+online when one is, and off with ``tracking.mode: disabled``. The local ``metrics.csv`` is written
+whatever the mode, so ``bmi compare`` works with no network and no account.
+"""
+
+from __future__ import annotations
+
+import csv
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+
+from .config import TrackingConfig
+
+
+def has_wandb_key() -> bool:
+    """An API key in the environment or in ~/.netrc (what ``wandb login`` writes)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        hosts = netrc.netrc().hosts
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+    return any("wandb" in host for host in hosts)
+
+
+def resolve_mode(cfg: TrackingConfig) -> str:
+    """The W&B mode to use: the config's, ``WANDB_MODE`` from the environment for ``auto``, else key-based."""
+    if cfg.mode != "auto":
+        return cfg.mode
+    env = os.environ.get("WANDB_MODE")
+    if env in ("online", "offline", "disabled"):
+        return env
+    return "online" if has_wandb_key() else "offline"
+
+
+def make_wandb_logger(cfg: TrackingConfig, run_id: str, run_dir: Path, group: str | None, config: dict[str, Any]):
+    """A WandbLogger for this run, or None when tracking is disabled."""
+    mode = resolve_mode(cfg)
+    if mode == "disabled":
+        return None
+    from pytorch_lightning.loggers import WandbLogger
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return WandbLogger(
+        project=cfg.project,
+        entity=cfg.entity,
+        name=run_id,
+        id=run_id,
+        group=group or cfg.group,
+        tags=list(cfg.tags),
+        save_dir=str(run_dir),
+        mode=mode,
+        config=config,
+        log_model=cfg.log_checkpoint,
+        resume="allow",
+    )
+
+
+class EpochMetricsCSV(pl.Callback):
+    """Writes one row per epoch (epoch, train/*, val/*, lr) to ``metrics.csv``; keeps earlier rows on resume.
+
+    A row is written once the epoch is complete (at the next epoch's start, or when training ends), when
+    Lightning has aggregated both the training and the validation metrics of that epoch.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._pending: dict[str, Any] | None = None
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._pending = {"epoch": trainer.current_epoch}
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._flush(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._flush(trainer)
+
+    def _flush(self, trainer: pl.Trainer) -> None:
+        if self._pending is None or trainer.global_rank != 0:
+            return
+        row = dict(self._pending, step=trainer.global_step)
+        for key, value in sorted(trainer.callback_metrics.items()):
+            if key.startswith(("train/", "val/")):
+                row[key] = float(value)
+        if trainer.optimizers:
+            row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
+        rows = list(csv.DictReader(self.path.open())) if self.path.exists() else []
+        rows = [r for r in rows if int(r["epoch"]) != row["epoch"]] + [row]
+        fields = list(dict.fromkeys(k for r in rows for k in r))
+        tmp = self.path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.path)
+        self._pending = None

@@ -1,0 +1,267 @@
+"""A training run: data module + decoder + Lightning Trainer -> ``runs/<run_id>/`` with everything needed
+to compare, evaluate, resume and export it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .config import ExperimentConfig, load_config, save_config
+
+RUN_ID_ENV = "BMI_RUN_ID"  # DDP re-launches the command per rank; all ranks must share one run id
+
+
+def code_version() -> str:
+    """Git commit of this code (with ``-dirty`` when it has local changes), or the package version."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return "bmi-decoder " + version("bmi-decoder")
+        except PackageNotFoundError:
+            return "unknown"
+
+
+def new_run_id(model: str) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{model}-{uuid.uuid4().hex[:4]}"
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def _class_weights(cfg: ExperimentConfig, dm) -> list[float] | None:
+    weights = cfg.optim.class_weights
+    if weights is None:
+        return None
+    n_classes = len(dm.classes)
+    if weights == "balanced":
+        import numpy as np
+
+        _, y = dm.arrays("train")
+        counts = np.bincount(y, minlength=n_classes).astype(float)
+        return (counts.sum() / (n_classes * np.maximum(counts, 1))).tolist()
+    if len(weights) != n_classes:
+        raise ValueError(f"'optim.class_weights' has {len(weights)} values; the data have {n_classes} classes {dm.classes}.")
+    return [float(w) for w in weights]
+
+
+def _precision(cfg: ExperimentConfig) -> str:
+    if cfg.trainer.precision:
+        return cfg.trainer.precision
+    import torch
+
+    gpu = torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
+    return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def _metrics(values: dict[str, Any], stage: str) -> dict[str, float]:
+    from .task import METRICS
+
+    return {m: round(float(values[f"{stage}/{m}"]), 6) for m in METRICS if f"{stage}/{m}" in values}
+
+
+def resume_config(run_dir: Path) -> tuple[ExperimentConfig, Path, Path]:
+    """The saved config of a run and its last checkpoint; clear errors when either is missing."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory: it has no config.yaml.")
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise FileNotFoundError(f"Cannot resume {run_dir}: it has no checkpoints/last.ckpt (the run never finished an epoch).")
+    cfg, _ = load_config(run_dir / "config.yaml")
+    meta = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    return cfg, Path(meta.get("config_dir", run_dir)), last
+
+
+def run_training(
+    cfg: ExperimentConfig,
+    config_dir: str | Path | None = None,
+    *,
+    run_dir: str | Path | None = None,
+    resume: str | Path | None = None,
+    group: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train one decoder and write its run directory; returns the summary (also in ``summary.json``).
+
+    With ``resume=RUN_DIR`` the run continues from its last checkpoint with its own saved config.
+    """
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+    import models
+    from datasets.datamodule import EpochsDataModule
+
+    from . import plots
+    from .task import DecoderTask
+    from .tracking import EpochMetricsCSV, make_wandb_logger
+
+    ckpt_path = None
+    if resume is not None:
+        cfg, config_dir, ckpt_path = resume_config(Path(resume))
+        run_dir = Path(resume)
+        run_id = run_dir.name
+    else:
+        run_id = os.environ.get(RUN_ID_ENV) or (cfg.name or new_run_id(cfg.model.name))
+        run_dir = Path(run_dir) if run_dir else Path(cfg.runs_dir) / run_id
+    os.environ[RUN_ID_ENV] = run_id
+    config_dir = Path(config_dir or ".").resolve()
+    run_dir = run_dir.resolve()
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (run_dir / "plots").mkdir(exist_ok=True)
+    group = group or cfg.tracking.group
+    is_rank_zero = int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+    if is_rank_zero:
+        print(f"run directory: {run_dir}", flush=True)
+        save_config(cfg, run_dir / "config.yaml")
+        write_json(run_dir / "run.json", {"run_id": run_id, "config_dir": str(config_dir), "group": group})
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = EpochsDataModule(cfg.data, config_dir, seed=cfg.seed)
+    dm.prepare_data()
+    dm.setup("fit")
+    net = models.build(
+        cfg.model.name, n_chans=dm.n_chans, n_times=dm.n_times, n_outputs=len(dm.classes), sfreq=dm.sfreq,
+        **cfg.model.params,
+    )
+    task = DecoderTask(
+        net, len(dm.classes), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, scheduler=cfg.optim.scheduler,
+        max_epochs=cfg.trainer.max_epochs, step_size=cfg.optim.step_size, gamma=cfg.optim.gamma,
+        class_weights=_class_weights(cfg, dm), label_smoothing=cfg.optim.label_smoothing,
+    )
+    from datasets.typed import to_mapping
+
+    logger = make_wandb_logger(cfg.tracking, run_id, run_dir, group, to_mapping(cfg))
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best", monitor="val/balanced_accuracy", mode="max",
+        save_top_k=1, save_last=True, auto_insert_metric_name=False,
+    )
+    callbacks = [checkpoint, EpochMetricsCSV(run_dir / "metrics.csv")]
+    if cfg.trainer.early_stopping_patience:
+        callbacks.append(EarlyStopping("val/balanced_accuracy", mode="max", patience=cfg.trainer.early_stopping_patience))
+    trainer = pl.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        num_nodes=cfg.trainer.num_nodes,
+        strategy=cfg.trainer.strategy,
+        precision=_precision(cfg),
+        max_epochs=cfg.trainer.max_epochs,
+        min_epochs=cfg.trainer.min_epochs,
+        gradient_clip_val=cfg.trainer.gradient_clip_val,
+        deterministic="warn" if cfg.trainer.deterministic else False,
+        callbacks=callbacks,
+        logger=logger if logger is not None else False,
+        enable_progress_bar=progress and cfg.trainer.enable_progress_bar,
+        enable_model_summary=False,
+        log_every_n_steps=cfg.trainer.log_every_n_steps,
+        limit_train_batches=cfg.trainer.limit_train_batches,
+        num_sanity_val_steps=0,
+        default_root_dir=str(run_dir),
+        use_distributed_sampler=False,  # our batch sampler shards by rank itself
+    )
+    started = time.monotonic()
+    trainer.fit(task, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    train_seconds = time.monotonic() - started
+    if trainer.world_size > 1:  # every rank records its weights, so a DDP run proves its ranks agree
+        digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in task.net.state_dict().values()))
+        (run_dir / f"weights_rank{trainer.global_rank}.sha256").write_text(digest.hexdigest())
+
+    best = checkpoint.best_model_path or str(run_dir / "checkpoints" / "last.ckpt")
+    val = _metrics(trainer.validate(task, datamodule=dm, ckpt_path=best, verbose=False)[0], "val")
+    test = _metrics(trainer.test(task, datamodule=dm, ckpt_path=best, verbose=False)[0], "test")
+    if not trainer.is_global_zero:
+        return {"run_id": run_id, "run_dir": str(run_dir), "val": val, "test": test}
+
+    info = dm.data_info()
+    write_json(run_dir / "data_info.json", info)
+    confusion = task.test_confusion.numpy() if task.test_confusion is not None else None
+    plot_paths = []
+    if (run_dir / "metrics.csv").is_file():
+        plot_paths.append(plots.learning_curves(run_dir / "metrics.csv", run_dir / "plots" / "learning_curves.png"))
+    if confusion is not None:
+        plot_paths.append(plots.confusion_matrix(confusion, dm.classes, run_dir / "plots" / "confusion_matrix.png"))
+    summary = {
+        "run_id": run_id,
+        "run_dir": str(run_dir),
+        "model": cfg.model.name,
+        "model_params": dict(cfg.model.params),
+        "best_checkpoint": str(Path(best).relative_to(run_dir)) if best else None,
+        "best_epoch": _best_epoch(run_dir / "metrics.csv"),
+        "epochs_trained": trainer.current_epoch,
+        "val": val,
+        "test": test,
+        "test_confusion_matrix": confusion.tolist() if confusion is not None else None,
+        "classes": dm.classes,
+        "n_params": int(sum(p.numel() for p in task.net.parameters())),
+        "train_seconds": round(train_seconds, 2),
+        "data_hash": dm.data_hash,
+        "code_version": code_version(),
+        "seed": cfg.seed,
+        "group": group,
+        "tags": list(cfg.tracking.tags),
+        "n_train": dm.split_summary["train"]["n_epochs"],
+        "n_val": dm.split_summary["val"]["n_epochs"],
+        "n_test": dm.split_summary["test"]["n_epochs"],
+        "precision": _precision(cfg),
+        "accelerator": str(trainer.accelerator.__class__.__name__),
+        "tracking": {"mode": logger.experiment.settings.mode if logger is not None else "disabled",
+                     "wandb_dir": str(run_dir / "wandb") if logger is not None else None},
+    }
+    try:
+        from .baseline import baseline_metrics
+
+        summary["baseline"] = baseline_metrics(dm)
+    except (ValueError, RuntimeError) as err:  # e.g. too few trials for CSP: report, don't fail the run
+        summary["baseline"] = {"error": str(err)}
+    write_json(run_dir / "summary.json", summary)
+    if logger is not None:
+        _finish_wandb(logger, summary, plot_paths)
+    return summary
+
+
+def _best_epoch(metrics_csv: Path) -> int | None:
+    import csv
+
+    if not metrics_csv.is_file():
+        return None
+    rows = [r for r in csv.DictReader(metrics_csv.open()) if r.get("val/balanced_accuracy")]
+    if not rows:
+        return None
+    return int(max(rows, key=lambda r: float(r["val/balanced_accuracy"]))["epoch"])
+
+
+def _finish_wandb(logger, summary: dict[str, Any], plot_paths: list[Path]) -> None:
+    import wandb
+
+    run = logger.experiment
+    for stage in ("val", "test"):
+        for key, value in summary[stage].items():
+            run.summary[f"{stage}/{key}"] = value
+    run.summary["n_params"] = summary["n_params"]
+    run.log({f"plots/{p.stem}": wandb.Image(str(p)) for p in plot_paths})
+    if summary.get("test_confusion_matrix"):
+        classes = summary["classes"]
+        table = wandb.Table(columns=["true", "predicted", "count"])
+        for i, row in enumerate(summary["test_confusion_matrix"]):
+            for j, count in enumerate(row):
+                table.add_data(classes[i], classes[j], int(count))
+        run.log({"test/confusion_matrix": table})
+    logger.finalize("success")
+    wandb.finish()
