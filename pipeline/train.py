@@ -222,6 +222,7 @@ def run_training(
         "precision": _precision(cfg),
         "accelerator": str(trainer.accelerator.__class__.__name__),
         "tracking": {"mode": logger.experiment.settings.mode if logger is not None else "disabled",
+                     "project": cfg.tracking.project, "entity": cfg.tracking.entity,
                      "wandb_dir": str(run_dir / "wandb") if logger is not None else None},
     }
     try:

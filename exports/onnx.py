@@ -1,0 +1,187 @@
+"""Export a run's best decoder to a self-describing, verified ONNX file.
+
+``export_run`` loads the checkpoint with ``weights_only`` (never unpickling arbitrary objects), exports
+the plain ``nn.Module``, embeds the metadata document (:mod:`exports.metadata`), checks the graph with
+``onnx.checker`` and verifies parity with onnxruntime on the run's own validation windows. Only a model
+that passed is moved into place; otherwise no file is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .metadata import METADATA_KEY, SCHEMA, SCHEMA_VERSION, MetadataError, parse_metadata_props, validate_metadata
+
+PARITY_ATOL = 1e-4
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    metadata: dict[str, Any]
+    parity: dict[str, Any]
+
+
+def read_model_metadata(path: str | Path) -> dict[str, Any]:
+    """Our metadata document from an ONNX file; clear errors for missing, corrupt or foreign files."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {path}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # protobuf decode errors for truncated / corrupt files
+        raise ValueError(f"{path} is not a valid ONNX model (corrupted or truncated?): {type(err).__name__}: {err}") from None
+    return parse_metadata_props({p.key: p.value for p in model.metadata_props}, str(path))
+
+
+def build_metadata(summary: dict, info: dict, config: dict, net, n_params: int) -> dict[str, Any]:
+    import models
+
+    n_chans, n_times = len(info["ch_names"]), int(info["n_times"])
+    hp = {k: v for k, v in models.hyperparameters(net).items() if k not in ("n_chans", "n_times", "n_outputs")}
+    meta = {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": {"name": summary["model"], "hyperparameters": hp, "n_params": n_params},
+        "io": {"input": "signals", "input_shape": ["batch", n_chans, n_times], "outputs": ["logits", "probabilities"],
+               "dtype": "float32"},
+        "classes": list(info["classes"]),
+        "channels": {"names": list(info["ch_names"]), "types": list(info["ch_types"])},
+        "sfreq": float(info["sfreq"]),
+        "window": {"n_times": n_times, "seconds": n_times / float(info["sfreq"]), "tmin": info["tmin"], "tmax": info["tmax"]},
+        "preprocessing": info["preprocessing"],
+        "normalization": info["normalization"],
+        "run": {"run_id": summary["run_id"], "metrics": {"val": summary.get("val"), "test": summary.get("test")},
+                "data_hash": summary.get("data_hash"), "code_version": summary.get("code_version"), "config": config},
+    }
+    return validate_metadata(meta, "export")
+
+
+def _parity_windows(run_dir: Path, info: dict, n_chans: int, n_times: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """The run's own validation windows (normalised as in training), or synthetic ones if the data are gone."""
+    try:
+        from datasets.datamodule import EpochsDataModule
+        from pipeline.train import resume_config
+
+        cfg, config_dir, _ = resume_config(run_dir)
+        dm = EpochsDataModule(cfg.data, config_dir, seed=cfg.seed, normalization=info["normalization"])
+        dm.prepare_data()
+        dm.setup("fit")
+        X, y = dm.arrays("val")
+        if len(X):
+            return X[:256].astype(np.float32), y[:256], f"{min(len(X), 256)} validation windows of the run"
+    except (FileNotFoundError, ValueError) as err:
+        reason = str(err)
+    else:
+        reason = "empty validation split"
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((64, n_chans, n_times)).astype(np.float32), None, f"64 synthetic windows ({reason})"
+
+
+def check_parity(net, onnx_path: Path, X: np.ndarray) -> dict[str, Any]:
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    logits_ort = np.concatenate([session.run(["logits"], {"signals": X[i : i + 64]})[0] for i in range(0, len(X), 64)])
+    with torch.no_grad():
+        logits_pt = np.concatenate([net(torch.from_numpy(X[i : i + 64])).numpy() for i in range(0, len(X), 64)])
+    diff = float(np.abs(logits_ort - logits_pt).max())
+    same = bool((logits_ort.argmax(1) == logits_pt.argmax(1)).all())
+    return {"n_windows": int(len(X)), "max_abs_diff": diff, "tolerance": PARITY_ATOL,
+            "same_predictions": same, "passed": diff < PARITY_ATOL and same}
+
+
+def export_run(
+    run_dir: str | Path,
+    *,
+    checkpoint: str = "best",
+    out: str | Path | None = None,
+    opset: int = 17,
+    quantize: bool = False,
+    max_accuracy_drop: float = 0.02,
+) -> ExportResult:
+    """Export ``run_dir``'s decoder to ONNX with metadata and verified parity; returns where it went."""
+    import onnx
+
+    from pipeline.evaluate import load_network
+
+    from .torch_export import export_onnx
+
+    run_dir = Path(run_dir)
+    for name in ("summary.json", "data_info.json", "config.yaml"):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir} is not a finished run directory: {name} is missing.")
+    info = json.loads((run_dir / "data_info.json").read_text())
+    if not info["preprocessing"].get("causal", True):
+        raise ValueError(
+            f"Run {run_dir.name} was trained with zero-phase (offline-only) filtering, which needs future samples; "
+            "the real-time runtime cannot reproduce it. Retrain with 'data.phase: causal' to deploy."
+        )
+    net, summary, info, ckpt_path = load_network(run_dir, checkpoint)
+    import yaml
+
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    n_chans, n_times = len(info["ch_names"]), int(info["n_times"])
+    out = Path(out) if out else run_dir / "model.onnx"
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        export_onnx(net, n_chans, n_times, tmp, opset=opset)
+        metadata = build_metadata(summary, info, config, net, int(sum(p.numel() for p in net.parameters())))
+        metadata["run"]["checkpoint"] = str(ckpt_path.relative_to(run_dir)) if ckpt_path.is_relative_to(run_dir) else str(ckpt_path)
+        model = onnx.load(str(tmp))
+        del model.metadata_props[:]
+        entry = model.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+        model.producer_name = "bmi-decoder"
+        onnx.checker.check_model(model)
+        onnx.save(model, str(tmp))
+        X, y, source = _parity_windows(run_dir, info, n_chans, n_times)
+        parity = check_parity(net, tmp, X) | {"windows": source, "checkpoint": metadata["run"]["checkpoint"]}
+        if not parity["passed"]:
+            raise RuntimeError(
+                f"ONNX parity failed: max |logit difference| {parity['max_abs_diff']:.3g} (limit {PARITY_ATOL}), "
+                f"same predictions: {parity['same_predictions']}. No model was written."
+            )
+        if quantize:
+            from .quantize import quantize_checked
+
+            parity["quantization"] = quantize_checked(tmp, X, y, max_accuracy_drop)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    report = out.with_suffix(".parity.json")
+    report.write_text(json.dumps(parity, indent=2))
+    _log_artifact(run_dir, out, summary)
+    return ExportResult(out, metadata, parity)
+
+
+def _log_artifact(run_dir: Path, path: Path, summary: dict) -> None:
+    """Attach the ONNX file to the run's W&B run (offline runs keep it for ``wandb sync``)."""
+    mode = summary.get("tracking", {}).get("mode", "disabled")
+    if mode in (None, "disabled"):
+        return
+    import wandb
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    run = wandb.init(id=summary["run_id"], resume="allow", mode=mode, dir=str(run_dir),
+                     project=summary["tracking"].get("project"), entity=summary["tracking"].get("entity"),
+                     reinit="finish_previous")
+    artifact = wandb.Artifact(f"decoder-{summary['run_id']}", type="model", metadata={"format": "onnx"})
+    artifact.add_file(str(path))
+    run.log_artifact(artifact)
+    run.finish()
+
+
+__all__ = ["ExportResult", "MetadataError", "export_run", "read_model_metadata", "check_parity", "build_metadata"]
