@@ -43,6 +43,7 @@ class TrainerConfig:
     enable_progress_bar: bool = True
     log_every_n_steps: int = 10
     limit_train_batches: float | None = None
+    limit_val_batches: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_epochs < 1:
@@ -81,6 +82,7 @@ class TrackingConfig:
     entity: str | None = None
     group: str | None = None
     tags: list[str] = field(default_factory=list)
+    name: str | None = None  # W&B display name; defaults to the run id
     log_checkpoint: bool = True
 
 

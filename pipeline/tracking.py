@@ -47,10 +47,10 @@ def make_wandb_logger(cfg: TrackingConfig, run_id: str, run_dir: Path, group: st
     from pytorch_lightning.loggers import WandbLogger
 
     os.environ.setdefault("WANDB_SILENT", "true")
-    return WandbLogger(
+    logger = WandbLogger(
         project=cfg.project,
         entity=cfg.entity,
-        name=run_id,
+        name=cfg.name or run_id,
         id=run_id,
         group=group or cfg.group,
         tags=list(cfg.tags),
@@ -60,6 +60,15 @@ def make_wandb_logger(cfg: TrackingConfig, run_id: str, run_dir: Path, group: st
         log_model=cfg.log_checkpoint,
         resume="allow",
     )
+    if mode == "online":  # the user asked for the server: fail now, clearly, rather than after training
+        try:
+            logger.experiment
+        except Exception as err:  # wandb raises its own CommError/UsageError types
+            raise RuntimeError(
+                f"W&B online run could not start ({type(err).__name__}: {err}). Check the network and "
+                "`wandb login`, or set 'tracking.mode' to offline (sync later with `wandb sync`) or disabled."
+            ) from err
+    return logger
 
 
 class EpochMetricsCSV(pl.Callback):

@@ -119,7 +119,10 @@ def run_training(
         run_dir = Path(resume)
         run_id = run_dir.name
     else:
-        run_id = os.environ.get(RUN_ID_ENV) or (cfg.name or new_run_id(cfg.model.name))
+        # Only DDP child ranks (LOCAL_RANK > 0, launched by Lightning from this process) inherit the id;
+        # a later run in the same process must get its own.
+        inherited = os.environ.get(RUN_ID_ENV) if int(os.environ.get("LOCAL_RANK", "0")) > 0 else None
+        run_id = inherited or cfg.name or new_run_id(cfg.model.name)
         run_dir = Path(run_dir) if run_dir else Path(cfg.runs_dir) / run_id
     os.environ[RUN_ID_ENV] = run_id
     config_dir = Path(config_dir or ".").resolve()
@@ -127,7 +130,8 @@ def run_training(
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run_dir / "plots").mkdir(exist_ok=True)
     group = group or cfg.tracking.group
-    is_rank_zero = int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+    # srun starts every rank itself (SLURM_PROCID); Lightning's own launcher sets LOCAL_RANK/NODE_RANK
+    is_rank_zero = all(int(os.environ.get(k, "0")) == 0 for k in ("LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
     if is_rank_zero:
         print(f"run directory: {run_dir}", flush=True)
         save_config(cfg, run_dir / "config.yaml")
@@ -172,6 +176,7 @@ def run_training(
         enable_model_summary=False,
         log_every_n_steps=cfg.trainer.log_every_n_steps,
         limit_train_batches=cfg.trainer.limit_train_batches,
+        limit_val_batches=cfg.trainer.limit_val_batches,
         num_sanity_val_steps=0,
         default_root_dir=str(run_dir),
         use_distributed_sampler=False,  # our batch sampler shards by rank itself
