@@ -146,7 +146,7 @@ def _stream(model_path: Path, recording: Path, out: Path, seconds: float, consol
         t_start = local_clock()
         procs.append(subprocess.Popen(
             bmi + ["serve", str(model_path), "--input", f"lsl:{name}", "--output", f"udp://127.0.0.1:{port}",
-                   "--log", str(session_log), "--duration", str(seconds)],
+                   "--log", str(session_log), "--duration", str(seconds), "--no-status"],
         ))
         with _progress(console, "streaming", seconds) as tick:
             deadline = time.monotonic() + seconds + 30
@@ -192,7 +192,7 @@ class _progress:
 def _main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from pipeline.demo_report import online_results, write_report
+    from pipeline.demo_report import online_results, summary_json, write_report
 
     console = Console()
     out = Path(args.out).resolve()
@@ -245,7 +245,7 @@ def _main(args: argparse.Namespace) -> int:
     }
     report = write_report(out, summary, summaries, best_dir, streamed)
     summary["report"] = str(report)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "summary.json").write_text(summary_json(summary))
     _print_summary(console, summary)
     return 0
 
