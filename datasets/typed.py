@@ -8,6 +8,8 @@ to a plain mapping before it is typed. Light: standard library and PyYAML only.
 
 from __future__ import annotations
 
+import re
+
 import dataclasses
 import difflib
 import types
@@ -79,6 +81,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         k_tp, v_tp = args if args else (Any, Any)
         return {_coerce(k, k_tp, f"{where} key"): _coerce(v, v_tp, f"{where}[{k!r}]") for k, v in value.items()}
     if tp is float:
+        # PyYAML (YAML 1.1) reads "3e-3" as a string; accept plain scientific notation as a number
+        if isinstance(value, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", value.strip()):
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}.")
         return float(value)

@@ -1,4 +1,4 @@
-"""Recurrent decoders: LSTM and GRU over a downsampled sequence of spatially filtered samples."""
+"""Recurrent decoders: LSTM and GRU over the time course of learned spatial filters' log band power."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from .registry import register
 
 
 class _RecurrentDecoder(Decoder):
-    """Spatial projection -> average pooling in time -> recurrent layer -> last state -> linear.
+    """Spatial filters -> log power in short steps -> recurrent layer -> last state -> linear.
+
+    The input is already band-passed (mu/beta), so the power of learned spatial filters is the
+    CSP-like feature motor decoding rests on; the recurrence follows its time course over the window.
 
     Parameters
     ----------
@@ -23,7 +26,7 @@ class _RecurrentDecoder(Decoder):
     n_spatial : int
         Spatial filters applied to every sample before the recurrence.
     step_seconds : float
-        Time step of the recurrence (the input is averaged over this long; 0.02 s = 50 Hz).
+        Time step of the recurrence: power is averaged over this long (0.1 s).
     dropout : float
         Dropout on the last state.
     """
@@ -31,7 +34,7 @@ class _RecurrentDecoder(Decoder):
     cell: type[nn.Module] = nn.LSTM
 
     def __init__(self, n_chans, n_times, n_outputs, sfreq=None, hidden_size=64, num_layers=1, n_spatial=16,
-                 step_seconds=0.02, dropout=0.25):
+                 step_seconds=0.1, dropout=0.25):
         super().__init__(n_chans, n_times, n_outputs, sfreq)
         self.spatial = nn.Conv1d(n_chans, n_spatial, 1)
         self.norm = nn.BatchNorm1d(n_spatial)
@@ -42,7 +45,8 @@ class _RecurrentDecoder(Decoder):
         self.classifier = nn.Linear(hidden_size, n_outputs)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(torch.nn.functional.elu(self.norm(self.spatial(x))))  # [B, n_spatial, T']
+        x = self.spatial(x)
+        x = self.norm(torch.log(torch.clamp(self.pool(x * x), min=1e-6)))  # [B, n_spatial, T'] log power
         out, _ = self.rnn(x.transpose(1, 2))
         return out  # [B, T', hidden]
 

@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
     p.add_argument("--data", help="CONFIG.yaml with a data: section for real recordings instead of synthetic ones")
     p.add_argument("--models", default=DEFAULT_MODELS, help=f"decoders to train, comma-separated (default {DEFAULT_MODELS})")
-    p.add_argument("--epochs", type=int, default=20, help="maximum training epochs per decoder (default 20)")
+    p.add_argument("--epochs", type=int, default=40, help="maximum training epochs per decoder (default 40)")
     p.add_argument("--stream-seconds", type=float, default=20.0, help="seconds of live streaming (default 20)")
     p.add_argument("--subjects", type=int, default=2, help="synthetic subjects (default 2)")
     p.add_argument("--quick", action="store_true", help="tiny data and one epoch: a smoke run of every step")
@@ -85,14 +85,16 @@ def _training_config(raw: dict[str, Any], data_config_dir: Path, out: Path, args
     data["files"] = [f if Path(f).is_absolute() else str(data_config_dir / f) for f in data.get("files", [])]
     data["cache_dir"] = str(out / "cache")
     data.setdefault("split", {})
+    data.setdefault("batch_size", 16)  # small data: more, smaller steps per epoch
     return {
         "data": data,
         "model": {"name": model, "params": {}},
         "trainer": {
             "max_epochs": 1 if args.quick else args.epochs,
-            "early_stopping_patience": None if args.quick else 8,
+            "early_stopping_patience": None if args.quick else 15,
             "enable_progress_bar": True,
         },
+        "optim": {"lr": 0.01, "scheduler": "cosine"},
         "tracking": {"mode": "auto", "project": "bmi-demo", "group": "demo", "tags": ["demo", model]},
         "seed": args.seed,
         "runs_dir": str(out / "runs"),

@@ -72,6 +72,11 @@ class DecoderTask(pl.LightningModule):
         self.metrics = nn.ModuleDict({f"{s}_": make_metrics(n_classes).clone(prefix=f"{s}/") for s in STAGES})
         self.confusion = nn.ModuleDict({f"{s}_": ConfusionMatrix("multiclass", num_classes=n_classes) for s in ("val", "test")})
         self.test_confusion: torch.Tensor | None = None
+        self.start_epoch = 0
+
+    def on_train_start(self) -> None:
+        # after a resume Lightning has restored the loop: this is the first epoch this process trains
+        self.start_epoch = self.current_epoch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -210,6 +210,7 @@ def run_training(
         "best_checkpoint": str(Path(best).relative_to(run_dir)) if best else None,
         "best_epoch": _best_epoch(run_dir / "metrics.csv"),
         "epochs_trained": trainer.current_epoch,
+        "resumed_from_epoch": task.start_epoch if ckpt_path else None,
         "val": val,
         "test": test,
         "test_confusion_matrix": confusion.tolist() if confusion is not None else None,

@@ -41,6 +41,12 @@ def experiment(files: list[str], runs_dir: Path, **sections) -> dict:
 
 
 @pytest.fixture(scope="session")
+def make_experiment():
+    """The :func:`experiment` helper, for module-scoped fixtures."""
+    return experiment
+
+
+@pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory) -> Path:
     """One subject, three runs (train/val from 01-02, test 03), 5 trials per class; plus a second 'day'."""
     from datasets.synthetic import write_synthetic

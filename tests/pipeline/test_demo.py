@@ -1,0 +1,35 @@
+"""The main job end to end, shortened: synthetic data, two decoders, comparison, export, a live LSL
+stream into `bmi serve` driving `bmi rig`, and the summary and report that say what happened."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_quick_demo_runs_every_step_and_reports(tmp_path):
+    out = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "demo", "--out", str(out), "--quick", "--stream-seconds", "6"],
+        capture_output=True, text=True, timeout=580,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["models"]) == {"eegnet", "gru"}
+    assert summary["best"] in summary["models"]
+    assert 0.0 <= summary["offline_test"]["balanced_accuracy"] <= 1.0
+    assert summary["parity_max_abs_diff"] < 1e-4
+    online = summary["online"]
+    assert online["n_decisions"] > 20  # ~20 decisions/s once the first window is full
+    assert online["rig_messages"] >= online["n_decisions"]  # decisions plus safe/heartbeat messages
+    assert online["latency_p99_ms"] < 50
+    report = Path(summary["report"]).read_text()
+    assert "## Online" in report and summary["best"] in report
+    for figure in ("learning_curves", "confusion_matrix", "latency_histogram", "aperture_vs_cues"):
+        assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
+    assert (out / "decoder.onnx").is_file() and (out / "session_log.csv").is_file()
+    assert "report:" in proc.stdout
