@@ -18,13 +18,19 @@ from . import METRICS  # noqa: E402  (re-exported)
 
 
 def make_metrics(n_classes: int) -> MetricCollection:
+    """Accuracy, balanced accuracy (mean per-class recall), Cohen's kappa and macro F1 of class predictions.
+
+    ``validate_args=False``: predictions are argmax indices and labels come from our DataModule, so the
+    per-step input checks (a ``torch.unique`` per metric per batch) would only cost time.
+    """
+    kw = {"validate_args": False}
     return MetricCollection(
         {
-            "accuracy": MulticlassAccuracy(n_classes, average="micro"),
+            "accuracy": MulticlassAccuracy(n_classes, average="micro", **kw),
             # mean per-class recall = balanced accuracy
-            "balanced_accuracy": MulticlassAccuracy(n_classes, average="macro"),
-            "kappa": MulticlassCohenKappa(n_classes),
-            "f1_macro": MulticlassF1Score(n_classes, average="macro"),
+            "balanced_accuracy": MulticlassAccuracy(n_classes, average="macro", **kw),
+            "kappa": MulticlassCohenKappa(n_classes, **kw),
+            "f1_macro": MulticlassF1Score(n_classes, average="macro", **kw),
         }
     )
 
@@ -70,7 +76,7 @@ class DecoderTask(pl.LightningModule):
         self.loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
         # keys carry a "_" because nn.ModuleDict refuses names of Module attributes such as "train"
         self.metrics = nn.ModuleDict({f"{s}_": make_metrics(n_classes).clone(prefix=f"{s}/") for s in STAGES})
-        self.confusion = nn.ModuleDict({f"{s}_": ConfusionMatrix("multiclass", num_classes=n_classes) for s in ("val", "test")})
+        self.confusion = nn.ModuleDict({f"{s}_": ConfusionMatrix("multiclass", num_classes=n_classes, validate_args=False) for s in ("val", "test")})
         self.test_confusion: torch.Tensor | None = None
         self.start_epoch = 0
 
