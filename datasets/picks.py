@@ -17,6 +17,7 @@ from .config import PicksConfig
 _Y_BAND = (-0.45, 0.30)
 _Z_MIN = 0.20
 _X_MIN = 0.10
+DATA_TYPES = {"eeg", "mag", "grad", "ecog", "seeg", "dbs", "eog", "emg", "ecg", "misc"}
 
 
 def _positions(raw: mne.io.BaseRaw, picks: list[int]) -> np.ndarray:
@@ -24,7 +25,7 @@ def _positions(raw: mne.io.BaseRaw, picks: list[int]) -> np.ndarray:
     if not np.isfinite(pos).all() or np.allclose(pos, 0):
         raise ValueError(
             "'picks.roi' needs sensor positions, but the channels have none: set 'montage' "
-            "(e.g. standard_1005, with 'rename: eegbci' for PhysioNet files) or use a file with digitised positions."
+            "(e.g. colin27_1005, with 'rename: eegbci' for PhysioNet files) or use a file with digitised positions."
         )
     return pos
 
@@ -46,15 +47,17 @@ def roi_mask(pos: np.ndarray, roi: str) -> np.ndarray:
 def pick_channels(raw: mne.io.BaseRaw, cfg: PicksConfig) -> list[str]:
     """Names of the channels the config selects, in the recording's order."""
     names = raw.ch_names
+    ch_types = raw.get_channel_types()
     if cfg.types:
-        try:
-            idx = list(mne.pick_types(raw.info, exclude=[], **{t: True for t in cfg.types}))
-        except (TypeError, ValueError):
+        unknown = sorted(set(cfg.types) - DATA_TYPES - {"meg"})
+        if unknown:
             raise ValueError(
-                f"'picks.types' ({cfg.types}) must be channel types such as eeg, meg, mag, grad, ecog, seeg."
-            ) from None
+                f"'picks.types' has unknown channel types {unknown}; allowed: meg, {', '.join(sorted(DATA_TYPES))}."
+            )
+        wanted = set(cfg.types) | ({"mag", "grad"} if "meg" in cfg.types else set())
     else:
-        idx = list(mne.pick_types(raw.info, meg=True, eeg=True, ecog=True, seeg=True, dbs=True, exclude=[]))
+        wanted = {"mag", "grad", "eeg", "ecog", "seeg", "dbs"}
+    idx = [i for i, t in enumerate(ch_types) if t in wanted]
     idx = [i for i in idx if names[i] not in cfg.exclude and names[i] not in raw.info["bads"]]
     if cfg.names:
         missing = [n for n in cfg.names if n not in names]

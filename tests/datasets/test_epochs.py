@@ -1,0 +1,107 @@
+"""Reading recordings into epochs: formats, events, picks and ROIs, groups, and every bad input."""
+
+import numpy as np
+import pytest
+
+from datasets.dsp import CausalPreprocessor
+from datasets.epochs import load_epochs
+from datasets.picks import pick_channels
+
+from conftest import data_config
+
+
+def test_fif_epochs_with_classes_groups_and_causal_filtering(synth_fif, tmp_path):
+    ep = load_epochs(data_config(synth_fif, tmp_path), tmp_path)
+    assert ep.X.shape == (2 * 3 * 12, 64, 125) and ep.X.dtype == np.float32
+    assert ep.classes == ["rest", "grasp", "open"] and np.bincount(ep.y).tolist() == [24, 24, 24]
+    assert sorted(set(ep.groups["subject"])) == ["01", "02"] and sorted(set(ep.groups["run"])) == ["01", "02", "03"]
+    assert len(np.unique(ep.trial)) == len(ep.y)
+    assert ep.sfreq == 125.0 and ep.spec.causal and ep.spec.decim == 2
+
+
+def test_offline_epochs_equal_the_online_filter_on_the_same_recording(synth_fif, tmp_path):
+    """The training data are exactly what the runtime computes from the stream (chunked, causal)."""
+    import mne
+
+    cfg = data_config(synth_fif[:1], tmp_path)
+    ep = load_epochs(cfg, tmp_path)
+    raw = mne.io.read_raw(synth_fif[0], preload=True, verbose="error")
+    proc = CausalPreprocessor(ep.spec)
+    data = raw.get_data()
+    online = np.concatenate([proc.process(data[:, i : i + 37]) for i in range(0, data.shape[1], 37)], axis=1)
+    events, ids = mne.events_from_annotations(raw, verbose="error")
+    first = events[0, 0] - raw.first_samp
+    start = int(round((first + 0.5 * raw.info["sfreq"]) / ep.spec.decim))
+    np.testing.assert_allclose(ep.X[0], online[:, start : start + 125], rtol=1e-5, atol=1e-12)
+
+
+def test_edf_reads_through_the_same_path(synth_edf, tmp_path):
+    ep = load_epochs(data_config(synth_edf, tmp_path), tmp_path)
+    assert ep.X.shape[1:] == (64, 125) and len(ep.y) == 2 * 9
+
+
+def test_real_eegmmidb_runs_give_the_documented_epochs(eegmmidb_dir, tmp_path):
+    files = [eegmmidb_dir / f"S001R{r:02d}.edf" for r in (3, 7, 11)]
+    cfg = data_config(files, tmp_path, events={"T1": "left", "T2": "right"}, rename="eegbci",
+                      montage="colin27_1005", tmin=0.5, tmax=2.5, resample=None)
+    ep = load_epochs(cfg, tmp_path)
+    assert len(ep.y) == 45 and np.bincount(ep.y).tolist() in ([22, 23], [23, 22])
+    assert ep.X.shape[1:] == (64, 320) and ep.sfreq == 160.0
+    assert sorted(set(ep.groups["run"])) == ["03", "07", "11"] and set(ep.groups["subject"]) == {"001"}
+
+
+def test_roi_picks_one_hemisphere(synth_fif):
+    import mne
+
+    from datasets.config import PicksConfig
+
+    raw = mne.io.read_raw(synth_fif[0], verbose="error")
+    left = pick_channels(raw, PicksConfig(roi="left_sensorimotor"))
+    right = pick_channels(raw, PicksConfig(roi="right_sensorimotor"))
+    both = pick_channels(raw, PicksConfig(roi="sensorimotor"))
+    assert "C3" in left and "C4" in right and not set(left) & set(right)
+    assert set(left) | set(right) <= set(both)
+    pos = {ch["ch_name"]: ch["loc"][0] for ch in raw.info["chs"]}
+    assert all(pos[c] < 0 for c in left) and all(pos[c] > 0 for c in right)
+    assert "Oz" not in both and "Fpz" not in both
+
+
+def test_meg_like_recordings_and_roi(tmp_path):
+    from datasets.synthetic import write_synthetic
+
+    files = write_synthetic(tmp_path / "meg", modality="meg", n_subjects=1, n_runs=1, trials_per_class=2, sfreq=500.0)
+    cfg = data_config(files, tmp_path, picks={"types": ["grad"], "roi": "left_sensorimotor"}, resample=125.0)
+    ep = load_epochs(cfg, tmp_path)
+    assert 0 < ep.X.shape[1] < 204 and set(ep.ch_types) == {"grad"}
+
+
+def test_missing_unsupported_and_unmatched_inputs(synth_fif, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.fif"):
+        load_epochs(data_config([tmp_path / "nope.fif"], tmp_path), tmp_path)
+    with pytest.raises(FileNotFoundError, match="No recording files match"):
+        load_epochs(data_config([str(tmp_path / "*.edf")], tmp_path), tmp_path)
+    odd = tmp_path / "rec.xyz"
+    odd.write_text("x")
+    with pytest.raises(ValueError, match=r"Unsupported recording format '.xyz'.*Supported: .fif"):
+        load_epochs(data_config([odd], tmp_path), tmp_path)
+    corrupt = tmp_path / "broken_raw.fif"
+    corrupt.write_bytes(b"\x00" * 100)
+    with pytest.raises(ValueError, match="Could not read recording .*broken_raw.fif"):
+        load_epochs(data_config([corrupt], tmp_path), tmp_path)
+    with pytest.raises(ValueError, match=r"No events in .* match 'events' \(\['T1'\]\); the file holds: \['grasp', 'open', 'rest'\]"):
+        load_epochs(data_config(synth_fif[:1], tmp_path, events={"T1": "left"}), tmp_path)
+
+
+def test_window_outside_recording_channels_differ_and_group_pattern(synth_fif, tmp_path):
+    with pytest.raises(ValueError, match="falls outside"):
+        load_epochs(data_config(synth_fif[:1], tmp_path, tmin=500.0, tmax=501.0), tmp_path)
+    with pytest.raises(ValueError, match=r"does not match 'group_pattern'"):
+        load_epochs(data_config(synth_fif[:1], tmp_path, group_pattern=r"subj(?P<subject>\d+)"), tmp_path)
+    import mne
+
+    raw = mne.io.read_raw(synth_fif[1], preload=True, verbose="error").drop_channels(["C3", "Cz"])
+    other = tmp_path / "sub-09_ses-01_run-01_raw.fif"
+    raw.save(other, verbose="error")
+    with pytest.raises(ValueError, match=r"Channels differ between .*: missing \['C3', 'Cz'\]"):
+        load_epochs(data_config([synth_fif[0], other], tmp_path), tmp_path)
+    assert not list((tmp_path / "cache").glob(".tmp-*"))  # no partial cache left behind
