@@ -1,0 +1,88 @@
+"""EpochsDataModule: I/O in prepare_data, leakage-free splits in setup, train-only normalisation, fast batches."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from datasets.datamodule import EpochsDataModule
+
+from conftest import data_config, write_config
+
+
+@pytest.fixture
+def dm(synth_fif, tmp_path):
+    module = EpochsDataModule(data_config(synth_fif, tmp_path, batch_size=8), tmp_path, seed=3)
+    module.prepare_data()
+    module.setup("fit")
+    return module
+
+
+def test_init_reads_nothing(synth_fif, tmp_path):
+    EpochsDataModule(data_config(synth_fif, tmp_path), tmp_path)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_loaders_give_whole_batches_and_shuffle_reproducibly(dm, synth_fif, tmp_path):
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (8, 64, 125) and x.dtype == torch.float32 and y.dtype == torch.int64
+    total = sum(len(b[1]) for b in dm.train_dataloader())
+    assert total == dm.split_summary["train"]["n_epochs"] == len(dm.arrays("train")[1])
+    other = EpochsDataModule(data_config(synth_fif, tmp_path, batch_size=8), tmp_path, seed=3)
+    other.prepare_data()
+    other.setup("fit")
+    assert torch.equal(next(iter(other.train_dataloader()))[1], y)
+    assert dm.split_summary["test"]["groups"]["run"] == ["03"]
+
+
+def test_normalisation_is_fitted_on_train_only(dm):
+    X_train, _ = dm.arrays("train")
+    np.testing.assert_allclose(X_train.mean(axis=(0, 2)), 0, atol=1e-4)
+    np.testing.assert_allclose(X_train.std(axis=(0, 2)), 1, atol=1e-3)
+    X_test, _ = dm.arrays("test")
+    assert np.abs(X_test.mean(axis=(0, 2))).max() > 1e-3  # test data did not shape the statistics
+    norm = dm.normalization
+    assert norm["kind"] == "standardize" and len(norm["mean"]) == 64 and json.dumps(norm)
+
+
+def test_euclidean_alignment_whitens_each_subject(synth_fif, tmp_path):
+    module = EpochsDataModule(data_config(synth_fif, tmp_path, euclidean_alignment=True, normalize="none"), tmp_path)
+    module.prepare_data()
+    module.setup("fit")
+    assert sorted(module.normalization["alignment"]) == ["01", "02"]
+    X, _ = module.arrays("train")
+    cov = np.einsum("nct,ndt->cd", X, X) / (X.shape[0] * X.shape[2])
+    assert np.abs(np.diag(cov) - 1).max() < 0.5
+
+
+def test_cropped_training(synth_fif, tmp_path):
+    module = EpochsDataModule(data_config(synth_fif, tmp_path, crop={"seconds": 0.6}), tmp_path, seed=0)
+    module.prepare_data()
+    module.setup("fit")
+    assert module.n_times == 75
+    x, _ = next(iter(module.train_dataloader()))
+    assert x.shape[-1] == 75
+    X_val, _ = module.arrays("val")
+    assert X_val.shape[-1] == 75 and module.window_tmin == pytest.approx(1.5 - 0.6)
+
+
+def test_bmi_data_summary_json_and_synth(synth_fif, tmp_path):
+    config = write_config(tmp_path / "cfg.yaml", synth_fif)
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "data", "summary", str(config), "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["n_epochs"] == 72 and info["classes"] == {"rest": 24, "grasp": 24, "open": 24}
+    assert info["groups"]["subject"] == {"01": 36, "02": 36} and info["n_chans"] == 64
+    assert info["n_times"] == 125 and info["sfreq"] == 125.0 and len(info["ch_names"]) == 64
+    synth = subprocess.run([sys.executable, "-m", "pipeline.cli", "data", "synth", str(tmp_path / "new"),
+                            "--subjects", "1", "--runs", "1", "--trials", "2", "--format", "edf"],
+                           capture_output=True, text=True, timeout=120)
+    assert synth.returncode == 0, synth.stderr
+    assert (tmp_path / "new" / "sub-01_ses-01_run-01.edf").is_file() and (tmp_path / "new" / "config.yaml").is_file()
+    bad = subprocess.run([sys.executable, "-m", "pipeline.cli", "data", "summary", str(config), "--set", "data.tmaxx=3"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "Did you mean 'tmax'" in bad.stderr
