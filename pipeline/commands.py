@@ -9,6 +9,8 @@ import json
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a decoder from a YAML config; writes runs/<run_id>/")
     p.add_argument("config", nargs="?", help="experiment config (YAML); optional with --resume")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="dotted overrides without --set (as W&B sweep agents pass them)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override, e.g. --set optim.lr=3e-3 (repeatable)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
@@ -38,7 +40,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         if not args.config:
             raise ValueError("bmi train needs a CONFIG.yaml (or --resume RUN_DIR).")
-        overrides = list(args.set) + ([f"name={args.name}"] if args.name else [])
+        overrides = list(args.overrides) + list(args.set) + ([f"name={args.name}"] if args.name else [])
         cfg, config_dir = load_config(args.config, overrides)
         summary = run_training(cfg, config_dir, progress=not args.no_progress)
     if "model" in summary:
