@@ -58,7 +58,6 @@ def evaluate_run(run_dir: str | Path, data_config: str | Path, overrides: list[s
     """Metrics of a run's best checkpoint on the recordings named by ``data_config``."""
     import torch
 
-    from datasets.config import load_data_config
     from datasets.datamodule import EpochsDataModule
     from datasets.typed import apply_overrides, from_mapping, load_yaml, to_mapping
     from datasets.config import DataConfig
@@ -77,9 +76,10 @@ def evaluate_run(run_dir: str | Path, data_config: str | Path, overrides: list[s
     merged = {**base, **{k: v for k, v in new_data.items() if k in ("files", "bids", "events", "stim_channel",
                                                                      "group_pattern", "cache_dir", "rename", "montage")}}
     cfg = from_mapping(DataConfig, merged, "data")
-    if cfg.class_names != info["classes"]:
+    if set(cfg.class_names) != set(info["classes"]):
         raise ValueError(f"The new recordings' classes {cfg.class_names} differ from the run's {info['classes']} "
-                         "(the 'events' mapping must produce the same class names in the same order).")
+                         "(the 'events' mapping must produce the same class names).")
+    to_run_order = np.array([info["classes"].index(c) for c in cfg.class_names])  # the config may list them in another order
     dm = EpochsDataModule(cfg, Path(data_config).resolve().parent, normalization=info["normalization"], eval_only=True)
     dm.prepare_data()
     dm.setup("test")
@@ -90,9 +90,11 @@ def evaluate_run(run_dir: str | Path, data_config: str | Path, overrides: list[s
     if abs(dm.sfreq - info["sfreq"]) > 1e-6:
         raise ValueError(f"The new recordings give {dm.sfreq} Hz after preprocessing; the run was trained at {info['sfreq']} Hz.")
     X, y = dm.arrays("test")
+    y = to_run_order[y]
     with torch.no_grad():
         preds = np.concatenate([net(torch.from_numpy(X[i : i + 256])).argmax(1).numpy() for i in range(0, len(X), 256)])
     result = scores(y, preds)
-    result.update(n_epochs=int(len(y)), per_class=dm.split_summary["test"]["per_class"], files=list(dm.data_info()["files"]),
+    result.update(n_epochs=int(len(y)), per_class={c: int((y == i).sum()) for i, c in enumerate(info["classes"])},
+                  files=list(dm.data_info()["files"]),
                   run_id=summary["run_id"])
     return result
