@@ -41,6 +41,11 @@ class Decoder(nn.Module):
         self.n_chans, self.n_times, self.n_outputs = n_chans, n_times, n_outputs
         self.sfreq = float(sfreq) if sfreq is not None else self.reference_sfreq
 
+    def inference_module(self) -> nn.Module:
+        """The module to export for deployment: the decoder itself, or an equivalent faster arrangement
+        (same function, checked by the export's parity test). Call in eval mode."""
+        return self
+
     def samples(self, n_at_reference: float, minimum: int = 1) -> int:
         """A kernel or pool length given at the paper's rate, in samples at this model's rate."""
         return max(minimum, int(round(n_at_reference * self.sfreq / self.reference_sfreq)))

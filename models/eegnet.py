@@ -42,6 +42,39 @@ class EEGNetFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block2(self.block1(x.unsqueeze(1)))  # [B, F2, 1, T']
 
+    def spatial_first(self) -> nn.Module:
+        """An equivalent module (eval mode) that filters space before time, for fast inference.
+
+        The temporal convolution, its BatchNorm and the depthwise spatial convolution are all linear, so
+        ``w * BN(h * x) = a (h * (w x)) + b sum(w)``: mixing the channels first leaves ``F1 * D`` temporal
+        convolutions instead of ``F1 * n_chans`` -- 20x fewer operations with 306 MEG channels.
+        """
+        pad, temporal, bn1, spatial, *rest = self.block1
+        F1, D = temporal.out_channels, spatial.out_channels // temporal.out_channels
+        scale = bn1.weight / torch.sqrt(bn1.running_var + bn1.eps)  # [F1]
+        shift = bn1.bias - bn1.running_mean * scale
+        w = spatial.weight[:, 0, :, 0]  # [F1*D, n_chans]
+        h = temporal.weight[:, 0, 0, :]  # [F1, K]
+        fused = SpatialFirst(pad, w, (scale[:, None] * h).repeat_interleave(D, dim=0), shift.repeat_interleave(D) * w.sum(1))
+        return nn.Sequential(fused, *rest, self.block2)
+
+
+class SpatialFirst(nn.Module):
+    """Channel mixing (1x1) then one temporal filter per output, with the bias the reordering leaves."""
+
+    def __init__(self, pad: nn.ZeroPad2d, spatial: torch.Tensor, temporal: torch.Tensor, bias: torch.Tensor):
+        super().__init__()
+        self.pad = pad
+        n_out, n_chans = spatial.shape
+        self.mix = nn.Conv2d(1, n_out, (n_chans, 1), bias=False)
+        self.mix.weight.data = spatial.detach().clone()[:, None, :, None]
+        self.filt = nn.Conv2d(n_out, n_out, (1, temporal.shape[1]), groups=n_out, bias=True)
+        self.filt.weight.data = temporal.detach().clone()[:, None, None, :]
+        self.filt.bias.data = bias.detach().clone()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, 1, C, T]
+        return self.filt(self.pad(self.mix(x)))
+
 
 @register("eegnet")
 class EEGNet(Decoder):
@@ -91,3 +124,17 @@ class EEGNet(Decoder):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x).flatten(1))
+
+    def inference_module(self) -> nn.Module:
+        """The same function with space filtered before time (see ``EEGNetFeatures.spatial_first``)."""
+        body = self.body.spatial_first()
+        return _Head(body, self.classifier)
+
+
+class _Head(nn.Module):
+    def __init__(self, body: nn.Module, classifier: nn.Module):
+        super().__init__()
+        self.body, self.classifier = body, classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.body(x.unsqueeze(1)).flatten(1))

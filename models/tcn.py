@@ -82,3 +82,16 @@ class EEGTCNet(Decoder):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x)[:, :, -1])
+
+    def inference_module(self) -> nn.Module:
+        """The same function with the EEGNet front end filtering space before time."""
+        return _TCNInference(self.front.spatial_first(), self.tcn, self.classifier)
+
+
+class _TCNInference(nn.Module):
+    def __init__(self, front: nn.Module, tcn: nn.Module, classifier: nn.Module):
+        super().__init__()
+        self.front, self.tcn, self.classifier = front, tcn, classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.tcn(self.front(x.unsqueeze(1)).squeeze(2))[:, :, -1])
