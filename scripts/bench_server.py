@@ -1,0 +1,170 @@
+"""End-to-end latency of the real-time server: chunk pushed into an LSL outlet -> command received by the rig.
+
+For each shape (EEG 64 ch at 500 Hz, MEG 306 ch at 1 kHz) an EEGNet with random weights is exported with
+real metadata (causal 8-30 Hz band-pass, decimation to 250 Hz, 1 s window; say "random weights": latency does
+not depend on what the weights are), `bmi serve` runs as a subprocess reading the LSL stream, and this
+process pushes 10 ms chunks at real-time pace (each stamped with the LSL clock) and listens as the rig on
+UDP. Latency = LSL clock at arrival - timestamp of the window's last sample (both on one machine's clock).
+Dropped samples = pushed - received by the server; missed hops = expected decisions - decisions received.
+
+    .venv/bin/python scripts/bench_server.py [--seconds 60] [--quick] [--out bench_results/server.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SHAPES = {"eeg_64ch_500Hz": (64, 500.0), "meg_306ch_1kHz": (306, 1000.0)}
+HOP_MS, CHUNK_MS, MODEL_SFREQ, WINDOW_S = 50, 10, 250.0, 1.0
+
+
+def export_model(n_chans: int, sfreq: float, folder: Path) -> Path:
+    """EEGNet (random weights) with the metadata the server needs."""
+    import onnx
+    import torch
+
+    import models
+    from datasets.dsp import make_spec
+    from exports.metadata import METADATA_KEY, SCHEMA, SCHEMA_VERSION, validate_metadata
+    from exports.torch_export import export_onnx
+
+    torch.manual_seed(0)
+    names = [f"MEG{i:03d}" if n_chans > 100 else f"EEG{i:02d}" for i in range(n_chans)]
+    spec = make_spec(sfreq, names, bandpass=(8.0, 30.0), resample=MODEL_SFREQ)
+    n_times = int(WINDOW_S * MODEL_SFREQ)
+    net = models.build("eegnet", n_chans=n_chans, n_times=n_times, n_outputs=3, sfreq=MODEL_SFREQ).eval()
+    path = export_onnx(net, n_chans, n_times, folder / f"eegnet_{n_chans}.onnx")
+    meta = validate_metadata({
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": {"name": "eegnet", "hyperparameters": {}, "n_params": int(sum(p.numel() for p in net.parameters()))},
+        "io": {"input": "signals", "input_shape": ["batch", n_chans, n_times], "outputs": ["logits", "probabilities"]},
+        "classes": ["rest", "grasp", "open"], "channels": {"names": names, "types": ["eeg"] * n_chans},
+        "sfreq": MODEL_SFREQ, "window": {"n_times": n_times, "seconds": WINDOW_S, "tmin": 0.0, "tmax": WINDOW_S},
+        "preprocessing": spec.to_dict(), "normalization": {"kind": "standardize", "mean": [0.0] * n_chans,
+                                                           "std": [1.0] * n_chans, "alignment": None},
+        "run": {"run_id": "bench-random-weights", "metrics": {}, "data_hash": None, "code_version": None, "config": {}},
+    })
+    model = onnx.load(str(path))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
+    onnx.save(model, str(path))
+    return path
+
+
+def run_shape(name: str, n_chans: int, sfreq: float, seconds: float, folder: Path) -> dict:
+    import pylsl
+
+    model = export_model(n_chans, sfreq, folder)
+    stream = f"bench-{name}-{time.monotonic_ns()}"
+    info = pylsl.StreamInfo(stream, "EEG", n_chans, sfreq, "float32", stream)
+    chans = info.desc().append_child("channels")
+    names = [f"MEG{i:03d}" if n_chans > 100 else f"EEG{i:02d}" for i in range(n_chans)]
+    for ch in names:
+        chans.append_child("channel").append_child_value("label", ch)
+    outlet = pylsl.StreamOutlet(info, chunk_size=int(sfreq * CHUNK_MS / 1000))
+    rig = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rig.bind(("127.0.0.1", 0))
+    rig.settimeout(0.2)
+    stats_path = folder / f"{name}_stats.json"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "serve", str(model), "--input", f"lsl:{stream}", "--output",
+         f"udp://127.0.0.1:{rig.getsockname()[1]}", "--hop-ms", str(HOP_MS), "--duration", str(seconds + 6),
+         "--stats", str(stats_path), "--no-status", "--stale-ms", "1000"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if not outlet.wait_for_consumers(30):
+        server.kill()
+        raise RuntimeError(f"bmi serve did not connect to the stream: {server.stderr.read()[-2000:]}")
+    time.sleep(0.5)  # let the server finish its warm-up
+    latencies, decisions = [], 0
+    stop = threading.Event()
+
+    def listen() -> None:
+        nonlocal decisions
+        while not stop.is_set():
+            try:
+                data = rig.recv(65536)
+            except socket.timeout:
+                continue
+            now = pylsl.local_clock()
+            msg = json.loads(data)
+            if msg["type"] == "decision":
+                decisions += 1
+                latencies.append((now - msg["t_window_end"]) * 1000)
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    chunk_n = int(sfreq * CHUNK_MS / 1000)
+    rng = np.random.default_rng(0)
+    block = (rng.standard_normal((chunk_n * 100, n_chans)) * 1e-5).astype(np.float32)
+    pushed, t0 = 0, time.perf_counter()
+    n_chunks = int(seconds * 1000 / CHUNK_MS)
+    for i in range(n_chunks):
+        due = t0 + (i + 1) * CHUNK_MS / 1000
+        while (delay := due - time.perf_counter()) > 0:
+            time.sleep(min(delay, 0.002))
+        chunk = block[(i % 100) * chunk_n : (i % 100 + 1) * chunk_n]
+        outlet.push_chunk(chunk, pylsl.local_clock())  # the stamp is the chunk's last sample
+        pushed += chunk_n
+    time.sleep(1.0)
+    stop.set()
+    listener.join()
+    server.send_signal(2)
+    _, err = server.communicate(timeout=30)
+    stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {"error": err[-2000:]}
+    hop_in = int(sfreq * HOP_MS / 1000)
+    window_in = int(WINDOW_S * sfreq)
+    expected = (pushed - window_in) // hop_in + 1
+    lat = np.array(latencies) if latencies else np.array([np.nan])
+    return {
+        "channels": n_chans, "sfreq": sfreq, "seconds": seconds, "hop_ms": HOP_MS, "chunk_ms": CHUNK_MS,
+        "latency_ms": {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)), "max": float(lat.max())},
+        "server_processing_ms": stats.get("latency_ms"),
+        "samples_pushed": pushed, "samples_received": stats.get("samples_received"),
+        "dropped_samples": pushed - stats.get("samples_received", 0),
+        "decisions_expected": int(expected), "decisions_received": decisions,
+        "missed_hops": int(max(0, expected - decisions)), "late_hops": stats.get("late_hops"),
+        "events": stats.get("events"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--quick", action="store_true", help="15 s per shape")
+    parser.add_argument("--out", default="bench_results/server.json")
+    args = parser.parse_args()
+    seconds = 15.0 if args.quick else args.seconds
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (n_chans, sfreq) in SHAPES.items():
+            r = run_shape(name, n_chans, sfreq, seconds, Path(tmp))
+            results[name] = r
+            print(f"{name}: latency p50 {r['latency_ms']['p50']:.2f} p99 {r['latency_ms']['p99']:.2f} max "
+                  f"{r['latency_ms']['max']:.2f} ms | dropped samples {r['dropped_samples']} | missed hops "
+                  f"{r['missed_hops']} of {r['decisions_expected']} | late hops {r['late_hops']}")
+    results["goals"] = {"meg_p99_le_10ms": results["meg_306ch_1kHz"]["latency_ms"]["p99"] <= 10,
+                        "zero_dropped": all(r["dropped_samples"] == 0 for r in results.values() if isinstance(r, dict) and "dropped_samples" in r),
+                        "zero_missed_hops": all(r["missed_hops"] == 0 for r in results.values() if isinstance(r, dict) and "missed_hops" in r)}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results["goals"]))
+    print(f"results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
