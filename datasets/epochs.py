@@ -19,7 +19,7 @@ import numpy as np
 
 from . import cache
 from .config import DataConfig
-from .dsp import PreprocessingSpec, apply_offline, make_spec
+from .dsp import CausalPreprocessor, PreprocessingSpec, apply_offline, make_spec
 from .events import find_events
 from .picks import pick_channels
 from .reading import check_same_channels, list_recordings, read_raw
@@ -65,6 +65,22 @@ def _window_starts(samples: np.ndarray, cfg: DataConfig, spec: PreprocessingSpec
     return starts, inside, n_times
 
 
+def _preprocess(raw: mne.io.BaseRaw, spec: PreprocessingSpec, block_seconds: float = 60.0) -> np.ndarray:
+    """The whole recording through the spec, one block at a time (the causal filter carries its state), so
+    only the decimated output and one block are in memory besides the raw data."""
+    if not spec.causal:
+        return apply_offline(spec, raw.get_data())
+    proc = CausalPreprocessor(spec)
+    step = max(spec.decim, int(block_seconds * spec.sfreq_in) // spec.decim * spec.decim)
+    out = np.empty((len(spec.ch_names), -(-raw.n_times // spec.decim)), dtype=np.float32)  # float32, as stored
+    pos = 0
+    for start in range(0, raw.n_times, step):
+        block = proc.process(raw.get_data(start=start, stop=min(start + step, raw.n_times)))
+        out[:, pos : pos + block.shape[1]] = block
+        pos += block.shape[1]
+    return out
+
+
 def _process_file(rec, cfg: DataConfig, ch_names_ref):
     raw = read_raw(rec.path, cfg)
     picks = pick_channels(raw, cfg.picks)
@@ -78,7 +94,7 @@ def _process_file(rec, cfg: DataConfig, ch_names_ref):
         raw.info["sfreq"], picks, reference=cfg.reference, bandpass=bandpass, notch=cfg.notch,
         order=cfg.filter_order, resample=cfg.resample, causal=cfg.phase == "causal",
     )
-    data = apply_offline(spec, raw.get_data())
+    data = _preprocess(raw, spec)
     starts, inside, n_times = _window_starts(samples, cfg, spec, data.shape[1], rec.path)
     starts, labels = starts[inside], labels[inside]
     idx = starts[:, None] + np.arange(n_times)[None, :]

@@ -108,9 +108,9 @@ def _bids_recordings(cfg: DataConfig, config_dir: Path) -> list[Recording]:
 
 
 def read_raw(path: Path, cfg: DataConfig) -> mne.io.BaseRaw:
-    """Read one file (preloaded), standardise names / set the montage as configured."""
+    """Open one file (data read lazily), standardise names / set the montage as configured."""
     try:
-        raw = mne.io.read_raw(path, preload=True, verbose="error")
+        raw = mne.io.read_raw(path, preload=False, verbose="error")  # read block by block later
     except Exception as err:  # MNE raises many types for corrupt files; name the file
         raise ValueError(f"Could not read recording {path}: {type(err).__name__}: {err}") from None
     if cfg.rename == "eegbci":

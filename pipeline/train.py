@@ -155,9 +155,15 @@ def run_training(
     logger = make_wandb_logger(cfg.tracking, run_id, run_dir, group, to_mapping(cfg))
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor="val/balanced_accuracy", mode="max",
-        save_top_k=1, save_last=True, auto_insert_metric_name=False,
+        save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False,
     )
-    callbacks = [checkpoint, EpochMetricsCSV(run_dir / "metrics.csv")]
+    # Lightning >= 2.6 refreshes save_last only when a top-k checkpoint was written in that epoch; resume needs
+    # the latest epoch every time, so "last" is its own unmonitored checkpoint, overwritten each epoch.
+    last_checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
+        auto_insert_metric_name=False, enable_version_counter=False,
+    )
+    callbacks = [checkpoint, last_checkpoint, EpochMetricsCSV(run_dir / "metrics.csv")]
     if cfg.trainer.early_stopping_patience:
         callbacks.append(EarlyStopping("val/balanced_accuracy", mode="max", patience=cfg.trainer.early_stopping_patience))
     trainer = pl.Trainer(

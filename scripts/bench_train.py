@@ -121,7 +121,7 @@ def _child(target, config_path: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer trials and epochs")
-    parser.add_argument("--epochs", type=int, help="training epochs (default 15, quick 6)")
+    parser.add_argument("--epochs", type=int, help="training epochs (default 30, quick 10)")
     parser.add_argument("--repeats", type=int, help="alternating repeats per side (default 3, quick 2)")
     parser.add_argument("--model", default="eegnet")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch threads in each child (default 1: stable figures on a shared machine)")
     parser.add_argument("--out", default="bench_results/train.json", help="JSON file (or a folder for train.json)")
     args = parser.parse_args(argv)
-    epochs = args.epochs or (5 if args.quick else 10)
+    epochs = args.epochs or (10 if args.quick else 30)
     repeats = args.repeats or (2 if args.quick else 3)
     trials = 15 if args.quick else 30
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by the spawned children before torch loads

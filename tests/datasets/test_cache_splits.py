@@ -11,7 +11,7 @@ from datasets.config import SplitConfig
 from datasets.epochs import load_epochs
 from datasets.splits import make_split
 
-from conftest import data_config
+from data_helpers import data_config
 
 
 def test_cache_is_reused_and_invalidated(synth_fif, tmp_path):

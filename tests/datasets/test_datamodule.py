@@ -10,7 +10,7 @@ import torch
 
 from datasets.datamodule import EpochsDataModule
 
-from conftest import data_config, write_config
+from data_helpers import data_config, write_config
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from datasets.dsp import CausalPreprocessor
 from datasets.epochs import load_epochs
 from datasets.picks import pick_channels
 
-from conftest import data_config
+from data_helpers import data_config
 
 
 def test_fif_epochs_with_classes_groups_and_causal_filtering(synth_fif, tmp_path):

@@ -63,6 +63,8 @@ def test_run_directory_and_summary(write_config, capsys):
     ckpt = torch.load(run_dir / "checkpoints/best.ckpt", map_location="cpu", weights_only=False)
     assert any(k.startswith("net.") for k in ckpt["state_dict"])
     assert ckpt["hyper_parameters"]["n_classes"] == 3
+    # last.ckpt is the latest epoch even when validation did not improve (what --resume needs)
+    assert torch.load(run_dir / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)["epoch"] >= 1
 
 
 def test_run_ids_unique_and_sortable(write_config):
