@@ -1,0 +1,69 @@
+"""Collect the benchmark JSON files of a results folder into all.json and a Markdown table (benchmarks.md)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+
+
+def fmt(x, digits=2):
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def main(folder: str = "bench_results") -> int:
+    root = Path(folder)
+    parts = {p.stem: json.loads(p.read_text()) for p in sorted(root.glob("*.json")) if p.stem != "all"}
+    parts["machine"] = {"python": platform.python_version(), "platform": platform.platform(), "cpus": __import__("os").cpu_count()}
+    (root / "all.json").write_text(json.dumps(parts, indent=2))
+    lines = [f"Machine: {parts['machine']['platform']}, {parts['machine']['cpus']} CPUs, Python {parts['machine']['python']}.", ""]
+    if "data" in parts:
+        lines += ["| data set | epochs | first load (MNE) | cached load | ratio | peak memory first / cached |", "|---|---|---|---|---|---|"]
+        for name, r in parts["data"].items():
+            if "first_load" in r:
+                lines.append(f"| {name} | {r['epochs']} | {r['first_load']['epochs_per_s']:.0f} epochs/s | "
+                             f"{r['cached_load']['epochs_per_s']:.0f} epochs/s | x{r['speedup']:.0f} | "
+                             f"{r['first_load']['peak_rss_mb']:.0f} / {r['cached_load']['peak_rss_mb']:.0f} MB |")
+        lines.append("")
+    if "train" in parts:
+        t = parts["train"]
+        lines += ["Training throughput (`bmi train`'s loop vs a plain PyTorch loop, same model/data/batch/epochs):", "",
+                  "```", json.dumps({k: v for k, v in t.items() if k in ("ratio", "lightning", "plain", "goal_met", "model", "threads")}, indent=1), "```", ""]
+    if "inference" in parts:
+        lines += ["| shape | model | torch p50 / p99 (ms) | onnxruntime p50 / p99 (ms) | speed-up (same graph) | batch-64 windows/s torch / ort |",
+                  "|---|---|---|---|---|---|"]
+        for shape, models in parts["inference"]["shapes"].items():
+            for name, r in models.items():
+                if "skipped" in r:
+                    lines.append(f"| {shape} | {name} | window too short | | | |")
+                    continue
+                lines.append(f"| {shape} | {name} | {fmt(r['torch']['p50_ms'], 3)} / {fmt(r['torch']['p99_ms'], 3)} | "
+                             f"{fmt(r['onnxruntime']['p50_ms'], 3)} / {fmt(r['onnxruntime']['p99_ms'], 3)} | "
+                             f"x{fmt(r['speedup_p50'], 1)} (x{fmt(r.get('speedup_p50_same_graph'), 1)}) | "
+                             f"{r['torch']['throughput_windows_per_s_b64']:.0f} / {r['onnxruntime']['throughput_windows_per_s_b64']:.0f} |")
+        lines.append("")
+    if "server" in parts:
+        lines += ["| stream | end-to-end latency p50 / p99 / max (ms) | dropped samples | missed hops | late hops |", "|---|---|---|---|---|"]
+        for name, r in parts["server"].items():
+            if isinstance(r, dict) and "latency_ms" in r:
+                lines.append(f"| {name}, {r['seconds']:.0f} s, hop {r['hop_ms']} ms | {fmt(r['latency_ms']['p50'])} / "
+                             f"{fmt(r['latency_ms']['p99'])} / {fmt(r['latency_ms']['max'])} | {r['dropped_samples']} | "
+                             f"{r['missed_hops']} of {r['decisions_expected']} | {r['late_hops']} |")
+        lines.append("")
+    if "accuracy" in parts:
+        lines += ["| data set | decoder | test balanced accuracy | test trials |", "|---|---|---|---|"]
+        for name, r in parts["accuracy"].items():
+            if not isinstance(r, dict) or "skipped" in r:
+                continue
+            for model, m in r.items():
+                if isinstance(m, dict) and "test" in m:
+                    lines.append(f"| {name} | {model} | {m['test']['balanced_accuracy']:.3f} | {m.get('n_test')} |")
+        lines.append("")
+    (root / "benchmarks.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))
