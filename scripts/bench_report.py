@@ -28,8 +28,12 @@ def main(folder: str = "bench_results") -> int:
         lines.append("")
     if "train" in parts:
         t = parts["train"]
-        lines += ["Training throughput (`bmi train`'s loop vs a plain PyTorch loop, same model/data/batch/epochs):", "",
-                  "```", json.dumps({k: v for k, v in t.items() if k in ("ratio", "lightning", "plain", "goal_met", "model", "threads")}, indent=1), "```", ""]
+        lines += ["| training loop | samples/s | peak memory | ratio |", "|---|---|---|---|",
+                  f"| `bmi train` (Lightning, {t.get('model')}, batch {t.get('batch_size')}, {t.get('epochs')} epochs) | "
+                  f"{t['lightning']['samples_per_s']:.0f} | {t['lightning']['peak_rss_mb']:.0f} MB | "
+                  f"{t['ratio_lightning_over_plain']:.2f} (target {t.get('target_ratio')}) |",
+                  f"| plain PyTorch loop, same model/data/batch/epochs | {t['plain']['samples_per_s']:.0f} | "
+                  f"{t['plain']['peak_rss_mb']:.0f} MB | 1 |", ""]
     if "inference" in parts:
         lines += ["| shape | model | torch p50 / p99 (ms) | onnxruntime p50 / p99 (ms) | speed-up (same graph) | batch-64 windows/s torch / ort |",
                   "|---|---|---|---|---|---|"]
