@@ -50,7 +50,7 @@ class EEGNetFeatures(nn.Module):
         convolutions instead of ``F1 * n_chans`` -- 20x fewer operations with 306 MEG channels.
         """
         pad, temporal, bn1, spatial, *rest = self.block1
-        F1, D = temporal.out_channels, spatial.out_channels // temporal.out_channels
+        D = spatial.out_channels // temporal.out_channels
         scale = bn1.weight / torch.sqrt(bn1.running_var + bn1.eps)  # [F1]
         shift = bn1.bias - bn1.running_mean * scale
         w = spatial.weight[:, 0, :, 0]  # [F1*D, n_chans]

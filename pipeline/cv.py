@@ -4,7 +4,6 @@ in one group, and the mean and standard deviation per metric are reported."""
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any

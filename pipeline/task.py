@@ -14,7 +14,6 @@ from torchmetrics import ConfusionMatrix, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCohenKappa, MulticlassF1Score
 
 STAGES = ("train", "val", "test")
-from . import METRICS  # noqa: E402  (re-exported)
 
 
 def make_metrics(n_classes: int) -> MetricCollection:

@@ -71,7 +71,7 @@ def _precision(cfg: ExperimentConfig) -> str:
 
 
 def _metrics(values: dict[str, Any], stage: str) -> dict[str, float]:
-    from .task import METRICS
+    from . import METRICS
 
     return {m: round(float(values[f"{stage}/{m}"]), 6) for m in METRICS if f"{stage}/{m}" in values}
 
@@ -103,7 +103,6 @@ def run_training(
     With ``resume=RUN_DIR`` the run continues from its last checkpoint with its own saved config.
     """
     import pytorch_lightning as pl
-    import torch
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
     import models

@@ -9,7 +9,6 @@ from __future__ import annotations
 import socket
 import time
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -232,8 +231,4 @@ def open_input(spec: str, *, allow_remote: bool = False, token: str | None = Non
     raise ValueError(f"Unknown input {spec!r}; use lsl:NAME, tcp://127.0.0.1:PORT or replay:FILE.")
 
 
-def describe(source: Any) -> dict[str, Any]:
-    return {"type": type(source).__name__, "ch_names": source.ch_names, "sfreq": source.sfreq}
-
-
-__all__ = ["LSLInput", "TCPInput", "ReplayInput", "open_input", "describe"]
+__all__ = ["LSLInput", "TCPInput", "ReplayInput", "open_input"]

@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
-from datasets.typed import ConfigError
 from pipeline.config import load_config
 from pipeline.train import run_training
 

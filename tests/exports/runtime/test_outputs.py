@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from runtime_helpers import bmi, free_port, wait
+from runtime_helpers import bmi, wait
 
 
 def _replay_file(recording_array, tmp_path, seconds=30):
