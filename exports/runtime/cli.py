@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stale-ms", type=float, default=250.0, help="no samples for this long -> safe state")
     p.add_argument("--flat-threshold", type=float, default=0.0, help="peak-to-peak at or below this is a flat channel")
     p.add_argument("--saturation", type=float, help="absolute amplitude counted as saturated (stream units)")
-    p.add_argument("--safe-command", default="rest", help="command sent in the safe state (a class or 'hold')")
+    p.add_argument("--safe-command", help="command sent in the safe state: a class or 'hold' "
+                   "(default: rest when the model has that class, else hold)")
     p.add_argument("--subject", help="subject whose Euclidean-alignment matrix to use (models trained with it)")
     p.add_argument("--log", type=Path, help="session log (CSV) of every decision and safety event")
     p.add_argument("--stats", type=Path, help="write final statistics (JSON) here")

@@ -18,7 +18,7 @@ class SafetyConfig:
     stale_ms: float = 250.0
     flat_threshold: float = 0.0
     saturation: float | None = None
-    safe_command: str = "rest"
+    safe_command: str | None = None  # None: "rest" when the model has that class, else "hold"
 
     def __post_init__(self) -> None:
         if self.stale_ms <= 0:

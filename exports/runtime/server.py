@@ -80,6 +80,8 @@ class Server:
         self.spec = PreprocessingSpec.from_dict(meta["preprocessing"])
         self.pre = CausalPreprocessor(self.spec)  # refuses zero-phase (offline-only) models
         self.norm = meta["normalization"]
+        if cfg.safety.safe_command is None:
+            cfg.safety.safe_command = "rest" if "rest" in self.classes else "hold"
         if cfg.safety.safe_command not in self.classes and cfg.safety.safe_command != "hold":
             raise ValueError(f"'safe-command' ({cfg.safety.safe_command!r}) must be 'hold' or one of the classes {self.classes}.")
         if cfg.level_classes is None and {"grasp", "open"} <= set(self.classes):
