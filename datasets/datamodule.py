@@ -28,6 +28,11 @@ class BatchIndexSampler(Sampler[torch.Tensor]):
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
         self.epoch = 0
 
+    def set_epoch(self, epoch: int) -> None:
+        """Lightning calls this each epoch: the order depends on (seed, epoch), so a resumed run and every
+        DDP rank shuffle exactly as an uninterrupted run would."""
+        self.epoch = epoch
+
     def _shard(self) -> tuple[int, int]:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -37,7 +42,7 @@ class BatchIndexSampler(Sampler[torch.Tensor]):
         if self.shuffle:
             gen = torch.Generator().manual_seed(self.seed + self.epoch)
             order = torch.randperm(self.n, generator=gen)
-            self.epoch += 1
+            self.epoch += 1  # used when iterated outside Lightning; Lightning sets it with set_epoch
         else:
             order = torch.arange(self.n)
         rank, world = self._shard()

@@ -86,3 +86,15 @@ def test_bmi_data_summary_json_and_synth(synth_fif, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "pipeline.cli", "data", "summary", str(config), "--set", "data.tmaxx=3"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "Did you mean 'tmax'" in bad.stderr
+
+
+def test_shuffle_order_depends_only_on_seed_and_epoch():
+    """A resumed run (Lightning calls set_epoch) shuffles exactly as the uninterrupted one did."""
+    from datasets.datamodule import BatchIndexSampler
+
+    uninterrupted = BatchIndexSampler(20, 5, shuffle=True, seed=0)
+    orders = [torch.cat(list(uninterrupted)) for _ in range(4)]
+    resumed = BatchIndexSampler(20, 5, shuffle=True, seed=0)
+    resumed.set_epoch(3)
+    assert torch.equal(torch.cat(list(resumed)), orders[3])
+    assert not torch.equal(orders[0], orders[1])
