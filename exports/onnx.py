@@ -68,6 +68,19 @@ def build_metadata(summary: dict, info: dict, config: dict, net, n_params: int) 
     return validate_metadata(meta, "export")
 
 
+def embed_metadata(path: Path, metadata: dict[str, Any]) -> None:
+    """Write our (validated) metadata document into the ONNX file at ``path``, replacing any, and check it."""
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(validate_metadata(metadata, str(path)))
+    model.producer_name = "bmi-decoder"
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
 def _parity_windows(run_dir: Path, info: dict, n_chans: int, n_times: int) -> tuple[np.ndarray, np.ndarray | None, str]:
     """The run's own validation windows (normalised as in training), or synthetic ones if the data are gone."""
     try:
@@ -113,8 +126,6 @@ def export_run(
     max_accuracy_drop: float = 0.02,
 ) -> ExportResult:
     """Export ``run_dir``'s decoder to ONNX with metadata and verified parity; returns where it went."""
-    import onnx
-
     from pipeline.evaluate import load_network
 
     from .torch_export import export_onnx
@@ -140,13 +151,7 @@ def export_run(
         export_onnx(net, n_chans, n_times, tmp, opset=opset)
         metadata = build_metadata(summary, info, config, net, int(sum(p.numel() for p in net.parameters())))
         metadata["run"]["checkpoint"] = str(ckpt_path.relative_to(run_dir)) if ckpt_path.is_relative_to(run_dir) else str(ckpt_path)
-        model = onnx.load(str(tmp))
-        del model.metadata_props[:]
-        entry = model.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
-        model.producer_name = "bmi-decoder"
-        onnx.checker.check_model(model)
-        onnx.save(model, str(tmp))
+        embed_metadata(tmp, metadata)
         X, y, source = _parity_windows(run_dir, info, n_chans, n_times)
         parity = check_parity(net, tmp, X) | {"windows": source, "checkpoint": metadata["run"]["checkpoint"]}
         if not parity["passed"]:
@@ -184,4 +189,5 @@ def _log_artifact(run_dir: Path, path: Path, summary: dict) -> None:
     run.finish()
 
 
-__all__ = ["ExportResult", "MetadataError", "export_run", "read_model_metadata", "check_parity", "build_metadata"]
+__all__ = ["ExportResult", "MetadataError", "export_run", "read_model_metadata", "check_parity", "build_metadata",
+           "embed_metadata"]

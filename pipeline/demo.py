@@ -116,7 +116,7 @@ def _train(configs: list[dict[str, Any]], out: Path, console) -> list[dict[str, 
     return summaries
 
 
-def _held_out_file(best: dict[str, Any], raw_data: dict[str, Any], run_dir: Path) -> Path:
+def _held_out_file(raw_data: dict[str, Any], run_dir: Path) -> Path:
     """A recording from the best run's test split (never seen in training)."""
     info = json.loads((run_dir / "data_info.json").read_text())
     test_files = info.get("split_summary", {}).get("test_files") or []
@@ -226,7 +226,7 @@ def _main(args: argparse.Namespace) -> int:
     console.print(f"exported {exported.path} (max |logit diff| {exported.parity['max_abs_diff']:.2e})")
 
     _step(console, 5, "live decoding")
-    recording = _held_out_file(best, raw_data, best_dir)
+    recording = _held_out_file(raw_data, best_dir)
     console.print(f"replaying held-out recording {recording.name} as a live LSL stream for {args.stream_seconds:g} s")
     streamed = _stream(exported.path, recording, out, args.stream_seconds, console)
 

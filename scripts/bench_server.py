@@ -32,36 +32,30 @@ HOP_MS, CHUNK_MS, MODEL_SFREQ, WINDOW_S = 50, 10, 250.0, 1.0
 
 
 def export_model(n_chans: int, sfreq: float, folder: Path) -> Path:
-    """EEGNet (random weights) with the metadata the server needs."""
-    import onnx
+    """EEGNet (random weights) with the metadata the server needs, built by the exporter's own functions."""
     import torch
 
     import models
     from datasets.dsp import make_spec
-    from exports.metadata import METADATA_KEY, SCHEMA, SCHEMA_VERSION, validate_metadata
+    from exports.onnx import build_metadata, embed_metadata
     from exports.torch_export import export_onnx
 
     torch.manual_seed(0)
-    names = [f"MEG{i:03d}" if n_chans > 100 else f"EEG{i:02d}" for i in range(n_chans)]
+    names = channel_names(n_chans)
     spec = make_spec(sfreq, names, bandpass=(8.0, 30.0), resample=MODEL_SFREQ)
     n_times = int(WINDOW_S * MODEL_SFREQ)
     net = models.build("eegnet", n_chans=n_chans, n_times=n_times, n_outputs=3, sfreq=MODEL_SFREQ).eval()
     path = export_onnx(net, n_chans, n_times, folder / f"eegnet_{n_chans}.onnx")
-    meta = validate_metadata({
-        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "model": {"name": "eegnet", "hyperparameters": {}, "n_params": int(sum(p.numel() for p in net.parameters()))},
-        "io": {"input": "signals", "input_shape": ["batch", n_chans, n_times], "outputs": ["logits", "probabilities"]},
-        "classes": ["rest", "grasp", "open"], "channels": {"names": names, "types": ["eeg"] * n_chans},
-        "sfreq": MODEL_SFREQ, "window": {"n_times": n_times, "seconds": WINDOW_S, "tmin": 0.0, "tmax": WINDOW_S},
-        "preprocessing": spec.to_dict(), "normalization": {"kind": "standardize", "mean": [0.0] * n_chans,
-                                                           "std": [1.0] * n_chans, "alignment": None},
-        "run": {"run_id": "bench-random-weights", "metrics": {}, "data_hash": None, "code_version": None, "config": {}},
-    })
-    model = onnx.load(str(path))
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
-    onnx.save(model, str(path))
+    info = {"classes": ["rest", "grasp", "open"], "ch_names": names, "ch_types": ["eeg"] * n_chans,
+            "sfreq": MODEL_SFREQ, "n_times": n_times, "tmin": 0.0, "tmax": WINDOW_S, "preprocessing": spec.to_dict(),
+            "normalization": {"kind": "standardize", "mean": [0.0] * n_chans, "std": [1.0] * n_chans, "alignment": None}}
+    summary = {"model": "eegnet", "run_id": "bench-random-weights"}
+    embed_metadata(path, build_metadata(summary, info, {}, net, int(sum(p.numel() for p in net.parameters()))))
     return path
+
+
+def channel_names(n_chans: int) -> list[str]:
+    return [f"MEG{i:03d}" if n_chans > 100 else f"EEG{i:02d}" for i in range(n_chans)]
 
 
 def run_shape(name: str, n_chans: int, sfreq: float, seconds: float, folder: Path) -> dict:
@@ -71,8 +65,7 @@ def run_shape(name: str, n_chans: int, sfreq: float, seconds: float, folder: Pat
     stream = f"bench-{name}-{time.monotonic_ns()}"
     info = pylsl.StreamInfo(stream, "EEG", n_chans, sfreq, "float32", stream)
     chans = info.desc().append_child("channels")
-    names = [f"MEG{i:03d}" if n_chans > 100 else f"EEG{i:02d}" for i in range(n_chans)]
-    for ch in names:
+    for ch in channel_names(n_chans):
         chans.append_child("channel").append_child_value("label", ch)
     outlet = pylsl.StreamOutlet(info, chunk_size=int(sfreq * CHUNK_MS / 1000))
     rig = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
