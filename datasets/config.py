@@ -80,10 +80,15 @@ class SplitConfig:
 
 @dataclass
 class CropConfig:
-    """Cropped training: random sub-windows of ``seconds`` from each training epoch (augmentation)."""
+    """Cropped training: random sub-windows of ``seconds`` from each training epoch (augmentation); every
+    training window is seen ``crops_per_epoch`` times per epoch, each time at another random offset."""
 
     seconds: float
     crops_per_epoch: int = 4
+
+    def __post_init__(self) -> None:
+        if self.crops_per_epoch < 1:
+            raise ConfigError(f"'crop.crops_per_epoch' ({self.crops_per_epoch}) must be at least 1.")
 
 
 @dataclass

@@ -57,7 +57,10 @@ class BatchIndexSampler(Sampler[torch.Tensor]):
 
 
 class TensorBatches(torch.utils.data.Dataset):
-    """Indexed by a whole batch of indices at once; optional random crops (training augmentation)."""
+    """Indexed by a whole batch of indices at once; optional random crops (training augmentation).
+
+    Indices wrap around (``i % len``), so a sampler over ``k x len`` indices visits every window ``k`` times.
+    """
 
     def __init__(self, X: torch.Tensor, y: torch.Tensor, crop: int | None = None, seed: int = 0):
         self.X, self.y, self.crop = X, y, crop
@@ -67,6 +70,7 @@ class TensorBatches(torch.utils.data.Dataset):
         return len(self.y)
 
     def __getitem__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = idx % len(self.y)
         x = self.X[idx]
         if self.crop is not None and self.crop < x.shape[-1]:
             offsets = torch.randint(0, x.shape[-1] - self.crop + 1, (len(idx),), generator=self._gen)
@@ -248,8 +252,10 @@ class EpochsDataModule(pl.LightningDataModule):
         crop = self.crop_samples
         if crop and stage != "train":
             X = X[..., -crop:].contiguous()  # evaluation: the window ending at tmax, as online
-        dataset = TensorBatches(X, y, crop=crop if stage == "train" else None, seed=self.seed)
-        sampler = BatchIndexSampler(len(y), self.cfg.batch_size, shuffle, self.seed)
+        cropped = crop is not None and stage == "train"
+        dataset = TensorBatches(X, y, crop=crop if cropped else None, seed=self.seed)
+        repeats = self.cfg.crop.crops_per_epoch if cropped else 1
+        sampler = BatchIndexSampler(len(y) * repeats, self.cfg.batch_size, shuffle, self.seed)
         return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:

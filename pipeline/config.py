@@ -40,6 +40,7 @@ class TrainerConfig:
     early_stopping_patience: int | None = 10
     gradient_clip_val: float | None = 1.0
     deterministic: bool = True
+    keep_freed_memory: bool = True  # glibc keeps freed activation buffers mapped (pipeline/allocator.py)
     enable_progress_bar: bool = True
     log_every_n_steps: int = 10
     limit_train_batches: float | None = None

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 KINDS = ("float", "int", "categorical")
+#: what fails one trial without stopping the study (bad arguments for that point, or a run that diverged)
+TRIAL_ERRORS = (ValueError, TypeError, RuntimeError)
 
 
 def load_space(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -68,17 +70,27 @@ def run_sweep(config_path: Path, space_path: Path, *, trials: int, overrides: li
         sets = [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}" for k, v in values.items()]
         cfg, _ = load_config(config_path, [*(overrides or []), *sets, f"tracking.group={study_name}",
                                            f"name={study_name}-trial{trial.number}"])
-        summary = run_training(cfg, config_dir, group=study_name, progress=progress)
+        try:
+            summary = run_training(cfg, config_dir, group=study_name, progress=progress)
+        except TRIAL_ERRORS as err:  # e.g. a window too short for the model, a diverging learning rate
+            runs.append({"trial": trial.number, "params": values, "error": f"{type(err).__name__}: {err}"})
+            trial.set_user_attr("error", str(err))
+            raise
         runs.append({"trial": trial.number, "params": values, "run_dir": summary["run_dir"], stage: summary[stage]})
         trial.set_user_attr("run_dir", summary["run_dir"])
         return float(summary[stage][name])
 
-    study.optimize(objective, n_trials=trials)
+    # one bad point of the space fails its trial (recorded), not the study other machines share
+    study.optimize(objective, n_trials=trials, catch=TRIAL_ERRORS)
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        errors = "; ".join(f"trial {r['trial']}: {r['error']}" for r in runs if "error" in r)
+        raise RuntimeError(f"No trial of study {study_name!r} has completed: {errors}")
     best = study.best_trial
     result = {"study": study_name, "storage": storage, "metric": metric, "direction": direction,
               "best": {"trial": best.number, "value": best.value, "params": best.params,
                        "run_dir": best.user_attrs.get("run_dir")},
-              "trials_this_process": runs, "n_trials_total": len(study.trials)}
+              "trials_this_process": runs, "n_trials_total": len(study.trials),
+              "n_failed_this_process": sum("error" in r for r in runs)}
     out = Path(base_cfg.runs_dir) / study_name / "sweep_summary.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, result)

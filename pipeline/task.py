@@ -9,11 +9,14 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 from torchmetrics import ConfusionMatrix, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCohenKappa, MulticlassF1Score
 
 STAGES = ("train", "val", "test")
+#: what checkpointing, early stopping and the plateau scheduler follow
+MONITOR = "val/balanced_accuracy"
 
 
 def make_metrics(n_classes: int) -> MetricCollection:
@@ -79,6 +82,8 @@ class DecoderTask(pl.LightningModule):
         self.test_confusion: torch.Tensor | None = None
         self.start_epoch = 0
         self._epoch: dict[str, list] = {s: [] for s in STAGES}
+        #: the last epoch's metrics per stage, e.g. ``{"val": {"epoch": 3, "val/balanced_accuracy": 0.8, ...}}``
+        self.epoch_metrics: dict[str, dict[str, float]] = {}
 
     def on_train_start(self) -> None:
         # after a resume Lightning has restored the loop: this is the first epoch this process trains
@@ -123,11 +128,22 @@ class DecoderTask(pl.LightningModule):
         values = self.metrics[f"{stage}_"].compute()
         self.metrics[f"{stage}_"].reset()
         total = torch.tensor([loss_sum.item(), float(len(target))])
-        if self.trainer is not None and self.trainer.world_size > 1:
+        if self.trainer.world_size > 1:
             total = self.trainer.strategy.reduce(total.to(self.device), reduce_op="sum").cpu()
         values[f"{stage}/loss"] = total[0] / total[1]
-        # already reduced across ranks (torchmetrics and the sum above): log as is
-        self.log_dict(values, prog_bar=stage != "test", rank_zero_only=False, sync_dist=False)
+        # already reduced across ranks (torchmetrics and the sum above): logged as is
+        self.epoch_metrics[stage] = {"epoch": self.current_epoch, **{k: float(v) for k, v in values.items()}}
+        if self.trainer.state.fn != TrainerFn.FITTING:
+            # test() returns and logs its metrics (logger=None: to the loggers there are); a validation of the
+            # best checkpoint after training is not another point of the per-epoch curves (see epoch_metrics)
+            self.log_dict(values, logger=None if stage == "test" else False, rank_zero_only=False, sync_dist=False)
+            return
+        # While fitting, each self.log costs ~0.5 ms per key per epoch (Lightning moves its whole result record
+        # every call): only the monitored metric goes through it, and the loggers get one row per stage directly.
+        if stage == "val":
+            self.log(MONITOR, values[MONITOR], prog_bar=True, logger=False, rank_zero_only=False, sync_dist=False)
+        for logger in self.loggers:
+            logger.log_metrics(self.epoch_metrics[stage], step=self.global_step)
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
@@ -153,4 +169,4 @@ class DecoderTask(pl.LightningModule):
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=hp.gamma)
             return {"optimizer": opt, "lr_scheduler": sched}
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=hp.gamma, patience=3)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/balanced_accuracy"}}
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": MONITOR}}

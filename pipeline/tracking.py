@@ -57,7 +57,7 @@ def make_wandb_logger(cfg: TrackingConfig, run_id: str, run_dir: Path, group: st
         save_dir=str(run_dir),
         mode=mode,
         config=config,
-        log_model=cfg.log_checkpoint,
+        log_model=False,  # Lightning would upload every checkpoint callback's file; train.py logs best.ckpt itself
         resume="allow",
     )
     if mode == "online":  # the user asked for the server: fail now, clearly, rather than after training
@@ -72,10 +72,12 @@ def make_wandb_logger(cfg: TrackingConfig, run_id: str, run_dir: Path, group: st
 
 
 class EpochMetricsCSV(pl.Callback):
-    """Writes one row per epoch (epoch, train/*, val/*, lr) to ``metrics.csv``; keeps earlier rows on resume.
+    """Writes one row per epoch (epoch, step, lr, train/*, val/*) to ``metrics.csv``; keeps earlier rows on resume.
 
-    A row is written once the epoch is complete (at the next epoch's start, or when training ends), when
-    Lightning has aggregated both the training and the validation metrics of that epoch.
+    A row is written once the epoch is complete, from the metrics the task computed for it
+    (``DecoderTask.epoch_metrics``): before the epoch's checkpoint is saved, so a run killed right after a
+    checkpoint resumes with every epoch of that checkpoint in the file; otherwise at the next epoch's start
+    or when training ends.
     """
 
     def __init__(self, path: Path):
@@ -84,25 +86,30 @@ class EpochMetricsCSV(pl.Callback):
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
-            self._pending = {"epoch": trainer.current_epoch}
+            lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+            self._pending = {"epoch": trainer.current_epoch, "lr": lr}  # the rate this epoch trained with
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        self._flush(trainer, pl_module, need_train=True)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._flush(trainer)
+        self._flush(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._flush(trainer)
+        self._flush(trainer, pl_module)
 
-    def _flush(self, trainer: pl.Trainer) -> None:
+    def _flush(self, trainer: pl.Trainer, pl_module: pl.LightningModule, need_train: bool = False) -> None:
         if self._pending is None or trainer.global_rank != 0:
             return
-        row = dict(self._pending, step=trainer.global_step)
-        for key, value in sorted(trainer.callback_metrics.items()):
-            if key.startswith(("train/", "val/")):
-                row[key] = float(value)
-        if trainer.optimizers:
-            row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
+        epoch = self._pending["epoch"]
+        stages = {s: m for s, m in pl_module.epoch_metrics.items() if s in ("train", "val") and m["epoch"] == epoch}
+        if need_train and "train" not in stages:
+            return
+        row = {"epoch": epoch, "step": trainer.global_step, "lr": self._pending["lr"]}
+        for stage in ("train", "val"):
+            row.update(sorted((k, v) for k, v in stages.get(stage, {}).items() if k != "epoch"))
         rows = list(csv.DictReader(self.path.open())) if self.path.exists() else []
-        rows = [r for r in rows if int(r["epoch"]) != row["epoch"]] + [row]
+        rows = [r for r in rows if int(r["epoch"]) != epoch] + [row]
         fields = list(dict.fromkeys(k for r in rows for k in r))
         tmp = self.path.with_suffix(".csv.tmp")
         with tmp.open("w", newline="") as fh:

@@ -28,12 +28,19 @@ def main(folder: str = "bench_results") -> int:
         lines.append("")
     if "train" in parts:
         t = parts["train"]
-        lines += ["| training loop | samples/s | peak memory | ratio |", "|---|---|---|---|",
-                  f"| `bmi train` (Lightning, {t.get('model')}, batch {t.get('batch_size')}, {t.get('epochs')} epochs) | "
-                  f"{t['lightning']['samples_per_s']:.0f} | {t['lightning']['peak_rss_mb']:.0f} MB | "
-                  f"{t['ratio_lightning_over_plain']:.2f} (target {t.get('target_ratio')}) |",
-                  f"| plain PyTorch loop, same model/data/batch/epochs | {t['plain']['samples_per_s']:.0f} | "
-                  f"{t['plain']['peak_rss_mb']:.0f} MB | 1 |", ""]
+        lines += [f"Training loop: {t.get('model')}, batch {t.get('batch_size')}, {t.get('epochs')} epochs, one torch thread; "
+                  "samples/s are medians of rounds that alternate both loops in one process.", "",
+                  "| workload | `bmi train` samples/s | plain loop samples/s | ratio (target 0.9) | extra per epoch | "
+                  "peak memory bmi train / plain | glibc settings, plain loop |", "|---|---|---|---|---|---|---|"]
+        for name, w in t["workloads"].items():
+            alone = w["alone"]
+            lines.append(f"| {name}: {w['description']}, {w['n_train']} windows ({w['batches_per_epoch']} batches/epoch) | "
+                         f"{w['samples_per_s']['lightning']:.0f} | {w['samples_per_s']['plain']:.0f} | "
+                         f"{w['ratio_lightning_over_plain']:.2f} | {w['per_epoch_overhead_ms']:.1f} ms | "
+                         f"{alone['lightning']['peak_rss_mb']:.0f} / {alone['plain']['peak_rss_mb']:.0f} MB | "
+                         f"x{w['allocator_speedup_plain']:.2f} ({alone['plain_glibc_default']['page_faults']} -> "
+                         f"{alone['plain']['page_faults']} page faults) |")
+        lines.append("")
     if "inference" in parts:
         lines += ["| shape | model | torch p50 / p99 (ms) | onnxruntime p50 / p99 (ms) | speed-up (same graph) | batch-64 windows/s torch / ort |",
                   "|---|---|---|---|---|---|"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.datamodule import EpochsDataModule
+from datasets.datamodule import EpochsDataModule, TensorBatches
 
 from data_helpers import data_config, write_config
 
@@ -59,12 +59,21 @@ def test_euclidean_alignment_whitens_each_subject(synth_fif, tmp_path):
 
 
 def test_cropped_training(synth_fif, tmp_path):
-    module = EpochsDataModule(data_config(synth_fif, tmp_path, crop={"seconds": 0.6}), tmp_path, seed=0)
+    module = EpochsDataModule(data_config(synth_fif, tmp_path, crop={"seconds": 0.6, "crops_per_epoch": 3}),
+                              tmp_path, seed=0)
     module.prepare_data()
     module.setup("fit")
     assert module.n_times == 75
-    x, _ = next(iter(module.train_dataloader()))
-    assert x.shape[-1] == 75
+    batches = list(module.train_dataloader())
+    assert all(x.shape[-1] == 75 for x, _ in batches)
+    # every training window three times per epoch, at different offsets
+    X_train, y_train = module.arrays("train")
+    y_seen = torch.cat([y for _, y in batches])
+    assert len(y_seen) == 3 * len(y_train)
+    assert torch.bincount(y_seen).tolist() == (3 * np.bincount(y_train)).tolist()
+    # the same window drawn eight times is cut at several offsets
+    crops, _ = TensorBatches(torch.from_numpy(X_train), torch.from_numpy(y_train), crop=75)[torch.zeros(8, dtype=torch.long)]
+    assert len({tuple(c[0, :5].tolist()) for c in crops}) > 1
     X_val, _ = module.arrays("val")
     assert X_val.shape[-1] == 75 and module.window_tmin == pytest.approx(1.5 - 0.6)
 

@@ -84,6 +84,28 @@ def test_sweep_trials_are_runs_in_a_shared_study(write_config, tmp_path):
     assert Path(second["path"]).is_file()
 
 
+def test_a_failing_trial_does_not_stop_the_sweep(write_config, tmp_path):
+    import optuna
+
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"model.name": {"type": "categorical", "choices": ["deep", "shallow"]}}))
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="f", storage=storage, direction="maximize")
+    study.enqueue_trial({"model.name": "deep"})  # DeepConvNet needs a longer window than these 1 s at 125 Hz
+    study.enqueue_trial({"model.name": "shallow"})
+    result = run_sweep(write_config(), space, trials=2, overrides=["model.params={}"], storage=storage, study_name="f")
+    failed, done = result["trials_this_process"]
+    assert "too short for DeepConvNet" in failed["error"] and "run_dir" not in failed and result["n_failed_this_process"] == 1
+    assert result["best"]["params"] == {"model.name": "shallow"} and result["best"]["run_dir"] == done["run_dir"]
+    states = [t.state for t in optuna.load_study(study_name="f", storage=storage).trials]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+
+    only_bad = tmp_path / "bad.yaml"
+    only_bad.write_text(yaml.safe_dump({"model.name": {"type": "categorical", "choices": ["deep"]}}))
+    with pytest.raises(RuntimeError, match="No trial .* has completed: trial 0: ValueError"):
+        run_sweep(write_config(), only_bad, trials=1, overrides=["model.params={}"], study_name="g")
+
+
 def test_baseline_cli_reports_csp_lda(write_config):
     out = subprocess.run([sys.executable, "-m", "pipeline.cli", "baseline", str(write_config()), "--json"],
                          capture_output=True, text=True, timeout=120)

@@ -17,6 +17,7 @@ import torch
 
 from pipeline.config import load_config
 from pipeline.train import run_training
+from wandb_records import complete_records, history
 
 METRIC_KEYS = {"accuracy", "balanced_accuracy", "kappa", "f1_macro"}
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,10 +73,25 @@ def test_run_ids_unique_and_sortable(write_config):
     assert a != b and a[:15] <= b[:15]
 
 
+def test_same_seed_same_run(write_config):
+    """Deterministic runs (the default) are bit-identical: weights, per-epoch metrics and test results."""
+    cfg, config_dir = load_config(write_config(), ["trainer.max_epochs=3", "model.name=eegnet", "model.params={}"])
+    a, b = (run_training(cfg, config_dir, progress=False) for _ in range(2))
+    weights = [torch.load(Path(s["run_dir"]) / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+               for s in (a, b)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    rows = [[{k: v for k, v in r.items()} for r in csv.DictReader((Path(s["run_dir"]) / "metrics.csv").open())]
+            for s in (a, b)]
+    assert rows[0] == rows[1] and len(rows[0]) == 3
+    assert a["test"] == b["test"] and a["val"] == b["val"]
+
+
 def test_wandb_offline_run_is_recorded(write_config, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("WANDB_MODE", "offline")
-    cfg, config_dir = load_config(write_config(), ["tracking.mode=auto", "tracking.tags=[t1]", "tracking.group=grp"])
+    cfg, config_dir = load_config(write_config(), ["tracking.mode=auto", "tracking.tags=[t1]", "tracking.group=grp",
+                                                   "trainer.max_epochs=3"])
     summary = run_training(cfg, config_dir, progress=False)
     run_dir = Path(summary["run_dir"])
     offline = list((run_dir / "wandb").glob("offline-run-*"))
@@ -83,6 +99,27 @@ def test_wandb_offline_run_is_recorded(write_config, monkeypatch):
     assert summary["tracking"]["mode"] == "offline"
     media = offline[0] / "files" / "media"
     assert list(media.rglob("*confusion_matrix*"))  # the confusion matrix table and image were logged
+
+    # the dashboard's curves: one train row and one val row per epoch, with every metric, steps increasing
+    records = complete_records(next(offline[0].glob("*.wandb")))
+    assert any(r.WhichOneof("record_type") == "exit" for r in records), "the W&B run file was never completed"
+    rows = history(records)
+    epochs = summary["epochs_trained"]
+    for stage in ("train", "val"):
+        keys = {f"{stage}/{m}" for m in METRIC_KEYS | {"loss"}}
+        stage_rows = [r for r in rows if any(k.startswith(f"{stage}/") for k in r)]
+        assert [r["epoch"] for r in stage_rows] == list(range(epochs)), stage
+        assert all(keys <= set(r) for r in stage_rows), stage
+        steps = [r["trainer/global_step"] for r in stage_rows]
+        assert steps == sorted(steps) and steps[-1] > steps[0]
+    # exactly one model artifact: the best checkpoint, with its validation metrics
+    models = [r.artifact for r in records if r.WhichOneof("record_type") == "artifact" and r.artifact.type == "model"]
+    assert len(models) == 1 and "best" in models[0].aliases
+    assert [m.path for m in models[0].manifest.contents] == ["best.ckpt"]
+    metadata = json.loads(models[0].metadata)
+    assert metadata["val"] == summary["val"] and metadata["best_epoch"] == summary["best_epoch"]
+    test_rows = [r for r in rows if "test/balanced_accuracy" in r]
+    assert len(test_rows) == 1 and test_rows[0]["test/balanced_accuracy"] == pytest.approx(summary["test"]["balanced_accuracy"], abs=1e-5)
 
 
 def test_tracking_mode_resolution(monkeypatch, tmp_path):
