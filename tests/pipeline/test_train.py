@@ -103,6 +103,10 @@ def test_wandb_offline_run_is_recorded(write_config, monkeypatch):
     # the dashboard's curves: one train row and one val row per epoch, with every metric, steps increasing
     records = complete_records(next(offline[0].glob("*.wandb")))
     assert any(r.WhichOneof("record_type") == "exit" for r in records), "the W&B run file was never completed"
+    run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+    assert run.run_group == "grp" and list(run.tags) == ["t1"] and run.run_id == summary["run_id"]
+    logged_config = {item.key: json.loads(item.value_json) for item in run.config.update}
+    assert logged_config["model"]["name"] == "shallow" and logged_config["trainer"]["max_epochs"] == 3
     rows = history(records)
     epochs = summary["epochs_trained"]
     for stage in ("train", "val"):
