@@ -81,8 +81,7 @@ def test_same_seed_same_run(write_config):
                for s in (a, b)]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
-    rows = [[{k: v for k, v in r.items()} for r in csv.DictReader((Path(s["run_dir"]) / "metrics.csv").open())]
-            for s in (a, b)]
+    rows = [list(csv.DictReader((Path(s["run_dir"]) / "metrics.csv").open())) for s in (a, b)]
     assert rows[0] == rows[1] and len(rows[0]) == 3
     assert a["test"] == b["test"] and a["val"] == b["val"]
 
