@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -135,3 +136,22 @@ def test_quantize_reports_accuracy_change(trained_run, tmp_path):
     with pytest.raises(ValueError, match="int8 quantisation drops"):
         export_run(trained_run, out=tmp_path / "q2.onnx", quantize=True, max_accuracy_drop=-1.0)
     assert not (tmp_path / "q2.onnx").exists()
+
+
+def test_export_attaches_the_onnx_file_to_the_offline_wandb_run(trained_run, tmp_path, monkeypatch):
+    from pipeline.config import load_config
+    from pipeline.train import run_training
+    from wandb_records import complete_records
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    # the session's run again (its config holds absolute paths), tracked this time
+    cfg, config_dir = load_config(trained_run / "config.yaml", ["tracking.mode=offline", f"runs_dir={tmp_path}"])
+    run_dir = Path(run_training(cfg, config_dir, progress=False)["run_dir"])
+    before = set((run_dir / "wandb").glob("offline-run-*"))
+    export_run(run_dir, out=tmp_path / "decoder.onnx")
+    (resumed,) = set((run_dir / "wandb").glob("offline-run-*")) - before  # `wandb sync` joins it to the run
+    records = complete_records(next(resumed.glob("*.wandb")))
+    assert next(r.run for r in records if r.WhichOneof("record_type") == "run").run_id == run_dir.name
+    (artifact,) = [r.artifact for r in records if r.WhichOneof("record_type") == "artifact"]
+    assert artifact.type == "model" and [m.path for m in artifact.manifest.contents] == ["decoder.onnx"]
+    assert json.loads(artifact.metadata) == {"format": "onnx"}

@@ -1,4 +1,4 @@
-"""Read the records of an offline W&B run file (``run-*.wandb``), so tests can check what a run logged.
+"""Read the records of an offline W&B run file (``run-*.wandb``), so tests of any package can check what a run logged.
 
 The file is W&B's LevelDB-style log: a 7-byte header (``:W&B``, key, version), then 32 KiB blocks of chunks,
 each with a 7-byte header (CRC32, little-endian length, type FULL=1 / FIRST=2 / MIDDLE=3 / LAST=4) carrying
