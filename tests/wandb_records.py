@@ -25,8 +25,11 @@ def read_records(path: Path) -> list:
     pos, pending, records = 7, b"", []
     while pos + 7 <= len(data):
         left = BLOCK - pos % BLOCK
+        if left < 7:  # block trailer: the next chunk starts in the next block
+            pos += left
+            continue
         _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        if left < 7 or kind == 0:  # block trailer or zero padding: the next chunk starts in the next block
+        if kind == 0:  # zero padding up to the next block
             pos += left
             continue
         if pos + 7 + length > len(data):  # the writer has not finished this chunk yet
