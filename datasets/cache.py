@@ -20,9 +20,9 @@ from typing import Any
 from .config import DataConfig
 from .typed import to_mapping
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: filters start at steady state, windows before settling dropped
 # Fields that do not change the epochs themselves (they act later, in the DataModule).
-_NOT_IN_KEY = {"split", "normalize", "euclidean_alignment", "crop", "batch_size", "cache_dir"}
+_NOT_IN_KEY = {"split", "normalize", "euclidean_alignment", "alignment_calibration", "crop", "batch_size", "cache_dir"}
 _EDGE = 1 << 20
 
 

@@ -115,6 +115,7 @@ class DataConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     normalize: Literal["standardize", "none"] = "standardize"
     euclidean_alignment: bool = False
+    alignment_calibration: int = 10  # epochs (unlabelled) that align a subject with no training data
     crop: CropConfig | None = None
     batch_size: int = 64
     cache_dir: str = ".bmi_cache"
@@ -132,6 +133,8 @@ class DataConfig:
             raise ConfigError(f"'batch_size' ({self.batch_size}) must be >= 1.")
         if self.reference not in (None, "average") and not isinstance(self.reference, list):
             raise ConfigError(f"'reference' ({self.reference!r}) must be null, 'average' or a list of channel names.")
+        if self.alignment_calibration < 1:
+            raise ConfigError(f"'alignment_calibration' ({self.alignment_calibration}) must be at least 1 epoch.")
         if self.reject is not None and self.reject <= 0:
             raise ConfigError(f"'reject' ({self.reject}) must be a positive peak-to-peak amplitude.")
         if self.crop is not None and not 0 < self.crop.seconds <= self.tmax - self.tmin:

@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader, Sampler
 
 from .config import DataConfig
 from .epochs import EpochsData, load_epochs
-from .normalization import alignment_matrix, apply_by_subject, fit_normalization
+from .dsp import alignment_matrix
+from .normalization import apply_by_subject, fit_normalization, take_calibration
 from .splits import make_split, n_splits
 
 
@@ -135,33 +136,45 @@ class EpochsDataModule(pl.LightningDataModule):
         if self.eval_only:
             idx = np.arange(len(ep.y))
             parts = {"train": idx[:0], "val": idx[:0], "test": idx}
-            self.split_summary = {"test": self._describe(idx)}
         else:
             split = make_split(self.cfg.split, ep.y, ep.groups, ep.trial, seed=self.seed)
             parts = {"train": split.train, "val": split.val, "test": split.test}
-            self.split_summary = {k: self._describe(v) for k, v in parts.items()}
+        calibration = self._take_alignment_calibration(subjects, parts)
+        self.split_summary = {k: self._describe(v) for k, v in parts.items() if not (self.eval_only and k != "test")}
+        if calibration:
+            self.split_summary["alignment_calibration"] = {s: int(len(i)) for s, i in calibration.items()}
+        if not self.eval_only:
             self.split_summary["test_groups"] = split.test_groups
-            self.split_summary["test_files"] = sorted({ep.files[i] for i in ep.file_index[split.test]})
+            self.split_summary["test_files"] = sorted({ep.files[i] for i in ep.file_index[parts["test"]]})
         if self.normalization is None:
             self.normalization = fit_normalization(
-                ep.X, subjects, parts["train"], self.cfg.normalize, self.cfg.euclidean_alignment
+                ep.X, subjects, parts["train"], self.cfg.normalize, self.cfg.euclidean_alignment, calibration
             )
-        else:
-            self._add_missing_alignment(ep)
+        elif calibration:  # new subjects (another day's recordings) aligned on their own calibration epochs
+            alignment = dict(self.normalization["alignment"])
+            alignment.update({s: alignment_matrix(ep.X[np.sort(i)]).tolist() for s, i in calibration.items()})
+            self.normalization = {**self.normalization, "alignment": alignment}
         for name, idx in parts.items():
             X = apply_by_subject(np.asarray(ep.X[idx]), subjects[idx], self.normalization)
             self._tensors[name] = (torch.from_numpy(np.ascontiguousarray(X)), torch.from_numpy(ep.y[idx]))
 
-    def _add_missing_alignment(self, ep: EpochsData) -> None:
-        """New subjects (another day's recordings) get their own unsupervised alignment matrix."""
-        alignment = self.normalization.get("alignment")
-        if not alignment:
-            return
-        alignment = dict(alignment)
-        for s in np.unique(ep.groups["subject"]):
-            if str(s) not in alignment:
-                alignment[str(s)] = alignment_matrix(np.asarray(ep.X[ep.groups["subject"] == s], dtype=np.float64)).tolist()
-        self.normalization = {**self.normalization, "alignment": alignment}
+    def _take_alignment_calibration(self, subjects: np.ndarray, parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """With Euclidean alignment, a subject with no training epochs (a held-out subject, another day's new
+        subject) is aligned on its first ``alignment_calibration`` epochs, used unlabelled and taken out of
+        validation and test, never on the epochs it is scored on. Updates ``parts`` in place."""
+        if self.normalization is not None:
+            alignment = self.normalization.get("alignment")
+            if not alignment:
+                return {}
+            known = set(alignment)
+        elif self.cfg.euclidean_alignment:
+            known = {str(s) for s in np.unique(subjects[parts["train"]])}
+        else:
+            return {}
+        held = {k: parts[k] for k in ("val", "test")}
+        calibration, held = take_calibration(subjects, known, held, self.cfg.alignment_calibration)
+        parts.update(held)
+        return calibration
 
     def _describe(self, idx: np.ndarray) -> dict[str, Any]:
         ep = self.epochs

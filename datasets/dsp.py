@@ -7,18 +7,26 @@ carried too. Processing a recording in one call or in any chunking gives the sam
 what makes offline/online parity exact. Zero-phase filtering exists for offline analysis only and the
 spec says so (``causal=False``); it cannot be run online.
 
+The filters start settled: at the first sample after a (re)start their state is the steady state for
+that sample held forever (``sosfilt_zi`` scaled per channel, as mne-lsl does), so a DC offset causes no
+start-up transient. What remains (the unknown history before the first sample) dies out within the
+spec's settling time, derived from the filter design; samples before it are never decoded, offline
+(epochs starting earlier are dropped) or online (the server withholds decisions).
+
 Light on purpose: numpy and scipy only (the rig imports this module, never MNE or torch).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Sequence
 
 import numpy as np
 from scipy import signal
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # 2: filters start at steady state; settling time
+SETTLE_RESIDUAL = 1e-2  # residual start-up error relative to the filtered signal, for a white history
 
 
 @dataclass
@@ -41,7 +49,7 @@ class PreprocessingSpec:
     order : int
         Butterworth order of the band-pass.
     decim : int
-        Keep every ``decim``-th sample after filtering (the low edge of ``bandpass`` is the anti-alias
+        Keep every ``decim``-th sample after filtering (the high edge of ``bandpass`` is the anti-alias
         filter, so it must be below the new Nyquist frequency).
     causal : bool
         True: forward-only filtering (what the runtime can reproduce). False: zero-phase, offline only.
@@ -64,9 +72,20 @@ class PreprocessingSpec:
     def sfreq_out(self) -> float:
         return self.sfreq_in / self.decim
 
+    @cached_property
+    def settle_samples(self) -> int:
+        """Input samples after a (re)start before the filters have settled (see :func:`settling_samples`)."""
+        return settling_samples(np.asarray(self.sos, dtype=np.float64).reshape(-1, 6), self.sfreq_in)
+
+    @property
+    def settle_out(self) -> int:
+        """Index of the first settled sample at the output rate (after decimation)."""
+        return -(-self.settle_samples // self.decim)
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["sfreq_out"] = self.sfreq_out
+        out["settle_seconds"] = self.settle_samples / self.sfreq_in
         out["bandpass"] = list(self.bandpass) if self.bandpass is not None else None
         return out
 
@@ -74,9 +93,13 @@ class PreprocessingSpec:
     def from_dict(cls, data: dict[str, Any]) -> "PreprocessingSpec":
         data = dict(data)
         data.pop("sfreq_out", None)
+        data.pop("settle_seconds", None)
         version = data.get("version", SPEC_VERSION)
         if version != SPEC_VERSION:
-            raise ValueError(f"Preprocessing spec version {version} is not supported (this code reads {SPEC_VERSION}).")
+            raise ValueError(
+                f"Preprocessing spec version {version} is not supported (this code reads {SPEC_VERSION}); "
+                "retrain, or re-export the run with this version of the code."
+            )
         if data.get("bandpass") is not None:
             data["bandpass"] = tuple(data["bandpass"])
         return cls(**data)
@@ -118,6 +141,32 @@ def design_sos(
     if not sections:
         return np.zeros((0, 6))
     return np.concatenate(sections, axis=0)
+
+
+def settling_samples(sos: np.ndarray, sfreq: float, residual: float = SETTLE_RESIDUAL, max_seconds: float = 300.0) -> int:
+    """Samples after which the filters' start-up error is below ``residual`` of the filtered signal.
+
+    With the state started at steady state for the first sample, the error at time t is the filter's
+    response to the unknown history before the start, taken as its difference from the first sample:
+    ``sum_{j>t} h[j] (x[t-j] - x[0])``. For a white history of variance s^2 its variance is
+    ``s^2 (sum_{j>t} h[j]^2 + (sum_{j>t} h[j])^2)``, against the output's ``s^2 sum_j h[j]^2``. The returned
+    sample count is where that ratio's square root falls below ``residual`` (0 without filters).
+    """
+    if not len(sos):
+        return 0
+    seconds = 10.0
+    while True:  # lengthen the impulse response until the error is far below the target at its end
+        impulse = np.zeros(int(seconds * sfreq))
+        impulse[0] = 1.0
+        h = signal.sosfilt(sos, impulse)
+        tail_energy = np.cumsum((h**2)[::-1])[::-1]  # [t]: sum over j >= t
+        tail_sum = np.cumsum(h[::-1])[::-1]
+        ratio = np.sqrt((tail_energy[1:] + tail_sum[1:] ** 2) / tail_energy[0])  # [t]: history before t
+        if ratio[3 * len(ratio) // 4] < residual / 10:
+            return int(np.flatnonzero(ratio < residual)[0]) + 1
+        if seconds >= max_seconds:
+            raise ValueError(f"The filters do not settle within {max_seconds:g} s; choose a higher low band edge.")
+        seconds = min(max_seconds, 4 * seconds)
 
 
 def make_spec(
@@ -183,7 +232,9 @@ class CausalPreprocessor:
     """Stateful execution of a :class:`PreprocessingSpec` on ``[n_chans, n_samples]`` chunks.
 
     ``process`` may be called with chunks of any length (including 0); the concatenated outputs equal
-    one call on the concatenated input. ``reset`` starts again from rest (zero filter state).
+    one call on the concatenated input. ``reset`` starts again: the next sample sets the filter state to
+    its steady state (``sosfilt_zi`` scaled by that sample, per channel), so a constant offset passes
+    without a transient; :attr:`PreprocessingSpec.settle_samples` says when the rest has died out.
     """
 
     def __init__(self, spec: PreprocessingSpec):
@@ -199,7 +250,7 @@ class CausalPreprocessor:
         self.reset()
 
     def reset(self) -> None:
-        self._zi = np.zeros((self._sos.shape[0], self._n_chans, 2))
+        self._zi = None  # set from the first sample of the next chunk
         self._phase = 0  # input samples seen, modulo decim
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
@@ -210,6 +261,8 @@ class CausalPreprocessor:
             return np.zeros((self._n_chans, 0))
         x = rereference(self.spec, x)
         if self._sos.shape[0]:
+            if self._zi is None:  # steady state for the first sample held forever: no start-up transient
+                self._zi = signal.sosfilt_zi(self._sos)[:, None, :] * x[None, :, :1]
             x, self._zi = signal.sosfilt(self._sos, x, axis=1, zi=self._zi)
         decim = self.spec.decim
         if decim > 1:
@@ -220,7 +273,7 @@ class CausalPreprocessor:
 
 
 def apply_offline(spec: PreprocessingSpec, data: np.ndarray) -> np.ndarray:
-    """Run the spec on a whole continuous recording ``[n_chans, n_samples]`` (from rest).
+    """Run the spec on a whole continuous recording ``[n_chans, n_samples]`` (filters started settled).
 
     Causal specs run the exact online code path; zero-phase specs (offline only) use ``sosfiltfilt``.
     """
@@ -238,6 +291,17 @@ def apply_offline(spec: PreprocessingSpec, data: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Normalisation: statistics fitted on the training split, applied per window, identical online.
 # ---------------------------------------------------------------------------------------------
+
+
+def alignment_matrix(X: np.ndarray) -> np.ndarray:
+    """Euclidean alignment (He & Wu 2020, doi:10.1109/TBME.2019.2913914): R^-1/2 of the mean covariance
+    of the windows ``X`` ``[n_windows, n_chans, n_times]``."""
+    X = np.asarray(X, dtype=np.float64)
+    covs = np.einsum("nct,ndt->ncd", X, X) / X.shape[2]
+    mean = covs.mean(axis=0)
+    mean += 1e-10 * np.trace(mean) / len(mean) * np.eye(len(mean))
+    vals, vecs = np.linalg.eigh(mean)  # symmetric positive definite: R^-1/2 = V diag(1/sqrt(w)) V^T
+    return ((vecs / np.sqrt(np.maximum(vals, 1e-30))) @ vecs.T).astype(np.float32)
 
 
 def apply_normalization(windows: np.ndarray, norm: dict[str, Any] | None, subject: str | None = None) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 Each recording is filtered as one continuous stream from its first sample with the causal spec
 (:mod:`datasets.dsp`), exactly as the real-time server will filter the live stream, and then cut into
-windows on the decimated grid. Epochs are written file by file into a memory-mapped array, so a dataset
+windows on the decimated grid; windows that start before the filters have settled are dropped, as the
+server withholds decisions until then. Epochs are written file by file into a memory-mapped array, so a dataset
 larger than RAM is fine.
 """
 
@@ -54,14 +55,17 @@ def _window_starts(samples: np.ndarray, cfg: DataConfig, spec: PreprocessingSpec
     """First output-grid sample of each epoch; drops (with a warning) windows outside the recording."""
     n_times = int(round((cfg.tmax - cfg.tmin) * spec.sfreq_out))
     starts = np.round((samples + cfg.tmin * spec.sfreq_in) / spec.decim).astype(np.int64)
-    inside = (starts >= 0) & (starts + n_times <= n_out)
+    # the first samples of a recording are filter start-up, which the server never decodes either
+    inside = (starts >= spec.settle_out) & (starts + n_times <= n_out)
     if not inside.any():
         raise ValueError(
             f"The epoch window tmin={cfg.tmin} s, tmax={cfg.tmax} s falls outside {path.name} "
-            f"({n_out / spec.sfreq_out:.1f} s long) for every event."
+            f"({n_out / spec.sfreq_out:.1f} s long, filters settled after {spec.settle_samples / spec.sfreq_in:.2f} s) "
+            "for every event."
         )
     if not inside.all():
-        warnings.warn(f"{path.name}: {np.sum(~inside)} epoch(s) fall outside the recording and are dropped.")
+        warnings.warn(f"{path.name}: {np.sum(~inside)} epoch(s) fall outside the recording or start before the "
+                      f"filters settle ({spec.settle_samples / spec.sfreq_in:.2f} s) and are dropped.")
     return starts, inside, n_times
 
 

@@ -58,6 +58,38 @@ def test_euclidean_alignment_whitens_each_subject(synth_fif, tmp_path):
     assert np.abs(np.diag(cov) - 1).max() < 0.5
 
 
+def test_euclidean_alignment_never_sees_test_epochs(synth_fif, tmp_path):
+    """Holdout by run: each subject's matrix comes from its training epochs only. Leave-one-subject-out: the
+    held-out subject is aligned on its first epochs (unlabelled calibration), which are then never scored."""
+    from datasets.dsp import alignment_matrix
+    from datasets.splits import make_split
+
+    cfg = data_config(synth_fif, tmp_path, euclidean_alignment=True, normalize="none")
+    module = EpochsDataModule(cfg, tmp_path)
+    module.prepare_data()
+    module.setup("fit")
+    ep = module.epochs
+    subjects = ep.groups["subject"]
+    split = make_split(cfg.split, ep.y, ep.groups, ep.trial, seed=module.seed)
+    for s in ("01", "02"):
+        train_s = split.train[subjects[split.train] == s]
+        got = np.asarray(module.normalization["alignment"][s])
+        np.testing.assert_allclose(got, alignment_matrix(ep.X[np.sort(train_s)]), atol=1e-6)
+        leaky = alignment_matrix(ep.X[subjects == s])  # what fitting on validation and test epochs too gives
+        assert np.abs(got - leaky).max() > 1e-3 * np.abs(got).max()
+
+    loso = EpochsDataModule(data_config(synth_fif, tmp_path, euclidean_alignment=True, normalize="none",
+                                        alignment_calibration=5, split={"method": "loso", "fold": 1}), tmp_path)
+    loso.prepare_data()
+    loso.setup("fit")
+    held_out = loso.split_summary["test"]["groups"]["subject"]
+    assert loso.split_summary["alignment_calibration"] == {held_out[0]: 5}
+    first5 = np.flatnonzero(subjects == held_out[0])[:5]
+    np.testing.assert_allclose(loso.normalization["alignment"][held_out[0]], alignment_matrix(ep.X[first5]), atol=1e-6)
+    n_subject = int((subjects == held_out[0]).sum())
+    assert loso.split_summary["test"]["n_epochs"] == n_subject - 5  # the calibration epochs are not scored
+
+
 def test_cropped_training(synth_fif, tmp_path):
     module = EpochsDataModule(data_config(synth_fif, tmp_path, crop={"seconds": 0.6, "crops_per_epoch": 3}),
                               tmp_path, seed=0)
