@@ -117,7 +117,7 @@ class DataConfig:
     euclidean_alignment: bool = False
     alignment_calibration: int = 10  # epochs (unlabelled) that align a subject with no training data
     crop: CropConfig | None = None
-    batch_size: int = 64
+    batch_size: int | Literal["auto"] = "auto"
     cache_dir: str = ".bmi_cache"
 
     def __post_init__(self) -> None:
@@ -129,8 +129,8 @@ class DataConfig:
             raise ConfigError(f"'tmax' ({self.tmax}) must be greater than 'tmin' ({self.tmin}).")
         if self.bandpass is not None and len(self.bandpass) != 2:
             raise ConfigError(f"'bandpass' ({self.bandpass}) must be [low, high] in Hz (either may be null).")
-        if self.batch_size < 1:
-            raise ConfigError(f"'batch_size' ({self.batch_size}) must be >= 1.")
+        if self.batch_size != "auto" and self.batch_size < 1:
+            raise ConfigError(f"'batch_size' ({self.batch_size}) must be >= 1 or 'auto'.")
         if self.reference not in (None, "average") and not isinstance(self.reference, list):
             raise ConfigError(f"'reference' ({self.reference!r}) must be null, 'average' or a list of channel names.")
         if self.alignment_calibration < 1:

@@ -22,11 +22,20 @@ from .normalization import apply_by_subject, fit_normalization, take_calibration
 from .splits import make_split, n_splits
 
 
+def auto_batch_size(n_train: int) -> int:
+    """About eight optimiser steps per epoch, between 8 and 64 windows a batch: a calibration session of a few
+    dozen trials gets batches of 8 (not one step per epoch), a large data set batches of 64."""
+    return int(min(64, max(8, n_train // 8)))
+
+
 class BatchIndexSampler(Sampler[torch.Tensor]):
     """Yields index tensors of whole batches; shuffled per epoch with a seeded generator; shards under DDP."""
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int):
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, pad: bool | None = None):
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        # training pads each rank's share (wrapping) so DDP ranks step together; evaluation never pads, so every
+        # validation / test window is counted exactly once across the ranks
+        self.pad = shuffle if pad is None else pad
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -47,14 +56,17 @@ class BatchIndexSampler(Sampler[torch.Tensor]):
         else:
             order = torch.arange(self.n)
         rank, world = self._shard()
-        if world > 1:  # equal share per rank (pad by wrapping) so DDP ranks step together
+        if world > 1 and self.pad:  # equal share per rank (pad by wrapping) so DDP ranks step together
             per_rank = -(-self.n // world)
             order = torch.cat([order, order[: per_rank * world - self.n]])[rank::world]
+        elif world > 1:
+            order = order[rank::world]
         yield from torch.split(order, self.batch_size)
 
     def __len__(self) -> int:
         rank, world = self._shard()
-        return -(-(-(-self.n // world)) // self.batch_size)
+        share = -(-self.n // world) if self.pad else len(range(rank, self.n, world))
+        return -(-share // self.batch_size)
 
 
 class TensorBatches(torch.utils.data.Dataset):
@@ -187,6 +199,14 @@ class EpochsDataModule(pl.LightningDataModule):
     def n_splits(self) -> int:
         return n_splits(self.cfg.split, self._ensure_epochs().groups)
 
+    @property
+    def batch_size(self) -> int:
+        """``data.batch_size``, or with ``auto`` one chosen from the training-set size (:func:`auto_batch_size`)."""
+        if self.cfg.batch_size != "auto":
+            return int(self.cfg.batch_size)
+        self.setup()
+        return auto_batch_size(len(self._tensors["train"][1]))
+
     # -- what the model and the exporter need --------------------------------------------------------
     @property
     def crop_samples(self) -> int | None:
@@ -258,6 +278,12 @@ class EpochsDataModule(pl.LightningDataModule):
             X = X[..., -self.crop_samples :]
         return X, y.numpy()
 
+    def model_windows(self, stage: str) -> torch.Tensor:
+        """A split's normalised windows as the decoder takes them (with cropping: the crop ending at ``tmax``)."""
+        self.setup()
+        X = self._tensors[stage][0]
+        return X[..., -self.crop_samples :] if self.crop_samples else X
+
     # -- loaders ----------------------------------------------------------------------------------------
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
         self.setup()
@@ -268,7 +294,7 @@ class EpochsDataModule(pl.LightningDataModule):
         cropped = crop is not None and stage == "train"
         dataset = TensorBatches(X, y, crop=crop if cropped else None, seed=self.seed)
         repeats = self.cfg.crop.crops_per_epoch if cropped else 1
-        sampler = BatchIndexSampler(len(y) * repeats, self.cfg.batch_size, shuffle, self.seed)
+        sampler = BatchIndexSampler(len(y) * repeats, self.batch_size, shuffle, self.seed)
         return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:

@@ -15,6 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="dotted override, e.g. --set optim.lr=3e-3 (repeatable)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
     p.add_argument("--name", help="run id to use instead of a generated one")
+    p.add_argument("--seeds", metavar="S1,S2,...",
+                   help="train one run per seed on the same split, then combine them into one ensemble run "
+                        "(mean probability) that bmi export / evaluate / serve use like any run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
@@ -25,10 +28,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_evaluate)
 
-    from . import baseline, compare, cv, sweep
+    from . import baseline, compare, cv, ensemble, finetune, sweep
 
-    for module in (cv, sweep, compare, baseline):
+    for module in (cv, sweep, compare, baseline, ensemble, finetune):
         module.register(subparsers)
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"'--seeds' ({text!r}) must be comma-separated integers, e.g. 0,1,2.") from None
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"'--seeds' ({text!r}) must name at least 2 distinct seeds.")
+    return seeds
+
+
+def train_seeds(cfg, config_dir, seeds: list[int], progress: bool = True) -> dict:
+    """One run per seed on the first seed's split (``data_seed``), then their ensemble; returns its summary."""
+    from dataclasses import replace
+
+    from .ensemble import build_ensemble
+    from .train import run_training
+
+    base = cfg.name or None
+    data_seed = cfg.data_seed if cfg.data_seed is not None else seeds[0]
+    runs = []
+    for seed in seeds:
+        member = replace(cfg, seed=seed, data_seed=data_seed, name=f"{base}-seed{seed}" if base else None)
+        runs.append(run_training(member, config_dir, progress=progress)["run_dir"])
+    return build_ensemble(runs, runs_dir=cfg.runs_dir, name=f"{base}-ensemble" if base else None)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -42,6 +71,10 @@ def _train(args: argparse.Namespace) -> int:
             raise ValueError("bmi train needs a CONFIG.yaml (or --resume RUN_DIR).")
         overrides = list(args.overrides) + list(args.set) + ([f"name={args.name}"] if args.name else [])
         cfg, config_dir = load_config(args.config, overrides)
+        if args.seeds:
+            summary = train_seeds(cfg, config_dir, parse_seeds(args.seeds), progress=not args.no_progress)
+            print(json.dumps({k: summary.get(k) for k in ("run_id", "run_dir", "members", "val", "test")}, indent=2))
+            return 0
         summary = run_training(cfg, config_dir, progress=not args.no_progress)
     if "model" in summary:
         print(json.dumps({k: summary[k] for k in ("run_id", "run_dir", "val", "test")}, indent=2))

@@ -14,30 +14,47 @@ from typing import Any, Literal
 
 import yaml
 
+from datasets.augment import AugmentConfig
 from datasets.config import DataConfig
 from datasets.typed import ConfigError, apply_overrides, from_mapping, load_yaml, to_mapping
 
 
 @dataclass
 class ModelConfig:
-    """A decoder from the registry (``bmi``'s ``models.available()``) and its hyperparameters."""
+    """A decoder from the registry (``bmi``'s ``models.available()``) and its hyperparameters.
 
-    name: str = "eegnet"
+    ``auto`` picks by the training-set size (``pipeline.recipe.choose_model``) and the run says which.
+    """
+
+    name: str = "auto"
     params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class TrainerConfig:
-    """Lightning Trainer settings. ``precision: null`` means bf16-mixed on a CUDA GPU, 32-true otherwise."""
+    """Lightning Trainer settings. ``precision: null`` means bf16-mixed on a CUDA GPU, 32-true otherwise.
+
+    ``max_epochs: auto`` gives about ``target_steps`` optimiser steps (30 to 300 epochs); no run is stopped early
+    before ``min_steps``. ``checkpoint`` is which model the run keeps: ``last`` (after the full schedule),
+    ``smoothed`` (lowest running mean of the validation loss over ``smoothing_epochs`` epochs) or ``best``
+    (highest validation balanced accuracy of any single epoch, which a validation set of a few trials can
+    fool). ``recalibrate_batchnorm`` re-estimates BatchNorm statistics on the training windows before every
+    validation, so every checkpoint's statistics match its weights.
+    """
 
     accelerator: str = "auto"
     devices: Any = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str | None = None
-    max_epochs: int = 30
+    max_epochs: int | Literal["auto"] = "auto"
     min_epochs: int = 1
-    early_stopping_patience: int | None = 10
+    min_steps: int = 200
+    target_steps: int = 1500
+    early_stopping_patience: int | None = None
+    checkpoint: Literal["last", "smoothed", "best"] = "last"
+    smoothing_epochs: int = 10
+    recalibrate_batchnorm: bool = True
     gradient_clip_val: float | None = 1.0
     deterministic: bool = True
     keep_freed_memory: bool = True  # glibc keeps freed activation buffers mapped (pipeline/allocator.py)
@@ -47,8 +64,11 @@ class TrainerConfig:
     limit_val_batches: float | None = None
 
     def __post_init__(self) -> None:
-        if self.max_epochs < 1:
-            raise ConfigError(f"'trainer.max_epochs' ({self.max_epochs}) must be at least 1.")
+        if self.max_epochs != "auto" and self.max_epochs < 1:
+            raise ConfigError(f"'trainer.max_epochs' ({self.max_epochs}) must be at least 1 or 'auto'.")
+        for key in ("min_steps", "target_steps", "smoothing_epochs"):
+            if getattr(self, key) < (0 if key == "min_steps" else 1):
+                raise ConfigError(f"'trainer.{key}' ({getattr(self, key)}) must be at least {0 if key == 'min_steps' else 1}.")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise ConfigError(f"'trainer.early_stopping_patience' ({self.early_stopping_patience}) must be >= 1 or null.")
 
@@ -88,6 +108,19 @@ class TrackingConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """Start from a trained run's weights (``bmi finetune``): the classifier alone trains for ``frozen_epochs``
+    epochs (``auto``: a third of the run), then every layer."""
+
+    run: str
+    frozen_epochs: int | Literal["auto"] = "auto"
+
+    def __post_init__(self) -> None:
+        if self.frozen_epochs != "auto" and self.frozen_epochs < 0:
+            raise ConfigError(f"'finetune.frozen_epochs' ({self.frozen_epochs}) must be >= 0 or 'auto'.")
+
+
+@dataclass
 class ExperimentConfig:
     """One training run: data, model, trainer, optimiser, tracking, seed and where runs go."""
 
@@ -96,7 +129,10 @@ class ExperimentConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
+    data_seed: int | None = None
+    finetune: FinetuneConfig | None = None  # seeds the split (validation trials); null = seed. Ensembles share one split.
     runs_dir: str = "runs"
     name: str | None = None
 

@@ -13,7 +13,7 @@ import numpy as np
 from . import METRICS
 
 
-def run_cv(cfg, config_dir: Path, *, folds: int | None = None, progress: bool = True) -> dict[str, Any]:
+def run_cv(cfg, config_dir: Path, *, folds: int | None = None, progress: bool = True, ensemble: bool = False) -> dict[str, Any]:
     """Train one run per fold; returns per-fold metrics and their mean / std (also written to cv_summary.json)."""
     from dataclasses import replace
 
@@ -42,6 +42,10 @@ def run_cv(cfg, config_dir: Path, *, folds: int | None = None, progress: bool = 
     for stage in ("val", "test"):
         out[stage] = {m: {"mean": float(np.mean([r[stage][m] for r in results])),
                           "std": float(np.std([r[stage][m] for r in results]))} for m in METRICS}
+    if ensemble:  # the fold models as one decoder (each keeps its own normalisation through an adapter)
+        from .ensemble import build_ensemble
+
+        out["ensemble"] = build_ensemble([r["run_dir"] for r in results], group_dir / "ensemble")["run_dir"]
     write_json(group_dir / "cv_summary.json", out)
     out["path"] = str(group_dir / "cv_summary.json")
     return out
@@ -52,6 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="experiment config (YAML) with data.split.method kfold or loso")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override (repeatable)")
     p.add_argument("--folds", type=int, help="run only the first N folds")
+    p.add_argument("--ensemble", action="store_true",
+                   help="also combine the fold runs into one decoder averaging their probabilities (<group>/ensemble)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_main)
 
@@ -60,10 +66,12 @@ def _main(args: argparse.Namespace) -> int:
     from .config import load_config
 
     cfg, config_dir = load_config(args.config, args.set)
-    result = run_cv(cfg, config_dir, folds=args.folds, progress=not args.no_progress)
+    result = run_cv(cfg, config_dir, folds=args.folds, progress=not args.no_progress, ensemble=args.ensemble)
     print(f"cross-validation {result['method']} by {result['by']}, {len(result['folds'])} folds, group {result['group']}")
     for m in METRICS:
         t = result["test"][m]
         print(f"  test {m:>18}: {t['mean']:.4f} +- {t['std']:.4f}")
+    if result.get("ensemble"):
+        print(f"ensemble of the folds: {result['ensemble']}")
     print(f"summary: {result['path']}")
     return 0

@@ -21,6 +21,10 @@ def load_network(run_dir: Path, checkpoint: str | Path = "best"):
     if not summary_path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a finished run: it has no summary.json.")
     summary = json.loads(summary_path.read_text())
+    if summary.get("model") == "ensemble":  # one module averaging its members' probabilities
+        from .ensemble import load_ensemble
+
+        return load_ensemble(run_dir)
     info = json.loads((run_dir / "data_info.json").read_text())
     if checkpoint in ("best", "last"):
         path = run_dir / (summary["best_checkpoint"] if checkpoint == "best" and summary.get("best_checkpoint")
@@ -67,7 +71,8 @@ def evaluate_run(run_dir: str | Path, data_config: str | Path, overrides: list[s
 
     run_dir = Path(run_dir)
     net, summary, info, _ = load_network(run_dir)
-    run_cfg, _, _ = resume_config(run_dir) if (run_dir / "checkpoints" / "last.ckpt").is_file() else (None, None, None)
+    config_run = Path(summary["members"][0]) if summary.get("model") == "ensemble" else run_dir
+    run_cfg, _, _ = resume_config(config_run) if (config_run / "checkpoints" / "last.ckpt").is_file() else (None, None, None)
     new_raw = load_yaml(data_config)
     new_raw = apply_overrides(new_raw, overrides)
     new_data = new_raw.get("data", new_raw)

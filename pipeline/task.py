@@ -15,8 +15,39 @@ from torchmetrics import ConfusionMatrix, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCohenKappa, MulticlassF1Score
 
 STAGES = ("train", "val", "test")
-#: what checkpointing, early stopping and the plateau scheduler follow
+#: what checkpointing, early stopping and the plateau scheduler follow with ``trainer.checkpoint: best``
 MONITOR = "val/balanced_accuracy"
+#: the running mean of the validation loss over the last ``smoothing_epochs`` epochs (``trainer.checkpoint: smoothed``)
+SMOOTHED = "val/loss_smoothed"
+
+
+def has_batchnorm(net: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(net: nn.Module, X: torch.Tensor, batch_size: int = 64) -> None:
+    """Re-estimate every BatchNorm's running statistics as the exact average over ``X`` (the training windows,
+    without augmentation) with the current weights, so the statistics the deployed model uses match its
+    weights instead of lagging behind them (an exponential average of past, changing networks; Ioffe &
+    Szegedy 2015, https://doi.org/10.48550/arXiv.1502.03167, section 3.1: population statistics after training)."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or len(X) == 0:
+        return
+    was_training = net.training
+    momenta = [m.momentum for m in bns]
+    net.eval()  # dropout off: the statistics of the network as it will run
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average = the exact mean over the batches
+        m.train()
+    try:
+        for i in range(0, len(X), batch_size):
+            net(X[i : i + batch_size])
+    finally:
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum
+        net.train(was_training)
 
 
 def make_metrics(n_classes: int) -> MetricCollection:
@@ -56,6 +87,13 @@ class DecoderTask(pl.LightningModule):
         Cross-entropy class weights.
     label_smoothing : float
         Cross-entropy label smoothing.
+    augment : nn.Module or None
+        Applied to every training batch (:class:`datasets.augment.BatchAugment`), on the batch's device.
+    smoothing_epochs : int
+        Window of the running mean of the validation loss logged as ``val/loss_smoothed``.
+    recalibrate_batchnorm : bool
+        Before every validation, re-estimate BatchNorm statistics on the training windows
+        (:func:`recalibrate_batchnorm`), so every checkpoint holds statistics that match its weights.
     """
 
     def __init__(
@@ -70,10 +108,15 @@ class DecoderTask(pl.LightningModule):
         gamma: float = 0.5,
         class_weights: list[float] | None = None,
         label_smoothing: float = 0.0,
+        augment: nn.Module | None = None,
+        smoothing_epochs: int = 10,
+        recalibrate_batchnorm: bool = True,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["net"])
+        self.save_hyperparameters(ignore=["net", "augment"])
         self.net = net
+        self.augment = augment
+        self._val_losses: list[float] = []
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
         self.loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
         # keys carry a "_" because nn.ModuleDict refuses names of Module attributes such as "train"
@@ -84,6 +127,12 @@ class DecoderTask(pl.LightningModule):
         self._epoch: dict[str, list] = {s: [] for s in STAGES}
         #: the last epoch's metrics per stage, e.g. ``{"val": {"epoch": 3, "val/balanced_accuracy": 0.8, ...}}``
         self.epoch_metrics: dict[str, dict[str, float]] = {}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["val_losses"] = list(self._val_losses)  # a resumed run smooths over the same history
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._val_losses = list(checkpoint.get("val_losses", []))
 
     def on_train_start(self) -> None:
         # after a resume Lightning has restored the loop: this is the first epoch this process trains
@@ -107,7 +156,20 @@ class DecoderTask(pl.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx):
-        return self._shared_step(batch, batch_idx, "train")
+        if self.augment is None:
+            return self._shared_step(batch, batch_idx, "train")
+        x, y, y_partner, weight = self.augment(*batch)
+        if y_partner is None:
+            return self._shared_step((x, y), batch_idx, "train")
+        logits = self.net(x)  # mixup: the loss mixes the two labels with the windows' weights
+        loss = weight * self.loss_fn(logits, y) + (1 - weight) * self.loss_fn(logits, y_partner)
+        self._epoch["train"].append((logits.detach().argmax(dim=1), y, loss.detach() * len(y)))
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        if self.hparams.recalibrate_batchnorm and self.trainer.state.fn == TrainerFn.FITTING and has_batchnorm(self.net):
+            X = self.trainer.datamodule.model_windows("train")
+            recalibrate_batchnorm(self.net, X.to(self.device), self.trainer.datamodule.batch_size)
 
     def validation_step(self, batch, batch_idx):
         self._shared_step(batch, batch_idx, "val")
@@ -117,11 +179,15 @@ class DecoderTask(pl.LightningModule):
 
     def _log_epoch(self, stage: str) -> None:
         stash, self._epoch[stage] = self._epoch[stage], []
-        if not stash:
+        if not stash and self.trainer.world_size == 1:
             return
-        preds = torch.cat([p for p, _, _ in stash])
-        target = torch.cat([t for _, t, _ in stash])
-        loss_sum = torch.stack([loss for _, _, loss in stash]).sum()
+        if stash:
+            preds = torch.cat([p for p, _, _ in stash])
+            target = torch.cat([t for _, t, _ in stash])
+            loss_sum = torch.stack([loss for _, _, loss in stash]).sum()
+        else:  # a DDP rank with no evaluation windows (they are never padded) still joins the reductions
+            preds = target = torch.zeros(0, dtype=torch.long, device=self.device)
+            loss_sum = torch.zeros((), device=self.device)
         self.metrics[f"{stage}_"].update(preds, target)
         if f"{stage}_" in self.confusion:
             self.confusion[f"{stage}_"].update(preds, target)
@@ -141,7 +207,11 @@ class DecoderTask(pl.LightningModule):
         # While fitting, each self.log costs ~0.5 ms per key per epoch (Lightning moves its whole result record
         # every call): only the monitored metric goes through it, and the loggers get one row per stage directly.
         if stage == "val":
+            self._val_losses.append(float(values["val/loss"]))
+            window = self._val_losses[-self.hparams.smoothing_epochs :]
+            values[SMOOTHED] = self.epoch_metrics[stage][SMOOTHED] = sum(window) / len(window)
             self.log(MONITOR, values[MONITOR], prog_bar=True, logger=False, rank_zero_only=False, sync_dist=False)
+            self.log(SMOOTHED, values[SMOOTHED], logger=False, rank_zero_only=False, sync_dist=False)
         for logger in self.loggers:
             logger.log_metrics(self.epoch_metrics[stage], step=self.global_step)
 

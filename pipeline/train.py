@@ -7,11 +7,13 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+from . import recipe
 from .config import ExperimentConfig, load_config, save_config
 
 RUN_ID_ENV = "BMI_RUN_ID"  # DDP re-launches the command per rank; all ranks must share one run id
@@ -110,7 +112,9 @@ def run_training(
 
     from . import plots
     from .allocator import keep_freed_memory
-    from .task import DecoderTask
+    from datasets.augment import BatchAugment
+
+    from .task import MONITOR, SMOOTHED, DecoderTask
     from .tracking import EpochMetricsCSV, make_wandb_logger
 
     ckpt_path = None
@@ -132,42 +136,64 @@ def run_training(
     group = group or cfg.tracking.group
     # srun starts every rank itself (SLURM_PROCID); Lightning's own launcher sets LOCAL_RANK/NODE_RANK
     is_rank_zero = all(int(os.environ.get(k, "0")) == 0 for k in ("LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+    if cfg.trainer.keep_freed_memory:
+        keep_freed_memory()
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = EpochsDataModule(cfg.data, config_dir, seed=cfg.seed if cfg.data_seed is None else cfg.data_seed)
+    dm.prepare_data()
+    dm.setup("fit")
+    cfg, notes = recipe.resolve(cfg, dm)  # 'auto' model / batch size / epochs -> the saved config says what ran
+    dm.cfg = cfg.data
+    notes_warn = recipe.split_warnings(cfg) if ckpt_path is None else []
     if is_rank_zero:
         print(f"run directory: {run_dir}", flush=True)
         save_config(cfg, run_dir / "config.yaml")
         write_json(run_dir / "run.json", {"run_id": run_id, "config_dir": str(config_dir), "group": group})
+        for line in [*notes, *recipe.describe_split(cfg, dm.split_summary)]:
+            print(line, flush=True)
+        for line in notes_warn:
+            print(f"warning: {line}", file=sys.stderr, flush=True)
+    if cfg.finetune is not None:
+        from .finetune import FreezeSchedule, frozen_epochs, pretrained_network
 
-    if cfg.trainer.keep_freed_memory:
-        keep_freed_memory()
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = EpochsDataModule(cfg.data, config_dir, seed=cfg.seed)
-    dm.prepare_data()
-    dm.setup("fit")
-    net = models.build(
-        cfg.model.name, n_chans=dm.n_chans, n_times=dm.n_times, n_outputs=len(dm.classes), sfreq=dm.sfreq,
-        **cfg.model.params,
-    )
+        net, note = pretrained_network(cfg.finetune, dm)
+        if is_rank_zero:
+            print(note, flush=True)
+    else:
+        net = models.build(
+            cfg.model.name, n_chans=dm.n_chans, n_times=dm.n_times, n_outputs=len(dm.classes), sfreq=dm.sfreq,
+            **cfg.model.params,
+        )
     task = DecoderTask(
         net, len(dm.classes), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, scheduler=cfg.optim.scheduler,
         max_epochs=cfg.trainer.max_epochs, step_size=cfg.optim.step_size, gamma=cfg.optim.gamma,
         class_weights=_class_weights(cfg, dm), label_smoothing=cfg.optim.label_smoothing,
+        augment=BatchAugment(cfg.augment, dm.sfreq, seed=cfg.seed) if cfg.augment.enabled else None,
+        smoothing_epochs=cfg.trainer.smoothing_epochs, recalibrate_batchnorm=cfg.trainer.recalibrate_batchnorm,
     )
     from datasets.typed import to_mapping
 
     logger = make_wandb_logger(cfg.tracking, run_id, run_dir, group, to_mapping(cfg))
+    # which model the run keeps: 'best' / 'smoothed' write best.ckpt when their monitor improves; 'last' keeps
+    # the model at the end of the schedule (last.ckpt)
+    monitor, mode = (MONITOR, "max") if cfg.trainer.checkpoint == "best" else (SMOOTHED, "min")
     checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="best", monitor="val/balanced_accuracy", mode="max",
+        dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
         save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False,
-    )
+    ) if cfg.trainer.checkpoint != "last" else None
     # Lightning >= 2.6 refreshes save_last only when a top-k checkpoint was written in that epoch; resume needs
     # the latest epoch every time, so "last" is its own unmonitored checkpoint, overwritten each epoch.
     last_checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
         auto_insert_metric_name=False, enable_version_counter=False,
     )
-    callbacks = [checkpoint, last_checkpoint, EpochMetricsCSV(run_dir / "metrics.csv")]
+    callbacks = [c for c in (checkpoint, last_checkpoint) if c is not None] + [EpochMetricsCSV(run_dir / "metrics.csv")]
+    if cfg.finetune is not None:
+        callbacks.append(FreezeSchedule(frozen_epochs(cfg)))
+    early_stopping = None
     if cfg.trainer.early_stopping_patience:
-        callbacks.append(EarlyStopping("val/balanced_accuracy", mode="max", patience=cfg.trainer.early_stopping_patience))
+        early_stopping = EarlyStopping(monitor, mode=mode, patience=cfg.trainer.early_stopping_patience)
+        callbacks.append(early_stopping)
     trainer = pl.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
@@ -176,6 +202,7 @@ def run_training(
         precision=_precision(cfg),
         max_epochs=cfg.trainer.max_epochs,
         min_epochs=cfg.trainer.min_epochs,
+        min_steps=cfg.trainer.min_steps,  # early stopping cannot end a run before this many optimiser steps
         gradient_clip_val=cfg.trainer.gradient_clip_val,
         deterministic="warn" if cfg.trainer.deterministic else False,
         callbacks=callbacks,
@@ -202,13 +229,25 @@ def run_training(
         digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in task.net.state_dict().values()))
         (run_dir / f"weights_rank{trainer.global_rank}.sha256").write_text(digest.hexdigest())
 
-    best = checkpoint.best_model_path or str(run_dir / "checkpoints" / "last.ckpt")
+    best = (checkpoint.best_model_path if checkpoint is not None else "") or str(run_dir / "checkpoints" / "last.ckpt")
+    if cfg.trainer.checkpoint == "last" and trainer.is_global_zero:
+        # checkpoints/best.ckpt is always the model the run keeps (what export and W&B take); here the last epoch's
+        best = str(_copy_atomic(run_dir / "checkpoints" / "last.ckpt", run_dir / "checkpoints" / "best.ckpt"))
+    if trainer.world_size > 1:
+        trainer.strategy.barrier()
+        best = str(run_dir / "checkpoints" / "best.ckpt") if cfg.trainer.checkpoint == "last" else best
     trainer.validate(task, datamodule=dm, ckpt_path=best, verbose=False)
     trainer.test(task, datamodule=dm, ckpt_path=best, verbose=False)
     val, test = (_metrics(task.epoch_metrics.get(stage, {}), stage) for stage in ("val", "test"))
     if not trainer.is_global_zero:
         return {"run_id": run_id, "run_dir": str(run_dir), "val": val, "test": test}
 
+    kept_epoch = _checkpoint_epoch(Path(best))
+    run_warnings = notes_warn + recipe.training_warnings(
+        cfg, trainer.global_step, kept_epoch, trainer.current_epoch - 1,
+        early_stopped=bool(early_stopping is not None and early_stopping.stopped_epoch > 0))
+    for line in run_warnings[len(notes_warn):]:
+        print(f"warning: {line}", file=sys.stderr, flush=True)
     info = dm.data_info()
     write_json(run_dir / "data_info.json", info)
     confusion = task.test_confusion.numpy() if task.test_confusion is not None else None
@@ -223,8 +262,13 @@ def run_training(
         "model": cfg.model.name,
         "model_params": dict(cfg.model.params),
         "best_checkpoint": str(Path(best).relative_to(run_dir)) if best else None,
-        "best_epoch": _best_epoch(run_dir / "metrics.csv"),
+        "best_epoch": kept_epoch,
+        "checkpoint_rule": cfg.trainer.checkpoint,
         "epochs_trained": trainer.current_epoch,
+        "optimizer_steps": trainer.global_step,
+        "recipe": notes,
+        "finetuned_from": cfg.finetune.run if cfg.finetune is not None else None,
+        "warnings": run_warnings,
         "resumed_from_epoch": task.start_epoch if ckpt_path else None,
         "val": val,
         "test": test,
@@ -246,27 +290,44 @@ def run_training(
                      "project": cfg.tracking.project, "entity": cfg.tracking.entity,
                      "wandb_dir": str(run_dir / "wandb") if logger is not None else None},
     }
-    try:
-        from .baseline import baseline_metrics
+    from .baseline import all_baselines, versus_baselines
 
-        summary["baseline"] = baseline_metrics(dm)
-    except (ValueError, RuntimeError) as err:  # e.g. too few trials for CSP: report, don't fail the run
-        summary["baseline"] = {"error": str(err)}
+    summary["baselines"] = all_baselines(dm)
+    summary["baseline"] = summary["baselines"]["csp_lda"]  # the CSP+LDA reference, as before
+    summary["versus_baselines"] = versus_baselines(test, summary["baselines"])
+    if progress:
+        print(versus_line(cfg.model.name, test, summary["baselines"]), flush=True)
     write_json(run_dir / "summary.json", summary)
     if logger is not None:
         _finish_wandb(logger, summary, plot_paths, log_checkpoint=cfg.tracking.log_checkpoint)
     return summary
 
 
-def _best_epoch(metrics_csv: Path) -> int | None:
-    import csv
+def _copy_atomic(src: Path, dst: Path) -> Path:
+    import shutil
 
-    if not metrics_csv.is_file():
+    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+    return dst
+
+
+def _checkpoint_epoch(path: Path) -> int | None:
+    """The (0-based) epoch whose model a checkpoint holds."""
+    import torch
+
+    if not path.is_file():
         return None
-    rows = [r for r in csv.DictReader(metrics_csv.open()) if r.get("val/balanced_accuracy")]
-    if not rows:
-        return None
-    return int(max(rows, key=lambda r: float(r["val/balanced_accuracy"]))["epoch"])
+    return int(torch.load(path, map_location="cpu", weights_only=True).get("epoch", 0))
+
+
+def versus_line(model: str, test: dict[str, float], baselines: dict[str, Any]) -> str:
+    """One line: the decoder's test balanced accuracy beside the classical references'."""
+    parts = [f"test balanced accuracy: {model} {test.get('balanced_accuracy', float('nan')):.3f}"]
+    for name, b in baselines.items():
+        value = b.get("test", {}).get("balanced_accuracy")
+        parts.append(f"{b.get('model', name)} {value:.3f}" if value is not None else f"{name} ({b.get('error', 'n/a')})")
+    return " | ".join(parts)
 
 
 def _finish_wandb(logger, summary: dict[str, Any], plot_paths: list[Path], log_checkpoint: bool) -> None:

@@ -11,7 +11,7 @@ from exports.torch_export import export_onnx
 torch.set_num_threads(1)
 
 # Listed explicitly: test_registry_is_fully_tested fails when a registered model is missing here.
-MODEL_NAMES = ["cnn_lstm", "deep", "eegnet", "gru", "lstm", "shallow", "tcn"]
+MODEL_NAMES = ["cnn_lstm", "deep", "eegnet", "gru", "logvar", "lstm", "shallow", "tcn"]
 # (n_chans, n_times, sfreq): an EEG-like and an MEG-like shape, 2 s so DeepConvNet fits too.
 SHAPES = [(8, 250, 125.0), (12, 1000, 500.0)]
 

@@ -106,9 +106,15 @@ def test_a_failing_trial_does_not_stop_the_sweep(write_config, tmp_path):
         run_sweep(write_config(), only_bad, trials=1, overrides=["model.params={}"], study_name="g")
 
 
-def test_baseline_cli_reports_csp_lda(write_config):
+def test_baseline_cli_reports_csp_lda_and_tangent_space(write_config):
     out = subprocess.run([sys.executable, "-m", "pipeline.cli", "baseline", str(write_config()), "--json"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.splitlines()[-1])
-    assert result["model"] == "CSP(4)+LDA" and set(result["test"]) == {"accuracy", "balanced_accuracy", "kappa", "f1_macro"}
+    assert result["csp_lda"]["model"] == "CSP(4)+LDA" and result["tangent_space"]["model"] == "TangentSpace+LR"
+    for name in ("csp_lda", "tangent_space"):
+        assert set(result[name]["test"]) == {"accuracy", "balanced_accuracy", "kappa", "f1_macro"}
+    # the synthetic rest/grasp/open data are lateralised band power: both references must decode them
+    # (chance is 1/3)
+    assert result["tangent_space"]["test"]["balanced_accuracy"] >= 0.6
+    assert result["csp_lda"]["test"]["balanced_accuracy"] >= 0.6

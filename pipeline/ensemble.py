@@ -1,0 +1,193 @@
+"""Ensembles of trained runs (``bmi train --seeds``, the folds of ``bmi cv``, or ``bmi ensemble RUN...``):
+one decoder that averages the members' probabilities, written as a run directory that ``bmi evaluate``,
+``bmi export`` and so ``bmi serve`` use like any other run.
+
+An ensemble run directory holds ``ensemble.json`` (the member run directories), ``summary.json`` (model
+``ensemble``), and the first member's ``data_info.json`` and ``config.yaml``: the ensemble takes windows
+preprocessed and normalised as its first member's, and each other member whose training split gave it other
+standardisation statistics gets a fixed channel-affine adapter in front (:class:`models.ensemble.ChannelAffine`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ENSEMBLE_FILE = "ensemble.json"
+
+
+def _stats(norm: dict[str, Any], n_chans: int) -> tuple[np.ndarray, np.ndarray]:
+    if norm.get("kind") == "standardize":
+        return np.asarray(norm["mean"], dtype=np.float64), np.asarray(norm["std"], dtype=np.float64)
+    return np.zeros(n_chans), np.ones(n_chans)
+
+
+def normalization_adapter(norm_in: dict[str, Any], norm_member: dict[str, Any], n_chans: int):
+    """The channel-affine map from windows normalised with ``norm_in`` to ``norm_member``'s (None if equal)."""
+    import torch
+
+    from models.ensemble import ChannelAffine
+
+    if (norm_in.get("alignment") or None) != (norm_member.get("alignment") or None):
+        raise ValueError("Ensemble members use different Euclidean-alignment matrices (alignment fitted on different "
+                         "training data); one ONNX model takes one normalisation. Ensemble runs trained on the same "
+                         "split (bmi train --seeds), or train without 'data.euclidean_alignment'.")
+    m0, s0 = _stats(norm_in, n_chans)
+    m1, s1 = _stats(norm_member, n_chans)
+    if np.array_equal(m0, m1) and np.array_equal(s0, s1):
+        return None
+    # x_member = (x_in * s0 + m0 - m1) / s1
+    return ChannelAffine(torch.from_numpy(np.diag(s0 / s1)), torch.from_numpy((m0 - m1) / s1))
+
+
+def _check_compatible(infos: list[dict[str, Any]], dirs: list[Path]) -> None:
+    ref = infos[0]
+    for info, d in zip(infos[1:], dirs[1:]):
+        for key in ("classes", "ch_names", "n_times", "sfreq", "tmin", "tmax", "preprocessing"):
+            if info[key] != ref[key]:
+                raise ValueError(f"Run {d.name} differs from {dirs[0].name} in '{key}' ({info[key]!r} vs {ref[key]!r}): "
+                                 "ensemble members must take the same windows.")
+
+
+def load_ensemble(run_dir: Path):
+    """The ensemble module of an ensemble run directory, with ``load_network``'s return values."""
+    from models.ensemble import ProbabilityEnsemble
+
+    from .evaluate import load_network
+
+    run_dir = Path(run_dir)
+    spec_path = run_dir / ENSEMBLE_FILE
+    if not spec_path.is_file():
+        raise FileNotFoundError(f"{run_dir} is an ensemble run without {ENSEMBLE_FILE}.")
+    spec = json.loads(spec_path.read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    info = json.loads((run_dir / "data_info.json").read_text())
+    members, adapters, hps = [], [], []
+    for member in spec["members"]:
+        path = Path(member)
+        path = path if path.is_absolute() else (run_dir / path).resolve()
+        net, _, member_info, _ = load_network(path)
+        members.append(net)
+        adapters.append(normalization_adapter(info["normalization"], member_info["normalization"], len(info["ch_names"])))
+        import models
+
+        hps.append({k: v for k, v in models.hyperparameters(net).items() if k not in ("n_chans", "n_times", "n_outputs")})
+    ensemble = ProbabilityEnsemble(members, adapters).eval()
+    ensemble.hparams_ = {"name": "ensemble", "n_chans": len(info["ch_names"]), "n_times": info["n_times"],
+                         "n_outputs": len(info["classes"]), "members": hps, "combine": "mean probability"}
+    return ensemble, summary, info, spec_path
+
+
+def predict_proba(net, X: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return np.concatenate([torch.softmax(net(torch.from_numpy(X[i : i + 256])), 1).numpy()
+                               for i in range(0, len(X), 256)]) if len(X) else np.zeros((0, 0))
+
+
+def build_ensemble(members: list[str | Path], out_dir: str | Path | None = None, runs_dir: str | Path = "runs",
+                   name: str | None = None) -> dict[str, Any]:
+    """Combine finished runs into one ensemble run directory; scores it on the members' shared val/test split."""
+    from .baseline import scores
+    from .evaluate import load_network
+    from .train import code_version, write_json
+
+    dirs = [Path(m).resolve() for m in members]
+    if len(dirs) < 2:
+        raise ValueError(f"An ensemble needs at least 2 runs, got {len(dirs)}: {[str(d) for d in dirs]}.")
+    for d in dirs:
+        if not (d / "summary.json").is_file():
+            raise FileNotFoundError(f"{d} is not a finished run directory: it has no summary.json.")
+    loaded = [load_network(d) for d in dirs]
+    infos = [info for _, _, info, _ in loaded]
+    _check_compatible(infos, dirs)
+    run_id = name or f"{time.strftime('%Y%m%d-%H%M%S')}-ensemble-{uuid.uuid4().hex[:4]}"
+    out = Path(out_dir) if out_dir else Path(runs_dir) / run_id
+    out = out.resolve()
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"Ensemble output folder {out} exists and is not empty.")
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.mkdir(parents=True)
+    try:
+        shutil.copy(dirs[0] / "config.yaml", tmp / "config.yaml")
+        write_json(tmp / "data_info.json", infos[0])
+        write_json(tmp / ENSEMBLE_FILE, {"members": [str(d) for d in dirs], "combine": "mean probability"})
+        member_summaries = [s for _, s, _, _ in loaded]
+        summary: dict[str, Any] = {
+            "run_id": run_id, "run_dir": str(out), "model": "ensemble", "model_params": {},
+            "members": [str(d) for d in dirs], "member_models": [s["model"] for s in member_summaries],
+            "member_test": [s.get("test") for s in member_summaries], "classes": infos[0]["classes"],
+            "best_checkpoint": ENSEMBLE_FILE, "n_params": int(sum(s.get("n_params", 0) for s in member_summaries)),
+            "data_hash": member_summaries[0].get("data_hash"), "code_version": code_version(),
+            "tracking": {"mode": "disabled"}, "val": {}, "test": {},
+        }
+        write_json(tmp / "summary.json", summary)
+        same_split = all(i.get("split_summary") == infos[0].get("split_summary") for i in infos) and \
+            len({s.get("data_hash") for s in member_summaries}) == 1
+        if same_split:
+            net, _, _, _ = load_ensemble(tmp)
+            split = _member_split(dirs[0], infos[0])
+            for stage, (X, y) in split.items():
+                if len(y):
+                    summary[stage] = scores(y, predict_proba(net, X).argmax(1))
+            summary["baselines"] = member_summaries[0].get("baselines")
+            if summary["test"] and summary.get("baselines"):
+                from .baseline import versus_baselines
+
+                summary["versus_baselines"] = versus_baselines(summary["test"], summary["baselines"])
+        else:
+            summary["note"] = ("members were trained on different splits (folds): no shared held-out set to score the "
+                               "ensemble on; use bmi evaluate on new recordings")
+        write_json(tmp / "summary.json", summary)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return summary
+
+
+def _member_split(member_dir: Path, info: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The first member's validation and test windows (its split, its normalisation)."""
+    from datasets.datamodule import EpochsDataModule
+
+    from .train import resume_config
+
+    cfg, config_dir, _ = resume_config(member_dir)
+    dm = EpochsDataModule(cfg.data, config_dir, seed=cfg.data_seed if cfg.data_seed is not None else cfg.seed,
+                          normalization=info["normalization"])
+    dm.prepare_data()
+    dm.setup("fit")
+    return {stage: dm.arrays(stage) for stage in ("val", "test")}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("ensemble", help="combine finished runs into one decoder averaging their probabilities")
+    p.add_argument("runs", nargs="+", help="run directories (e.g. the seeds of one config, or the folds of bmi cv)")
+    p.add_argument("--out", help="ensemble run directory (default: runs/<id>)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    summary = build_ensemble(args.runs, args.out)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"ensemble of {len(summary['members'])} runs: {summary['run_dir']}")
+    for stage in ("val", "test"):
+        if summary.get(stage):
+            print(f"  {stage} balanced accuracy {summary[stage]['balanced_accuracy']:.3f}")
+    if summary.get("note"):
+        print(f"  {summary['note']}")
+    return 0

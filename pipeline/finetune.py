@@ -1,0 +1,133 @@
+"""Transfer to a new patient: ``bmi finetune RUN --data patient.yaml``.
+
+A decoder pretrained on many subjects or sessions (``bmi train``) starts from its weights and trains on a few
+calibration trials of the new patient: first only its classifier (the last linear layer) for
+``finetune.frozen_epochs`` epochs, then every layer. The new patient's data go through the pretrained run's
+preprocessing (channels, band, rate, window: the network's input must not change), and are normalised on the
+patient's own training split; with ``data.euclidean_alignment`` each subject is aligned on its own data
+(He & Wu 2020, https://doi.org/10.1109/TBME.2019.2913914), which is what lets one decoder serve several heads.
+The fine-tuned run is a run directory like any other (export, evaluate, serve).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+#: data keys that define the network's input: a fine-tuning patient config may not change them
+INPUT_KEYS = ("tmin", "tmax", "picks", "montage", "rename", "reference", "notch", "bandpass", "filter_order", "phase",
+              "resample", "crop")
+
+
+def finetune_config(run_dir: str | Path, patient_config: str | Path, overrides: list[str] | None = None):
+    """The fine-tuning run's config: the pretrained run's, with the patient's recordings and split and a
+    ``finetune`` section pointing at the run. Returns (config, folder the patient's paths are relative to)."""
+    from datasets.typed import ConfigError, load_yaml, to_mapping
+
+    from .config import config_from_mapping
+    from .train import resume_config
+
+    run_dir = Path(run_dir).resolve()
+    if not (run_dir / "summary.json").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a finished run directory: it has no summary.json.")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    if summary.get("model") == "ensemble":
+        raise ValueError(f"{run_dir.name} is an ensemble; fine-tune one of its members: {summary.get('members')}.")
+    run_cfg, _, _ = resume_config(run_dir)
+    patient = load_yaml(patient_config)
+    pdata = patient.get("data", patient) if isinstance(patient, dict) else {}
+    base = to_mapping(run_cfg)
+    for key in INPUT_KEYS:
+        if key in pdata and pdata[key] != base["data"].get(key):
+            raise ConfigError(f"'data.{key}' ({pdata[key]!r}) differs from the pretrained run's ({base['data'].get(key)!r}): "
+                              "fine-tuning keeps the network's input (channels, band, rate, window) unchanged.")
+    raw: dict[str, Any] = dict(base)
+    raw["data"] = {**base["data"], **pdata, "batch_size": pdata.get("batch_size", "auto")}
+    if "split" not in pdata:  # the pretrained run's split named its own runs/subjects
+        raw["data"]["split"] = {}
+    for section in ("trainer", "optim", "augment", "tracking"):
+        if section in patient:
+            raw[section] = {**base.get(section, {}), **patient[section]}
+    # the pretrained run's epochs were chosen for its data size: 'auto' again for the patient's unless given
+    raw["trainer"] = {**base["trainer"], "max_epochs": "auto", **patient.get("trainer", {})}
+    raw["model"] = {"name": summary["model"], "params": summary.get("model_params", {})}
+    raw["finetune"] = {**patient.get("finetune", {}), "run": str(run_dir)}
+    raw["name"] = None
+    for key in ("runs_dir", "seed", "data_seed"):
+        if key in patient:
+            raw[key] = patient[key]
+    return config_from_mapping(raw, overrides), Path(patient_config).resolve().parent
+
+
+def pretrained_network(cfg_finetune, dm):
+    """The pretrained decoder, checked against the patient's data; a new classifier when the classes differ."""
+    from torch import nn
+
+    from .evaluate import load_network
+
+    net, summary, info, _ = load_network(Path(cfg_finetune.run))
+    if info["ch_names"] != dm.ch_names:
+        missing = [c for c in info["ch_names"] if c not in dm.ch_names]
+        raise ValueError(f"The patient's channels differ from the pretrained run's: missing {missing}, extra "
+                         f"{[c for c in dm.ch_names if c not in info['ch_names']]} (the network takes the same channels).")
+    if int(info["n_times"]) != dm.n_times or abs(float(info["sfreq"]) - dm.sfreq) > 1e-6:
+        raise ValueError(f"The patient's windows ({dm.n_times} samples at {dm.sfreq} Hz) differ from the pretrained "
+                         f"run's ({info['n_times']} at {info['sfreq']} Hz).")
+    note = f"fine-tuning {summary['run_id']} ({summary['model']})"
+    if list(info["classes"]) != dm.classes:
+        head = net.classifier
+        net.classifier = nn.Linear(head.in_features, len(dm.classes))
+        note += f"; new classifier for classes {dm.classes} (pretrained on {info['classes']})"
+    return net.train(), note
+
+
+def frozen_epochs(cfg) -> int:
+    value = cfg.finetune.frozen_epochs
+    return max(1, cfg.trainer.max_epochs // 3) if value == "auto" else int(value)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("finetune", help="fine-tune a trained run on a new patient's few calibration trials")
+    p.add_argument("run_dir", help="the pretrained run directory (bmi train on many subjects or sessions)")
+    p.add_argument("--data", required=True, metavar="PATIENT.yaml",
+                   help="config whose data: section names the patient's recordings and split (optional trainer:, "
+                        "optim:, augment:, finetune: {frozen_epochs} sections)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override (repeatable)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from .train import run_training
+
+    cfg, config_dir = finetune_config(args.run_dir, args.data, args.set)
+    summary = run_training(cfg, config_dir, progress=not args.no_progress)
+    print(json.dumps({k: summary[k] for k in ("run_id", "run_dir", "finetuned_from", "val", "test")}, indent=2))
+    return 0
+
+
+def _freeze_schedule_base():
+    from pytorch_lightning.callbacks import Callback
+
+    return Callback
+
+
+class FreezeSchedule(_freeze_schedule_base()):
+    """Only the classifier trains for the first ``frozen`` epochs; then every layer (its BatchNorm layers
+    too: while frozen they stay in eval mode, so their statistics are the pretrained ones)."""
+
+    def __init__(self, frozen: int):
+        super().__init__()
+        self.frozen = frozen
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        net = pl_module.net
+        freeze = trainer.current_epoch < self.frozen
+        for name, param in net.named_parameters():
+            param.requires_grad_(not freeze or name.startswith("classifier."))
+        if freeze:
+            for module in net.modules():
+                if module is not net and not any(module is m for m in net.classifier.modules()):
+                    module.eval()
