@@ -9,6 +9,7 @@ from pathlib import Path
 
 import mne
 
+from .channel_names import rename_channels
 from .config import DataConfig
 
 # Extensions mne.io.read_raw dispatches on (lower case; ".fif.gz" handled by suffixes).
@@ -113,8 +114,8 @@ def read_raw(path: Path, cfg: DataConfig) -> mne.io.BaseRaw:
         raw = mne.io.read_raw(path, preload=False, verbose="error")  # read block by block later
     except Exception as err:  # MNE raises many types for corrupt files; name the file
         raise ValueError(f"Could not read recording {path}: {type(err).__name__}: {err}") from None
-    if cfg.rename == "eegbci":
-        mne.datasets.eegbci.standardize(raw)
+    if cfg.rename is not None:  # the rule the rig applies to a live stream too (datasets.channel_names)
+        raw.rename_channels(dict(zip(raw.ch_names, rename_channels(raw.ch_names, cfg.rename))))
     if cfg.montage:
         try:
             montage = mne.channels.make_standard_montage(cfg.montage)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .metadata import METADATA_KEY, SCHEMA, SCHEMA_VERSION, MetadataError, parse_metadata_props, validate_metadata
+from .units import si_unit
 
 PARITY_ATOL = 1e-4
 
@@ -57,7 +58,8 @@ def build_metadata(summary: dict, info: dict, config: dict, net, n_params: int) 
         "io": {"input": "signals", "input_shape": ["batch", n_chans, n_times], "outputs": ["logits", "probabilities"],
                "dtype": "float32"},
         "classes": list(info["classes"]),
-        "channels": {"names": list(info["ch_names"]), "types": list(info["ch_types"])},
+        "channels": {"names": list(info["ch_names"]), "types": list(info["ch_types"]),
+                     "units": [si_unit(t) for t in info["ch_types"]], "rename": config.get("data", {}).get("rename")},
         "sfreq": float(info["sfreq"]),
         "window": {"n_times": n_times, "seconds": n_times / float(info["sfreq"]), "tmin": info["tmin"], "tmax": info["tmax"]},
         "preprocessing": info["preprocessing"],

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 SHAPES = {"eeg_64ch_500Hz": (64, 500.0), "meg_306ch_1kHz": (306, 1000.0)}
 HOP_MS, CHUNK_MS, MODEL_SFREQ, WINDOW_S = 50, 10, 250.0, 1.0
+CHECK_SECONDS = 2.0  # bmi serve's default amplitude check
 
 
 def export_model(n_chans: int, sfreq: float, folder: Path) -> Path:
@@ -36,7 +37,7 @@ def export_model(n_chans: int, sfreq: float, folder: Path) -> Path:
     import torch
 
     import models
-    from datasets.dsp import make_spec
+    from datasets.dsp import apply_offline, make_spec
     from exports.onnx import build_metadata, embed_metadata
     from exports.torch_export import export_onnx
 
@@ -46,12 +47,20 @@ def export_model(n_chans: int, sfreq: float, folder: Path) -> Path:
     n_times = int(WINDOW_S * MODEL_SFREQ)
     net = models.build("eegnet", n_chans=n_chans, n_times=n_times, n_outputs=3, sfreq=MODEL_SFREQ).eval()
     path = export_onnx(net, n_chans, n_times, folder / f"eegnet_{n_chans}.onnx")
+    rms = np.sqrt(np.mean(apply_offline(spec, signal_block(n_chans, sfreq).T.astype(np.float64)) ** 2, axis=1))
     info = {"classes": ["rest", "grasp", "open"], "ch_names": names, "ch_types": ["eeg"] * n_chans,
             "sfreq": MODEL_SFREQ, "n_times": n_times, "tmin": 0.0, "tmax": WINDOW_S, "preprocessing": spec.to_dict(),
-            "normalization": {"kind": "standardize", "mean": [0.0] * n_chans, "std": [1.0] * n_chans, "alignment": None}}
+            "normalization": {"kind": "standardize", "mean": [0.0] * n_chans, "std": [1.0] * n_chans, "alignment": None,
+                              "rms": rms.tolist()}}
     summary = {"model": "eegnet", "run_id": "bench-random-weights"}
     embed_metadata(path, build_metadata(summary, info, {}, net, int(sum(p.numel() for p in net.parameters()))))
     return path
+
+
+def signal_block(n_chans: int, sfreq: float) -> np.ndarray:
+    """100 chunks of the pushed signal ([n_samples, n_chans], 10 uV white noise), repeated."""
+    chunk_n = int(sfreq * CHUNK_MS / 1000)
+    return (np.random.default_rng(0).standard_normal((chunk_n * 100, n_chans)) * 1e-5).astype(np.float32)
 
 
 def channel_names(n_chans: int) -> list[str]:
@@ -100,8 +109,7 @@ def run_shape(name: str, n_chans: int, sfreq: float, seconds: float, folder: Pat
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
     chunk_n = int(sfreq * CHUNK_MS / 1000)
-    rng = np.random.default_rng(0)
-    block = (rng.standard_normal((chunk_n * 100, n_chans)) * 1e-5).astype(np.float32)
+    block = signal_block(n_chans, sfreq)
     pushed, t0 = 0, time.perf_counter()
     n_chunks = int(seconds * 1000 / CHUNK_MS)
     for i in range(n_chunks):
@@ -118,8 +126,9 @@ def run_shape(name: str, n_chans: int, sfreq: float, seconds: float, folder: Pat
     _, err = server.communicate(timeout=30)
     stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {"error": err[-2000:]}
     hop_in = int(sfreq * HOP_MS / 1000)
-    window_in = int(WINDOW_S * sfreq)
-    expected = (pushed - window_in) // hop_in + 1
+    # the first decision waits for the filters to settle, then for a full window and the amplitude check
+    warmup_in = int(stats.get("settle_seconds", 0) * sfreq) + int(max(WINDOW_S, CHECK_SECONDS) * sfreq)
+    expected = (pushed - warmup_in) // hop_in + 1
     lat = np.array(latencies) if latencies else np.array([np.nan])
     return {
         "channels": n_chans, "sfreq": sfreq, "seconds": seconds, "hop_ms": HOP_MS, "chunk_ms": CHUNK_MS,

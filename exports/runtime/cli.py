@@ -10,32 +10,55 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("serve", help="decode a live stream with an exported model and drive a controller")
     p.add_argument("model", help="ONNX model from bmi export")
-    p.add_argument("--input", required=True, help="lsl:NAME | tcp://127.0.0.1:PORT | replay:FILE(.npz/.edf/.bdf)")
-    p.add_argument("--output", action="append", default=[], help="udp://HOST:PORT | tcp://HOST:PORT | "
-                   "serial:DEVICE?baud=N | lsl:NAME (repeatable)")
-    p.add_argument("--hop-ms", type=float, default=50.0, help="decision interval on the stream's clock (default 50)")
-    p.add_argument("--smoothing", choices=["ema", "vote", "none"], default="ema")
-    p.add_argument("--ema-alpha", type=float, default=0.3)
-    p.add_argument("--vote-k", type=int, default=5)
-    p.add_argument("--hysteresis", type=float, default=0.1, help="probability margin a new command needs")
-    p.add_argument("--dwell-ms", type=float, default=200.0, help="minimum time a command is held")
-    p.add_argument("--level-classes", help="A,B: control level = P(A) - P(B) (default grasp,open when present)")
-    p.add_argument("--stale-ms", type=float, default=250.0, help="no samples for this long -> safe state")
-    p.add_argument("--flat-threshold", type=float, default=0.0, help="peak-to-peak at or below this is a flat channel")
-    p.add_argument("--saturation", type=float, help="absolute amplitude counted as saturated (stream units)")
-    p.add_argument("--safe-command", help="command sent in the safe state: a class or 'hold' "
-                   "(default: rest when the model has that class, else hold)")
-    p.add_argument("--subject", help="subject whose Euclidean-alignment matrix to use (models trained with it)")
-    p.add_argument("--log", type=Path, help="session log (CSV) of every decision and safety event")
-    p.add_argument("--stats", type=Path, help="write final statistics (JSON) here")
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
-    p.add_argument("--sham", action="store_true", help="sham session: commands independent of the signal")
-    p.add_argument("--sham-source", type=Path, help="session log of a real session whose statistics the sham copies")
-    p.add_argument("--sham-seed", type=int)
-    p.add_argument("--allow-remote", action="store_true", help="allow non-loopback addresses (needs --token)")
-    p.add_argument("--token", help="shared token TCP clients must present in their hello")
-    p.add_argument("--resolve-timeout", type=float, default=10.0, help="seconds to wait for the input stream")
-    p.add_argument("--no-status", action="store_true", help="no live status line")
+    p.add_argument("--input", required=True,
+                   help="lsl:NAME[?source_id=ID] | tcp://127.0.0.1:PORT | replay:FILE(.npz/.edf/.bdf)")
+    p.add_argument("--output", action="append", required=True, help="udp://HOST:PORT | tcp://HOST:PORT | "
+                   "serial:DEVICE?baud=N | lsl:NAME; add ?token=T for a rig that requires one (repeatable)")
+    g = p.add_argument_group("decisions")
+    g.add_argument("--hop-ms", type=float, default=50.0, help="decision interval on the stream's clock (default 50)")
+    g.add_argument("--smoothing", choices=["ema", "vote", "none"], default="ema")
+    g.add_argument("--ema-alpha", type=float, default=0.3)
+    g.add_argument("--vote-k", type=int, default=5)
+    g.add_argument("--hysteresis", type=float, default=0.1, help="probability margin a new command needs")
+    g.add_argument("--dwell-ms", type=float, default=200.0, help="minimum stream time a command is held")
+    g.add_argument("--action", action="append", metavar="CLASS=ACTION",
+                   help="hand action of a class: grasp, open or hold (default grasp/close->grasp, open->open, "
+                        "rest->hold; other classes must be given; repeatable)")
+    g.add_argument("--level-classes", help="A,B: control level = P(A) - P(B) (default: the classes mapped to grasp, open)")
+    g = p.add_argument_group("safety")
+    g.add_argument("--max-age-ms", type=float, default=150.0,
+                   help="a window whose last sample is older than this is never decoded (default 150)")
+    g.add_argument("--stale-ms", type=float, default=250.0, help="no samples for this long -> safe state")
+    g.add_argument("--flat-threshold", type=float, default=0.0, help="peak-to-peak at or below this is a flat channel")
+    g.add_argument("--saturation", type=float, help="absolute amplitude counted as saturated (stream units)")
+    g.add_argument("--max-amplitude-ratio", type=float, default=100.0,
+                   help="refuse channels whose band-passed RMS is more than this many times above or below the "
+                        "training data's (default 100)")
+    g.add_argument("--check-seconds", type=float, default=2.0, help="settled data per amplitude check (default 2)")
+    g.add_argument("--safe-command", help="class reported in the safe state: a class or 'hold' "
+                   "(default: rest when the model has that class, else hold); the hand action is always hold")
+    g = p.add_argument_group("stream")
+    g.add_argument("--rename", help="rename the stream's channels: eegbci, or a JSON/YAML file {old: new} "
+                   "(replay: applies the model's training renaming by default)")
+    g.add_argument("--units", help="the stream's unit for every channel (overrides what it declares), e.g. uV")
+    g.add_argument("--on-unit-mismatch", choices=["scale", "refuse"], default="scale",
+                   help="a stream in other units of the same quantity: convert (default) or refuse")
+    g.add_argument("--subject", help="training subject whose Euclidean-alignment matrix to use")
+    g.add_argument("--align-seconds", type=float, help="estimate a new subject's alignment from the first N seconds")
+    g.add_argument("--alignment", type=Path, help="alignment file saved by an earlier session (--save-alignment)")
+    g.add_argument("--save-alignment", type=Path, help="write the estimated alignment here")
+    g.add_argument("--resolve-timeout", type=float, default=10.0, help="seconds to wait for an LSL stream")
+    g.add_argument("--hello-timeout", type=float, default=2.0, help="seconds a TCP client has to send its hello")
+    g.add_argument("--allow-remote", action="store_true", help="allow non-loopback addresses (needs --token)")
+    g.add_argument("--token", help="shared token TCP clients must present in their hello")
+    g = p.add_argument_group("session")
+    g.add_argument("--log", type=Path, help="session log (CSV) of every decision and safety event")
+    g.add_argument("--stats", type=Path, help="write final statistics (JSON) here")
+    g.add_argument("--duration", type=float, help="stop after this many seconds")
+    g.add_argument("--sham", action="store_true", help="sham session: commands independent of the signal")
+    g.add_argument("--sham-source", type=Path, help="session log of a real session whose statistics the sham copies")
+    g.add_argument("--sham-seed", type=int)
+    g.add_argument("--no-status", action="store_true", help="no live status line")
     p.set_defaults(func=_serve)
 
     p = subparsers.add_parser("rig", help="simulated prosthetic hand that receives the command stream")
@@ -45,28 +68,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--speed", type=float, default=1.0, help="aperture units per second (default 1)")
     p.add_argument("--proportional", action="store_true", help="scale speed by |level|")
+    p.add_argument("--allow-remote", action="store_true", help="listen on a non-loopback address (needs --token)")
+    p.add_argument("--token", help="shared token every message must carry (serve: --output udp://HOST:PORT?token=T)")
+    p.add_argument("--no-status", action="store_true", help="no live status line")
     p.set_defaults(func=_rig)
 
 
+def _rename_rule(value: str | None):
+    """``eegbci`` or a mapping file -> what :func:`datasets.channel_names.rename_channels` takes."""
+    from datasets.channel_names import RULES
+
+    if value is None or value in RULES:
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise ValueError(f"'--rename' ({value!r}) must be one of {sorted(RULES)} or a JSON/YAML mapping file "
+                         f"(no file at {path}).")
+    text = path.read_text()
+    if path.suffix.lower() == ".json":
+        mapping = json.loads(text)
+    else:
+        import yaml
+
+        mapping = yaml.safe_load(text)
+    if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
+        raise ValueError(f"'--rename' file {path} must hold a mapping of stream channel names to model channel names.")
+    return mapping
+
+
 def _serve(args: argparse.Namespace) -> int:
+    from .actions import parse_action_args
     from .safety import SafetyConfig
     from .server import ServeConfig, Server
     from .smoothing import SmoothingConfig
 
     if args.allow_remote and not args.token:
         raise ValueError("--allow-remote needs a shared --token.")
-    dwell = max(0, int(round(args.dwell_ms / args.hop_ms)))
     cfg = ServeConfig(
-        hop_ms=args.hop_ms,
-        smoothing=SmoothingConfig(args.smoothing, args.ema_alpha, args.vote_k, args.hysteresis, dwell),
+        hop_ms=args.hop_ms, max_age_ms=args.max_age_ms,
+        smoothing=SmoothingConfig(args.smoothing, args.ema_alpha, args.vote_k, args.hysteresis, args.dwell_ms / 1000),
         safety=SafetyConfig(args.stale_ms, args.flat_threshold, args.saturation, args.safe_command),
         level_classes=tuple(args.level_classes.split(",")) if args.level_classes else None,
+        actions=parse_action_args(args.action), rename=_rename_rule(args.rename), units=args.units,
+        on_unit_mismatch=args.on_unit_mismatch, max_amplitude_ratio=args.max_amplitude_ratio,
+        check_seconds=args.check_seconds, subject=args.subject, align_seconds=args.align_seconds,
+        alignment_path=args.alignment, save_alignment=args.save_alignment,
         log_path=args.log, stats_path=args.stats, duration=args.duration, sham=args.sham,
-        sham_source=args.sham_source, sham_seed=args.sham_seed, subject=args.subject, status=not args.no_status,
+        sham_source=args.sham_source, sham_seed=args.sham_seed, status=not args.no_status,
         allow_remote=args.allow_remote, token=args.token, resolve_timeout=args.resolve_timeout,
+        hello_timeout=args.hello_timeout,
     )
-    if not args.output:
-        raise ValueError("bmi serve needs at least one --output (udp://127.0.0.1:PORT, ...).")
     stats = Server(args.model, args.input, args.output, cfg).run()
     print(json.dumps(stats))
     return 0
@@ -75,6 +126,9 @@ def _serve(args: argparse.Namespace) -> int:
 def _rig(args: argparse.Namespace) -> int:
     from .rig import run_rig
 
-    result = run_rig(args.listen, args.log, args.plot, args.duration, args.speed, args.proportional)
+    if args.allow_remote and not args.token:
+        raise ValueError("--allow-remote needs a shared --token.")
+    result = run_rig(args.listen, args.log, args.plot, args.duration, args.speed, args.proportional,
+                     allow_remote=args.allow_remote, token=args.token, status=not args.no_status)
     print(json.dumps(result))
     return 0

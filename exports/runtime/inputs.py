@@ -1,162 +1,289 @@
-"""Stream sources: ``lsl:NAME``, ``tcp://127.0.0.1:PORT`` and ``replay:FILE``.
+"""Stream sources: ``lsl:NAME[?source_id=ID]``, ``tcp://127.0.0.1:PORT`` and ``replay:FILE``.
 
-Each gives ``ch_names`` and ``sfreq`` once connected, and ``pull()`` returns what has arrived,
-``([n_chans, n] float32, timestamp of the last sample or None)``, without waiting.
+Each has ``description`` (a :class:`~.layout.StreamDescription`: channels, rate, declared units; None until
+a TCP client has been accepted), ``connection`` (a counter that grows with every new stream connection:
+the server restarts its pipeline on a new one), ``clock`` (the local clock) and ``pull()``, which returns
+what has arrived without waiting: ``([n_chans, n] float32, acquisition time of the last sample on the
+local clock, or None)``.
 """
 
 from __future__ import annotations
 
+import hmac
+import json
 import socket
+import threading
 import time
+from collections import deque
 from pathlib import Path
-from urllib.parse import urlparse
+from typing import Callable
+from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
+from .clock import ArrivalClock
+from .layout import StreamDescription
 from .protocol import DATA, HELLO, FrameParser, ProtocolError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def check_bind_address(host: str, allow_remote: bool, token: str | None, what: str) -> None:
+    """The address policy for every listening socket: loopback, or a flag and a shared token."""
+    if host not in LOOPBACK and not (allow_remote and token):
+        raise ValueError(f"{what} on {host} (not loopback) needs --allow-remote and a shared --token.")
+
+
+def same_token(got, expected: str | None) -> bool:
+    """Constant-time token comparison (no timing side channel)."""
+    if expected is None:
+        return True
+    return isinstance(got, str) and hmac.compare_digest(got.encode(), expected.encode())
 
 
 # liblsl channel formats -> numpy dtypes (cf_float32=1, cf_double64=2, cf_int32=4, cf_int16=5, cf_int8=6, cf_int64=7)
 _LSL_DTYPES = {1: np.float32, 2: np.float64, 4: np.int32, 5: np.int16, 6: np.int8, 7: np.int64}
 
 
-class LSLInput:
-    """A Lab Streaming Layer inlet resolved by stream name. liblsl recovers a lost stream by itself when
-    an outlet with the same source id comes back; the watchdog covers the gap."""
+def resolve_lsl(name: str, source_id: str | None, timeout: float):
+    """The one LSL stream called ``name`` (and ``source_id`` when given); several of that name are refused."""
+    import pylsl
 
-    def __init__(self, name: str, resolve_timeout: float = 10.0):
+    found = pylsl.resolve_byprop("name", name, minimum=1, timeout=timeout)
+    if found:  # look a moment longer: a second stream of that name may answer later
+        found = pylsl.resolve_byprop("name", name, minimum=len(found) + 1, timeout=0.5) or found
+    if source_id is not None:
+        found = [s for s in found if s.source_id() == source_id]
+    if not found:
+        which = f" with source_id {source_id!r}" if source_id is not None else ""
+        raise RuntimeError(f"No LSL stream named {name!r}{which} found within {timeout:g} s.")
+    unique = {s.uid(): s for s in found}
+    if len(unique) > 1:
+        listing = "; ".join(f"source_id {s.source_id()!r} on {s.hostname()} ({s.type()}, {s.channel_count()} ch, "
+                            f"{s.nominal_srate():g} Hz)" for s in unique.values())
+        raise RuntimeError(f"{len(unique)} LSL streams are named {name!r}: {listing}. Choose one with "
+                           f"lsl:{name}?source_id=ID.")
+    return next(iter(unique.values()))
+
+
+class LSLInput:
+    """A Lab Streaming Layer inlet, its timestamps clock-corrected to this computer's clock.
+
+    The clock offset comes from liblsl's ``time_correction`` (its NTP-like exchange with the outlet's
+    computer), queried by a background thread as LabRecorder does: liblsl's own ``proc_clocksync`` flag
+    would run that query inside ``pull_chunk`` and block the decoding loop (0.1-0.6 s measured here at
+    start and after a reconnect). liblsl recovers a lost stream by itself when an outlet with the same
+    source id comes back; the watchdog covers the gap.
+    """
+
+    def __init__(self, name: str, source_id: str | None = None, resolve_timeout: float = 10.0):
         import pylsl
 
-        streams = pylsl.resolve_byprop("name", name, timeout=resolve_timeout)
-        if not streams:
-            raise RuntimeError(f"No LSL stream named {name!r} found within {resolve_timeout:g} s.")
-        self.inlet = pylsl.StreamInlet(streams[0], max_buflen=30, recover=True)
+        found = resolve_lsl(name, source_id, resolve_timeout)
+        self.inlet = pylsl.StreamInlet(found, max_buflen=30, recover=True)
         info = self.inlet.info(timeout=resolve_timeout)
-        self.sfreq = float(info.nominal_srate())
+        sfreq = float(info.nominal_srate())
+        if sfreq <= 0:
+            raise ValueError(f"LSL stream {name!r} has an irregular rate; a regularly sampled signal stream is needed.")
         labels = info.get_channel_labels() or []
-        self.ch_names = [str(c) for c in labels] if labels and all(labels) else [f"ch{i}" for i in range(info.channel_count())]
+        ch_names = [str(c) for c in labels] if labels and all(labels) else [f"ch{i}" for i in range(info.channel_count())]
+        units = info.get_channel_units()
         dtype = _LSL_DTYPES.get(info.channel_format())
         if dtype is None:
             raise ValueError(f"LSL stream {name!r} carries {info.channel_format()!r} samples; a numeric stream is needed.")
-        self._buf = np.zeros((max(1, int(self.sfreq)), info.channel_count()), dtype=dtype)
+        self.description = StreamDescription(ch_names, sfreq, list(units) if units else None,
+                                             f"lsl:{name} (source_id {found.source_id()!r} on {found.hostname()})")
+        self.connection = 1
+        self._buf = np.zeros((max(1, int(sfreq)), info.channel_count()), dtype=dtype)
         self.inlet.open_stream(timeout=resolve_timeout)
         self.clock = pylsl.local_clock
+        self.clock_offset = self.inlet.time_correction(timeout=resolve_timeout)  # first estimate before decoding
+        self._closing = threading.Event()
+        self._sync = threading.Thread(target=self._track_clock, name="lsl-clock", daemon=True)
+        self._sync.start()
+
+    def _track_clock(self) -> None:
+        while not self._closing.wait(1.0):
+            try:
+                self.clock_offset = self.inlet.time_correction(timeout=2.0)
+            except Exception:  # lost stream or timeout: keep the last estimate
+                pass
 
     def pull(self) -> tuple[np.ndarray, float | None]:
         _, stamps = self.inlet.pull_chunk(timeout=0.0, max_samples=len(self._buf), dest_obj=self._buf)
         n = len(stamps)
         if not n:
             return self._buf[:0].T, None
-        return self._buf[:n].T.astype(np.float32), float(stamps[-1])
+        return self._buf[:n].T.astype(np.float32), float(stamps[-1]) + self.clock_offset
 
     def close(self) -> None:
+        self._closing.set()
+        self._sync.join(timeout=3.0)
         self.inlet.close_stream()
 
 
-class TCPInput:
-    """Listens for one amplifier client at a time speaking the protocol in :mod:`.protocol`.
+class _Client:
+    def __init__(self, sock: socket.socket, peer, max_payload: int, deadline: float):
+        self.sock, self.peer, self.parser, self.deadline = sock, peer, FrameParser(max_payload), deadline
+        self.n_chans: int | None = None
 
-    A client that sends a malformed or oversized frame, the wrong token or another channel set is
-    dropped and counted; the server keeps running and accepts the next one.
+
+class TCPInput:
+    """Listens for amplifier clients speaking the protocol in :mod:`.protocol`; one feeds the server.
+
+    A new connection must send a valid hello within ``hello_timeout`` (else it is dropped); its hello is
+    checked by ``validate`` (channels, rate, units against the model) and the token, and a refused client
+    gets one JSON line with the reason before the connection closes. A client that passes replaces the
+    current one (a reconnecting amplifier), and the server restarts its pipeline for it. A client that
+    sends a malformed or oversized frame is dropped and counted; the server keeps running.
     """
 
-    def __init__(self, host: str, port: int, *, token: str | None = None, max_payload: int = 4 << 20,
-                 connect_timeout: float = 30.0, events=None):
-        self.token, self.max_payload, self.events = token, max_payload, events
+    MAX_PENDING = 4
+
+    def __init__(self, host: str, port: int, *, validate: Callable[[StreamDescription], str | None],
+                 token: str | None = None, hello_timeout: float = 2.0, max_payload: int = 4 << 20, events=None):
+        self.token, self.validate, self.hello_timeout, self.max_payload = token, validate, hello_timeout, max_payload
+        self.events = events if events is not None else {}
         self.server = socket.create_server((host, port))
         self.server.setblocking(False)
-        self.conn: socket.socket | None = None
-        self.parser = FrameParser(max_payload)
-        self.ch_names: list[str] | None = None
-        self.sfreq: float | None = None
-        self._pending: list[np.ndarray] = []
-        self._last_ts: float | None = None
-        deadline = time.monotonic() + connect_timeout
-        while self.ch_names is None:  # the first hello tells the channels and the rate
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"No TCP client sent a hello frame on {host}:{port} within {connect_timeout:g} s.")
-            self._poll()
-            time.sleep(0.005)
+        self.description: StreamDescription | None = None
+        self.connection = 0
+        self.notices: deque[str] = deque(maxlen=50)  # refusals etc., for the operator
         self.clock = time.monotonic
+        self._active: _Client | None = None
+        self._pending: list[_Client] = []
+        self._samples: list[np.ndarray] = []
+        self._last_ts: float | None = None
+        self._arrival = ArrivalClock()
 
     def _count(self, event: str) -> None:
-        if self.events is not None:
-            self.events[event] += 1
+        self.events[event] = self.events.get(event, 0) + 1
 
-    def _drop(self, event: str) -> None:
-        self._count(event)
-        if self.conn is not None:
-            self.conn.close()
-        self.conn, self.parser = None, FrameParser(self.max_payload)
-
-    def _poll(self) -> None:
-        if self.conn is None:
+    def _close(self, client: _Client, event: str | None, reason: str | None = None) -> None:
+        if event:
+            self._count(event)
+        if reason:
+            self.notices.append(f"TCP client {client.peer[0]}:{client.peer[1]} refused: {reason}")
             try:
-                self.conn, _ = self.server.accept()
-                self.conn.setblocking(False)
-                self._hello_done = False
-            except BlockingIOError:
+                client.sock.send((json.dumps({"error": reason}) + "\n").encode())
+            except OSError:
+                pass
+        client.sock.close()
+        if client is self._active:
+            self._active = None
+        elif client in self._pending:
+            self._pending.remove(client)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, peer = self.server.accept()
+            except (BlockingIOError, InterruptedError):
                 return
+            sock.setblocking(False)
+            self._pending.append(_Client(sock, peer, self.max_payload, time.monotonic() + self.hello_timeout))
+            if len(self._pending) > self.MAX_PENDING:  # connections that never say hello cannot pile up
+                self._close(self._pending[0], "tcp_too_many_pending")
+
+    def _hello(self, client: _Client, frame) -> bool:
+        """Check a hello; the client becomes the active one when it passes. False when it was dropped."""
         try:
-            data = self.conn.recv(1 << 20)
-        except BlockingIOError:
+            info = frame.hello()
+        except ProtocolError as err:
+            self._close(client, "malformed_frame", str(err))
+            return False
+        if not same_token(info.get("token"), self.token):
+            self._close(client, "bad_token", "wrong or missing token")
+            return False
+        units = info.get("units")
+        if isinstance(units, str):
+            units = [units] * len(info["ch_names"])
+        if units is not None and (not isinstance(units, list) or len(units) != len(info["ch_names"])):
+            self._close(client, "malformed_frame", "'units' must be one string or one per channel")
+            return False
+        desc = StreamDescription([str(c) for c in info["ch_names"]], float(info["sfreq"]), units,
+                                 f"tcp client {client.peer[0]}:{client.peer[1]}")
+        problem = self.validate(desc) if frame.n_chans == len(desc.ch_names) else "n_chans disagrees with ch_names"
+        if problem:
+            self._close(client, "tcp_client_refused", problem)
+            return False
+        if client in self._pending:
+            self._pending.remove(client)
+            if self._active is not None:
+                self._close(self._active, "tcp_client_replaced")
+            self._active = client
+        client.n_chans = len(desc.ch_names)
+        self.description, self.connection = desc, self.connection + 1
+        self._samples, self._last_ts = [], None
+        self._arrival.reset()
+        return True
+
+    def _read(self, client: _Client, now: float) -> None:
+        try:
+            data = client.sock.recv(1 << 20)
+        except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            self._drop("tcp_client_error")
+            self._close(client, "tcp_client_error")
             return
         if not data:
-            self._drop("tcp_client_closed")
+            self._close(client, "tcp_client_closed")
             return
         try:
-            frames = self.parser.feed(data)
-        except ProtocolError:
-            self._drop("malformed_frame")
+            frames = client.parser.feed(data)
+        except ProtocolError as err:
+            self._close(client, "malformed_frame", str(err))
             return
         for frame in frames:
             if frame.kind == HELLO:
-                try:
-                    info = frame.hello()
-                except ProtocolError:
-                    self._drop("malformed_frame")
+                if not self._hello(client, frame):
                     return
-                if self.token is not None and info.get("token") != self.token:
-                    self._drop("bad_token")
-                    return
-                if self.ch_names is None:
-                    self.ch_names, self.sfreq = [str(c) for c in info["ch_names"]], float(info["sfreq"])
-                elif info["ch_names"] != self.ch_names or float(info["sfreq"]) != self.sfreq:
-                    self._drop("client_channel_mismatch")
-                    return
-                self._hello_done = True
-            elif frame.kind == DATA:
-                if not self._hello_done or frame.n_chans != len(self.ch_names):
-                    self._drop("malformed_frame")
-                    return
-                self._pending.append(frame.samples())
+            elif client is not self._active or frame.n_chans != client.n_chans:
+                self._close(client, "malformed_frame", "data before a hello, or with another channel count")
+                return
+            elif frame.n_samples:
+                self._samples.append(frame.samples())
                 self._last_ts = frame.timestamp
+                self._arrival.observe(frame.timestamp, now)
+
+    def _poll(self) -> None:
+        now = time.monotonic()
+        self._accept()
+        for client in list(self._pending):
+            if now > client.deadline:
+                self._close(client, "tcp_hello_timeout", f"no hello within {self.hello_timeout:g} s")
+            else:
+                self._read(client, now)
+        if self._active is not None:
+            self._read(self._active, now)
 
     def pull(self) -> tuple[np.ndarray, float | None]:
         self._poll()
-        if not self._pending:
-            return np.zeros((len(self.ch_names), 0), dtype=np.float32), None
-        chunk = np.concatenate(self._pending, axis=1) if len(self._pending) > 1 else self._pending[0]
-        self._pending = []
-        return chunk, self._last_ts
+        if not self._samples:
+            n = len(self.description.ch_names) if self.description else 0
+            return np.zeros((n, 0), dtype=np.float32), None
+        chunk = np.concatenate(self._samples, axis=1) if len(self._samples) > 1 else self._samples[0]
+        self._samples = []
+        return chunk, self._arrival.to_local(self._last_ts)
+
+    @property
+    def clock_offset(self) -> float | None:
+        return self._arrival.offset
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
+        for client in [self._active, *self._pending]:
+            if client is not None:
+                client.sock.close()
         self.server.close()
 
 
 class ReplayInput:
     """A recording played at real-time pace (for rehearsals), read without MNE.
 
-    Formats: ``.npz`` with ``data`` ([n_chans, n_samples], volts/tesla), ``ch_names`` and ``sfreq``, or
-    EDF/BDF through edfio (physical units converted to volts). FIF needs MNE: replay it over LSL with
-    ``mne_lsl.player.PlayerLSL`` and serve ``lsl:NAME`` instead.
+    Formats: ``.npz`` with ``data`` ([n_chans, n_samples]), ``ch_names``, ``sfreq`` and optionally
+    ``units`` (one string, or one per channel; absent = the model's), or EDF/BDF through edfio (physical
+    dimensions converted to volts). FIF needs MNE: replay it over LSL with ``mne_lsl.player.PlayerLSL``
+    and serve ``lsl:NAME`` instead.
     """
 
     def __init__(self, path: str | Path, speed: float = 1.0):
@@ -167,13 +294,18 @@ class ReplayInput:
         if suffix == ".npz":
             with np.load(path) as f:
                 self.data = np.asarray(f["data"], dtype=np.float32)
-                self.ch_names = [str(c) for c in f["ch_names"]]
-                self.sfreq = float(f["sfreq"])
+                ch_names = [str(c) for c in f["ch_names"]]
+                sfreq = float(f["sfreq"])
+                units = [str(u) for u in np.atleast_1d(f["units"])] if "units" in f.files else None
+            if units is not None and len(units) == 1:
+                units = units * len(ch_names)
         elif suffix in (".edf", ".bdf"):
-            self.data, self.ch_names, self.sfreq = _read_edf(path)
+            self.data, ch_names, sfreq, units = _read_edf(path)
         else:
             raise ValueError(f"Replay supports .npz, .edf and .bdf files, not {suffix!r} ({path}); "
                              "for FIF, replay over LSL (mne_lsl.player.PlayerLSL) and serve lsl:NAME.")
+        self.description = StreamDescription(ch_names, sfreq, units, f"replay:{path}")
+        self.connection = 1
         self.speed = speed
         self._t0: float | None = None
         self._sent = 0
@@ -183,10 +315,11 @@ class ReplayInput:
         now = time.monotonic()
         if self._t0 is None:
             self._t0 = now
-        due = min(self.data.shape[1], int((now - self._t0) * self.sfreq * self.speed))
+        sfreq = self.description.sfreq
+        due = min(self.data.shape[1], int((now - self._t0) * sfreq * self.speed))
         chunk = self.data[:, self._sent : due]
         self._sent = max(self._sent, due)
-        ts = self._t0 + self._sent / (self.sfreq * self.speed) if chunk.shape[1] else None
+        ts = self._t0 + self._sent / (sfreq * self.speed) if chunk.shape[1] else None
         return chunk, ts
 
     @property
@@ -197,10 +330,10 @@ class ReplayInput:
         pass
 
 
-_UNITS = {"v": 1.0, "mv": 1e-3, "uv": 1e-6, "µv": 1e-6, "nv": 1e-9}
+_TO_VOLTS = {"v": 1.0, "mv": 1e-3, "uv": 1e-6, "µv": 1e-6, "nv": 1e-9}
 
 
-def _read_edf(path: Path) -> tuple[np.ndarray, list[str], float]:
+def _read_edf(path: Path) -> tuple[np.ndarray, list[str], float, list[str | None]]:
     import edfio
 
     edf = edfio.read_bdf(path) if path.suffix.lower() == ".bdf" else edfio.read_edf(path)
@@ -208,16 +341,24 @@ def _read_edf(path: Path) -> tuple[np.ndarray, list[str], float]:
     rates = {s.sampling_frequency for s in signals}
     if len(rates) != 1:
         raise ValueError(f"{path} has signals at several rates {sorted(rates)}; replay needs one rate.")
-    data = np.stack([s.data * _UNITS.get(s.physical_dimension.strip().lower(), 1.0) for s in signals]).astype(np.float32)
-    names = [s.label.strip() for s in signals]
-    return data, names, float(rates.pop())
+    dims = [s.physical_dimension.strip().lower() for s in signals]
+    data = np.stack([s.data * _TO_VOLTS.get(d, 1.0) for s, d in zip(signals, dims)]).astype(np.float32)
+    units = ["V" if d in _TO_VOLTS else (d or None) for d in dims]
+    return data, [s.label.strip() for s in signals], float(rates.pop()), units
 
 
-def open_input(spec: str, *, allow_remote: bool = False, token: str | None = None, resolve_timeout: float = 10.0,
-               events=None):
-    """Parse ``lsl:NAME``, ``tcp://HOST:PORT`` or ``replay:FILE`` and connect."""
+def open_input(spec: str, *, validate: Callable[[StreamDescription], str | None], allow_remote: bool = False,
+               token: str | None = None, resolve_timeout: float = 10.0, hello_timeout: float = 2.0, events=None):
+    """Parse ``lsl:NAME[?source_id=ID]``, ``tcp://HOST:PORT`` or ``replay:FILE`` and connect.
+
+    ``validate`` checks a TCP client's hello (the other inputs are checked by the caller at start)."""
     if spec.startswith("lsl:"):
-        return LSLInput(spec[4:], resolve_timeout)
+        name, _, query = spec[4:].partition("?")
+        params = parse_qs(query)
+        unknown = sorted(set(params) - {"source_id"})
+        if unknown or not name:
+            raise ValueError(f"Input {spec!r}: use lsl:NAME or lsl:NAME?source_id=ID.")
+        return LSLInput(name, params.get("source_id", [None])[0], resolve_timeout)
     if spec.startswith("replay:"):
         return ReplayInput(spec[7:])
     if spec.startswith("tcp://"):
@@ -225,10 +366,9 @@ def open_input(spec: str, *, allow_remote: bool = False, token: str | None = Non
         if url.port is None:
             raise ValueError(f"Input {spec!r} needs a port: tcp://127.0.0.1:PORT.")
         host = url.hostname or "127.0.0.1"
-        if host not in LOOPBACK and not (allow_remote and token):
-            raise ValueError(f"Listening on {host} (not loopback) needs --allow-remote and a shared --token.")
-        return TCPInput(host, url.port, token=token, connect_timeout=resolve_timeout, events=events)
+        check_bind_address(host, allow_remote, token, "Listening")
+        return TCPInput(host, url.port, validate=validate, token=token, hello_timeout=hello_timeout, events=events)
     raise ValueError(f"Unknown input {spec!r}; use lsl:NAME, tcp://127.0.0.1:PORT or replay:FILE.")
 
 
-__all__ = ["LSLInput", "TCPInput", "ReplayInput", "open_input"]
+__all__ = ["LOOPBACK", "LSLInput", "TCPInput", "ReplayInput", "check_bind_address", "open_input", "same_token"]

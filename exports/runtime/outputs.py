@@ -1,72 +1,145 @@
 """Command outputs: ``udp://HOST:PORT``, ``tcp://HOST:PORT``, ``serial:DEVICE?baud=N``, ``lsl:NAME``.
 
 UDP and TCP carry one JSON object per line (the command schema in the README). Serial carries one ASCII
-line per decision for a real robotic hand::
+line per message for a real robotic hand::
 
-    C,<seq>,<command>,<level with sign, 3 decimals>,<D|S>\\n      e.g.  C,42,grasp,+0.613,D
+    C,<seq>,<action>,<level with sign, 3 decimals>,<D|S>\\n      e.g.  C,42,grasp,+0.613,D
 
 (``D`` a decoded command, ``S`` the safe state). LSL is a string marker outlet with the JSON, so the
-decoder's output is recorded in sync with the amplifier data. A controller that goes away never stops
-the server: sends fail silently into a counter, TCP reconnects with backoff.
+decoder's output is recorded in sync with the amplifier data. UDP and TCP outputs add ``"token"`` to
+every message when the spec carries ``?token=...`` (a rig listening beyond loopback requires one).
+
+Outputs never block the decoding loop: sockets and the serial port are non-blocking, a controller that
+is down or not reading loses messages (counted) instead of queueing stale ones, and TCP reconnects with
+backoff. :class:`OutputSet` isolates them from each other: a failing output is counted and never stops
+another, and the final safe message is attempted on every output, each given a short time to flush.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import select
 import socket
 import time
+from collections import Counter
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from .inputs import LOOPBACK
+
+MAX_PENDING = 64 * 1024  # bytes a controller may leave unread before it counts as stuck
+
+
+class OutputDown(OSError):
+    """The controller is not reachable right now (the message was dropped)."""
+
+
+class _Pending:
+    """Bytes written to a non-blocking device: a line is sent whole or the rest waits, never a backlog."""
+
+    def __init__(self):
+        self.buf = bytearray()
+
+    def push(self, line: bytes, write) -> None:
+        if self.buf:
+            self.drain(write)
+        if self.buf:  # the controller is not keeping up: drop this message rather than queue a stale one
+            if len(self.buf) > MAX_PENDING:
+                raise OutputDown("controller stuck (not reading)")
+            raise OutputDown("controller busy: message dropped")
+        self.buf += line
+        self.drain(write)
+
+    def drain(self, write) -> None:
+        n = write(bytes(self.buf))
+        del self.buf[: n or 0]
+
 
 class UDPOutput:
-    def __init__(self, host: str, port: int, events):
-        self.addr, self.events = (host, port), events
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    kind = "udp"
+
+    def __init__(self, host: str, port: int, token: str | None = None):
+        self.addr, self.token = (host, port), token
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
 
     def send(self, msg: dict[str, Any], line: bytes) -> None:
-        try:
-            self.sock.sendto(line, self.addr)
-        except OSError:
-            self.events["output_error_udp"] += 1
+        self.sock.sendto(encode(dict(msg, token=self.token)) if self.token else line, self.addr)
+
+    def flush(self, deadline: float) -> None:
+        pass
 
     def close(self) -> None:
         self.sock.close()
 
 
 class TCPOutput:
-    """Connects to a controller listening on HOST:PORT; reconnects with exponential backoff."""
+    """Connects to a controller listening on HOST:PORT (non-blocking); reconnects with exponential backoff."""
 
-    def __init__(self, host: str, port: int, events):
-        self.addr, self.events = (host, port), events
+    kind = "tcp"
+
+    def __init__(self, host: str, port: int, token: str | None = None):
+        self.addr, self.token = (host, port), token
         self.sock: socket.socket | None = None
-        self._next_try, self._backoff = 0.0, 0.1
+        self._connected = False
+        self._pending = _Pending()
+        self._next_try, self._backoff, self._connect_deadline = 0.0, 0.1, 0.0
 
-    def _connect(self) -> None:
+    def _drop(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        self.sock, self._connected, self._pending = None, False, _Pending()
+        self._next_try = time.monotonic() + self._backoff
+        self._backoff = min(2.0, self._backoff * 2)
+
+    def _ready(self) -> bool:
+        """Start or finish a non-blocking connect; True once connected."""
         now = time.monotonic()
-        if now < self._next_try:
-            return
+        if self.sock is None:
+            if now < self._next_try:
+                return False
+            self.sock = socket.socket(socket.AF_INET6 if ":" in self.addr[0] else socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setblocking(False)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            code = self.sock.connect_ex(self.addr)
+            if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
+                self._drop()
+                return False
+            self._connected, self._connect_deadline = code == 0, now + 1.0
+        if not self._connected:
+            if select.select([], [self.sock], [], 0)[1]:
+                if self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                    self._drop()
+                    return False
+                self._connected, self._backoff = True, 0.1
+            elif now > self._connect_deadline:
+                self._drop()
+        return self._connected
+
+    def _write(self, data: bytes) -> int:
         try:
-            self.sock = socket.create_connection(self.addr, timeout=0.05)
-            self.sock.settimeout(0.05)
-            self._backoff = 0.1
-        except OSError:
-            self.sock = None
-            self._next_try = now + self._backoff
-            self._backoff = min(2.0, self._backoff * 2)
+            return self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            return 0
 
     def send(self, msg: dict[str, Any], line: bytes) -> None:
-        if self.sock is None:
-            self._connect()
-            if self.sock is None:
-                self.events["output_down_tcp"] += 1
-                return
+        if not self._ready():
+            raise OutputDown(f"no controller connection to {self.addr[0]}:{self.addr[1]}")
         try:
-            self.sock.sendall(line)
+            self._pending.push(encode(dict(msg, token=self.token)) if self.token else line, self._write)
+        except OutputDown:
+            if len(self._pending.buf) > MAX_PENDING:
+                self._drop()
+            raise
         except OSError:
-            self.events["output_error_tcp"] += 1
-            self.sock.close()
-            self.sock = None
+            self._drop()
+            raise
+
+    def flush(self, deadline: float) -> None:
+        while self.sock is not None and self._connected and self._pending.buf and time.monotonic() < deadline:
+            select.select([], [self.sock], [], max(0.0, deadline - time.monotonic()))
+            self._pending.drain(self._write)
 
     def close(self) -> None:
         if self.sock is not None:
@@ -74,55 +147,112 @@ class TCPOutput:
 
 
 class SerialOutput:
-    def __init__(self, device: str, baud: int, events):
+    kind = "serial"
+
+    def __init__(self, device: str, baud: int):
         import serial
 
-        self.events = events
-        try:
-            self.port = serial.serial_for_url(device, baudrate=baud, timeout=0, write_timeout=0.02)
+        try:  # write_timeout=0: non-blocking, write() returns what the driver took
+            self.port = serial.serial_for_url(device, baudrate=baud, timeout=0, write_timeout=0)
         except (serial.SerialException, ValueError) as err:
             raise RuntimeError(f"Cannot open serial device {device!r} at {baud} baud: {err}") from None
+        self._pending = _Pending()
 
     def send(self, msg: dict[str, Any], line: bytes) -> None:
-        text = f"C,{msg['seq']},{msg['command']},{msg['level']:+.3f},{'S' if msg['safe'] else 'D'}\n"
-        try:
-            self.port.write(text.encode("ascii"))
-        except Exception:  # pyserial raises SerialTimeoutException / SerialException / OSError
-            self.events["output_error_serial"] += 1
+        text = f"C,{msg['seq']},{msg['action']},{msg['level']:+.3f},{'S' if msg['safe'] else 'D'}\n"
+        self._pending.push(text.encode("ascii"), self.port.write)
+
+    def flush(self, deadline: float) -> None:
+        while self._pending.buf and time.monotonic() < deadline:
+            self._pending.drain(self.port.write)
+            if self._pending.buf:
+                time.sleep(0.002)
 
     def close(self) -> None:
         self.port.close()
 
 
 class LSLMarkerOutput:
-    def __init__(self, name: str, events):
+    kind = "lsl"
+
+    def __init__(self, name: str):
         import pylsl
 
         info = pylsl.StreamInfo(name, "Markers", 1, pylsl.IRREGULAR_RATE, "string", f"bmi-serve-{name}")
-        self.outlet, self.events = pylsl.StreamOutlet(info), events
+        self.outlet = pylsl.StreamOutlet(info)
 
     def send(self, msg: dict[str, Any], line: bytes) -> None:
         self.outlet.push_sample([line.decode().strip()])
+
+    def flush(self, deadline: float) -> None:
+        pass
 
     def close(self) -> None:
         del self.outlet
 
 
-def open_output(spec: str, events, *, allow_remote: bool = False):
+class OutputSet:
+    """Every controller output, isolated: one that fails is counted (per output and in ``events``) and
+    never keeps a message from the others."""
+
+    def __init__(self, specs: list[str], events: Counter, *, allow_remote: bool = False):
+        self.events = events
+        self.specs = list(specs)
+        self.outputs = []
+        try:
+            for spec in specs:
+                self.outputs.append(open_output(spec, allow_remote=allow_remote))
+        except BaseException:
+            self.close()
+            raise
+        self.stats = [{"output": s, "sent": 0, "failed": 0, "last_error": ""} for s in specs]
+
+    def send(self, msg: dict[str, Any], line: bytes) -> None:
+        for out, stat in zip(self.outputs, self.stats):
+            try:
+                out.send(msg, line)
+                stat["sent"] += 1
+            except Exception as err:  # any failure of one device stays with that device
+                stat["failed"] += 1
+                stat["last_error"] = f"{type(err).__name__}: {err}"[:200]
+                self.events[f"output_{'down' if isinstance(err, OutputDown) else 'error'}_{out.kind}"] += 1
+
+    def final(self, msg: dict[str, Any], line: bytes, timeout: float = 0.5) -> None:
+        """The last (safe) message: attempted on every output, each flushed for up to ``timeout`` s."""
+        self.send(msg, line)
+        for out in self.outputs:
+            try:
+                out.flush(time.monotonic() + timeout)
+            except Exception:
+                self.events[f"output_error_{out.kind}"] += 1
+
+    def close(self) -> None:
+        for out in self.outputs:
+            try:
+                out.close()
+            except Exception:
+                pass
+
+
+def _token(url) -> str | None:
+    return parse_qs(url.query).get("token", [None])[0]
+
+
+def open_output(spec: str, *, allow_remote: bool = False):
     if spec.startswith("lsl:"):
-        return LSLMarkerOutput(spec[4:], events)
+        return LSLMarkerOutput(spec[4:])
     if spec.startswith("serial:"):
         url = urlparse(spec[len("serial:"):])
         baud = int(parse_qs(url.query).get("baud", ["115200"])[0])
-        return SerialOutput(url.path or url.netloc, baud, events)
+        return SerialOutput(url.path or url.netloc, baud)
     url = urlparse(spec)
     if url.scheme in ("udp", "tcp"):
         if url.port is None:
             raise ValueError(f"Output {spec!r} needs a port, e.g. {url.scheme}://127.0.0.1:9000.")
         host = url.hostname or "127.0.0.1"
-        if host not in ("127.0.0.1", "localhost", "::1") and not allow_remote:
+        if host not in LOOPBACK and not allow_remote:
             raise ValueError(f"Sending commands to {host} (not loopback) needs --allow-remote.")
-        return (UDPOutput if url.scheme == "udp" else TCPOutput)(host, url.port, events)
+        return (UDPOutput if url.scheme == "udp" else TCPOutput)(host, url.port, _token(url))
     raise ValueError(f"Unknown output {spec!r}; use udp://HOST:PORT, tcp://HOST:PORT, serial:DEVICE?baud=N or lsl:NAME.")
 
 

@@ -13,10 +13,14 @@ Every frame is a 24-byte header followed by a payload::
     20     4     payload_len uint32 (bytes)
 
 A client first sends one hello frame whose JSON holds ``{"ch_names": [...], "sfreq": float}`` (plus
-``"token"`` when the server requires one), then data frames whose payload is ``n_samples x n_chans``
-float32 values, sample-major (``payload_len == 4 * n_chans * n_samples``). Frames larger than
-``max_payload`` bytes, a wrong magic, type or length are protocol errors: the server drops that client
-(and counts it) and keeps running.
+``"token"`` when the server requires one, and optionally ``"units"``: one unit for every channel or a
+list, e.g. ``"uV"``), within the server's hello timeout, then data frames whose payload is
+``n_samples x n_chans`` float32 values, sample-major (``payload_len == 4 * n_chans * n_samples``), each
+stamped with the sender's clock at its last sample (any clock: the server estimates the offset, see
+:mod:`.clock`). Frames larger than ``max_payload`` bytes, a wrong magic, type or length are protocol
+errors: the server drops that client (and counts it) and keeps running. A hello the server refuses
+(channels, rate, units, token) is answered with one line of JSON, ``{"error": reason}``, before the
+connection closes. A new hello restarts the server's pipeline (filters settle again).
 """
 
 from __future__ import annotations
@@ -60,10 +64,12 @@ class Frame:
         return info
 
 
-def encode_hello(ch_names: list[str], sfreq: float, token: str | None = None) -> bytes:
-    body = {"ch_names": list(ch_names), "sfreq": float(sfreq)}
+def encode_hello(ch_names: list[str], sfreq: float, token: str | None = None, units: str | list[str] | None = None) -> bytes:
+    body: dict[str, Any] = {"ch_names": list(ch_names), "sfreq": float(sfreq)}
     if token is not None:
         body["token"] = token
+    if units is not None:
+        body["units"] = units
     payload = json.dumps(body).encode()
     return HEADER.pack(MAGIC, HELLO, 0, len(ch_names), 0, 0.0, len(payload)) + payload
 

@@ -1,9 +1,14 @@
 """``bmi rig``: a simulated prosthetic hand driven by the command stream.
 
-The hand's aperture runs from 0 (closed) to 1 (open) and moves at most ``speed`` per second:
-``grasp`` closes it, ``open`` opens it, any other command (``rest``, ``hold``, the safe state) holds it
-still. With proportional control (a ``level`` in [-1, 1] from P(grasp) - P(open)) the speed scales with
-|level|. Every message is logged with its arrival time; the aperture is plotted against time.
+The hand's aperture runs from 0 (closed) to 1 (open) and moves at most ``speed`` per second. It acts on
+each message's ``action``: ``grasp`` closes it, ``open`` opens it, ``hold`` (rest, the safe state) holds it
+still. Any other action also holds it still, and is reported loudly (stderr, the status line and the
+summary): a hand that silently ignores its commands looks like a decoder that does not work. With
+proportional control (a ``level`` in [-1, 1] from P(grasp) - P(open)) the speed scales with |level|. Every
+message is logged with its arrival time; the aperture is plotted against time.
+
+It listens on loopback unless given ``--allow-remote`` and a ``--token``, which every message must then
+carry (as ``bmi serve``'s TCP input does for its clients).
 """
 
 from __future__ import annotations
@@ -12,28 +17,32 @@ import csv
 import json
 import signal
 import socket
+import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-TARGETS = {"grasp": 0.0, "close": 0.0, "open": 1.0}
-RIG_FIELDS = ["t_arrival", "seq", "type", "command", "level", "safe", "aperture", "latency_ms", "t_window_end"]
+from .inputs import check_bind_address, same_token
+
+TARGETS = {"grasp": 0.0, "open": 1.0, "hold": None}
+RIG_FIELDS = ["t_arrival", "seq", "type", "command", "action", "level", "safe", "aperture", "latency_ms", "t_window_end"]
 
 
 class Hand:
     def __init__(self, speed: float = 1.0, proportional: bool = False):
         self.aperture, self.speed, self.proportional = 0.5, speed, proportional
-        self.command, self.level, self._t = "rest", 0.0, time.monotonic()
+        self.action, self.level, self._t = "hold", 0.0, time.monotonic()
 
-    def apply(self, command: str, level: float) -> None:
+    def apply(self, action: str, level: float) -> None:
         self.advance()
-        self.command, self.level = command, level
+        self.action, self.level = action, level
 
     def advance(self) -> float:
         now = time.monotonic()
         dt, self._t = now - self._t, now
-        target = TARGETS.get(self.command)
+        target = TARGETS.get(self.action)
         if target is not None:
             rate = self.speed * (min(1.0, abs(self.level)) if self.proportional else 1.0)
             step = rate * dt
@@ -42,11 +51,13 @@ class Hand:
 
 
 def run_rig(listen: str, log: Path | None, plot: Path | None, duration: float | None, speed: float,
-            proportional: bool = False) -> dict[str, Any]:
+            proportional: bool = False, *, allow_remote: bool = False, token: str | None = None,
+            status: bool = True) -> dict[str, Any]:
     url = urlparse(listen)
     if url.scheme not in ("udp", "tcp") or url.port is None:
         raise ValueError(f"'--listen' ({listen!r}) must be udp://127.0.0.1:PORT or tcp://127.0.0.1:PORT.")
     host = url.hostname or "127.0.0.1"
+    check_bind_address(host, allow_remote, token, "Listening")
     hand = Hand(speed, proportional)
     stop = {"flag": False}
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -54,19 +65,19 @@ def run_rig(listen: str, log: Path | None, plot: Path | None, duration: float | 
     if url.scheme == "udp":
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind((host, url.port))
-        sock.settimeout(0.02)
-        conns: list[socket.socket] = []
     else:
         sock = socket.create_server((host, url.port))
-        sock.settimeout(0.02)
-        conns = []
+    sock.settimeout(0.02)
+    conns: list[socket.socket] = []
     rows: list[dict[str, Any]] = []
-    counts = {"messages": 0, "malformed": 0, "unknown_command": 0}
+    counts = {"messages": 0, "malformed": 0, "bad_token": 0, "unknown_action": 0}
+    unknown: Counter = Counter()
     log_fh = log.open("w", newline="") if log else None
     writer = csv.DictWriter(log_fh, fieldnames=RIG_FIELDS) if log_fh else None
     if writer:
         writer.writeheader()
     started = time.monotonic()
+    next_status = started + 1.0
     buffers: dict[socket.socket, bytes] = {}
 
     def handle(line: bytes) -> None:
@@ -74,16 +85,24 @@ def run_rig(listen: str, log: Path | None, plot: Path | None, duration: float | 
         try:
             msg = json.loads(line)
             command = str(msg["command"])
+            action = str(msg.get("action", command))
             level = float(msg.get("level") or 0.0)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             counts["malformed"] += 1
             return
-        if command not in TARGETS and command not in ("rest", "hold"):
-            counts["unknown_command"] += 1
-        hand.apply(command, level)
+        if not same_token(msg.get("token"), token):
+            counts["bad_token"] += 1
+            return
+        if action not in TARGETS:
+            counts["unknown_action"] += 1
+            unknown[action] += 1
+            if unknown[action] == 1:
+                sys.stderr.write(f"\nbmi rig: unknown action {action!r} (class {command!r}): the hand holds still. "
+                                 f"It knows {sorted(TARGETS)}; map the model's classes with bmi serve --action.\n")
+        hand.apply(action, level)
         counts["messages"] += 1
-        row = {"t_arrival": t, "seq": msg.get("seq"), "type": msg.get("type"), "command": command, "level": level,
-               "safe": int(bool(msg.get("safe"))), "aperture": round(hand.aperture, 5),
+        row = {"t_arrival": t, "seq": msg.get("seq"), "type": msg.get("type"), "command": command, "action": action,
+               "level": level, "safe": int(bool(msg.get("safe"))), "aperture": round(hand.aperture, 5),
                "latency_ms": msg.get("latency_ms"), "t_window_end": msg.get("t_window_end")}
         rows.append(row)
         if writer:
@@ -93,6 +112,12 @@ def run_rig(listen: str, log: Path | None, plot: Path | None, duration: float | 
     try:
         while not stop["flag"] and (duration is None or time.monotonic() - started < duration):
             hand.advance()
+            if status and time.monotonic() >= next_status:
+                ignored = f" | UNKNOWN ACTIONS {dict(unknown)}" if unknown else ""
+                sys.stderr.write(f"\r[rig {time.monotonic() - started:6.1f} s] aperture {hand.aperture:4.2f} | "
+                                 f"{hand.action:5s} | messages {counts['messages']}{ignored}   ")
+                sys.stderr.flush()
+                next_status += 1.0
             try:
                 if url.scheme == "udp":
                     data = sock.recv(65536)
@@ -127,9 +152,14 @@ def run_rig(listen: str, log: Path | None, plot: Path | None, duration: float | 
             conn.close()
         if log_fh:
             log_fh.close()
+        if status:
+            sys.stderr.write("\n")
     if plot is not None:
         plot_aperture(rows, plot)
-    return {"final_aperture": hand.aperture, **counts}
+    if unknown:
+        sys.stderr.write(f"bmi rig: {counts['unknown_action']} messages carried actions the hand does not know "
+                         f"({dict(unknown)}); it held still for them.\n")
+    return {"final_aperture": hand.aperture, **counts, "unknown_actions": dict(unknown)}
 
 
 def plot_aperture(rows: list[dict[str, Any]], path: Path, cues: list[tuple[float, float, str]] | None = None) -> Path:

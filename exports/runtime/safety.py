@@ -1,4 +1,5 @@
-"""Input checks that put the controller into its safe state: stale stream, non-finite, flat or saturated data."""
+"""Input checks that put the controller into its safe state: stale stream, non-finite, flat or saturated data,
+and an amplitude implausible for the model (wrong units or gain)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,47 @@ def check_window(raw_window: np.ndarray, cfg: SafetyConfig) -> str | None:
     if raw_window.shape[1] > 1 and (np.ptp(raw_window, axis=1) <= cfg.flat_threshold).any():
         return "flat"
     return None
+
+
+class AmplitudeCheck:
+    """Compares each channel's RMS after the band-pass with the training data's, block by block.
+
+    A DC offset is normal and does not count (the band-pass removes it). A channel more than
+    ``max_ratio`` times larger or smaller than in training means wrong units, a wrong gain or a broken
+    electrode: decoding is refused until a whole block passes.
+    """
+
+    def __init__(self, train_rms: list[float], ch_names: list[str], block_samples: int, max_ratio: float):
+        self.train_rms = np.asarray(train_rms, dtype=np.float64)
+        self.ch_names, self.block, self.max_ratio = ch_names, max(1, block_samples), max_ratio
+        self.restart()
+
+    def restart(self) -> None:
+        self.passed = False
+        self.failures = 0
+        self.last_ratio: np.ndarray | None = None
+        self._sumsq, self._n = np.zeros(len(self.train_rms)), 0
+
+    def add(self, data: np.ndarray) -> str | None:
+        """Feed preprocessed samples ``[n_chans, n]``; returns a message when a block just failed."""
+        if self.passed:
+            return None
+        self._sumsq += np.square(data, dtype=np.float64).sum(axis=1)
+        self._n += data.shape[1]
+        if self._n < self.block:
+            return None
+        rms = np.sqrt(self._sumsq / self._n)
+        self._sumsq[:], self._n = 0, 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(self.train_rms > 0, rms / self.train_rms, 1.0)
+        self.last_ratio = ratio
+        bad = np.flatnonzero(~((ratio <= self.max_ratio) & (ratio >= 1 / self.max_ratio)))
+        if not len(bad):
+            self.passed = True
+            return None
+        self.failures += 1
+        worst = bad[np.argsort(-np.abs(np.log(np.maximum(ratio[bad], 1e-300))))][:3]
+        listing = ", ".join(f"{self.ch_names[i]} {ratio[i]:.3g}x (RMS {rms[i]:.3g} vs {self.train_rms[i]:.3g})" for i in worst)
+        return (f"amplitude check failed on {len(bad)} of {len(ratio)} channels: {listing}; allowed 1/{self.max_ratio:g}x"
+                f" to {self.max_ratio:g}x the training data's. Wrong units or gain (--units), or a broken electrode? "
+                "Decisions withheld until the amplitude is plausible.")

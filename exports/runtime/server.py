@@ -3,14 +3,24 @@ controller out.
 
 One thread, no waiting on the stream: every pass pulls what has arrived, feeds it through the SAME
 causal preprocessing as training (``datasets.dsp``, filter state carried across chunks), and at every
-hop boundary on the stream's sample clock decodes the newest window. The watchdog puts the controller
-into the safe state when data go stale or turn bad, and heartbeats continue. Bad input, lost streams
-and lost controllers are counted, never fatal; SIGINT/SIGTERM send the safe command last.
+hop boundary on the stream's sample clock decodes the newest window. The safe state is the default; the
+server leaves it only for a window that is
+
+- fresh: its last sample was acquired at most ``max_age_ms`` ago on the local clock (a backlog after a
+  stall is filtered, to keep the filter state, but never decoded);
+- settled: the filters have run for their settling time since the last (re)start, which happens at start,
+  after a gap or bad data, and for every new stream connection;
+- plausible: in the model's units (converted or refused at connection), with an amplitude after the
+  band-pass within ``max_amplitude_ratio`` of the training data's, finite, not flat, not saturated;
+- aligned, for models with Euclidean alignment (a training subject's matrix, a saved one, or one
+  estimated from the session's first seconds).
+
+Every output gets every message independently of the others, the session log is written by a thread,
+and SIGINT/SIGTERM send the safe command last on every output.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import signal
 import sys
@@ -18,127 +28,196 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from datasets.dsp import CausalPreprocessor, PreprocessingSpec, apply_normalization
 
+from .actions import SAFE_ACTION, level_classes, plan_actions
+from .alignment import choose_alignment, estimate_alignment, save_alignment
 from .buffer import RingBuffer
 from .inputs import open_input
+from .layout import Layout, StreamDescription, StreamMismatch, plan_layout
 from .model import DecoderSession
-from .outputs import encode, open_output
-from .safety import SafetyConfig, SafetyState, check_chunk, check_window
+from .outputs import OutputSet, encode
+from .safety import AmplitudeCheck, SafetyConfig, SafetyState, check_chunk, check_window
+from .session_log import SessionLog
 from .sham import ShamDecoder
 from .smoothing import SmoothingConfig, Smoother
 
-LOG_FIELDS = ["type", "seq", "t_wall", "t_window_end", "sample_index", "command", "confidence", "level",
+LOG_FIELDS = ["type", "seq", "t_wall", "t_window_end", "sample_index", "command", "action", "confidence", "level",
               "probabilities", "latency_ms", "age_ms", "safe", "reason", "sham"]
 
 
 @dataclass
 class ServeConfig:
     hop_ms: float = 50.0
+    max_age_ms: float = 150.0
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     level_classes: tuple[str, str] | None = None
+    actions: dict[str, str] = field(default_factory=dict)  # class -> grasp|open|hold, beyond the defaults
+    rename: str | Mapping[str, str] | None = None  # None: none for live streams, the training rule for replay:
+    units: str | None = None  # override the stream's declared units
+    on_unit_mismatch: str = "scale"
+    max_amplitude_ratio: float = 100.0
+    check_seconds: float = 2.0
+    subject: str | None = None
+    align_seconds: float | None = None
+    alignment_path: Path | None = None
+    save_alignment: Path | None = None
     log_path: Path | None = None
     stats_path: Path | None = None
     duration: float | None = None
     sham: bool = False
     sham_source: Path | None = None
     sham_seed: int | None = None
-    subject: str | None = None
     status: bool = True
     allow_remote: bool = False
     token: str | None = None
     resolve_timeout: float = 10.0
+    hello_timeout: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("hop_ms", "max_age_ms", "max_amplitude_ratio", "check_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"'{name.replace('_', '-')}' ({getattr(self, name)}) must be positive.")
+        if self.max_amplitude_ratio < 1:
+            raise ValueError(f"'max-amplitude-ratio' ({self.max_amplitude_ratio}) must be at least 1.")
+        if self.on_unit_mismatch not in ("scale", "refuse"):
+            raise ValueError(f"'on-unit-mismatch' ({self.on_unit_mismatch!r}) must be 'scale' or 'refuse'.")
 
 
-def match_channels(got_names: list[str], got_sfreq: float, spec: PreprocessingSpec) -> np.ndarray:
-    """Indices that reorder the stream's channels into the model's order; refuse missing channels or another rate."""
-    missing = [c for c in spec.ch_names if c not in got_names]
-    problems = []
-    if missing:
-        problems.append(f"missing channels {missing}")
-    if abs(float(got_sfreq) - spec.sfreq_in) > 1e-6:
-        problems.append(f"sampling rate {got_sfreq:g} Hz, the model expects {spec.sfreq_in:g} Hz")
-    if problems:
-        extra = [c for c in got_names if c not in spec.ch_names]
-        raise ValueError(f"The stream does not match the model: {'; '.join(problems)} "
-                         f"(stream has {len(got_names)} channels; {len(extra)} not used by the model: {extra[:10]}).")
-    return np.array([got_names.index(c) for c in spec.ch_names])
+def _percentiles(values) -> dict[str, float | None]:
+    if not len(values):
+        return {"p50": None, "p99": None, "max": None}
+    arr = np.asarray(values, dtype=np.float64)
+    return {"p50": float(np.percentile(arr, 50)), "p99": float(np.percentile(arr, 99)), "max": float(arr.max())}
 
 
 class Server:
     def __init__(self, model_path: str | Path, input_spec: str, output_specs: list[str], cfg: ServeConfig):
         self.cfg = cfg
         self.events: Counter = Counter()
+        self.notices: list[str] = []
         self.decoder = DecoderSession(model_path)
-        meta = self.decoder.meta
+        self.meta = meta = self.decoder.meta
         self.classes = meta["classes"]
         self.spec = PreprocessingSpec.from_dict(meta["preprocessing"])
         self.pre = CausalPreprocessor(self.spec)  # refuses zero-phase (offline-only) models
-        self.norm = meta["normalization"]
+        self.actions = plan_actions(self.classes, cfg.actions)
         if cfg.safety.safe_command is None:
             cfg.safety.safe_command = "rest" if "rest" in self.classes else "hold"
         if cfg.safety.safe_command not in self.classes and cfg.safety.safe_command != "hold":
             raise ValueError(f"'safe-command' ({cfg.safety.safe_command!r}) must be 'hold' or one of the classes {self.classes}.")
-        if cfg.level_classes is None and {"grasp", "open"} <= set(self.classes):
-            cfg.level_classes = ("grasp", "open")
+        if cfg.level_classes is None:
+            cfg.level_classes = level_classes(self.actions)
         for c in cfg.level_classes or ():
             if c not in self.classes:
                 raise ValueError(f"'level-classes' names {c!r}, not a class of the model {self.classes}.")
+        self.alignment = choose_alignment(meta, cfg.subject, cfg.align_seconds, cfg.alignment_path)
+        self.norm = dict(meta["normalization"], alignment=None)
+        if self.alignment.matrix is not None:
+            self.norm["alignment"] = {"session": self.alignment.matrix.tolist()}
+        self._align_data: list[np.ndarray] = []
         self.smoother = Smoother(self.classes, cfg.smoothing, cfg.level_classes)
         self.n_times = self.decoder.n_times
         decim = self.spec.decim
         self.hop_in = max(decim, int(round(cfg.hop_ms / 1000 * self.spec.sfreq_in / decim)) * decim)
-        self.outputs = [open_output(s, self.events, allow_remote=cfg.allow_remote) for s in output_specs]
+        self.amplitude = AmplitudeCheck(self.norm["rms"], self.spec.ch_names,
+                                        int(cfg.check_seconds * self.spec.sfreq_out), cfg.max_amplitude_ratio)
         self.sham = ShamDecoder(self.classes, cfg.hop_ms / 1000, cfg.sham_source, seed=cfg.sham_seed,
                                 level_pair=cfg.level_classes) if cfg.sham else None
-        self.source = open_input(input_spec, allow_remote=cfg.allow_remote, token=cfg.token,
-                                 resolve_timeout=cfg.resolve_timeout, events=self.events)
-        self.order = match_channels(self.source.ch_names, self.source.sfreq, self.spec)
-        self.raw_ring = RingBuffer(len(self.order), self.n_times * decim)
-        self.proc_ring = RingBuffer(len(self.order), self.n_times)
+        self.raw_ring = RingBuffer(len(self.spec.ch_names), self.n_times * decim)
+        self.proc_ring = RingBuffer(len(self.spec.ch_names), self.n_times)
         self.state = SafetyState()
         self.seq = 0
         self.samples_total = 0
         self.latencies: deque[float] = deque(maxlen=100_000)
+        self.ages: deque[float] = deque(maxlen=100_000)
+        self.withheld: Counter = Counter()  # hops not decoded, by reason
         self.late_hops = 0
         self.decisions = 0
+        self.clock_ahead_max = 0.0
         self._since_hop = 0
+        self._settle_left = self.spec.settle_out
         self._running = True
-        self._log_fh = None
-        self._log = None
+        self._log: SessionLog | None = None
+        self._next_heartbeat = 0.0
+        self._next_layout: Layout | None = None
+        self.outputs = OutputSet(output_specs, self.events, allow_remote=cfg.allow_remote)
+        try:
+            self.source = open_input(input_spec, validate=self._accept_stream, allow_remote=cfg.allow_remote,
+                                     token=cfg.token, resolve_timeout=cfg.resolve_timeout,
+                                     hello_timeout=cfg.hello_timeout, events=self.events)
+            self.layout: Layout | None = None
+            self._connection = 0
+            if self.source.description is not None:  # LSL and replay are known now; TCP when a client says hello
+                problem = self._accept_stream(self.source.description)
+                if problem:
+                    raise StreamMismatch(problem)
+        except BaseException:
+            self.outputs.close()
+            raise
 
-    # -- helpers -------------------------------------------------------------------------------------------
-    def stop(self, *_: Any) -> None:
-        self._running = False
+    # -- the stream ------------------------------------------------------------------------------------------
+    def _rename_rule(self, desc: StreamDescription):
+        if self.cfg.rename is not None:
+            return self.cfg.rename
+        return self.meta["channels"]["rename"] if desc.source.startswith("replay:") else None
+
+    def _accept_stream(self, desc: StreamDescription) -> str | None:
+        """Check a stream against the model; keep its layout for the next connection. The problem, or None."""
+        try:
+            layout = plan_layout(desc, self.meta, rename=self._rename_rule(desc), units=self.cfg.units,
+                                 on_unit_mismatch=self.cfg.on_unit_mismatch)
+        except StreamMismatch as err:
+            return str(err)
+        self._next_layout = layout
+        return None
+
+    def _on_connection(self) -> None:
+        """A new stream connection: its own layout, filters from the start, the amplitude checked again."""
+        self._connection = self.source.connection
+        self.layout = self._next_layout
+        for note in self.layout.notes:
+            self._notice(f"{self.source.description.source}: {note}")
+        self.amplitude.restart()
+        if self._connection > 1:
+            self.events["stream_connections"] += 1
+        self._reset_pipeline()
+
+    def _notice(self, text: str) -> None:
+        self.notices.append(text)
+        sys.stderr.write(f"\nbmi serve: {text}\n")
 
     def _reset_pipeline(self) -> None:
-        """After a gap or bad data the filters restart from rest and the window refills with clean data."""
+        """After a gap, bad data or a new connection the filters restart (settled state for the next sample)
+        and decisions wait for them to settle and for the window to refill with clean data."""
         self.pre.reset()
         self.raw_ring.clear()
         self.proc_ring.clear()
         self._since_hop = 0
+        self._settle_left = self.spec.settle_out
         self.smoother.reset()
 
+    # -- messages --------------------------------------------------------------------------------------------
     def _emit(self, msg: dict[str, Any]) -> None:
-        line = encode(msg)
-        for out in self.outputs:
-            out.send(msg, line)
+        self.outputs.send(msg, encode(msg))
+        self._log_row(msg)
+
+    def _log_row(self, msg: dict[str, Any]) -> None:
         if self._log is not None:
-            row = dict(msg, sham=int(self.cfg.sham), probabilities=json.dumps(msg.get("probabilities")),
-                       safe=int(msg["safe"]))
-            self._log.writerow({k: row.get(k, "") for k in LOG_FIELDS})
-            self._log_fh.flush()
+            self._log.write(dict(msg, sham=int(self.cfg.sham), probabilities=json.dumps(msg.get("probabilities")),
+                                 safe=int(msg["safe"])))
 
     def _safe_message(self, kind: str, reason: str) -> dict[str, Any]:
         self.seq += 1
         return {"type": kind, "seq": self.seq, "t_wall": time.time(), "t_window_end": None,
-                "sample_index": self.samples_total, "command": self.cfg.safety.safe_command, "confidence": None,
-                "level": 0.0, "probabilities": None, "latency_ms": None, "age_ms": None, "safe": True, "reason": reason}
+                "sample_index": self.samples_total, "command": self.cfg.safety.safe_command, "action": SAFE_ACTION,
+                "confidence": None, "level": 0.0, "probabilities": None, "latency_ms": None, "age_ms": None,
+                "safe": True, "reason": reason}
 
     def _enter_safe(self, reason: str) -> None:
         if self.state.enter(reason):
@@ -146,39 +225,90 @@ class Server:
             self._next_heartbeat = time.monotonic() + self.cfg.hop_ms / 1000
 
     # -- decoding ------------------------------------------------------------------------------------------
-    def _decide(self, t_window_end: float | None, t_received: float) -> None:
-        if self.proc_ring.count < self.n_times:
-            return  # warming up after start or a reset
-        problem = check_window(self.raw_ring.latest(self.raw_ring.count), self.cfg.safety)
-        if problem:
-            self._enter_safe(problem)
+    def _withheld_reason(self) -> str | None:
+        """Why the newest window may not be decoded yet (other than its age), or None."""
+        if self.amplitude.failures and not self.amplitude.passed:
+            return "amplitude"
+        if self._settle_left or self.proc_ring.count < self.n_times:
+            return "settling"
+        if not self.amplitude.passed:
+            return "checking_amplitude"
+        if self.alignment.estimate_samples:
+            return "aligning"
+        return None
+
+    def _hop(self, t_window_end: float, t_received: float) -> None:
+        reason = self._withheld_reason()
+        if reason is None and (self.source.clock() - t_window_end) * 1000 > self.cfg.max_age_ms:
+            reason = "late"  # a backlog: filtered (state kept) but never decoded
+        if reason is None:
+            reason = check_window(self.raw_ring.latest(self.raw_ring.count), self.cfg.safety)
+        if reason is not None:
+            self.withheld[reason] += 1
+            self._enter_safe(reason)
             return
-        if self.state.safe:
-            self.events[f"resumed_after_{self.state.reason}"] += 1
-            self.state.clear()
-        window = apply_normalization(self.proc_ring.latest(self.n_times), self.norm, self.cfg.subject)
+        window = apply_normalization(self.proc_ring.latest(self.n_times), self.norm, "session" if self.norm["alignment"] else None)
         probs = self.decoder.predict(window)
         if self.sham is not None:  # the decoder still runs, so timing is identical; its output is not used
             fake = self.sham.next()
             command, confidence, level, probs = fake["command"], fake["confidence"], fake["level"], fake["probabilities"]
         else:
-            command, confidence, level, _ = self.smoother.update(probs)
-        now = time.monotonic()
-        latency = (now - t_received) * 1000
+            # dwell counts stream time on the sample clock: a burst of windows cannot cross it
+            command, confidence, level, _ = self.smoother.update(probs, self.samples_total / self.spec.sfreq_in)
+        age = (self.source.clock() - t_window_end) * 1000
+        if age > self.cfg.max_age_ms:  # decoded too late to act on
+            self.withheld["late"] += 1
+            self._enter_safe("late")
+            return
+        if self.state.safe:
+            self.events[f"resumed_after_{self.state.reason}"] += 1
+            self.state.clear()
+        latency = (time.monotonic() - t_received) * 1000
         self.latencies.append(latency)
+        self.ages.append(age)
         self.decisions += 1
         if latency > self.cfg.hop_ms:
             self.late_hops += 1
-        age = (self.source.clock() - t_window_end) * 1000 if t_window_end is not None else None
         self.seq += 1
-        self._emit({"type": "decision", "seq": self.seq, "t_wall": time.time(), "t_window_end": t_window_end,
-                    "sample_index": self.samples_total, "command": command, "confidence": round(confidence, 6),
-                    "level": round(level, 6), "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, probs)},
-                    "latency_ms": round(latency, 3), "age_ms": round(age, 3) if age is not None else None,
-                    "safe": False, "reason": ""})
+        self._emit({"type": "decision", "seq": self.seq, "t_wall": time.time(), "t_window_end": round(t_window_end, 6),
+                    "sample_index": self.samples_total, "command": command, "action": self.actions[command],
+                    "confidence": round(confidence, 6), "level": round(level, 6),
+                    "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, probs)},
+                    "latency_ms": round(latency, 3), "age_ms": round(age, 3), "safe": False, "reason": ""})
 
-    def _feed(self, chunk: np.ndarray, ts: float | None, t_received: float) -> None:
-        chunk = chunk[self.order]
+    def _settled(self, out: np.ndarray) -> np.ndarray:
+        """Drop the filters' settling samples after a (re)start."""
+        if self._settle_left:
+            drop = min(self._settle_left, out.shape[1])
+            self._settle_left -= drop
+            out = out[:, drop:]
+        return out
+
+    def _calibrate(self, out: np.ndarray) -> None:
+        """The first settled samples of a connection check the amplitude and may estimate the alignment."""
+        failure = self.amplitude.add(out)
+        if failure:
+            self.events["amplitude_mismatch"] += 1
+            if self.amplitude.failures == 1 or self.amplitude.failures % 10 == 0:
+                self._notice(failure)
+        if self.alignment.estimate_samples:
+            self._align_data.append(out.copy())
+            if sum(d.shape[1] for d in self._align_data) >= self.alignment.estimate_samples:
+                data = np.concatenate(self._align_data, axis=1)[:, : self.alignment.estimate_samples]
+                matrix = estimate_alignment(data, self.n_times)
+                self.norm["alignment"] = {"session": matrix.tolist()}
+                self.alignment.matrix, self.alignment.estimate_samples, self._align_data = matrix, 0, []
+                if self.cfg.save_alignment is not None:
+                    try:
+                        save_alignment(self.cfg.save_alignment, matrix, self.meta, self.cfg.align_seconds)
+                    except OSError as err:
+                        self._notice(f"could not save the alignment to {self.cfg.save_alignment}: {err}")
+                self._notice(f"alignment estimated from the first {self.cfg.align_seconds:g} s; decoding starts")
+
+    def _feed(self, chunk: np.ndarray, t_last: float, t_received: float) -> None:
+        chunk = chunk[self.layout.order]
+        if (self.layout.scale != 1).any():
+            chunk = chunk * self.layout.scale[:, None]
         problem = check_chunk(chunk, self.cfg.safety)
         if problem:
             self.events[f"discarded_samples_{problem}"] += chunk.shape[1]
@@ -186,30 +316,62 @@ class Server:
             self._enter_safe(problem)
             self._reset_pipeline()
             return
-        n, pos = chunk.shape[1], 0
+        n, pos, sfreq = chunk.shape[1], 0, self.spec.sfreq_in
         while pos < n:  # split at hop boundaries so every decision sees the window ending exactly there
             take = min(n - pos, self.hop_in - self._since_hop)
             piece = chunk[:, pos : pos + take]
             self.raw_ring.append(piece)
-            self.proc_ring.append(self.pre.process(piece).astype(np.float32))
+            out = self._settled(self.pre.process(piece).astype(np.float32))
+            if out.shape[1]:
+                self.proc_ring.append(out)
+                self._calibrate(out)
             pos += take
             self._since_hop += take
             self.samples_total += take
             if self._since_hop == self.hop_in:
                 self._since_hop = 0
-                t_end = ts - (n - pos) / self.source.sfreq if ts is not None else None
-                self._decide(t_end, t_received)
+                self._hop(t_last - (n - pos) / sfreq, t_received)
 
     # -- the loop --------------------------------------------------------------------------------------------
+    def _pull(self, now: float) -> bool:
+        """Pull what has arrived and feed it; True when samples came."""
+        try:
+            chunk, ts = self.source.pull()
+        except Exception as err:  # a stream library error must not end a session
+            self.events[f"input_error_{type(err).__name__}"] += 1
+            return False
+        if self.source.connection != self._connection:
+            self._on_connection()
+        if not chunk.shape[1] or self.layout is None:
+            return False
+        local_now = self.source.clock()
+        if ts is None or ts > local_now:  # a sample cannot be acquired after it arrived: clamp, and say by how much
+            self.clock_ahead_max = max(self.clock_ahead_max, (ts - local_now) if ts is not None else 0.0)
+            ts = local_now
+        self._feed(chunk, ts, now)
+        return True
+
+    def _watchdog(self, now: float, last_data: float) -> None:
+        if (now - last_data) * 1000 > self.cfg.safety.stale_ms and not (self.state.safe and self.state.reason == "stale"):
+            self._enter_safe("stale")
+            self._reset_pipeline()
+
+    def _heartbeat(self, now: float) -> None:
+        if self.state.safe and now >= self._next_heartbeat:
+            self._emit(self._safe_message("heartbeat", self.state.reason))
+            self._next_heartbeat = now + self.cfg.hop_ms / 1000
+
+    def _drain_input_notices(self) -> None:
+        notices = getattr(self.source, "notices", None)
+        while notices:
+            self._notice(notices.popleft())
+
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self.stop)
         if cfg.log_path is not None:
-            cfg.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log_fh = cfg.log_path.open("w", newline="")
-            self._log = csv.DictWriter(self._log_fh, fieldnames=LOG_FIELDS)
-            self._log.writeheader()
+            self._log = SessionLog(cfg.log_path, LOG_FIELDS)
         started = time.monotonic()
         last_data, self._next_heartbeat, next_status = started, started, started + 1.0
         self._emit(self._safe_message("safe", "starting"))
@@ -218,57 +380,73 @@ class Server:
                 now = time.monotonic()
                 if cfg.duration is not None and now - started >= cfg.duration:
                     break
-                try:
-                    chunk, ts = self.source.pull()
-                except Exception as err:  # a stream library error must not end a session
-                    self.events[f"input_error_{type(err).__name__}"] += 1
-                    chunk, ts = np.zeros((len(self.source.ch_names), 0), dtype=np.float32), None
-                if chunk.shape[1]:
+                got = self._pull(now)
+                if got:
                     last_data = now
-                    self._feed(chunk, ts, now)
-                elif (now - last_data) * 1000 > cfg.safety.stale_ms:
-                    if not (self.state.safe and self.state.reason == "stale"):
-                        self._enter_safe("stale")
-                        self._reset_pipeline()
-                if self.state.safe and now >= self._next_heartbeat:
-                    self._emit(self._safe_message("heartbeat", self.state.reason))
-                    self._next_heartbeat = now + cfg.hop_ms / 1000
+                else:
+                    self._watchdog(now, last_data)
+                self._heartbeat(now)
+                self._drain_input_notices()
                 if cfg.status and now >= next_status:
                     self._status(now - started)
                     next_status = now + 1.0
-                if not chunk.shape[1]:
+                if not got:
                     time.sleep(0.0005)
         finally:
-            self._emit(self._safe_message("stop", "shutdown"))  # the safe command goes out last
-            for out in self.outputs:
-                out.close()
-            self.source.close()
-            if self._log_fh is not None:
-                self._log_fh.close()
-            if cfg.status:
-                sys.stderr.write("\n")
+            self._shutdown()
         stats = self.stats(time.monotonic() - started)
         if cfg.stats_path is not None:
             cfg.stats_path.write_text(json.dumps(stats, indent=2))
         return stats
 
+    def stop(self, *_: Any) -> None:
+        self._running = False
+
+    def _shutdown(self) -> None:
+        msg = self._safe_message("stop", "shutdown")
+        self.outputs.final(msg, encode(msg))  # the safe command goes out last, on every output
+        self._log_row(msg)
+        self.outputs.close()
+        try:
+            self.source.close()
+        except Exception:
+            pass
+        if self._log is not None:
+            self._log.close()
+        if self.cfg.status:
+            sys.stderr.write("\n")
+
+    # -- reporting -------------------------------------------------------------------------------------------
     def stats(self, seconds: float) -> dict[str, Any]:
-        lat = np.array(self.latencies) if self.latencies else np.array([np.nan])
+        ratio = self.amplitude.last_ratio
         return {
             "seconds": round(seconds, 3), "decisions": self.decisions, "samples_received": self.samples_total,
             "hop_samples": self.hop_in, "late_hops": self.late_hops,
-            "latency_ms": {"p50": float(np.nanpercentile(lat, 50)), "p99": float(np.nanpercentile(lat, 99)),
-                           "max": float(np.nanmax(lat))},
-            "events": dict(self.state.events) | {k: v for k, v in self.events.items()},
+            "latency_ms": _percentiles(self.latencies),
+            "age_ms": _percentiles(self.ages), "max_age_ms": self.cfg.max_age_ms,
+            "withheld_hops": dict(self.withheld),
+            "clock": {"timestamps_ahead_ms_max": round(self.clock_ahead_max * 1000, 3),
+                      "offset_s": getattr(self.source, "clock_offset", None)},
+            "settle_seconds": self.spec.settle_samples / self.spec.sfreq_in,
+            "amplitude": {"passed": self.amplitude.passed, "failures": self.amplitude.failures,
+                          "ratio_min": float(ratio.min()) if ratio is not None else None,
+                          "ratio_max": float(ratio.max()) if ratio is not None else None},
+            "alignment": self.alignment.source,
+            "actions": self.actions,
+            "outputs": self.outputs.stats,
+            "session_log": None if self._log is None else {"rows": self._log.rows_written, "error": self._log.error},
+            "notices": self.notices,
+            "events": dict(self.state.events) | dict(self.events),
             "sham": self.cfg.sham,
         }
 
     def _status(self, elapsed: float) -> None:
-        lat = np.array(self.latencies)[-200:] if self.latencies else np.array([np.nan])
-        discarded = sum(v for k, v in self.events.items() if k.startswith("discarded_samples"))
+        lat = list(self.latencies)[-200:]
+        age = list(self.ages)[-200:]
+        p = lambda v, q: f"{np.percentile(v, q):5.1f}" if v else "  -  "  # noqa: E731
         sys.stderr.write(
-            f"\r[{elapsed:6.1f} s] {self.decisions / max(elapsed, 1e-9):5.1f} dec/s | latency p50 "
-            f"{np.nanpercentile(lat, 50):5.2f} p99 {np.nanpercentile(lat, 99):5.2f} ms | late hops {self.late_hops} | "
-            f"discarded samples {discarded} | {'SAFE (' + self.state.reason + ')' if self.state.safe else 'decoding'}   "
+            f"\r[{elapsed:6.1f} s] {self.decisions / max(elapsed, 1e-9):5.1f} dec/s | latency p50 {p(lat, 50)} "
+            f"p99 {p(lat, 99)} ms | age p50 {p(age, 50)} ms | withheld {sum(self.withheld.values())} | "
+            f"{'SAFE (' + self.state.reason + ')' if self.state.safe else 'decoding'}   "
         )
         sys.stderr.flush()

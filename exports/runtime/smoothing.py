@@ -1,4 +1,8 @@
-"""From per-window probabilities to a steady command: EMA or majority vote, hysteresis and minimum dwell."""
+"""From per-window probabilities to a steady command: EMA or majority vote, hysteresis and minimum dwell.
+
+Dwell is counted in stream time (the stream's sample clock at each window's end), never in windows or
+wall time: a burst of windows decoded within a millisecond cannot cross it.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +17,13 @@ class SmoothingConfig:
     """``method``: "ema" (exponential moving average of probabilities, weight ``alpha`` on the newest),
     "vote" (majority of the last ``k`` argmax decisions) or "none". A new command must beat the current
     one by ``hysteresis`` in (smoothed) probability and the current command must have been held for
-    ``dwell_windows`` decisions before it may change."""
+    ``dwell_s`` seconds of stream time before it may change."""
 
     method: str = "ema"
     alpha: float = 0.3
     k: int = 5
     hysteresis: float = 0.1
-    dwell_windows: int = 4
+    dwell_s: float = 0.2
 
     def __post_init__(self) -> None:
         if self.method not in ("ema", "vote", "none"):
@@ -30,8 +34,8 @@ class SmoothingConfig:
             raise ValueError(f"'vote-k' ({self.k}) must be at least 1.")
         if not 0 <= self.hysteresis < 1:
             raise ValueError(f"'hysteresis' ({self.hysteresis}) must be in [0, 1).")
-        if self.dwell_windows < 0:
-            raise ValueError(f"'dwell' ({self.dwell_windows}) must be >= 0.")
+        if self.dwell_s < 0:
+            raise ValueError(f"'dwell' ({self.dwell_s * 1000:g} ms) must be >= 0.")
 
 
 class Smoother:
@@ -44,10 +48,11 @@ class Smoother:
         self._ema: np.ndarray | None = None
         self._votes: deque[int] = deque(maxlen=self.cfg.k)
         self.command: int | None = None
-        self._held = 0
+        self._since = 0.0  # stream time the current command began
 
-    def update(self, probs: np.ndarray) -> tuple[str, float, float, np.ndarray]:
-        """New probabilities -> (command, confidence, level, smoothed probabilities)."""
+    def update(self, probs: np.ndarray, t: float) -> tuple[str, float, float, np.ndarray]:
+        """Probabilities of the window ending at stream time ``t`` (s) -> (command, confidence, level,
+        smoothed probabilities)."""
         probs = np.asarray(probs, dtype=np.float64)
         if self.cfg.method == "ema":
             self._ema = probs if self._ema is None else self.cfg.alpha * probs + (1 - self.cfg.alpha) * self._ema
@@ -59,13 +64,12 @@ class Smoother:
         else:
             smooth = probs
         best = int(smooth.argmax())
-        self._held += 1
         if self.command is None:
-            self.command, self._held = best, 0
+            self.command, self._since = best, t
         elif best != self.command:
             margin = smooth[best] - smooth[self.command]
-            if margin > self.cfg.hysteresis and self._held >= self.cfg.dwell_windows:
-                self.command, self._held = best, 0
+            if margin > self.cfg.hysteresis and t - self._since >= self.cfg.dwell_s - 1e-9:
+                self.command, self._since = best, t
         level = 0.0
         if self.level_idx is not None:
             level = float(smooth[self.level_idx[0]] - smooth[self.level_idx[1]])

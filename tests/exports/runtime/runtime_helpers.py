@@ -32,15 +32,23 @@ def connect(port: int, timeout: float = 15.0) -> socket.socket:
             time.sleep(0.05)
 
 
-def send_recording(sock, data: np.ndarray, ch_names, sfreq, chunk_sizes, token=None, pace: float = 0.0) -> None:
-    sock.sendall(encode_hello(list(ch_names), sfreq, token))
+def send_data(sock, data: np.ndarray, sfreq, chunk_sizes, pace: float = 0.0, start: int = 0) -> int:
+    """Data frames only (after a hello); timestamps on the sender's clock (seconds of stream from 0)."""
     pos, i = 0, 0
     while pos < data.shape[1]:
         n = int(chunk_sizes[i % len(chunk_sizes)])
-        sock.sendall(encode_data(data[:, pos : pos + n], pos / sfreq))
+        sock.sendall(encode_data(data[:, pos : pos + n], (start + pos + n) / sfreq))
         pos, i = pos + n, i + 1
         if pace:
             time.sleep(pace)
+    return start + pos
+
+
+def send_recording(sock, data: np.ndarray, ch_names, sfreq, chunk_sizes, token=None, pace: float = 0.0,
+                   units=None) -> None:
+    """A hello, then the recording as data frames (``pace`` seconds between frames)."""
+    sock.sendall(encode_hello(list(ch_names), sfreq, token, units))
+    send_data(sock, data, sfreq, chunk_sizes, pace)
 
 
 def wait(proc: subprocess.Popen, timeout: float) -> tuple[int, str, str]:

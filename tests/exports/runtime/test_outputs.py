@@ -51,14 +51,15 @@ def test_tcp_serial_and_lsl_outputs_then_sigterm(exported, recording_array, tmp_
         received += chunk
     lines = [json.loads(line) for line in received.decode().splitlines()]
     assert any(m["type"] == "decision" for m in lines)
-    assert lines[-1]["type"] == "stop" and lines[-1]["command"] == "rest" and lines[-1]["safe"] is True
+    assert lines[-1]["type"] == "stop" and lines[-1]["command"] == "rest" and lines[-1]["action"] == "hold"
+    assert lines[-1]["safe"] is True
     assert [m["seq"] for m in lines] == sorted(m["seq"] for m in lines)
 
     serial_text = b""
     while select.select([master], [], [], 0.2)[0]:
         serial_text += os.read(master, 1 << 16)
     serial_lines = serial_text.decode("ascii").replace("\r", "").strip().splitlines()
-    assert serial_lines[-1].startswith("C,") and serial_lines[-1].endswith(",rest,+0.000,S")
+    assert serial_lines[-1].startswith("C,") and serial_lines[-1].endswith(",hold,+0.000,S")
     fields = serial_lines[0].split(",")
     assert len(fields) == 5 and fields[0] == "C" and fields[4] in ("D", "S")
 
@@ -77,3 +78,32 @@ def test_remote_addresses_need_a_flag_and_a_token(exported, recording_array, tmp
     proc = bmi("serve", str(exported.path), "--input", f"replay:{replay}", "--output", "udp://127.0.0.1:9", "--allow-remote")
     code, _, err = wait(proc, 30)
     assert code == 1 and "--allow-remote needs a shared --token" in err
+
+
+def test_rig_follows_the_address_policy_and_reports_what_it_ignores(tmp_path):
+    code, _, err = wait(bmi("rig", "--listen", "udp://0.0.0.0:9", "--no-status"), 30)
+    assert code == 1 and "needs --allow-remote and a shared --token" in err
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    rig = bmi("rig", "--listen", f"udp://127.0.0.1:{port}", "--token", "k3y", "--duration", "6", "--log",
+              str(tmp_path / "rig.csv"))
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "rig.csv").exists() and time.monotonic() < deadline:  # the log opens once it listens
+        time.sleep(0.05)
+    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    messages = [{"type": "decision", "seq": 1, "command": "grasp", "action": "grasp", "level": 1.0, "token": "k3y"},
+                {"type": "decision", "seq": 2, "command": "grasp", "action": "grasp", "level": 1.0},  # no token
+                {"type": "decision", "seq": 3, "command": "left", "action": "left", "level": 0.0, "token": "k3y"},
+                {"type": "decision", "seq": 4, "command": "left", "action": "left", "level": 0.0, "token": "k3y"}]
+    for m in messages:
+        out.sendto(json.dumps(m).encode() + b"\n", ("127.0.0.1", port))
+        time.sleep(0.05)
+    out.sendto(b"not json\n", ("127.0.0.1", port))
+    code, stdout, err = wait(rig, 30)
+    assert code == 0, err
+    result = json.loads(stdout.splitlines()[-1])
+    assert result["messages"] == 3 and result["bad_token"] == 1 and result["malformed"] == 1
+    assert result["unknown_actions"] == {"left": 2}
+    assert "unknown action 'left' (class 'left')" in err and "UNKNOWN ACTIONS {'left': 2}" in err

@@ -39,10 +39,20 @@ def test_real_edf_stream_is_decoded(eegmmidb_dir, tmp_path):
         f"p = PlayerLSL(raw, chunk_size=8, name={name!r}, annotations=False)\n"
         "p.start(); time.sleep(9); p.stop()\n")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = tmp_path / "session.csv"
+    actions = ["--action", "left=open", "--action", "right=grasp"]  # a left/right model must say what moves the hand
     server = bmi("serve", str(tmp_path / "m.onnx"), "--input", f"lsl:{name}", "--output",
-                 f"udp://127.0.0.1:{free_port()}", "--log", str(log), "--duration", "6", "--no-status")
+                 f"udp://127.0.0.1:{free_port()}", "--log", str(log), "--duration", "8", "--no-status", *actions)
     code, out, err = wait(server, 60)
     wait(player, 30)
     assert code == 0, err
     decisions = [r for r in csv.DictReader(log.open()) if r["type"] == "decision"]
     assert len(decisions) > 40 and {r["command"] for r in decisions} <= {"left", "right"}
+    assert {r["action"] for r in decisions} <= {"open", "grasp"}
+
+    # the EDF file itself, replayed: its PhysioNet names (C3.., Fc5.) get the training renaming (eegbci)
+    log = tmp_path / "replay.csv"
+    server = bmi("serve", str(tmp_path / "m.onnx"), "--input", f"replay:{eegmmidb_dir / 'S001R11.edf'}", "--output",
+                 f"udp://127.0.0.1:{free_port()}", "--log", str(log), "--duration", "6", "--no-status", *actions)
+    code, out, err = wait(server, 60)
+    assert code == 0, err
+    assert len([r for r in csv.DictReader(log.open()) if r["type"] == "decision"]) > 30

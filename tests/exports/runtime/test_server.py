@@ -14,7 +14,9 @@ import pytest
 from datasets.dsp import PreprocessingSpec, apply_normalization, apply_offline
 from exports.onnx import read_model_metadata
 
-from runtime_helpers import bmi, connect, free_port, send_recording, wait
+from exports.runtime.protocol import encode_hello
+
+from runtime_helpers import bmi, connect, free_port, send_data, send_recording, wait
 
 HEAVY = ("torch", "pytorch_lightning", "lightning", "mne", "sklearn")
 
@@ -26,12 +28,12 @@ def read_log(path):
 def test_server_process_never_loads_torch_lightning_or_mne(exported, recording_array, tmp_path):
     data, ch_names, sfreq, _ = recording_array
     npz = tmp_path / "rec.npz"
-    np.savez(npz, data=data[:, : int(3 * sfreq)], ch_names=np.array(ch_names), sfreq=sfreq)
+    np.savez(npz, data=data[:, : int(6 * sfreq)], ch_names=np.array(ch_names), sfreq=sfreq)
     script = (
         "import json, sys\n"
         "from pipeline.cli import main\n"
         f"main(['serve', {str(exported.path)!r}, '--input', 'replay:{npz}', '--output', 'udp://127.0.0.1:{free_port()}',"
-        " '--duration', '2', '--no-status'])\n"
+        " '--duration', '4', '--no-status'])\n"
         f"print('MODULES', json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
@@ -41,47 +43,75 @@ def test_server_process_never_loads_torch_lightning_or_mne(exported, recording_a
     assert proc.stdout.splitlines()[-1] == "MODULES []"
 
 
+def offline_reference(meta, data: np.ndarray) -> np.ndarray:
+    """Independent of the runtime's classes: one ``scipy.signal.sosfilt`` over the whole recording, started at
+    the steady state of its first sample, then every ``decim``-th sample (the model's input rate)."""
+    from scipy import signal
+
+    spec = meta["preprocessing"]
+    sos = np.asarray(spec["sos"], dtype=np.float64).reshape(-1, 6)
+    x = np.asarray(data, dtype=np.float64)
+    filtered, _ = signal.sosfilt(sos, x, axis=1, zi=signal.sosfilt_zi(sos)[:, None, :] * x[None, :, :1])
+    return filtered[:, :: spec["decim"]]
+
+
+def assert_matches_offline(decisions, meta, data, model_path, start_index=0, atol=1e-4):
+    """Each logged decision's probabilities equal the model run on the reference window ending at its sample
+    (``start_index``: the stream sample where ``data`` begins)."""
+    offline = offline_reference(meta, data)
+    session = ort.InferenceSession(str(model_path))
+    decim, n_times, worst = meta["preprocessing"]["decim"], meta["window"]["n_times"], 0.0
+    for row in decisions:
+        end = math.ceil((int(row["sample_index"]) - start_index) / decim)
+        window = apply_normalization(offline[:, end - n_times : end].astype(np.float32), meta["normalization"])
+        expected = session.run(["probabilities"], {"signals": window[None]})[0][0]
+        online = json.loads(row["probabilities"])
+        worst = max(worst, max(abs(online[c] - p) for c, p in zip(meta["classes"], expected)))
+    assert worst < atol
+
+
 def test_offline_and_online_probabilities_agree(exported, recording_array, tmp_path):
-    """One recording decoded offline (export path) and streamed over TCP in odd chunks, channels shuffled."""
+    """One recording streamed over TCP in odd chunks, channels shuffled, against an independent offline
+    reference (whole-recording scipy sosfilt + onnxruntime)."""
     data, ch_names, sfreq, _ = recording_array
     data = data[:, : int(20 * sfreq)]
     port, log = free_port(), tmp_path / "session.csv"
     server = bmi("serve", str(exported.path), "--input", f"tcp://127.0.0.1:{port}", "--output",
-                 f"udp://127.0.0.1:{free_port()}", "--smoothing", "none", "--log", str(log), "--duration", "12",
+                 f"udp://127.0.0.1:{free_port()}", "--smoothing", "none", "--log", str(log), "--duration", "14",
                  "--no-status", "--stale-ms", "5000")
     order = np.random.default_rng(0).permutation(len(ch_names))  # the stream's channel order differs
     with connect(port) as sock:
-        send_recording(sock, data[order], [ch_names[i] for i in order], sfreq, [7, 64, 1, 33, 128], pace=0.0005)
+        send_recording(sock, data[order], [ch_names[i] for i in order], sfreq, [7, 64, 1, 33, 128], pace=0.01)
         time.sleep(1.5)
     code, out, err = wait(server, 30)
     assert code == 0, err
     decisions = [r for r in read_log(log) if r["type"] == "decision"]
     assert len(decisions) > 50
-
     meta = read_model_metadata(exported.path)
-    spec = PreprocessingSpec.from_dict(meta["preprocessing"])
-    offline = apply_offline(spec, data.astype(np.float64))  # same float32 samples as sent
-    session = ort.InferenceSession(str(exported.path))
-    n_times, worst = meta["window"]["n_times"], 0.0
-    for row in decisions:
-        end = math.ceil(int(row["sample_index"]) / spec.decim)
-        window = apply_normalization(offline[:, end - n_times : end].astype(np.float32), meta["normalization"])
-        expected = session.run(["probabilities"], {"signals": window[None]})[0][0]
-        online = json.loads(row["probabilities"])
-        worst = max(worst, max(abs(online[c] - p) for c, p in zip(meta["classes"], expected)))
-    assert worst < 1e-4
+    first = min(int(r["sample_index"]) for r in decisions)
+    settle_in = meta["preprocessing"]["settle_seconds"] * sfreq
+    assert first >= settle_in + meta["window"]["n_times"] * meta["preprocessing"]["decim"]  # never before settled
+    assert_matches_offline(decisions, meta, data, exported.path)
 
 
-def test_wrong_channel_set_is_refused_at_start(exported, recording_array):
+def test_a_stream_that_does_not_fit_is_refused_and_the_server_waits_for_the_next(exported, recording_array, tmp_path):
     data, ch_names, sfreq, _ = recording_array
-    port = free_port()
+    port, stats = free_port(), tmp_path / "stats.json"
     server = bmi("serve", str(exported.path), "--input", f"tcp://127.0.0.1:{port}", "--output",
-                 f"udp://127.0.0.1:{free_port()}", "--no-status")
-    with connect(port) as sock:
-        send_recording(sock, data[2:, :100], ch_names[2:], 500.0, [50])
-        code, out, err = wait(server, 30)
-    assert code == 1
-    assert f"missing channels {ch_names[:2]}" in err and "sampling rate 500 Hz, the model expects 250 Hz" in err
+                 f"udp://127.0.0.1:{free_port()}", "--no-status", "--duration", "8", "--stats", str(stats))
+    with connect(port) as sock:  # two channels missing and another rate: refused, with the reason
+        sock.sendall(encode_hello(ch_names[2:], 500.0))
+        sock.settimeout(5)
+        reply = json.loads(sock.recv(4096).decode().splitlines()[0])
+    assert f"missing channels {ch_names[:2]}" in reply["error"]
+    assert "sampling rate 500 Hz, the model expects 250 Hz" in reply["error"]
+    with connect(port) as sock:  # the next client fits and is decoded
+        send_recording(sock, data[:, : int(5 * sfreq)], ch_names, sfreq, [25], pace=0.1)
+    code, out, err = wait(server, 30)
+    assert code == 0, err
+    assert "missing channels" in err  # the operator sees the refusal too
+    result = json.loads(stats.read_text())
+    assert result["events"]["tcp_client_refused"] == 1 and result["decisions"] > 20
 
 
 def test_nan_burst_flat_input_and_garbage_frames_do_not_stop_the_server(exported, recording_array, tmp_path):
@@ -90,16 +120,17 @@ def test_nan_burst_flat_input_and_garbage_frames_do_not_stop_the_server(exported
     data[:, int(3 * sfreq) : int(3.2 * sfreq)] = np.nan  # a NaN burst
     port, log, stats = free_port(), tmp_path / "s.csv", tmp_path / "stats.json"
     server = bmi("serve", str(exported.path), "--input", f"tcp://127.0.0.1:{port}", "--output",
-                 f"udp://127.0.0.1:{free_port()}", "--log", str(log), "--stats", str(stats), "--duration", "10",
+                 f"udp://127.0.0.1:{free_port()}", "--log", str(log), "--stats", str(stats), "--duration", "12",
                  "--no-status", "--stale-ms", "5000")
     with connect(port) as bad:  # a client speaking garbage is dropped
         bad.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + bytes(range(256)))
         time.sleep(0.3)
     with connect(port) as sock:
-        send_recording(sock, data[:, : int(6 * sfreq)], ch_names, sfreq, [25], pace=0.002)
+        sock.sendall(encode_hello(ch_names, sfreq))
+        pos = send_data(sock, data[:, : int(6 * sfreq)], sfreq, [25], pace=0.05)
         flat = np.repeat(data[:, int(6 * sfreq) - 1 : int(6 * sfreq)], int(1.5 * sfreq), axis=1)  # amplifier stuck
-        send_recording(sock, flat, ch_names, sfreq, [25], pace=0.002)
-        send_recording(sock, data[:, int(6 * sfreq) :], ch_names, sfreq, [25], pace=0.002)
+        pos = send_data(sock, flat, sfreq, [25], pace=0.05, start=pos)
+        send_data(sock, data[:, int(6 * sfreq) :], sfreq, [25], pace=0.05, start=pos)
         time.sleep(0.5)
     code, out, err = wait(server, 30)
     assert code == 0, err
@@ -126,28 +157,31 @@ def test_lsl_stream_to_rig_with_stream_loss_and_rig_restart(exported, recording_
     _, _, _, path = recording_array
     name = f"bmi-test-{time.monotonic_ns()}"
     port = free_port(__import__("socket").SOCK_DGRAM)
-    player = _play(path, name, 5)
-    rig = bmi("rig", "--listen", f"udp://127.0.0.1:{port}", "--log", str(tmp_path / "rig1.csv"), "--duration", "7")
+    player = _play(path, name, 7)  # decoding starts after the filters settle and the amplitude check (~2.4 s)
+    rig = bmi("rig", "--listen", f"udp://127.0.0.1:{port}", "--log", str(tmp_path / "rig1.csv"), "--duration", "9",
+              "--no-status")
     log, stats = tmp_path / "s.csv", tmp_path / "stats.json"
     server = bmi("serve", str(exported.path), "--input", f"lsl:{name}", "--output", f"udp://127.0.0.1:{port}",
-                 "--log", str(log), "--stats", str(stats), "--duration", "14", "--no-status")
-    wait(player, 20)  # the stream stops after 5 s ...
+                 "--log", str(log), "--stats", str(stats), "--duration", "22", "--no-status")
+    wait(player, 20)  # the stream stops after 7 s ...
     time.sleep(1.5)
-    player = _play(path, name, 6)  # ... and comes back
+    player = _play(path, name, 9)  # ... and comes back
     wait(rig, 20)
-    rig2 = bmi("rig", "--listen", f"udp://127.0.0.1:{port}", "--log", str(tmp_path / "rig2.csv"), "--duration", "4")
+    rig2 = bmi("rig", "--listen", f"udp://127.0.0.1:{port}", "--log", str(tmp_path / "rig2.csv"), "--duration", "4",
+               "--no-status")
     code, out, err = wait(server, 40)
     wait(player, 20)
     wait(rig2, 20)
     assert code == 0, err
     rows = read_log(log)
-    stale = next(i for i, r in enumerate(rows) if r["reason"] == "stale" and r["type"] == "safe")
+    first_decision = next(i for i, r in enumerate(rows) if r["type"] == "decision")
+    stale = next(i for i, r in enumerate(rows) if i > first_decision and r["reason"] == "stale" and r["type"] == "safe")
     last_decision = max(i for i in range(stale) if rows[i]["type"] == "decision")
     gap = float(rows[stale]["t_wall"]) - float(rows[last_decision]["t_wall"])
     assert gap <= 0.250 + 0.050 + 0.1  # stale_ms + one hop, + scheduling slack on a loaded machine
     assert any(r["type"] == "heartbeat" for r in rows[stale:])
     assert any(r["type"] == "decision" for r in rows[stale:])  # resumed when the stream came back
-    assert rows[-1]["type"] == "stop" and rows[-1]["command"] == "rest"
+    assert rows[-1]["type"] == "stop" and rows[-1]["command"] == "rest" and rows[-1]["action"] == "hold"
     rig1 = list(csv.DictReader((tmp_path / "rig1.csv").open()))
     rig2_rows = list(csv.DictReader((tmp_path / "rig2.csv").open()))
     assert len(rig1) > 20 and len(rig2_rows) > 5
@@ -156,15 +190,15 @@ def test_lsl_stream_to_rig_with_stream_loss_and_rig_restart(exported, recording_
 
 def test_sham_session_is_identical_on_the_wire_and_independent_of_the_signal(exported, recording_array, tmp_path):
     data, ch_names, sfreq, _ = recording_array
-    data = data[:, : int(10 * sfreq)]
+    data = data[:, : int(8 * sfreq)]
 
     def session(*extra, name):
         port, log = free_port(), tmp_path / f"{name}.csv"
         server = bmi("serve", str(exported.path), "--input", f"tcp://127.0.0.1:{port}", "--output",
-                     f"udp://127.0.0.1:{free_port()}", "--log", str(log), "--duration", "6", "--no-status",
+                     f"udp://127.0.0.1:{free_port()}", "--log", str(log), "--duration", "7", "--no-status",
                      "--stale-ms", "5000", *extra)
-        with connect(port) as sock:
-            send_recording(sock, data, ch_names, sfreq, [50], pace=0.001)
+        with connect(port) as sock:  # 0.1 s frames at twice real time: every window is fresh
+            send_recording(sock, data, ch_names, sfreq, [25], pace=0.05)
             time.sleep(0.5)
         code, _, err = wait(server, 30)
         assert code == 0, err

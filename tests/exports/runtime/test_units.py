@@ -60,22 +60,26 @@ def test_ring_buffer_keeps_the_newest_samples_in_order():
         RingBuffer(2, 5).latest(1)
 
 
-def test_smoothing_hysteresis_and_dwell():
+def test_smoothing_hysteresis_and_dwell_in_stream_time():
     classes = ["rest", "grasp", "open"]
-    s = Smoother(classes, SmoothingConfig("none", hysteresis=0.2, dwell_windows=2), ("grasp", "open"))
-    assert s.update([0.2, 0.7, 0.1])[0] == "grasp"
-    assert s.update([0.2, 0.35, 0.45])[0] == "grasp"  # margin 0.1 < hysteresis
-    assert s.update([0.0, 0.1, 0.9])[0] == "open"  # held 2 windows, margin 0.8
-    assert s.update([0.0, 0.95, 0.05])[0] == "open"  # dwell: held 1 window only
-    command, confidence, level, _ = s.update([0.0, 0.95, 0.05])
+    s = Smoother(classes, SmoothingConfig("none", hysteresis=0.2, dwell_s=0.1), ("grasp", "open"))
+    assert s.update([0.2, 0.7, 0.1], t=10.00)[0] == "grasp"
+    assert s.update([0.2, 0.35, 0.45], t=10.05)[0] == "grasp"  # margin 0.1 < hysteresis
+    assert s.update([0.0, 0.1, 0.9], t=10.10)[0] == "open"  # held 0.1 s, margin 0.8
+    assert s.update([0.0, 0.95, 0.05], t=10.15)[0] == "open"  # dwell: held 0.05 s only
+    command, confidence, level, _ = s.update([0.0, 0.95, 0.05], t=10.20)
     assert command == "grasp" and confidence == pytest.approx(0.95) and level == pytest.approx(0.9)
-    ema = Smoother(classes, SmoothingConfig("ema", alpha=0.5, hysteresis=0.0, dwell_windows=0))
-    ema.update([1.0, 0.0, 0.0])
-    _, _, _, smooth = ema.update([0.0, 1.0, 0.0])
+    # a burst of windows decoded at once but a few ms apart in stream time cannot cross the dwell
+    burst = Smoother(classes, SmoothingConfig("none", hysteresis=0.0, dwell_s=0.2))
+    burst.update([1.0, 0.0, 0.0], t=0.0)
+    assert [burst.update([0.0, 1.0, 0.0], t=0.001 * i)[0] for i in range(1, 50)] == ["rest"] * 49
+    ema = Smoother(classes, SmoothingConfig("ema", alpha=0.5, hysteresis=0.0, dwell_s=0))
+    ema.update([1.0, 0.0, 0.0], t=0.0)
+    _, _, _, smooth = ema.update([0.0, 1.0, 0.0], t=0.05)
     np.testing.assert_allclose(smooth, [0.5, 0.5, 0.0])
-    vote = Smoother(classes, SmoothingConfig("vote", k=3, hysteresis=0.0, dwell_windows=0))
-    for p in ([0, 1, 0], [0, 0, 1], [0, 0, 1]):
-        command = vote.update(p)[0]
+    vote = Smoother(classes, SmoothingConfig("vote", k=3, hysteresis=0.0, dwell_s=0))
+    for i, p in enumerate(([0, 1, 0], [0, 0, 1], [0, 0, 1])):
+        command = vote.update(p, t=0.05 * i)[0]
     assert command == "open"
     with pytest.raises(ValueError, match="'smoothing'"):
         SmoothingConfig("median")
@@ -88,3 +92,62 @@ def test_safety_checks():
     assert check_chunk(np.array([[0.1, 0.2]]), cfg) is None
     assert check_window(np.array([[1.0, 2.0], [3.0, 3.0]]), cfg) == "flat"
     assert check_window(np.array([[1.0, 2.0], [3.0, 3.5]]), cfg) is None
+
+
+def test_units_are_read_in_every_spelling_and_other_quantities_refused():
+    from exports.units import UnitError, si_unit, to_si
+
+    assert [to_si(u, "V") for u in ("V", "uV", "µV", "microvolts", "mV", "nV", "0", "-6")] == pytest.approx(
+        [1, 1e-6, 1e-6, 1e-6, 1e-3, 1e-9, 1, 1e-6])
+    assert to_si("fT/cm", "T/m") == pytest.approx(1e-13) and to_si("fT", "T") == pytest.approx(1e-15)
+    assert si_unit("eeg") == "V" and si_unit("grad") == "T/m" and si_unit("mag") == "T"
+    with pytest.raises(UnitError, match="'fT' measures T, not V"):
+        to_si("fT", "V")
+    with pytest.raises(UnitError, match="unknown unit 'furlongs'"):
+        to_si("furlongs", "V")
+
+
+def test_stream_layout_orders_renames_scales_or_refuses():
+    from exports.runtime.layout import StreamDescription, StreamMismatch, plan_layout
+
+    meta = {"preprocessing": {"ch_names": ["C3", "Cz", "C4"], "sfreq_in": 160.0},
+            "channels": {"units": ["V", "V", "V"]}}
+    desc = StreamDescription(["C4..", "Cz..", "C3..", "Fp1."], 160.0, ["uV"] * 4)
+    layout = plan_layout(desc, meta, rename="eegbci")
+    assert layout.order.tolist() == [2, 1, 0] and layout.scale.tolist() == pytest.approx([1e-6] * 3)
+    assert "uV x1e-06" in layout.notes[0]
+    with pytest.raises(StreamMismatch, match=r"missing channels \['C3', 'Cz', 'C4'\].*--rename eegbci"):
+        plan_layout(desc, meta)
+    with pytest.raises(StreamMismatch, match="The stream is in uV, the model in V"):
+        plan_layout(desc, meta, rename="eegbci", on_unit_mismatch="refuse")
+    assert plan_layout(desc, meta, rename="eegbci", units="V").scale.tolist() == [1, 1, 1]  # --units overrides
+    silent = plan_layout(StreamDescription(["C3", "Cz", "C4"], 160.0), meta)
+    assert "declares no units" in silent.notes[0]
+
+
+def test_arrival_clock_follows_the_lower_envelope():
+    from exports.runtime.clock import ArrivalClock
+
+    clock = ArrivalClock(window_s=5.0)
+    for k in range(100):  # a sender 1000 s ahead of us, frames every 20 ms, 1-3 ms in transit
+        clock.observe(1000.0 + k * 0.02, k * 0.02 + 0.001 + 0.002 * (k % 2))
+    assert clock.offset == pytest.approx(-1000.0 + 0.001)
+    for k in range(100):  # a 2 s backlog of old samples arriving at once leaves the estimate alone
+        clock.observe(1000.0 + 2.0 + k * 0.02, 4.0 + 0.0001 * k)
+    assert clock.offset == pytest.approx(-1000.0 + 0.001)
+    clock.observe(2000.0, 10.0)  # the sender's clock jumped forward: followed at once
+    assert clock.to_local(2000.0) == pytest.approx(10.0)
+
+
+def test_class_to_action_mapping():
+    from exports.runtime.actions import level_classes, parse_action_args, plan_actions
+
+    assert plan_actions(["rest", "grasp", "open"], {}) == {"rest": "hold", "grasp": "grasp", "open": "open"}
+    actions = plan_actions(["left", "right"], parse_action_args(["left=open,right=grasp"]))
+    assert actions == {"left": "open", "right": "grasp"} and level_classes(actions) == ("right", "left")
+    with pytest.raises(ValueError, match=r"classes \['feet'\] have no hand action"):
+        plan_actions(["rest", "feet"], {})
+    with pytest.raises(ValueError, match="hand actions are"):
+        plan_actions(["left"], {"left": "wave"})
+    with pytest.raises(ValueError, match=r"names \['lfet'\], not classes"):
+        plan_actions(["left"], {"lfet": "open"})

@@ -1,0 +1,64 @@
+"""The session log (CSV of every message), written by a background thread.
+
+The decoding loop only puts a row on a queue: a slow disk never delays a decision, and a failing one
+(full, removed, read-only) is reported once and counted while decoding goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import queue
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+
+class SessionLog:
+    def __init__(self, path: Path, fields: list[str]):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.fields = path, fields
+        self._fh = path.open("w", newline="")  # a path that cannot be opened is refused at start
+        self._writer = csv.DictWriter(self._fh, fieldnames=fields, extrasaction="ignore")
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.rows_written = 0
+        self.error: str | None = None
+        try:
+            self._writer.writeheader()
+            self._fh.flush()
+        except OSError as err:
+            self._fail(err)
+        self._thread = threading.Thread(target=self._run, name="session-log", daemon=True)
+        self._thread.start()
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.error is None:
+            self._queue.put(row)
+
+    def _run(self) -> None:
+        while True:
+            row = self._queue.get()
+            if row is None:
+                return
+            if self.error is not None:
+                continue
+            try:
+                self._writer.writerow(row)
+                self.rows_written += 1
+                if self._queue.empty():
+                    self._fh.flush()
+            except (OSError, ValueError) as err:  # ValueError: the file was closed under us
+                self._fail(err)
+
+    def _fail(self, err: Exception) -> None:
+        self.error = f"{type(err).__name__}: {err}"
+        sys.stderr.write(f"\nbmi serve: the session log {self.path} failed ({self.error}); decoding goes on without it.\n")
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+        try:
+            self._fh.close()
+        except OSError as err:  # the last buffered rows could not be written
+            if self.error is None:
+                self._fail(err)
