@@ -62,6 +62,15 @@ def main(folder: str = "bench_results") -> int:
                              f"{fmt(r['latency_ms']['p99'])} / {fmt(r['latency_ms']['max'])} | {r['dropped_samples']} | "
                              f"{r['missed_hops']} of {r['decisions_expected']} | {r['late_hops']} |")
         lines.append("")
+    if "faults" in parts:
+        lines += [f"Fault injection (max age {parts['faults']['max_age_ms']:g} ms, hop {parts['faults']['hop_ms']:g} ms; "
+                  "each fault 6 s into its own session):", "",
+                  "| fault | time to safe (ms) | movement commands on bad data | hops withheld | recovery (s) |",
+                  "|---|---|---|---|---|"]
+        for r in parts["faults"]["faults"]:
+            lines.append(f"| {r['fault']}: {r['note']} | {fmt(r['time_to_safe_ms'], 1)} | {r['movement_commands_on_bad_data']} | "
+                         f"{r['hops_withheld_after_onset']} | {fmt(r['recovery_s'])} |")
+        lines.append("")
     if "accuracy" in parts:
         lines += ["| data set | decoder | test balanced accuracy | test trials |", "|---|---|---|---|"]
         for name, r in parts["accuracy"].items():

@@ -30,11 +30,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="a window whose last sample is older than this is never decoded (default 150)")
     g.add_argument("--stale-ms", type=float, default=250.0, help="no samples for this long -> safe state")
     g.add_argument("--flat-threshold", type=float, default=0.0, help="peak-to-peak at or below this is a flat channel")
+    g.add_argument("--flat-ms", type=float, default=100.0, help="... over this long (default 100)")
     g.add_argument("--saturation", type=float, help="absolute amplitude counted as saturated (stream units)")
     g.add_argument("--max-amplitude-ratio", type=float, default=100.0,
                    help="refuse channels whose band-passed RMS is more than this many times above or below the "
                         "training data's (default 100)")
     g.add_argument("--check-seconds", type=float, default=2.0, help="settled data per amplitude check (default 2)")
+    g.add_argument("--artifact-ratio", type=float, default=50.0,
+                   help="withhold windows whose band-passed peak exceeds this many times a channel's training RMS "
+                        "(default 50; 0 = off)")
+    g.add_argument("--jump-ratio", type=float, default=100.0,
+                   help="a raw sample-to-sample step this many times the channel's typical change restarts the "
+                        "filters (default 100; 0 = off)")
     g.add_argument("--safe-command", help="class reported in the safe state: a class or 'hold' "
                    "(default: rest when the model has that class, else hold); the hand action is always hold")
     g = p.add_argument_group("stream")
@@ -107,11 +114,11 @@ def _serve(args: argparse.Namespace) -> int:
     cfg = ServeConfig(
         hop_ms=args.hop_ms, max_age_ms=args.max_age_ms,
         smoothing=SmoothingConfig(args.smoothing, args.ema_alpha, args.vote_k, args.hysteresis, args.dwell_ms / 1000),
-        safety=SafetyConfig(args.stale_ms, args.flat_threshold, args.saturation, args.safe_command),
+        safety=SafetyConfig(args.stale_ms, args.flat_threshold, args.saturation, args.safe_command, args.flat_ms),
         level_classes=tuple(args.level_classes.split(",")) if args.level_classes else None,
         actions=parse_action_args(args.action), rename=_rename_rule(args.rename), units=args.units,
         on_unit_mismatch=args.on_unit_mismatch, max_amplitude_ratio=args.max_amplitude_ratio,
-        check_seconds=args.check_seconds, subject=args.subject, align_seconds=args.align_seconds,
+        check_seconds=args.check_seconds, artifact_ratio=args.artifact_ratio, jump_ratio=args.jump_ratio, subject=args.subject, align_seconds=args.align_seconds,
         alignment_path=args.alignment, save_alignment=args.save_alignment,
         log_path=args.log, stats_path=args.stats, duration=args.duration, sham=args.sham,
         sham_source=args.sham_source, sham_seed=args.sham_seed, status=not args.no_status,

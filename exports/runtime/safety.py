@@ -12,18 +12,22 @@ import numpy as np
 @dataclass
 class SafetyConfig:
     """``stale_ms``: no new samples for longer than this is unsafe. ``flat_threshold``: a channel whose
-    peak-to-peak amplitude over the last window is at most this is flat (0 = exactly constant).
-    ``saturation``: absolute amplitude at or above which input counts as saturated (None = off; set it
-    to the amplifier's range in the stream's units)."""
+    peak-to-peak amplitude over the newest ``flat_ms`` is at most this is flat (0 = exactly constant; real
+    EEG never is: the PhysioNet S001 recordings hold at most 5 equal samples in a row, 31 ms, outside the
+    file's end padding). ``saturation``: absolute amplitude at or above which input counts as saturated
+    (None = off; set it to the amplifier's range in the stream's units)."""
 
     stale_ms: float = 250.0
     flat_threshold: float = 0.0
     saturation: float | None = None
     safe_command: str | None = None  # None: "rest" when the model has that class, else "hold"
+    flat_ms: float = 100.0
 
     def __post_init__(self) -> None:
         if self.stale_ms <= 0:
             raise ValueError(f"'stale-ms' ({self.stale_ms}) must be positive.")
+        if self.flat_ms <= 0:
+            raise ValueError(f"'flat-ms' ({self.flat_ms}) must be positive.")
 
 
 @dataclass
@@ -56,7 +60,7 @@ def check_chunk(chunk: np.ndarray, cfg: SafetyConfig) -> str | None:
 
 
 def check_window(raw_window: np.ndarray, cfg: SafetyConfig) -> str | None:
-    """Problem with the newest raw window (flat channels), or None."""
+    """Problem with the newest raw samples (the last ``flat_ms``): a flat channel, or None."""
     if raw_window.shape[1] > 1 and (np.ptp(raw_window, axis=1) <= cfg.flat_threshold).any():
         return "flat"
     return None
@@ -104,3 +108,32 @@ class AmplitudeCheck:
         return (f"amplitude check failed on {len(bad)} of {len(ratio)} channels: {listing}; allowed 1/{self.max_ratio:g}x"
                 f" to {self.max_ratio:g}x the training data's. Wrong units or gain (--units), or a broken electrode? "
                 "Decisions withheld until the amplitude is plausible.")
+
+
+class JumpDetector:
+    """A step in the raw signal (an electrode pop, a DC jump): a sample-to-sample change far beyond the
+    channel's running typical change. Caught at the first hop that holds it, before the band-pass rings.
+
+    On the PhysioNet S001 recordings the largest change within a hop is 35 times the running mean change
+    (runs 3-13), so the default ratio of 100 leaves a margin of about three; a 1 mV step on EEG is several
+    hundred times the mean change.
+    """
+
+    def __init__(self, ratio: float, alpha: float = 0.05):
+        self.ratio, self.alpha = ratio, alpha
+        self.scale: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self.scale = None
+
+    def check(self, recent: np.ndarray) -> bool:
+        """``recent``: the newest raw samples ``[n_chans, n]`` (one hop and the sample before it)."""
+        change = np.abs(np.diff(recent, axis=1))
+        mean = change.mean(axis=1)
+        if self.scale is None:
+            self.scale = mean
+            return False
+        if (change.max(axis=1) > self.ratio * np.maximum(self.scale, 1e-30)).any():
+            return True
+        self.scale += self.alpha * (mean - self.scale)
+        return False

@@ -11,7 +11,10 @@ server leaves it only for a window that is
 - settled: the filters have run for their settling time since the last (re)start, which happens at start,
   after a gap or bad data, and for every new stream connection;
 - plausible: in the model's units (converted or refused at connection), with an amplitude after the
-  band-pass within ``max_amplitude_ratio`` of the training data's, finite, not flat, not saturated;
+  band-pass within ``max_amplitude_ratio`` of the training data's, finite, not saturated, never flat
+  (a flat channel restarts the pipeline like a dropout), and
+  free of artifacts (a raw step far beyond the typical sample change restarts the filters at the new
+  level; no band-passed peak above ``artifact_ratio`` x the channel's training RMS);
 - aligned, for models with Euclidean alignment (a training subject's matrix, a saved one, or one
   estimated from the session's first seconds).
 
@@ -41,7 +44,7 @@ from .inputs import open_input
 from .layout import Layout, StreamDescription, StreamMismatch, plan_layout
 from .model import DecoderSession
 from .outputs import OutputSet, encode
-from .safety import AmplitudeCheck, SafetyConfig, SafetyState, check_chunk, check_window
+from .safety import AmplitudeCheck, JumpDetector, SafetyConfig, SafetyState, check_chunk, check_window
 from .session_log import SessionLog
 from .sham import ShamDecoder
 from .smoothing import SmoothingConfig, Smoother
@@ -63,6 +66,8 @@ class ServeConfig:
     on_unit_mismatch: str = "scale"
     max_amplitude_ratio: float = 100.0
     check_seconds: float = 2.0
+    artifact_ratio: float = 50.0  # a window peak above this x the training RMS is an artifact (0: off)
+    jump_ratio: float = 100.0  # a raw step this many times the typical sample change restarts the filters (0: off)
     subject: str | None = None
     align_seconds: float | None = None
     alignment_path: Path | None = None
@@ -83,6 +88,9 @@ class ServeConfig:
         for name in ("hop_ms", "max_age_ms", "max_amplitude_ratio", "check_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"'{name.replace('_', '-')}' ({getattr(self, name)}) must be positive.")
+        for name in ("artifact_ratio", "jump_ratio"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"'{name.replace('_', '-')}' ({getattr(self, name)}) must be >= 0 (0 turns the check off).")
         if self.max_amplitude_ratio < 1:
             raise ValueError(f"'max-amplitude-ratio' ({self.max_amplitude_ratio}) must be at least 1.")
         if self.on_unit_mismatch not in ("scale", "refuse"):
@@ -125,6 +133,11 @@ class Server:
         self.n_times = self.decoder.n_times
         decim = self.spec.decim
         self.hop_in = max(decim, int(round(cfg.hop_ms / 1000 * self.spec.sfreq_in / decim)) * decim)
+        self._flat_n = max(2, int(round(cfg.safety.flat_ms / 1000 * self.spec.sfreq_in)))
+        self.jumps = JumpDetector(cfg.jump_ratio) if cfg.jump_ratio else None
+        rms = np.asarray(self.norm["rms"], dtype=np.float32)
+        self._artifact_limit = np.where(rms > 0, cfg.artifact_ratio * rms, np.inf).astype(np.float32)[:, None] \
+            if cfg.artifact_ratio else None
         self.amplitude = AmplitudeCheck(self.norm["rms"], self.spec.ch_names,
                                         int(cfg.check_seconds * self.spec.sfreq_out), cfg.max_amplitude_ratio)
         self.sham = ShamDecoder(self.classes, cfg.hop_ms / 1000, cfg.sham_source, seed=cfg.sham_seed,
@@ -201,6 +214,8 @@ class Server:
         self._since_hop = 0
         self._settle_left = self.spec.settle_out
         self.smoother.reset()
+        if self.jumps is not None:
+            self.jumps.reset()
 
     # -- messages --------------------------------------------------------------------------------------------
     def _emit(self, msg: dict[str, Any]) -> None:
@@ -237,17 +252,32 @@ class Server:
             return "aligning"
         return None
 
+    def _restart_reason(self) -> str | None:
+        """Raw data that make the filter state worthless: start again, as after a dropout."""
+        if self.raw_ring.count >= self._flat_n and check_window(self.raw_ring.latest(self._flat_n), self.cfg.safety):
+            return "flat"  # a stuck amplifier or a lost electrode
+        if self.jumps is not None and self.raw_ring.count > self.hop_in and self.jumps.check(self.raw_ring.latest(self.hop_in + 1)):
+            return "jump"  # restarted filters settle at the new level instead of ringing for a second
+        return None
+
     def _hop(self, t_window_end: float, t_received: float) -> None:
+        restart = self._restart_reason()
+        if restart is not None:
+            self.withheld[restart] += 1
+            self._enter_safe(restart)
+            self._reset_pipeline()
+            return
         reason = self._withheld_reason()
         if reason is None and (self.source.clock() - t_window_end) * 1000 > self.cfg.max_age_ms:
             reason = "late"  # a backlog: filtered (state kept) but never decoded
-        if reason is None:
-            reason = check_window(self.raw_ring.latest(self.raw_ring.count), self.cfg.safety)
+        proc = self.proc_ring.latest(self.n_times) if reason is None else None
+        if proc is not None and self._artifact_limit is not None and (np.abs(proc) > self._artifact_limit).any():
+            reason = "artifact"
         if reason is not None:
             self.withheld[reason] += 1
             self._enter_safe(reason)
             return
-        window = apply_normalization(self.proc_ring.latest(self.n_times), self.norm, "session" if self.norm["alignment"] else None)
+        window = apply_normalization(proc, self.norm, "session" if self.norm["alignment"] else None)
         probs = self.decoder.predict(window)
         if self.sham is not None:  # the decoder still runs, so timing is identical; its output is not used
             fake = self.sham.next()

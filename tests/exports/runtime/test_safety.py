@@ -446,3 +446,27 @@ def test_euclidean_alignment_on_the_rig(exported, recording_array, tmp_path):
     assert code == 0, err
     result = json.loads(out.splitlines()[-1])
     assert result["alignment"] == f"file {saved}" and result["decisions"] > 0
+
+
+@pytest.mark.parametrize("guard", ["jump", "artifact"])
+def test_a_dc_step_mid_session_is_never_decoded(guard, exported, recording_array, tmp_path):
+    """An electrode pop: +20 mV on every channel from 4 s on. The band-pass rings at hundreds of times the EEG;
+    no decision may use a window that holds the ringing (the filters' settling time after the step). The jump
+    detector restarts the filters at the new level; without it the artifact check holds the ringing windows."""
+    data, ch_names, sfreq, _ = recording_array
+    data = data[:, : int(9 * sfreq)].copy()
+    step = int(4 * sfreq)
+    data[:, step:] += 20e-3
+    log, stats = tmp_path / "s.csv", tmp_path / "stats.json"
+    code, _, err = wait(bmi("serve", str(exported.path), "--input", f"replay:{replay_file(tmp_path, 'step', data, ch_names, sfreq)}",
+                            "--output", f"udp://127.0.0.1:{free_port()}", "--log", str(log), "--stats", str(stats),
+                            "--duration", "8.5", "--no-status", *(["--jump-ratio", "0"] if guard == "artifact" else [])), 40)
+    assert code == 0, err
+    meta = read_model_metadata(exported.path)
+    window_in = meta["window"]["n_times"] * meta["preprocessing"]["decim"]
+    settle_in = meta["preprocessing"]["settle_seconds"] * sfreq
+    indices = [int(r["sample_index"]) for r in decisions_of(log)]
+    assert any(i <= step for i in indices) and any(i >= step + window_in for i in indices)  # before and after
+    assert not [i for i in indices if step < i < step + settle_in + window_in]  # nothing holding the ringing
+    withheld = json.loads(stats.read_text())["withheld_hops"]
+    assert withheld["jump"] == 1 if guard == "jump" else withheld["artifact"] > 10
