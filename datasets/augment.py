@@ -39,9 +39,12 @@ class AugmentConfig:
     in units of a channel's standard deviation); ``scale`` the largest relative amplitude change (0.2: x0.8 to
     x1.2 per window); ``frequency_shift`` the largest shift of every frequency in Hz; ``ft_surrogate`` the
     largest random phase (in units of pi, 1 = fully random phases); ``mixup`` the Beta(a, a) parameter.
+    ``decoder_default``: when no transform is set, the decoder's own default augmentation applies (its class's
+    ``default_augment``; the log-variance network's comes from the accuracy benchmark); false turns it off.
     """
 
     probability: float = 0.5
+    decoder_default: bool = True
     time_shift: float | None = None
     channel_dropout: float | None = None
     noise: float | None = None
@@ -55,7 +58,7 @@ class AugmentConfig:
             raise ConfigError(f"'augment.probability' ({self.probability}) must be in (0, 1].")
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name != "probability" and value is not None and value < 0:
+            if f.name not in ("probability", "decoder_default") and value is not None and value < 0:
                 raise ConfigError(f"'augment.{f.name}' ({value}) must be >= 0 or null (off).")
         if self.channel_dropout is not None and self.channel_dropout >= 1:
             raise ConfigError(f"'augment.channel_dropout' ({self.channel_dropout}) must be below 1.")
@@ -66,7 +69,7 @@ class AugmentConfig:
 
     @property
     def enabled(self) -> list[str]:
-        return [f.name for f in fields(self) if f.name != "probability" and getattr(self, f.name)]
+        return [f.name for f in fields(self) if f.name not in ("probability", "decoder_default") and getattr(self, f.name)]
 
 
 def _chosen(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:

@@ -7,6 +7,7 @@ index vectors (no per-sample ``__getitem__``); Lightning moves each batch to the
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -129,15 +130,43 @@ class EpochsDataModule(pl.LightningDataModule):
         self.epochs: EpochsData | None = None
         self._tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.split_summary: dict[str, Any] = {}
+        self.test_kept: np.ndarray | None = None  # with 'reject': the test epochs rejection would keep
+        self.rejected: dict[str, int] | None = None  # with 'reject': epochs over the threshold per split
 
     # -- I/O --------------------------------------------------------------------------------------------
+    @property
+    def _load_cfg(self) -> DataConfig:
+        # 'reject' acts here, not in the cache: every epoch is read, so the test split keeps its hard epochs
+        return replace(self.cfg, reject=None)
+
     def prepare_data(self) -> None:
-        load_epochs(self.cfg, self.config_dir)  # builds the cache once (rank 0 under DDP)
+        load_epochs(self._load_cfg, self.config_dir)  # builds the cache once (rank 0 under DDP)
 
     def _ensure_epochs(self) -> EpochsData:
         if self.epochs is None:
-            self.epochs = load_epochs(self.cfg, self.config_dir)
+            self.epochs = load_epochs(self._load_cfg, self.config_dir)
         return self.epochs
+
+    def _apply_reject(self, ep: EpochsData, parts: dict[str, np.ndarray]) -> None:
+        """Peak-to-peak rejection drops artefacts from training and validation only; the test split keeps every
+        epoch (a live session cannot skip hard trials) and ``test_kept`` marks the ones rejection would keep, so
+        a run reports its test score on both. Updates ``parts`` in place."""
+        self.test_kept = None
+        if self.cfg.reject is None:
+            return
+        counts = {}
+        for name in ("train", "val", "test"):
+            idx = parts[name]
+            ptp = np.array([np.ptp(np.asarray(ep.X[i]), axis=1).max() for i in idx]) if len(idx) else np.zeros(0)
+            keep = ptp <= self.cfg.reject
+            counts[name] = int((~keep).sum())
+            if name == "test":
+                self.test_kept = keep
+            else:
+                parts[name] = idx[keep]
+        if len(parts["train"]) == 0:
+            raise ValueError(f"'reject' ({self.cfg.reject}) drops every training epoch; raise it or remove it.")
+        self.rejected = counts
 
     # -- splits + normalisation -----------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -152,7 +181,11 @@ class EpochsDataModule(pl.LightningDataModule):
             split = make_split(self.cfg.split, ep.y, ep.groups, ep.trial, seed=self.seed)
             parts = {"train": split.train, "val": split.val, "test": split.test}
         calibration = self._take_alignment_calibration(subjects, parts)
+        self._apply_reject(ep, parts)
         self.split_summary = {k: self._describe(v) for k, v in parts.items() if not (self.eval_only and k != "test")}
+        if self.rejected is not None:
+            self.split_summary["rejected"] = {**self.rejected, "threshold": self.cfg.reject,
+                                              "note": "train/val epochs over the threshold dropped; test keeps all"}
         if calibration:
             self.split_summary["alignment_calibration"] = {s: int(len(i)) for s, i in calibration.items()}
         if not self.eval_only:

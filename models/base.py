@@ -24,6 +24,10 @@ class Decoder(nn.Module):
 
     #: rate (Hz) the paper's kernel sizes were given at; ``sfreq=None`` means this rate
     reference_sfreq: float = 128.0
+    #: AdamW learning rate that ``optim.lr: auto`` uses for this decoder
+    default_lr: float = 1e-3
+    #: augmentation (``augment:`` keys) used when a config sets none (``augment.decoder_default``)
+    default_augment: dict = {}
 
     def __init__(self, n_chans: int, n_times: int, n_outputs: int, sfreq: float | None = None):
         super().__init__()

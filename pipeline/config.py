@@ -75,9 +75,10 @@ class TrainerConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW and its schedule; loss options."""
+    """AdamW and its schedule; loss options. ``lr: auto`` is the decoder's own default (``default_lr`` of its
+    class: 1e-3 for the convolutional and recurrent decoders, more for the log-variance network)."""
 
-    lr: float = 1e-3
+    lr: float | Literal["auto"] = "auto"
     weight_decay: float = 1e-2
     scheduler: Literal["cosine", "plateau", "step", "none"] = "cosine"
     step_size: int = 10
@@ -86,7 +87,7 @@ class OptimConfig:
     label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
+        if self.lr != "auto" and self.lr <= 0:
             raise ConfigError(f"'optim.lr' ({self.lr}) must be positive.")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"'optim.label_smoothing' ({self.label_smoothing}) must be in [0, 1).")

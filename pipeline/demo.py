@@ -140,7 +140,7 @@ def _stream(model_path: Path, recording: Path, out: Path, seconds: float, consol
     try:
         procs.append(subprocess.Popen(
             bmi + ["rig", "--listen", f"udp://127.0.0.1:{port}", "--log", str(rig_log), "--plot", str(rig_plot),
-                   "--duration", str(seconds + 8)],
+                   "--duration", str(seconds + 8), "--no-status"],
         ))
         time.sleep(1.0)
         player.start()
@@ -231,7 +231,7 @@ def _main(args: argparse.Namespace) -> int:
     streamed = _stream(exported.path, recording, out, args.stream_seconds, console)
 
     _step(console, 6, "summary")
-    online = online_results(streamed, recording, exported.metadata, raw_data)
+    online = online_results(streamed, recording, exported.metadata, raw_data, model_path=exported.path)
     summary = {
         "output_dir": str(out),
         "models": {s["model"]: {"run_dir": s["run_dir"], "val": s["val"], "test": s["test"]} for s in summaries},
@@ -265,6 +265,12 @@ def _print_summary(console, s: dict[str, Any]) -> None:
     table.add_row("online decisions", str(online["n_decisions"]))
     table.add_row("online agreement with cues", f"{online['cue_agreement']:.3f} over {online['n_cue_decisions']} decisions "
                   f"(chance {online['chance']:.3f})")
+    aligned = online.get("aligned") or {}
+    if aligned.get("n_trials"):
+        extra = (f"; offline same trials {aligned['offline_same_windows']['accuracy']:.3f}, predictions agree "
+                 f"{aligned['online_offline_agreement']:.0%}") if "offline_same_windows" in aligned else ""
+        table.add_row("online, window aligned to training (cue + tmax)",
+                      f"{aligned['online']['accuracy']:.3f} over {aligned['n_trials']} trials{extra}")
     table.add_row("latency p50 / p99", f"{online['latency_p50_ms']:.2f} / {online['latency_p99_ms']:.2f} ms")
     table.add_row("safety events", str(online["safety_events"]))
     table.add_row("rig commands received", str(online["rig_messages"]))

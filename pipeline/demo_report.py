@@ -25,7 +25,8 @@ def recording_cues(recording: Path, events: dict[str, str]) -> tuple[list[tuple[
     return cues, raw.n_times / raw.info["sfreq"]
 
 
-def online_results(streamed: dict[str, Any], recording: Path, meta: dict[str, Any], raw_data: dict[str, Any]) -> dict[str, Any]:
+def online_results(streamed: dict[str, Any], recording: Path, meta: dict[str, Any], raw_data: dict[str, Any],
+                   model_path: Path | None = None) -> dict[str, Any]:
     """Latency, safety events, and how often the streamed decisions agree with the cue on screen.
 
     A decision counts against a cue when its window ended inside the cue's decoding window
@@ -53,7 +54,20 @@ def online_results(streamed: dict[str, Any], recording: Path, meta: dict[str, An
     latencies = np.array([float(r["latency_ms"]) for r in decisions if r["latency_ms"]]) if decisions else np.array([np.nan])
     safety = [r for r in rows if r["type"] == "safe" and r["reason"] not in ("starting",)]
     rig_rows = _read_csv(streamed["rig_log"])
+    aligned: dict[str, Any] = {"n_trials": 0}
+    offline_recording: dict[str, Any] | None = None
+    if model_path is not None and cues:
+        offline = offline_cue_predictions(recording, meta, model_path, cues)
+        aligned = aligned_scores(decisions, streamed, cues, duration, meta, offline)
+        scored = [(meta["classes"].index(name), p) for (_o, _e, name), p in zip(cues, offline) if p is not None]
+        if scored:
+            from .baseline import scores
+
+            offline_recording = scores(np.array([s[0] for s in scored]), np.array([s[1] for s in scored]))
+            offline_recording["n_trials"] = len(scored)
     return {
+        "aligned": aligned,
+        "offline_recording": offline_recording,
         "n_decisions": len(decisions),
         "n_cue_decisions": total,
         "cue_agreement": hits / total if total else float("nan"),
@@ -68,6 +82,67 @@ def online_results(streamed: dict[str, Any], recording: Path, meta: dict[str, An
         "cues": cues,
         "duration": duration,
     }
+
+
+def offline_cue_predictions(recording: Path, meta: dict[str, Any], model_path: Path,
+                            cues: list[tuple[float, float, str]]) -> list[int | None]:
+    """The exported model's class for each cue's training window (ending at cue + tmax), computed offline: the
+    whole recording through the same causal preprocessing from its first sample (``datasets.dsp``), the
+    metadata's normalisation, and onnxruntime. None where the window falls outside the recording."""
+    import mne
+    import onnxruntime as ort
+
+    from datasets.dsp import CausalPreprocessor, PreprocessingSpec, apply_normalization
+
+    spec = PreprocessingSpec.from_dict(meta["preprocessing"])
+    raw = mne.io.read_raw(recording, preload=False, verbose="error")
+    data = raw.get_data(picks=list(spec.ch_names))
+    out = CausalPreprocessor(spec).process(data)
+    n_times, tmax = int(meta["window"]["n_times"]), float(meta["window"]["tmax"])
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    preds: list[int | None] = []
+    for onset, _end, _name in cues:
+        stop = int(round((onset + tmax) * spec.sfreq_in / spec.decim))
+        if stop - n_times < 0 or stop > out.shape[1]:
+            preds.append(None)
+            continue
+        window = apply_normalization(out[None, :, stop - n_times : stop].astype(np.float32), meta["normalization"])
+        preds.append(int(session.run(["probabilities"], {"signals": window.astype(np.float32)})[0].argmax(1)[0]))
+    return preds
+
+
+def aligned_scores(decisions: list[dict[str, str]], streamed: dict[str, Any], cues: list[tuple[float, float, str]],
+                   duration: float, meta: dict[str, Any], offline: list[int | None]) -> dict[str, Any]:
+    """Online decisions scored the way the offline test scores windows: for every cue the stream passed, the
+    decision whose window ended closest to cue + tmax, within one hop. Beside it, the offline prediction of the
+    same window, so a difference between online and offline is told apart from a difference of windows."""
+    from .baseline import scores
+
+    classes = list(meta["classes"])
+    tmax = float(meta["window"]["tmax"])
+    ends = np.array([(float(r["t_window_end"]) - streamed["t_start"]) for r in decisions if r["t_window_end"]])
+    commands = [r["command"] for r in decisions if r["t_window_end"]]
+    if len(ends) < 2:
+        return {"n_trials": 0}
+    hop = float(np.median(np.diff(ends)))
+    rows = []
+    for (onset, _end, name), off in zip(cues, offline):
+        for loop in range(int(ends[-1] // duration) + 1):  # the player loops the file
+            target = onset + tmax + loop * duration
+            i = int(np.argmin(np.abs(ends - target)))
+            if abs(ends[i] - target) <= hop and commands[i] in classes:
+                rows.append((classes.index(name), classes.index(commands[i]), off))
+    if not rows:
+        return {"n_trials": 0, "hop_s": hop}
+    y = np.array([r[0] for r in rows])
+    online = np.array([r[1] for r in rows])
+    both = [r for r in rows if r[2] is not None]
+    result = {"n_trials": len(rows), "hop_s": hop, "online": scores(y, online)}
+    if both:
+        y_b = np.array([r[0] for r in both])
+        result["offline_same_windows"] = scores(y_b, np.array([r[2] for r in both]))
+        result["online_offline_agreement"] = float(np.mean([r[1] == r[2] for r in both]))
+    return result
 
 
 def _latency_histogram(latencies: list[float], path: Path) -> Path:
@@ -149,9 +224,11 @@ def write_report(out: Path, summary: dict[str, Any], runs: list[dict[str, Any]],
         "## Online: live stream -> bmi serve -> bmi rig",
         "",
         f"- decisions: {online['n_decisions']}, rig messages received: {online['rig_messages']}",
-        f"- agreement with the cues: {online['cue_agreement']:.3f} over {online['n_cue_decisions']} decisions "
+        f"- agreement with the cues, every decision in the cue period (cue + tmin .. cue + tmax): "
+        f"{online['cue_agreement']:.3f} over {online['n_cue_decisions']} decisions "
         f"(chance {online['chance']:.3f}); per class: "
         + ", ".join(f"{k} {v:.2f}" for k, v in sorted(online["per_class_agreement"].items())),
+        *_aligned_lines(online),
         f"- latency (chunk received -> command sent): p50 {online['latency_p50_ms']:.2f} ms, p99 {online['latency_p99_ms']:.2f} ms",
         f"- safety events: {online['safety_events']} {online['safety_reasons'] or ''}",
         "",
@@ -165,6 +242,28 @@ def write_report(out: Path, summary: dict[str, Any], runs: list[dict[str, Any]],
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _aligned_lines(online: dict[str, Any]) -> list[str]:
+    """The report's lines on the decisions whose window matches the training window."""
+    aligned, whole = online.get("aligned") or {}, online.get("offline_recording")
+    lines = []
+    if whole:
+        lines.append(f"- offline, the exported model on every cue of this recording (window ending at cue + tmax): "
+                     f"balanced accuracy {whole['balanced_accuracy']:.3f} over {whole['n_trials']} trials")
+    if not aligned.get("n_trials"):
+        lines.append("- aligned online score: no cue's window end (cue + tmax) fell inside the streamed period")
+        return lines
+    on = aligned["online"]
+    line = (f"- aligned online score (the decision whose window ended within one hop, {aligned['hop_s'] * 1000:.0f} ms, "
+            f"of cue + tmax): accuracy {on['accuracy']:.3f}, balanced {on['balanced_accuracy']:.3f} over "
+            f"{aligned['n_trials']} trials")
+    if "offline_same_windows" in aligned:
+        off = aligned["offline_same_windows"]
+        line += (f"; offline on the same trials: accuracy {off['accuracy']:.3f}; online and offline predictions agree on "
+                 f"{aligned['online_offline_agreement']:.0%} of them")
+    lines.append(line)
+    return lines
 
 
 def summary_json(summary: dict[str, Any]) -> str:

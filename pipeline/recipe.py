@@ -42,6 +42,21 @@ def resolve(cfg, dm) -> tuple[Any, list[str]]:
         name, note = choose_model(n_train)
         model = replace(model, name=name)
         notes.append(note)
+    optim = cfg.optim
+    if optim.lr == "auto":
+        import models
+
+        lr = float(getattr(models.get(model.name), "default_lr", 1e-3))
+        optim = replace(optim, lr=lr)
+        notes.append(f"optim.lr auto -> {lr:g} ({model.name}'s default)")
+    augment = cfg.augment
+    if not augment.enabled and augment.decoder_default:
+        import models
+
+        preset = dict(getattr(models.get(model.name), "default_augment", {}) or {})
+        if preset:
+            augment = replace(augment, **preset)
+            notes.append(f"augment: none set -> {model.name}'s default {preset} (augment.decoder_default: false for none)")
     batch = dm.batch_size
     repeats = cfg.data.crop.crops_per_epoch if cfg.data.crop is not None else 1
     steps = math.ceil(n_train * repeats / batch)
@@ -54,7 +69,7 @@ def resolve(cfg, dm) -> tuple[Any, list[str]]:
         epochs = choose_epochs(steps, trainer.target_steps)
         trainer = replace(trainer, max_epochs=epochs)
         notes.append(f"trainer.max_epochs auto -> {epochs} (~{epochs * steps} optimiser steps)")
-    return replace(cfg, model=model, data=data, trainer=trainer), notes
+    return replace(cfg, model=model, data=data, trainer=trainer, optim=optim, augment=augment), notes
 
 
 def _groups(part: dict[str, Any], by: str) -> str:

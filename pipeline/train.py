@@ -164,6 +164,8 @@ def run_training(
             cfg.model.name, n_chans=dm.n_chans, n_times=dm.n_times, n_outputs=len(dm.classes), sfreq=dm.sfreq,
             **cfg.model.params,
         )
+        if hasattr(net, "fit_data") and ckpt_path is None:  # data-dependent set-up (logvar's whitening)
+            net.fit_data(dm.model_windows("train"))
     task = DecoderTask(
         net, len(dm.classes), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, scheduler=cfg.optim.scheduler,
         max_epochs=cfg.trainer.max_epochs, step_size=cfg.optim.step_size, gamma=cfg.optim.gamma,
@@ -290,6 +292,9 @@ def run_training(
                      "project": cfg.tracking.project, "entity": cfg.tracking.entity,
                      "wandb_dir": str(run_dir / "wandb") if logger is not None else None},
     }
+    if dm.test_kept is not None:  # 'reject': the test score on every epoch (above) and on the epochs it keeps
+        summary["test_without_rejected"] = _subset_scores(task.net, dm, dm.test_kept)
+        summary["n_test_rejected"] = int((~dm.test_kept).sum())
     from .baseline import all_baselines, versus_baselines
 
     summary["baselines"] = all_baselines(dm)
@@ -301,6 +306,21 @@ def run_training(
     if logger is not None:
         _finish_wandb(logger, summary, plot_paths, log_checkpoint=cfg.tracking.log_checkpoint)
     return summary
+
+
+def _subset_scores(net, dm, mask) -> dict[str, float] | None:
+    import numpy as np
+    import torch
+
+    from .baseline import scores
+
+    X, y = dm.arrays("test")
+    if not mask.any():
+        return None
+    net = net.eval()
+    with torch.no_grad():
+        preds = net(torch.from_numpy(np.ascontiguousarray(X[mask])).to(next(net.parameters()).device)).argmax(1).cpu().numpy()
+    return scores(y[mask], preds)
 
 
 def _copy_atomic(src: Path, dst: Path) -> Path:

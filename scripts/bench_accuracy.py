@@ -1,24 +1,43 @@
-"""Decoding accuracy of every registered decoder and of the CSP+LDA reference, on the same splits.
+"""Decoding accuracy on small real data: the default ``bmi train``, named recipes, seed ensembles, fine-tuning,
+the classical references and (when installed) braindecode's decoders, side by side on the same splits.
 
-Real data: PhysioNet EEG Motor Movement/Imagery, subject S001 (when present beside the project), earlier
-runs train, the last run tests: left/right fist real (3, 7 / 11), imagined (4, 8 / 12), fists/feet real and
-imagined (5, 6, 9, 10 / 13, 14). Synthetic: a MEG-like set (306 channels, 1 kHz, 2 subjects). One generic
-recipe for every decoder (no per-subject tuning): 8-30 Hz causal band-pass, 0.5-2.5 s after the cue,
-AdamW lr 3e-3, batch 16, up to 60 epochs with early stopping on validation balanced accuracy (20% of the
-training trials). Test sets are small: the trial counts are printed beside each figure. ``eegnet_cropped`` is
-EEGNet with cropped training (random 1.5 s crops, each window four times per epoch; evaluated on the crop
-ending at 2.5 s, as online).
+Real data: PhysioNet EEG Motor Movement/Imagery, subject S001 (when present beside the project): earlier runs
+train, the last run(s) test: left/right fist real (3, 7 / 11), imagined (4, 8 / 12), fists/feet real and
+imagined (5, 6, 9, 10 / 13, 14). Synthetic: a MEG-like set (306 channels, 1 kHz, 2 subjects, run 03 tests).
+Every recipe sees the same windows (0.5-2.5 s after the cue, causal 8-30 Hz, train-only standardisation);
+validation is 20% of the training trials (whole trials); figures are test balanced accuracy, mean +- standard
+deviation over the seeds (each seed draws its own validation trials and initial weights).
 
-    .venv/bin/python scripts/bench_accuracy.py [--quick] [--models eegnet,eegnet_cropped] [--out bench_results/accuracy.json]
+Recipes:
+  default         ``bmi train`` with no tuning (model.name auto and every other default)
+  eegnet          ``model.name: eegnet`` and nothing else
+  eegnet_augment  EEGNet with augmentation (time shift 0.1 s, Gaussian noise 0.1, channel dropout 0.1)
+  logvar_ea       the log-variance network with Euclidean alignment (``data.euclidean_alignment: true``)
+  ensemble(R)     one decoder averaging the probabilities of recipe R's seed runs (``bmi ensemble``)
+  finetune        ``bmi finetune`` of a decoder pretrained on S001's other task runs (the default recipe) on
+                  the task's training runs
+  braindecode_*   braindecode's EEGNetv4 / ShallowFBCSPNet trained by the same loop and defaults as ``eegnet``
+                  (needs the ``bench`` extra: ``pip install '.[bench]'``)
+  csp_lda, tangent_space  the classical references of every run (mean over the default recipe's seeds)
+
+A second experiment (``transfer``) pretrains on 3 synthetic subjects and fine-tunes on a 4th with 12, 24 or 48
+calibration trials, against training from scratch on the same trials (same test runs).
+
+    nice -n 10 .venv/bin/python scripts/bench_accuracy.py [--seeds 0,1,2] [--quick] [--tasks ...] [--recipes ...]
+        [--out bench_results/accuracy.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -26,90 +45,242 @@ EEGMMIDB = ROOT.parent / "shared" / "data" / "eegmmidb" / "S001"
 TASKS = {
     "left_right_real": ((3, 7), (11,), {"T1": "left", "T2": "right"}),
     "left_right_imagined": ((4, 8), (12,), {"T1": "left", "T2": "right"}),
-    "fists_feet_real_and_imagined": ((5, 6, 9, 10), (13, 14), {"T1": "fists", "T2": "feet"}),
+    "fists_feet": ((5, 6, 9, 10), (13, 14), {"T1": "fists", "T2": "feet"}),
 }
-
-#: recipe variants reported beside the plain decoders: name -> (decoder, config overrides)
-VARIANTS = {
-    # cropped training (Schirrmeister et al. 2017): 1.5 s crops of the 2 s window, each window 4 times per epoch
-    "eegnet_cropped": ("eegnet", ["data.crop={seconds: 1.5, crops_per_epoch: 4}"]),
+#: the S001 runs a fine-tuned decoder is pretrained on (another task of the same subject)
+PRETRAIN = {
+    "left_right_real": ((4, 8, 12), {"T1": "left", "T2": "right"}),
+    "left_right_imagined": ((3, 7, 11), {"T1": "left", "T2": "right"}),
+    "fists_feet": ((3, 4, 7, 8, 11, 12), {"T1": "left", "T2": "right"}),
 }
+RECIPES = {
+    "default": [],
+    "eegnet": ["model.name=eegnet"],
+    "eegnet_augment": ["model.name=eegnet", "augment={time_shift: 0.1, noise: 0.1, channel_dropout: 0.1}"],
+    "logvar_ea": ["model.name=logvar", "data.euclidean_alignment=true"],
+    "braindecode_eegnet": ["model.name=braindecode_eegnet"],
+    "braindecode_shallow": ["model.name=braindecode_shallow"],
+}
+ENSEMBLES = ("default", "logvar_ea")
 
 
-def experiment(files: list[str], events: dict, test_runs: list[str], runs_dir: Path, cache: Path, epochs: int,
-               extra: dict | None = None) -> dict:
+def register_braindecode() -> bool:
+    """braindecode's EEGNetv4 and ShallowFBCSPNet as decoders of this process's registry (not the project's)."""
+    try:
+        from braindecode.models import EEGNetv4, ShallowFBCSPNet
+    except ImportError:
+        return False
+    import models
+    from models.base import Decoder
+
+    def wrap(name, cls, **kw):
+        class Braindecode(Decoder):
+            def __init__(self, n_chans, n_times, n_outputs, sfreq=None):
+                super().__init__(n_chans, n_times, n_outputs, sfreq)
+                self.net = cls(n_chans=n_chans, n_outputs=n_outputs, n_times=n_times, **kw)
+
+            def forward(self, x):
+                return self.net(x)
+
+        Braindecode.__name__ = f"Braindecode_{cls.__name__}"
+        models.register(name)(Braindecode)
+
+    wrap("braindecode_eegnet", EEGNetv4)
+    wrap("braindecode_shallow", ShallowFBCSPNet, final_conv_length="auto")
+    return True
+
+
+def experiment(files: list[str], events: dict, test: list[str], tmp: Path, extra: dict | None = None) -> dict:
     data = {"files": files, "events": events, "tmin": 0.5, "tmax": 2.5, "bandpass": [8.0, 30.0],
-            "split": {"method": "holdout", "by": "run", "test": test_runs}, "batch_size": 16,
-            "cache_dir": str(cache)}
+            "split": {"method": "holdout", "by": "run", "test": test}, "cache_dir": str(tmp / "cache")}
     data.update(extra or {})
-    return {"data": data, "model": {"name": "eegnet"},
-            "trainer": {"max_epochs": epochs, "early_stopping_patience": 20, "enable_progress_bar": False},
-            "optim": {"lr": 3e-3}, "tracking": {"mode": "disabled"}, "runs_dir": str(runs_dir)}
+    return {"data": data, "trainer": {"enable_progress_bar": False}, "tracking": {"mode": "disabled"},
+            "runs_dir": str(tmp / "runs")}
 
 
-def evaluate_all(name: str, raw: dict, models: list[str]) -> dict:
+def _stats(values: list[float]) -> dict:
+    return {"mean": round(float(np.mean(values)), 4), "std": round(float(np.std(values)), 4),
+            "values": [round(v, 4) for v in values]}
+
+
+def run_set(name: str, raw: dict, recipes: list[str], seeds: list[int], pretrain: dict | None, tmp: Path) -> dict:
     from pipeline.config import config_from_mapping
+    from pipeline.ensemble import build_ensemble
+    from pipeline.finetune import finetune_config
     from pipeline.train import run_training
 
-    out = {}
-    for model in models:
-        base, overrides = VARIANTS.get(model, (model, []))
-        cfg = config_from_mapping(raw, [f"model.name={base}", *overrides])
-        try:
-            s = run_training(cfg, ROOT, progress=False)
-        except ValueError as err:  # e.g. a window too short for the architecture
-            out[model] = {"skipped": str(err)}
-            print(f"{name:>30} {model:>9}: skipped ({err})")
+    out: dict = {}
+    runs: dict[str, list[str]] = {}
+    for recipe in recipes:
+        if recipe == "finetune":
             continue
-        out[model] = {"test": s["test"], "val": s["val"], "n_train": s["n_train"], "n_val": s["n_val"],
-                      "n_test": s["n_test"], "epochs": s["epochs_trained"]}
-        if model not in VARIANTS:  # the reference sees the plain split's windows
-            out["csp_lda"] = {"test": s["baseline"]["test"], "val": s["baseline"]["val"], "n_test": s["n_test"]}
-        print(f"{name:>30} {model:>9}: test balanced accuracy {s['test']['balanced_accuracy']:.3f} "
-              f"(n_test={s['n_test']}, n_train={s['n_train']}); CSP+LDA {s['baseline']['test']['balanced_accuracy']:.3f}")
+        summaries = []
+        for seed in seeds:
+            t0 = time.monotonic()
+            cfg = config_from_mapping(raw, [*RECIPES[recipe], f"seed={seed}"])
+            s = run_training(cfg, ROOT, progress=False)
+            summaries.append(s)
+            print(f"{name:>22} {recipe:>20} seed {seed}: test {s['test']['balanced_accuracy']:.3f} ({s['model']}, "
+                  f"{s['optimizer_steps']} steps, {time.monotonic() - t0:.0f} s)", flush=True)
+        runs[recipe] = [s["run_dir"] for s in summaries]
+        out[recipe] = {**_stats([s["test"]["balanced_accuracy"] for s in summaries]), "model": summaries[0]["model"],
+                       "n_train": summaries[0]["n_train"], "n_val": summaries[0]["n_val"], "n_test": summaries[0]["n_test"],
+                       "steps": summaries[0]["optimizer_steps"], "warnings": sorted({w for s in summaries for w in s["warnings"]})}
+        if recipe == "default":
+            for ref in ("csp_lda", "tangent_space"):
+                out[ref] = _stats([s["baselines"][ref]["test"]["balanced_accuracy"] for s in summaries])
+    for recipe in ENSEMBLES:
+        if recipe in runs and len(runs[recipe]) > 1:
+            s = build_ensemble(runs[recipe], runs_dir=tmp / "runs")
+            if s.get("test"):
+                out[f"ensemble({recipe})"] = {"value": s["test"]["balanced_accuracy"], "members": len(runs[recipe])}
+                print(f"{name:>22} {'ensemble(' + recipe + ')':>20}: test {s['test']['balanced_accuracy']:.3f}", flush=True)
+    if "finetune" in recipes and pretrain is not None:
+        values = []
+        for seed in seeds:
+            pre_cfg = config_from_mapping(pretrain, [f"seed={seed}"])
+            pre = run_training(pre_cfg, ROOT, progress=False)
+            patient = tmp / f"patient-{name}.yaml"
+            import yaml
+
+            patient.write_text(yaml.safe_dump({"data": {k: raw["data"][k] for k in ("files", "events", "split", "cache_dir")},
+                                               "seed": seed, "tracking": {"mode": "disabled"}}))
+            cfg, config_dir = finetune_config(pre["run_dir"], patient)
+            s = run_training(cfg, config_dir, progress=False)
+            values.append(s["test"]["balanced_accuracy"])
+            print(f"{name:>22} {'finetune':>20} seed {seed}: test {values[-1]:.3f} (pretrained test "
+                  f"{pre['test']['balanced_accuracy']:.3f} on its own task)", flush=True)
+        out["finetune"] = _stats(values)
     return out
+
+
+def transfer_experiment(seeds: list[int], tmp: Path, calibration_runs=(1, 2, 4)) -> dict:
+    """Synthetic EEG: pretrain the default decoder on subjects 1-3 (Euclidean alignment per subject), fine-tune
+    it on subject 4 with 12/24/48 calibration trials (runs of 4 trials per class), against the default decoder
+    trained from scratch on the same trials; subject 4's runs 05-06 (24 trials) test every variant."""
+    import yaml
+
+    from datasets.synthetic import write_synthetic
+    from pipeline.config import config_from_mapping
+    from pipeline.finetune import finetune_config
+    from pipeline.train import run_training
+
+    events = {"rest": "rest", "grasp": "grasp", "open": "open"}
+    extra = {"resample": 125.0, "euclidean_alignment": True}
+    group = tmp / "transfer"
+    pre_files = write_synthetic(group / "pre", n_subjects=3, n_runs=2, trials_per_class=10, seed=21)
+    patient_files = [f for f in write_synthetic(group / "patient", n_subjects=4, n_runs=6, trials_per_class=4, seed=22)
+                     if "sub-04" in f.name]
+    test_runs = ["05", "06"]
+    pretrained = {}
+    for seed in seeds:
+        pre_raw = experiment([str(f) for f in pre_files], events, ["02"], tmp, extra)
+        pretrained[seed] = run_training(config_from_mapping(pre_raw, [f"seed={seed}"]), ROOT, progress=False)
+    result: dict = {"calibration_trials": [], "scratch": [], "finetuned": [], "model": pretrained[seeds[0]]["model"]}
+    for n_runs in calibration_runs:
+        files = [str(f) for f in patient_files if any(f"run-{r:02d}" in f.name for r in range(1, n_runs + 1))]
+        files += [str(f) for f in patient_files if any(f"run-{r}" in f.name for r in test_runs)]
+        scratch, tuned = [], []
+        for seed in seeds:
+            raw = experiment(files, events, test_runs, tmp, extra)
+            scratch.append(run_training(config_from_mapping(raw, [f"seed={seed}"]), ROOT, progress=False)["test"]["balanced_accuracy"])
+            patient = tmp / "transfer-patient.yaml"
+            patient.write_text(yaml.safe_dump({"data": {k: raw["data"][k] for k in ("files", "events", "split", "cache_dir")},
+                                               "seed": seed}))
+            cfg, config_dir = finetune_config(pretrained[seed]["run_dir"], patient)
+            tuned.append(run_training(cfg, config_dir, progress=False)["test"]["balanced_accuracy"])
+            print(f"{'transfer':>22} {n_runs * 12:>3} calibration trials seed {seed}: from scratch {scratch[-1]:.3f}, "
+                  f"fine-tuned {tuned[-1]:.3f}", flush=True)
+        result["calibration_trials"].append(n_runs * 12)
+        result["scratch"].append(_stats(scratch))
+        result["finetuned"].append(_stats(tuned))
+    return result
+
+
+def markdown(results: dict) -> str:
+    sets = [k for k, v in results["sets"].items() if isinstance(v, dict) and "default" in v]
+    cols = []
+    for s in sets:
+        for k in results["sets"][s]:
+            if k not in cols:
+                cols.append(k)
+
+    def cell(v):
+        if v is None:
+            return ""
+        if "mean" in v:
+            return f"{v['mean']:.3f} +- {v['std']:.3f}"
+        return f"{v['value']:.3f}"
+
+    lines = ["| data set (test trials) | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for s in sets:
+        n = results["sets"][s]["default"].get("n_test")
+        lines.append(f"| {s} ({n}) | " + " | ".join(cell(results["sets"][s].get(c)) for c in cols) + " |")
+    t = results.get("transfer")
+    if t:
+        lines += ["", f"| calibration trials (synthetic subject 4) | from scratch ({t['model']}) | fine-tuned ({t['model']} "
+                  "pretrained on subjects 1-3) |",
+                  "|---|---|---|"]
+        for n, a, b in zip(t["calibration_trials"], t["scratch"], t["finetuned"]):
+            lines.append(f"| {n} | {cell(a)} | {cell(b)} |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="15 epochs, EEGNet/ShallowConvNet/GRU only")
-    parser.add_argument("--models", help="comma-separated decoders and variants (default: every registered decoder "
-                        f"and {', '.join(VARIANTS)})")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (at least 3 for a spread)")
+    parser.add_argument("--quick", action="store_true", help="one seed, default recipe and references only")
+    parser.add_argument("--tasks", help=f"comma-separated among {', '.join(TASKS)}, synthetic_meg, transfer")
+    parser.add_argument("--recipes", help=f"comma-separated among {', '.join([*RECIPES, 'finetune'])}")
     parser.add_argument("--out", default="bench_results/accuracy.json")
     args = parser.parse_args()
-    import models as registry
-
-    known = [*registry.available(), *VARIANTS]
-    if args.models:
-        models = [m.strip() for m in args.models.split(",") if m.strip()]
-        unknown = [m for m in models if m not in known]
-        if unknown or not models:
-            parser.error(f"--models {args.models!r}: unknown {unknown}; choose from {', '.join(known)}")
-    else:
-        models = ["eegnet", "shallow", "gru"] if args.quick else known
-    epochs = 15 if args.quick else 60
-    results: dict = {"recipe": "8-30 Hz causal, 0.5-2.5 s, AdamW lr 3e-3, batch 16, early stopping 20",
-                     "epochs_max": epochs}
+    seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
+    has_bd = register_braindecode()
+    recipes = ["default"] if args.quick else (args.recipes.split(",") if args.recipes else [*RECIPES, "finetune"])
+    if not has_bd:
+        recipes = [r for r in recipes if not r.startswith("braindecode")]
+    unknown = [r for r in recipes if r not in RECIPES and r != "finetune"]
+    if unknown:
+        parser.error(f"--recipes: unknown {unknown}; choose from {', '.join([*RECIPES, 'finetune'])}")
+    tasks = args.tasks.split(",") if args.tasks else [*TASKS, "synthetic_meg", "transfer"]
+    results: dict = {"date": time.strftime("%Y-%m-%d"), "seeds": seeds, "recipes": recipes,
+                     "braindecode": has_bd and __import__("braindecode").__version__,
+                     "machine": f"{platform.platform()}, Python {platform.python_version()}",
+                     "command": " ".join(sys.argv), "sets": {}}
+    started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if EEGMMIDB.is_dir():
-            for task, (train, test, events) in TASKS.items():
+        for task in tasks:
+            if task in TASKS:
+                if not EEGMMIDB.is_dir():
+                    results["sets"][f"S001_{task}"] = {"skipped": f"not found: {EEGMMIDB}"}
+                    continue
+                train, test, events = TASKS[task]
                 files = [str(EEGMMIDB / f"S001R{r:02d}.edf") for r in (*train, *test)]
-                raw = experiment(files, events, [f"{r:02d}" for r in test], tmp / "runs", tmp / "cache", epochs,
-                                 {"rename": "eegbci"})
-                results[f"eegmmidb_S001_{task}"] = evaluate_all(task, raw, models)
-        else:
-            results["eegmmidb"] = {"skipped": f"not found: {EEGMMIDB}"}
-        from datasets.synthetic import write_synthetic
+                raw = experiment(files, events, [f"{r:02d}" for r in test], tmp, {"rename": "eegbci"})
+                pre_runs, pre_events = PRETRAIN[task]
+                pretrain = experiment([str(EEGMMIDB / f"S001R{r:02d}.edf") for r in pre_runs], pre_events,
+                                      [f"{pre_runs[-1]:02d}"], tmp, {"rename": "eegbci"})
+                results["sets"][f"S001_{task}"] = run_set(task, raw, recipes, seeds, pretrain, tmp)
+            elif task == "synthetic_meg":
+                from datasets.synthetic import write_synthetic
 
-        files = write_synthetic(tmp / "meg", modality="meg", n_subjects=2, n_runs=3, trials_per_class=10, seed=5)
-        raw = experiment([str(f) for f in files], {"rest": "rest", "grasp": "grasp", "open": "open"}, ["03"],
-                         tmp / "runs", tmp / "cache", epochs, {"picks": {"types": ["meg"]}, "resample": 125.0})
-        results["synthetic_meg_306ch"] = evaluate_all("synthetic MEG 306 ch", raw, models)
+                files = write_synthetic(tmp / "meg", modality="meg", n_subjects=2, n_runs=3, trials_per_class=10, seed=5)
+                raw = experiment([str(f) for f in files], {"rest": "rest", "grasp": "grasp", "open": "open"}, ["03"], tmp,
+                                 {"picks": {"types": ["meg"]}, "resample": 125.0})
+                results["sets"]["synthetic_meg_306ch"] = run_set("synthetic MEG", raw, [r for r in recipes if r != "finetune"],
+                                                                 seeds, None, tmp)
+            elif task == "transfer":
+                results["transfer"] = transfer_experiment(seeds, tmp)
+            else:
+                parser.error(f"--tasks: unknown {task!r}")
+    results["seconds"] = round(time.monotonic() - started)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
-    print(f"results: {out}")
+    out.with_suffix(".md").write_text(markdown(results))
+    print(markdown(results))
+    print(f"results: {out} and {out.with_suffix('.md')} ({results['seconds']} s)")
     return 0
 
 
