@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SHAPES = {"eeg_64ch_1s_160Hz": (64, 160, 160.0), "meg_306ch_0.5s_1kHz": (306, 500, 1000.0)}
+#: ensembles (``bmi train --seeds``: one ONNX file averaging the members' probabilities): name -> (members, decoder)
+ENSEMBLES = {"ensemble5_logvar": (5, "logvar"), "ensemble5_eegnet": (5, "eegnet")}
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
@@ -53,7 +55,14 @@ def bench_model(name: str, shape: tuple[int, int, float], iters: int, folder: Pa
 
     n_chans, n_times, sfreq = shape
     try:
-        net = models.build(name, n_chans=n_chans, n_times=n_times, n_outputs=3, sfreq=sfreq).eval()
+        if name in ENSEMBLES:
+            from models.ensemble import ProbabilityEnsemble
+
+            k, base = ENSEMBLES[name]
+            net = ProbabilityEnsemble([models.build(base, n_chans=n_chans, n_times=n_times, n_outputs=3, sfreq=sfreq)
+                                       for _ in range(k)]).eval()
+        else:
+            net = models.build(name, n_chans=n_chans, n_times=n_times, n_outputs=3, sfreq=sfreq).eval()
     except ValueError as err:
         return {"skipped": str(err)}
     path = export_onnx(net, n_chans, n_times, folder / f"{name}.onnx")
@@ -113,6 +122,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
     parser.add_argument("--out", default="bench_results/inference.json")
+    parser.add_argument("--models", help=f"comma-separated decoders (default: every registered one and {', '.join(ENSEMBLES)})")
     args = parser.parse_args()
     import onnxruntime as ort
     import torch
@@ -126,7 +136,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for shape_name, shape in SHAPES.items():
             results["shapes"][shape_name] = {}
-            for name in models.available():
+            for name in (args.models.split(",") if args.models else [*models.available(), *ENSEMBLES]):
                 r = bench_model(name, shape, iters, Path(tmp))
                 results["shapes"][shape_name][name] = r
                 if "skipped" in r:
@@ -136,6 +146,12 @@ def main() -> int:
                       f"ort p50 {r['onnxruntime']['p50_ms']:7.3f} p99 {r['onnxruntime']['p99_ms']:7.3f} ms | "
                       f"x{r['speedup_p50']:.2f} (same graph x{r['speedup_p50_same_graph']:.2f}) | b64 {r['torch']['throughput_windows_per_s_b64']:8.0f} vs "
                       f"{r['onnxruntime']['throughput_windows_per_s_b64']:8.0f} win/s")
+    if args.models:  # a subset: no goal summary
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2))
+        print(f"results: {out}")
+        return 0
     eeg = results["shapes"]["eeg_64ch_1s_160Hz"]["eegnet"]
     conv = ["eegnet", "shallow", "deep", "tcn"]
     meg = results["shapes"]["meg_306ch_0.5s_1kHz"]

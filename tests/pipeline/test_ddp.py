@@ -33,3 +33,21 @@ def test_two_process_ddp_on_cpu(write_config, tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["run_id"] == run_dir.name and set(summary["test"]) == {"accuracy", "balanced_accuracy", "kappa",
                                                                        "f1_macro"}
+    # test windows are counted once across the ranks (no padding duplicates): the DDP score equals one process
+    # scoring the same checkpoint on the whole test split (15 windows: an odd count that padding would change)
+    import numpy as np
+    import torch
+
+    from datasets.datamodule import EpochsDataModule
+    from pipeline.baseline import scores
+    from pipeline.config import load_config
+    from pipeline.evaluate import load_network
+
+    net, _, info, _ = load_network(run_dir)
+    cfg, config_dir = load_config(run_dir / "config.yaml")
+    dm = EpochsDataModule(cfg.data, path.parent, seed=cfg.seed, normalization=info["normalization"])
+    X, y = dm.arrays("test")
+    assert len(y) % 2 == 1 and summary["n_test"] == len(y)
+    with torch.no_grad():
+        preds = net(torch.from_numpy(np.ascontiguousarray(X))).argmax(1).numpy()
+    assert scores(y, preds)["accuracy"] == pytest.approx(summary["test"]["accuracy"], abs=1e-6)

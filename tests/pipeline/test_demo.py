@@ -29,6 +29,9 @@ def test_quick_demo_runs_every_step_and_reports(tmp_path):
     assert online["latency_p99_ms"] < 50
     report = Path(summary["report"]).read_text()
     assert "## Online" in report and summary["best"] in report
+    # both ways of scoring online decisions: every decision in the cue period, and the training-aligned one
+    assert "every decision in the cue period" in report and "aligned online score" in report
+    assert "aligned" in online and online["offline_recording"]["n_trials"] > 0
     for figure in ("learning_curves", "confusion_matrix", "latency_histogram", "aperture_vs_cues"):
         assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
     assert (out / "decoder.onnx").is_file() and (out / "session_log.csv").is_file()
