@@ -82,3 +82,26 @@ def test_bad_arguments_are_named():
         models.build("eegnet", n_chans=4, n_times=250, n_outputs=2, depth=3)
     with pytest.raises(ValueError, match=r"'sfreq' \(-1\)"):
         models.build("eegnet", n_chans=4, n_times=250, n_outputs=2, sfreq=-1)
+
+
+def test_logvar_filter_bank_and_whitening_export(tmp_path):
+    """The log-variance network's filter-bank and segment options, and the whitening fitted to data, go through
+    ONNX unchanged; the whitening makes the training windows' mean covariance the identity."""
+    torch.manual_seed(2)
+    net = models.build("logvar", n_chans=6, n_times=200, n_outputs=2, sfreq=100.0, n_bands=3, n_segments=2)
+    mixing = torch.randn(6, 6)
+    X = torch.einsum("dc,bct->bdt", mixing, torch.randn(40, 6, 200))
+    net.fit_data(X)
+    Z = torch.einsum("dc,bct->bdt", net.whitening, X - X.mean(-1, keepdim=True))
+    cov = torch.einsum("nct,ndt->cd", Z, Z) / (Z.shape[0] * Z.shape[2])
+    assert torch.allclose(cov, torch.eye(6), atol=1e-3)
+    assert net.features(X[:2]).shape == (2, 3 * 16 * 2)
+    net.eval()
+    path = export_onnx(net, 6, 200, tmp_path / "logvar.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = X[:5].numpy().astype(np.float32)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x)).numpy()
+    assert np.abs(session.run(["logits"], {"signals": x})[0] - ref).max() < 1e-4
+    with pytest.raises(ValueError, match=r"'n_filters' \(0\) must be a positive integer"):
+        models.build("logvar", n_chans=6, n_times=200, n_outputs=2, n_filters=0)
