@@ -7,7 +7,7 @@ events, window inside the recording) happen when they are read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -89,6 +89,49 @@ class CropConfig:
     def __post_init__(self) -> None:
         if self.crops_per_epoch < 1:
             raise ConfigError(f"'crop.crops_per_epoch' ({self.crops_per_epoch}) must be at least 1.")
+
+
+@dataclass
+class AugmentConfig:
+    """The ``augment:`` section (applied by :class:`datasets.augment.BatchAugment`). A null (or 0) value turns a transform off.
+
+    ``probability`` is the share of windows each transform touches. ``time_shift`` is the largest shift in
+    seconds (the window moves by up to that much, zero-filled); ``channel_dropout`` the probability that a
+    channel is zeroed; ``noise`` the standard deviation of added Gaussian noise (the data are standardised, so
+    in units of a channel's standard deviation); ``scale`` the largest relative amplitude change (0.2: x0.8 to
+    x1.2 per window); ``frequency_shift`` the largest shift of every frequency in Hz; ``ft_surrogate`` the
+    largest random phase (in units of pi, 1 = fully random phases); ``mixup`` the Beta(a, a) parameter.
+    ``decoder_default``: when no transform is set, the decoder's own default augmentation applies (its class's
+    ``default_augment``; the log-variance network's comes from the accuracy benchmark); false turns it off.
+    """
+
+    probability: float = 0.5
+    decoder_default: bool = True
+    time_shift: float | None = None
+    channel_dropout: float | None = None
+    noise: float | None = None
+    scale: float | None = None
+    frequency_shift: float | None = None
+    ft_surrogate: float | None = None
+    mixup: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.probability <= 1:
+            raise ConfigError(f"'augment.probability' ({self.probability}) must be in (0, 1].")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name not in ("probability", "decoder_default") and value is not None and value < 0:
+                raise ConfigError(f"'augment.{f.name}' ({value}) must be >= 0 or null (off).")
+        if self.channel_dropout is not None and self.channel_dropout >= 1:
+            raise ConfigError(f"'augment.channel_dropout' ({self.channel_dropout}) must be below 1.")
+        if self.scale is not None and self.scale >= 1:
+            raise ConfigError(f"'augment.scale' ({self.scale}) must be below 1 (a relative amplitude change).")
+        if self.ft_surrogate is not None and self.ft_surrogate > 1:
+            raise ConfigError(f"'augment.ft_surrogate' ({self.ft_surrogate}) must be in [0, 1].")
+
+    @property
+    def enabled(self) -> list[str]:
+        return [f.name for f in fields(self) if f.name not in ("probability", "decoder_default") and getattr(self, f.name)]
 
 
 @dataclass

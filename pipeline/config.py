@@ -14,8 +14,7 @@ from typing import Any, Literal
 
 import yaml
 
-from datasets.augment import AugmentConfig
-from datasets.config import DataConfig
+from datasets.config import AugmentConfig, DataConfig
 from datasets.typed import ConfigError, apply_overrides, from_mapping, load_yaml, to_mapping
 
 

@@ -107,27 +107,3 @@ def _main(args: argparse.Namespace) -> int:
     print(json.dumps({k: summary[k] for k in ("run_id", "run_dir", "finetuned_from", "val", "test")}, indent=2))
     return 0
 
-
-def _freeze_schedule_base():
-    from pytorch_lightning.callbacks import Callback
-
-    return Callback
-
-
-class FreezeSchedule(_freeze_schedule_base()):
-    """Only the classifier trains for the first ``frozen`` epochs; then every layer (its BatchNorm layers
-    too: while frozen they stay in eval mode, so their statistics are the pretrained ones)."""
-
-    def __init__(self, frozen: int):
-        super().__init__()
-        self.frozen = frozen
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        net = pl_module.net
-        freeze = trainer.current_epoch < self.frozen
-        for name, param in net.named_parameters():
-            param.requires_grad_(not freeze or name.startswith("classifier."))
-        if freeze:
-            for module in net.modules():
-                if module is not net and not any(module is m for m in net.classifier.modules()):
-                    module.eval()

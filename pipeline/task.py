@@ -240,3 +240,23 @@ class DecoderTask(pl.LightningModule):
             return {"optimizer": opt, "lr_scheduler": sched}
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=hp.gamma, patience=3)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": MONITOR}}
+
+
+class FreezeSchedule(pl.Callback):
+    """Fine-tuning (``bmi finetune``): only the classifier trains for the first ``frozen`` epochs, then every
+    layer (while frozen, the other layers are in eval mode, so their BatchNorm statistics stay the pretrained ones)."""
+
+    def __init__(self, frozen: int):
+        super().__init__()
+        self.frozen = frozen
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        net = pl_module.net
+        freeze = trainer.current_epoch < self.frozen
+        for name, param in net.named_parameters():
+            param.requires_grad_(not freeze or name.startswith("classifier."))
+        if freeze:
+            head = set(map(id, net.classifier.modules()))
+            for module in net.modules():
+                if module is not net and id(module) not in head:
+                    module.eval()

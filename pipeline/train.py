@@ -154,7 +154,8 @@ def run_training(
         for line in notes_warn:
             print(f"warning: {line}", file=sys.stderr, flush=True)
     if cfg.finetune is not None:
-        from .finetune import FreezeSchedule, frozen_epochs, pretrained_network
+        from .finetune import frozen_epochs, pretrained_network
+        from .task import FreezeSchedule
 
         net, note = pretrained_network(cfg.finetune, dm)
         if is_rank_zero:
