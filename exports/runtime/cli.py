@@ -60,6 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--token", help="shared token TCP clients must present in their hello")
     g = p.add_argument_group("session")
     g.add_argument("--log", type=Path, help="session log (CSV) of every decision and safety event")
+    g.add_argument("--cues", metavar="lsl:NAME", help="LSL marker stream of the session's cues: --stats scores the "
+                   "decisions against them (every decision in the cue period, and the training window)")
     g.add_argument("--stats", type=Path, help="write final statistics (JSON) here")
     g.add_argument("--duration", type=float, help="stop after this many seconds")
     g.add_argument("--sham", action="store_true", help="sham session: commands independent of the signal")
@@ -77,6 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--proportional", action="store_true", help="scale speed by |level|")
     p.add_argument("--allow-remote", action="store_true", help="listen on a non-loopback address (needs --token)")
     p.add_argument("--token", help="shared token every message must carry (serve: --output udp://HOST:PORT?token=T)")
+    p.add_argument("--action", action="append", metavar="CLASS=ACTION",
+                   help="hand action of a class, for senders whose messages carry only the class (repeatable)")
     p.add_argument("--no-status", action="store_true", help="no live status line")
     p.set_defaults(func=_rig)
 
@@ -120,7 +124,7 @@ def _serve(args: argparse.Namespace) -> int:
         on_unit_mismatch=args.on_unit_mismatch, max_amplitude_ratio=args.max_amplitude_ratio,
         check_seconds=args.check_seconds, artifact_ratio=args.artifact_ratio, jump_ratio=args.jump_ratio, subject=args.subject, align_seconds=args.align_seconds,
         alignment_path=args.alignment, save_alignment=args.save_alignment,
-        log_path=args.log, stats_path=args.stats, duration=args.duration, sham=args.sham,
+        cues=args.cues, log_path=args.log, stats_path=args.stats, duration=args.duration, sham=args.sham,
         sham_source=args.sham_source, sham_seed=args.sham_seed, status=not args.no_status,
         allow_remote=args.allow_remote, token=args.token, resolve_timeout=args.resolve_timeout,
         hello_timeout=args.hello_timeout,
@@ -135,7 +139,10 @@ def _rig(args: argparse.Namespace) -> int:
 
     if args.allow_remote and not args.token:
         raise ValueError("--allow-remote needs a shared --token.")
+    from .actions import parse_action_args
+
     result = run_rig(args.listen, args.log, args.plot, args.duration, args.speed, args.proportional,
-                     allow_remote=args.allow_remote, token=args.token, status=not args.no_status)
+                     allow_remote=args.allow_remote, token=args.token, status=not args.no_status,
+                     actions=parse_action_args(args.action))
     print(json.dumps(result))
     return 0

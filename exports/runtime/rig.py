@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from .actions import DEFAULT_ACTIONS
 from .inputs import check_bind_address, same_token
 
 TARGETS = {"grasp": 0.0, "open": 1.0, "hold": None}
@@ -52,12 +53,18 @@ class Hand:
 
 def run_rig(listen: str, log: Path | None, plot: Path | None, duration: float | None, speed: float,
             proportional: bool = False, *, allow_remote: bool = False, token: str | None = None,
-            status: bool = True) -> dict[str, Any]:
+            status: bool = True, actions: dict[str, str] | None = None) -> dict[str, Any]:
+    """``actions`` maps classes to hand actions for senders whose messages carry no ``action`` (``bmi serve``'s
+    always do), on top of the defaults (grasp/close -> grasp, open -> open, rest/hold -> hold)."""
     url = urlparse(listen)
     if url.scheme not in ("udp", "tcp") or url.port is None:
         raise ValueError(f"'--listen' ({listen!r}) must be udp://127.0.0.1:PORT or tcp://127.0.0.1:PORT.")
     host = url.hostname or "127.0.0.1"
     check_bind_address(host, allow_remote, token, "Listening")
+    mapping = {**DEFAULT_ACTIONS, **(actions or {})}
+    bad = sorted({a for a in mapping.values() if a not in TARGETS})
+    if bad:
+        raise ValueError(f"'--action' maps to {bad}; hand actions are {sorted(TARGETS)}.")
     hand = Hand(speed, proportional)
     stop = {"flag": False}
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -85,7 +92,7 @@ def run_rig(listen: str, log: Path | None, plot: Path | None, duration: float | 
         try:
             msg = json.loads(line)
             command = str(msg["command"])
-            action = str(msg.get("action", command))
+            action = str(msg["action"]) if "action" in msg else mapping.get(command, command)
             level = float(msg.get("level") or 0.0)
         except (ValueError, KeyError, TypeError, AttributeError):
             counts["malformed"] += 1

@@ -72,6 +72,7 @@ class ServeConfig:
     align_seconds: float | None = None
     alignment_path: Path | None = None
     save_alignment: Path | None = None
+    cues: str | None = None  # lsl:NAME of a cue marker stream to score decisions against
     log_path: Path | None = None
     stats_path: Path | None = None
     duration: float | None = None
@@ -159,6 +160,8 @@ class Server:
         self._log: SessionLog | None = None
         self._next_heartbeat = 0.0
         self._next_layout: Layout | None = None
+        self._scored: deque[tuple[float, int, str]] = deque(maxlen=500_000)  # (window end, argmax, command)
+        self.cue_inlet = self._open_cues(cfg.cues) if cfg.cues else None
         self.outputs = OutputSet(output_specs, self.events, allow_remote=cfg.allow_remote)
         try:
             self.source = open_input(input_spec, validate=self._accept_stream, allow_remote=cfg.allow_remote,
@@ -172,7 +175,17 @@ class Server:
                     raise StreamMismatch(problem)
         except BaseException:
             self.outputs.close()
+            if self.cue_inlet is not None:
+                self.cue_inlet.close()
             raise
+
+    def _open_cues(self, spec: str):
+        if not spec.startswith("lsl:") or len(spec) < 5:
+            raise ValueError(f"'--cues' ({spec!r}) must be lsl:NAME, an LSL marker stream of the session's cues.")
+        from .cues import CueInlet
+
+        events = ((self.meta["run"].get("config") or {}).get("data") or {}).get("events") or {}
+        return CueInlet(spec[4:], {str(k): str(v) for k, v in events.items()}, self.classes, self.cfg.resolve_timeout)
 
     # -- the stream ------------------------------------------------------------------------------------------
     def _rename_rule(self, desc: StreamDescription):
@@ -194,11 +207,13 @@ class Server:
         """A new stream connection: its own layout, filters from the start, the amplitude checked again."""
         self._connection = self.source.connection
         self.layout = self._next_layout
+        self._scale = self.layout.scale[:, None] if (self.layout.scale != 1).any() else None
         for note in self.layout.notes:
             self._notice(f"{self.source.description.source}: {note}")
         self.amplitude.restart()
         if self._connection > 1:
             self.events["stream_connections"] += 1
+            self._enter_safe("new_connection")
         self._reset_pipeline()
 
     def _notice(self, text: str) -> None:
@@ -296,6 +311,7 @@ class Server:
         latency = (time.monotonic() - t_received) * 1000
         self.latencies.append(latency)
         self.ages.append(age)
+        self._scored.append((t_window_end, int(np.argmax(probs)), command))
         self.decisions += 1
         if latency > self.cfg.hop_ms:
             self.late_hops += 1
@@ -337,8 +353,8 @@ class Server:
 
     def _feed(self, chunk: np.ndarray, t_last: float, t_received: float) -> None:
         chunk = chunk[self.layout.order]
-        if (self.layout.scale != 1).any():
-            chunk = chunk * self.layout.scale[:, None]
+        if self._scale is not None:
+            chunk = chunk * self._scale
         problem = check_chunk(chunk, self.cfg.safety)
         if problem:
             self.events[f"discarded_samples_{problem}"] += chunk.shape[1]
@@ -403,7 +419,7 @@ class Server:
         if cfg.log_path is not None:
             self._log = SessionLog(cfg.log_path, LOG_FIELDS)
         started = time.monotonic()
-        last_data, self._next_heartbeat, next_status = started, started, started + 1.0
+        last_data, self._next_heartbeat, next_status, next_cues = started, started, started + 1.0, started
         self._emit(self._safe_message("safe", "starting"))
         try:
             while self._running:
@@ -417,6 +433,9 @@ class Server:
                     self._watchdog(now, last_data)
                 self._heartbeat(now)
                 self._drain_input_notices()
+                if self.cue_inlet is not None and now >= next_cues:
+                    self._pull_cues()
+                    next_cues = now + 0.1
                 if cfg.status and now >= next_status:
                     self._status(now - started)
                     next_status = now + 1.0
@@ -428,6 +447,12 @@ class Server:
         if cfg.stats_path is not None:
             cfg.stats_path.write_text(json.dumps(stats, indent=2))
         return stats
+
+    def _pull_cues(self) -> None:
+        try:
+            self.cue_inlet.pull()
+        except Exception as err:  # the cue stream is for scoring only: never end a session over it
+            self.events[f"cue_input_error_{type(err).__name__}"] += 1
 
     def stop(self, *_: Any) -> None:
         self._running = False
@@ -443,6 +468,9 @@ class Server:
             pass
         if self._log is not None:
             self._log.close()
+        if self.cue_inlet is not None:
+            self._pull_cues()
+            self.cue_inlet.close()
         if self.cfg.status:
             sys.stderr.write("\n")
 
@@ -465,10 +493,21 @@ class Server:
             "actions": self.actions,
             "outputs": self.outputs.stats,
             "session_log": None if self._log is None else {"rows": self._log.rows_written, "error": self._log.error},
+            "cues": self._cue_scores(),
             "notices": self.notices,
             "events": dict(self.state.events) | dict(self.events),
             "sham": self.cfg.sham,
         }
+
+    def _cue_scores(self) -> dict[str, Any] | None:
+        if self.cue_inlet is None:
+            return None
+        from .cues import score_cues
+
+        window = self.meta["window"]
+        scores = score_cues(list(self._scored), self.cue_inlet.cues, self.classes, window["tmin"], window["tmax"],
+                            self.cfg.hop_ms / 1000)
+        return scores | {"unmatched_labels": self.cue_inlet.unmatched}
 
     def _status(self, elapsed: float) -> None:
         lat = list(self.latencies)[-200:]

@@ -1,6 +1,7 @@
 """Controller outputs a rig uses: TCP JSON lines, a serial device (a real pseudo-terminal), an LSL marker
 outlet; and SIGTERM sends the safe command last."""
 
+import csv
 import json
 import os
 import select
@@ -88,7 +89,7 @@ def test_rig_follows_the_address_policy_and_reports_what_it_ignores(tmp_path):
     port = sock.getsockname()[1]
     sock.close()
     rig = bmi("rig", "--listen", f"udp://127.0.0.1:{port}", "--token", "k3y", "--duration", "6", "--log",
-              str(tmp_path / "rig.csv"))
+              str(tmp_path / "rig.csv"), "--action", "right=open")
     deadline = time.monotonic() + 20
     while not (tmp_path / "rig.csv").exists() and time.monotonic() < deadline:  # the log opens once it listens
         time.sleep(0.05)
@@ -96,7 +97,8 @@ def test_rig_follows_the_address_policy_and_reports_what_it_ignores(tmp_path):
     messages = [{"type": "decision", "seq": 1, "command": "grasp", "action": "grasp", "level": 1.0, "token": "k3y"},
                 {"type": "decision", "seq": 2, "command": "grasp", "action": "grasp", "level": 1.0},  # no token
                 {"type": "decision", "seq": 3, "command": "left", "action": "left", "level": 0.0, "token": "k3y"},
-                {"type": "decision", "seq": 4, "command": "left", "action": "left", "level": 0.0, "token": "k3y"}]
+                {"type": "decision", "seq": 4, "command": "left", "action": "left", "level": 0.0, "token": "k3y"},
+                {"type": "decision", "seq": 5, "command": "right", "level": 0.0, "token": "k3y"}]  # no action: mapped
     for m in messages:
         out.sendto(json.dumps(m).encode() + b"\n", ("127.0.0.1", port))
         time.sleep(0.05)
@@ -104,6 +106,8 @@ def test_rig_follows_the_address_policy_and_reports_what_it_ignores(tmp_path):
     code, stdout, err = wait(rig, 30)
     assert code == 0, err
     result = json.loads(stdout.splitlines()[-1])
-    assert result["messages"] == 3 and result["bad_token"] == 1 and result["malformed"] == 1
+    assert result["messages"] == 4 and result["bad_token"] == 1 and result["malformed"] == 1
     assert result["unknown_actions"] == {"left": 2}
+    rows = list(csv.DictReader((tmp_path / "rig.csv").open()))
+    assert [r["action"] for r in rows] == ["grasp", "left", "left", "open"]
     assert "unknown action 'left' (class 'left')" in err and "UNKNOWN ACTIONS {'left': 2}" in err

@@ -171,6 +171,7 @@ def test_dwell_is_counted_in_stream_time_not_in_windows(exported, recording_arra
 # -- settled filters, units, amplitude ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_dc_offset_and_a_microvolt_stream_decode_like_the_clean_volt_stream(exported, recording_array, tmp_path):
     """+20 mV on every channel, and the same data in microvolts (declared), agree with the clean stream from the
     first decision on."""
@@ -198,6 +199,7 @@ def test_dc_offset_and_a_microvolt_stream_decode_like_the_clean_volt_stream(expo
         assert worst < 1e-3, (k, worst)
 
 
+@pytest.mark.slow
 def test_wrong_units_are_refused_or_caught_by_the_amplitude_check(exported, recording_array, tmp_path):
     data, ch_names, sfreq, _ = recording_array
     data = data[:, : int(6 * sfreq)]
@@ -265,12 +267,12 @@ def test_a_reconnecting_client_restarts_the_pipeline_instead_of_splicing(exporte
     first, second = data[:, : int(4 * sfreq)], data[:, int(20 * sfreq) : int(27 * sfreq)]
     port, log, stats = free_port(), tmp_path / "s.csv", tmp_path / "stats.json"
     server = bmi("serve", str(exported.path), "--input", f"tcp://127.0.0.1:{port}", "--output",
-                 f"udp://127.0.0.1:{free_port()}", "--log", str(log), "--stats", str(stats), "--duration", "12",
+                 f"udp://127.0.0.1:{free_port()}", "--log", str(log), "--stats", str(stats), "--duration", "10",
                  "--no-status", "--smoothing", "none")
+    with connect(port) as sock:  # 40 ms frames at twice real time: every window fresh
+        send_recording(sock, first, ch_names, sfreq, [10], pace=5 / sfreq)
     with connect(port) as sock:
-        send_recording(sock, first, ch_names, sfreq, [10], pace=10 / sfreq)
-    with connect(port) as sock:
-        send_recording(sock, second, ch_names, sfreq, [10], pace=10 / sfreq)
+        send_recording(sock, second, ch_names, sfreq, [10], pace=5 / sfreq)
         time.sleep(0.3)
     code, _, err = wait(server, 30)
     assert code == 0, err
@@ -284,6 +286,7 @@ def test_a_reconnecting_client_restarts_the_pipeline_instead_of_splicing(exporte
     assert json.loads(stats.read_text())["events"]["stream_connections"] == 1
 
 
+@pytest.mark.slow
 def test_hello_timeout_token_and_refusals_leave_the_slot_free(exported, recording_array, tmp_path):
     data, ch_names, sfreq, _ = recording_array
     port, stats = free_port(), tmp_path / "stats.json"
@@ -340,6 +343,7 @@ def _fuzz_frames(rng, ch_names, sfreq):
     return [cases[i] for i in order]
 
 
+@pytest.mark.slow
 def test_frame_fuzzer_with_valid_headers_never_stops_the_server(exported, recording_array, tmp_path):
     data, ch_names, sfreq, _ = recording_array
     port, stats = free_port(), tmp_path / "stats.json"
@@ -366,6 +370,7 @@ def test_frame_fuzzer_with_valid_headers_never_stops_the_server(exported, record
 # -- LSL resolution, classes to actions, renaming, alignment --------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_lsl_streams_with_one_name_are_refused_unless_one_is_chosen(exported, recording_array, tmp_path):
     import pylsl
 
@@ -393,6 +398,7 @@ def test_two_lsl_streams_with_one_name_are_refused_unless_one_is_chosen(exported
     assert json.loads(stats.read_text())["samples_received"] >= 400
 
 
+@pytest.mark.slow
 def test_classes_without_a_hand_action_must_be_mapped(exported, recording_array, tmp_path):
     data, ch_names, sfreq, _ = recording_array
     model = model_variant(exported, tmp_path, "lr", lambda m: m.update(classes=["left", "right", "rest"]))
@@ -411,6 +417,7 @@ def test_classes_without_a_hand_action_must_be_mapped(exported, recording_array,
     assert json.loads(stats.read_text())["actions"] == {"left": "open", "right": "grasp", "rest": "hold"}
 
 
+@pytest.mark.slow
 def test_euclidean_alignment_on_the_rig(exported, recording_array, tmp_path):
     """Unknown --subject refused at start with the known ones; --align-seconds estimates a new subject's matrix
     from the first seconds (decisions withheld meanwhile) exactly as training would on those data, saves it, and
@@ -448,7 +455,7 @@ def test_euclidean_alignment_on_the_rig(exported, recording_array, tmp_path):
     assert result["alignment"] == f"file {saved}" and result["decisions"] > 0
 
 
-@pytest.mark.parametrize("guard", ["jump", "artifact"])
+@pytest.mark.parametrize("guard", ["jump", pytest.param("artifact", marks=pytest.mark.slow)])
 def test_a_dc_step_mid_session_is_never_decoded(guard, exported, recording_array, tmp_path):
     """An electrode pop: +20 mV on every channel from 4 s on. The band-pass rings at hundreds of times the EEG;
     no decision may use a window that holds the ringing (the filters' settling time after the step). The jump

@@ -213,3 +213,24 @@ def test_sham_session_is_identical_on_the_wire_and_independent_of_the_signal(exp
     assert {r["command"] for r in sham1} <= {r["command"] for r in real}
     # same signal, different seeds -> different commands: the sham does not follow the signal
     assert [r["command"] for r in sham1] != [r["command"] for r in sham2] or len({r["command"] for r in real}) == 1
+
+
+@pytest.mark.slow
+def test_decisions_are_scored_against_an_lsl_cue_stream(exported, recording_array, tmp_path):
+    """PlayerLSL replays the recording with its annotations on a second LSL stream; --cues scores the session."""
+    _, _, _, path = recording_array
+    name = f"bmi-cues-{time.monotonic_ns()}"
+    player = subprocess.Popen([sys.executable, "-c", (
+        "import time\nfrom mne_lsl.player import PlayerLSL\n"
+        f"p = PlayerLSL({str(path)!r}, chunk_size=10, name={name!r}, annotations=True)\n"
+        "p.start(); time.sleep(16); p.stop()\n")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stats = tmp_path / "stats.json"
+    server = bmi("serve", str(exported.path), "--input", f"lsl:{name}", "--cues", f"lsl:{name}-annotations",
+                 "--output", f"udp://127.0.0.1:{free_port()}", "--stats", str(stats), "--duration", "12", "--no-status")
+    code, out, err = wait(server, 60)
+    wait(player, 30)
+    assert code == 0, err
+    cues = json.loads(stats.read_text())["cues"]
+    assert cues["n_cues"] >= 2 and not cues["unmatched_labels"]
+    assert cues["cue_period"]["n_decisions"] > 20 and cues["training_window"]["n_trials"] >= 2
+    assert cues["window"] == {"tmin": 0.5, "tmax": 1.5, "tolerance_s": 0.05}

@@ -151,3 +151,39 @@ def test_class_to_action_mapping():
         plan_actions(["left"], {"left": "wave"})
     with pytest.raises(ValueError, match=r"names \['lfet'\], not classes"):
         plan_actions(["left"], {"lfet": "open"})
+
+
+def test_rename_option_takes_a_rule_or_a_mapping_file(tmp_path):
+    from exports.runtime.cli import _rename_rule
+
+    assert _rename_rule("eegbci") == "eegbci" and _rename_rule(None) is None
+    (tmp_path / "names.yaml").write_text("EEG 001: C3\nEEG 002: C4\n")
+    (tmp_path / "names.json").write_text('{"EEG 001": "C3"}')
+    assert _rename_rule(str(tmp_path / "names.yaml")) == {"EEG 001": "C3", "EEG 002": "C4"}
+    assert _rename_rule(str(tmp_path / "names.json")) == {"EEG 001": "C3"}
+    with pytest.raises(ValueError, match="must be one of \\['eegbci'\\] or a JSON/YAML mapping file"):
+        _rename_rule("biosemi64")
+    (tmp_path / "bad.yaml").write_text("- C3\n- C4\n")
+    with pytest.raises(ValueError, match="must hold a mapping"):
+        _rename_rule(str(tmp_path / "bad.yaml"))
+
+
+def test_cue_scores_count_the_cue_period_and_the_training_window():
+    from exports.runtime.cues import score_cues
+
+    classes = ["rest", "grasp", "open"]
+    cues = [(10.0, 4.0, "grasp"), (20.0, 4.0, "open")]
+    # decisions every 50 ms from 9 s to 23 s; the model says grasp around 10-11.5 s, rest elsewhere,
+    # while the smoothed command lags and says open from 20.6 s
+    decisions = []
+    for k in range(280):
+        t = 9.0 + 0.05 * k
+        argmax = 1 if 10.0 <= t <= 11.6 else 0
+        command = "open" if t >= 20.6 else classes[argmax]
+        decisions.append((t, argmax, command))
+    result = score_cues(decisions, cues, classes, tmin=0.5, tmax=1.5, hop_s=0.05)
+    window = result["training_window"]  # ends closest to 11.5 and 21.5: grasp right, open wrong (rest)
+    assert window["n_trials"] == 2 and window["accuracy"] == 0.5 and window["balanced_accuracy"] == 0.5
+    period = result["cue_period"]  # 10.5..11.5 (21 decisions, all grasp) and 20.5..21.5 (21, open from 20.6)
+    assert period["n_decisions"] == 42 and period["accuracy"] == pytest.approx((21 + 19) / 42)
+    assert score_cues([], cues, classes, 0.5, 1.5, 0.05)["training_window"]["n_trials"] == 0
