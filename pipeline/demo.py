@@ -140,14 +140,14 @@ def _stream(model_path: Path, recording: Path, out: Path, seconds: float, consol
     try:
         procs.append(subprocess.Popen(
             bmi + ["rig", "--listen", f"udp://127.0.0.1:{port}", "--log", str(rig_log), "--plot", str(rig_plot),
-                   "--duration", str(seconds + 8), "--no-status"],
+                   "--duration", str(seconds + 8), "--no-status"], stdout=subprocess.DEVNULL,  # totals: in the logs
         ))
         time.sleep(1.0)
         player.start()
         t_start = local_clock()
         procs.append(subprocess.Popen(
             bmi + ["serve", str(model_path), "--input", f"lsl:{name}", "--output", f"udp://127.0.0.1:{port}",
-                   "--log", str(session_log), "--duration", str(seconds), "--no-status"],
+                   "--log", str(session_log), "--duration", str(seconds), "--no-status"], stdout=subprocess.DEVNULL,
         ))
         with _progress(console, "streaming", seconds) as tick:
             deadline = time.monotonic() + seconds + 30

@@ -11,6 +11,9 @@ from typing import Any
 import numpy as np
 
 
+
+STARTUP_STATES = ("starting", "settling", "checking_amplitude", "aligning")
+
 def _read_csv(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(path.open())) if path.is_file() else []
 
@@ -52,7 +55,8 @@ def online_results(streamed: dict[str, Any], recording: Path, meta: dict[str, An
                 per_class[name][1] += 1
                 break
     latencies = np.array([float(r["latency_ms"]) for r in decisions if r["latency_ms"]]) if decisions else np.array([np.nan])
-    safety = [r for r in rows if r["type"] == "safe" and r["reason"] not in ("starting",)]
+    # start-up states are not events; a real event (stale, nonfinite, ...) has its own row before any re-settling
+    safety = [r for r in rows if r["type"] == "safe" and r["reason"] not in STARTUP_STATES]
     rig_rows = _read_csv(streamed["rig_log"])
     aligned: dict[str, Any] = {"n_trials": 0}
     offline_recording: dict[str, Any] | None = None
