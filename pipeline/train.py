@@ -301,8 +301,7 @@ def run_training(
     summary["baselines"] = all_baselines(dm)
     summary["baseline"] = summary["baselines"]["csp_lda"]  # the CSP+LDA reference, as before
     summary["versus_baselines"] = versus_baselines(test, summary["baselines"])
-    if progress:
-        print(versus_line(cfg.model.name, test, summary["baselines"]), flush=True)
+    print(versus_line(cfg.model.name, test, summary["baselines"]), flush=True)
     write_json(run_dir / "summary.json", summary)
     if logger is not None:
         _finish_wandb(logger, summary, plot_paths, log_checkpoint=cfg.tracking.log_checkpoint)
