@@ -35,6 +35,7 @@ def test_auto_recipe_says_what_it_chose_and_warns_about_few_steps(write_config, 
     out, err = capsys.readouterr()
     assert "model.name auto -> logvar" in out and "data.batch_size auto -> 8" in out
     assert "test runs 03:" in out and "train runs 01, 02:" in out and "validation:" in out
+    assert "test balanced accuracy: logvar" in out and "CSP(4)+LDA" in out and "TangentSpace+LR" in out
     assert "no 'data.split.test' given: the last run is held out" in err
     assert "optimiser steps only (fewer than trainer.min_steps = 200)" in err
     assert summary["model"] == "logvar" and summary["optimizer_steps"] < 200
