@@ -13,6 +13,9 @@ Recipes:
   eegnet          ``model.name: eegnet`` and nothing else
   eegnet_augment  EEGNet with augmentation (time shift 0.1 s, Gaussian noise 0.1, channel dropout 0.1)
   logvar_ea       the log-variance network with Euclidean alignment (``data.euclidean_alignment: true``)
+  default_no_augment / default_smoothed / default_best_epoch
+                  the default without its augmentation, or keeping the checkpoint of the lowest smoothed
+                  validation loss / the best single-epoch validation balanced accuracy instead of the last
   ensemble(R)     one decoder averaging the probabilities of recipe R's seed runs (``bmi ensemble``)
   finetune        ``bmi finetune`` of a decoder pretrained on S001's other task runs (the default recipe) on
                   the task's training runs
@@ -58,6 +61,9 @@ RECIPES = {
     "eegnet": ["model.name=eegnet"],
     "eegnet_augment": ["model.name=eegnet", "augment={time_shift: 0.1, noise: 0.1, channel_dropout: 0.1}"],
     "logvar_ea": ["model.name=logvar", "data.euclidean_alignment=true"],
+    "default_no_augment": ["augment.decoder_default=false"],
+    "default_smoothed": ["trainer.checkpoint=smoothed"],
+    "default_best_epoch": ["trainer.checkpoint=best"],
     "braindecode_eegnet": ["model.name=braindecode_eegnet"],
     "braindecode_shallow": ["model.name=braindecode_shallow"],
 }
@@ -198,7 +204,7 @@ def transfer_experiment(seeds: list[int], tmp: Path, calibration_runs=(1, 2, 4))
 
 
 def markdown(results: dict) -> str:
-    sets = [k for k, v in results["sets"].items() if isinstance(v, dict) and "default" in v]
+    sets = [k for k, v in results["sets"].items() if isinstance(v, dict) and "skipped" not in v and v]
     cols = []
     for s in sets:
         for k in results["sets"][s]:
@@ -214,7 +220,7 @@ def markdown(results: dict) -> str:
 
     lines = ["| data set (test trials) | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for s in sets:
-        n = results["sets"][s]["default"].get("n_test")
+        n = next((v.get("n_test") for v in results["sets"][s].values() if "n_test" in v), "?")
         lines.append(f"| {s} ({n}) | " + " | ".join(cell(results["sets"][s].get(c)) for c in cols) + " |")
     t = results.get("transfer")
     if t:
