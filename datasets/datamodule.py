@@ -291,6 +291,7 @@ class EpochsDataModule(pl.LightningDataModule):
             "classes": self.classes,
             "ch_names": self.ch_names,
             "ch_types": self.ch_types,
+            "ch_pos": self._ensure_epochs().ch_pos,
             "sfreq": self.sfreq,
             "n_times": self.n_times,
             "tmin": self.window_tmin,

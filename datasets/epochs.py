@@ -45,6 +45,7 @@ class EpochsData:
     files: list[str] = field(default_factory=list)
     file_index: np.ndarray | None = None  # which file each epoch came from
     cache_path: str = ""
+    ch_pos: list[list[float]] | None = None  # sensor positions (m, head or device frame), when the files have them
 
     @property
     def n_times(self) -> int:
@@ -93,6 +94,8 @@ def _process_file(rec, cfg: DataConfig, ch_names_ref):
     samples, labels = find_events(raw, cfg, rec.path)
     raw.pick(picks)
     types = raw.get_channel_types()
+    positions = np.array([ch["loc"][:3] for ch in raw.info["chs"]], dtype=np.float64)
+    positions = positions.tolist() if np.isfinite(positions).all() and np.abs(positions).sum() > 0 else None
     bandpass = tuple(cfg.bandpass) if cfg.bandpass is not None else None
     spec = make_spec(
         raw.info["sfreq"], picks, reference=cfg.reference, bandpass=bandpass, notch=cfg.notch,
@@ -108,7 +111,7 @@ def _process_file(rec, cfg: DataConfig, ch_names_ref):
         if not keep.any():
             raise ValueError(f"'reject' ({cfg.reject}) drops every epoch of {rec.path.name}; raise it or remove it.")
         X, labels = X[keep], labels[keep]
-    return X, labels, picks, types, spec
+    return X, labels, picks, types, spec, positions
 
 
 def load_epochs(cfg: DataConfig, config_dir: Path | None = None) -> EpochsData:
@@ -129,10 +132,10 @@ def _build_entry(cfg: DataConfig, recordings, root: Path, key: str, entry: Path)
     try:
         parts, meta, ref = [], None, None
         for i, rec in enumerate(recordings):
-            X, labels, picks, types, spec = _process_file(rec, cfg, ref)
+            X, labels, picks, types, spec, positions = _process_file(rec, cfg, ref)
             ref = ref or (rec.path, picks)
             if meta is None:
-                meta = {"ch_names": picks, "ch_types": types, "spec": spec.to_dict()}
+                meta = {"ch_names": picks, "ch_types": types, "spec": spec.to_dict(), "ch_pos": positions}
             elif spec.sfreq_in != meta["spec"]["sfreq_in"]:
                 raise ValueError(
                     f"Sampling rates differ between files: {recordings[0].path.name} has {meta['spec']['sfreq_in']} Hz, "
@@ -191,4 +194,5 @@ def _load_entry(entry: Path, key: str) -> EpochsData:
         files=meta["files"],
         file_index=np.load(entry / "file_index.npy"),
         cache_path=str(entry),
+        ch_pos=meta.get("ch_pos"),
     )

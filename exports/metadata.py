@@ -15,7 +15,8 @@ Schema (version 2)::
       "classes": [class names in output order],
       "channels": {"names": [...], "types": [...],           # decoder input order
                    "units": [...],                             # SI unit of each channel's data ("V", "T", "T/m")
-                   "rename": null | "eegbci" | {old: new}},    # renaming applied to the recordings' names
+                   "rename": null | "eegbci" | {old: new},     # renaming applied to the recordings' names
+                   "positions": null | [[x, y, z], ...]},      # sensor positions (m), for the console's layout
       "sfreq": float,                                         # rate the model sees (after decimation)
       "window": {"n_times": int, "seconds": float, "tmin": float, "tmax": float},
       "preprocessing": datasets.dsp.PreprocessingSpec.to_dict(),   # filters as SOS, reference, decim,

@@ -56,11 +56,12 @@ def main(folder: str = "bench_results") -> int:
         lines.append("")
     if "server" in parts:
         lines += ["| stream | end-to-end latency p50 / p99 / max (ms) | dropped samples | missed hops | late hops |", "|---|---|---|---|---|"]
-        for name, r in parts["server"].items():
-            if isinstance(r, dict) and "latency_ms" in r:
-                lines.append(f"| {name}, {r['seconds']:.0f} s, hop {r['hop_ms']} ms | {fmt(r['latency_ms']['p50'])} / "
-                             f"{fmt(r['latency_ms']['p99'])} / {fmt(r['latency_ms']['max'])} | {r['dropped_samples']} | "
-                             f"{r['missed_hops']} of {r['decisions_expected']} | {r['late_hops']} |")
+        sessions = [(n, r) for n, r in parts["server"].items() if isinstance(r, dict) and "latency_ms" in r]
+        sessions += [(n + " + console + browser", r) for n, r in parts["server"].get("with_console_browser", {}).items()]
+        for name, r in sessions:
+            lines.append(f"| {name}, {r['seconds']:.0f} s, hop {r['hop_ms']} ms | {fmt(r['latency_ms']['p50'])} / "
+                         f"{fmt(r['latency_ms']['p99'])} / {fmt(r['latency_ms']['max'])} | {r['dropped_samples']} | "
+                         f"{r['missed_hops']} of {r['decisions_expected']} | {r['late_hops']} |")
         lines.append("")
     if "faults" in parts:
         lines += [f"Fault injection (max age {parts['faults']['max_age_ms']:g} ms, hop {parts['faults']['hop_ms']:g} ms; "

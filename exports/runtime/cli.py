@@ -59,6 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--allow-remote", action="store_true", help="allow non-loopback addresses (needs --token)")
     g.add_argument("--token", help="shared token TCP clients must present in their hello")
     g = p.add_argument_group("session")
+    g.add_argument("--console", metavar="HOST:PORT", help="serve the operator console (live view, emergency stop, "
+                   "cues, runs) here, e.g. 127.0.0.1:8080; beyond loopback it needs --allow-remote and --token")
+    g.add_argument("--runs", help="runs folder the console's runs page lists")
+    g.add_argument("--cue-outlet", default="bmi-cues", help="LSL marker stream the console's cue onsets go to")
     g.add_argument("--log", type=Path, help="session log (CSV) of every decision and safety event")
     g.add_argument("--cues", metavar="lsl:NAME", help="LSL marker stream of the session's cues: --stats scores the "
                    "decisions against them (every decision in the cue period, and the training window)")
@@ -83,6 +87,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="hand action of a class, for senders whose messages carry only the class (repeatable)")
     p.add_argument("--no-status", action="store_true", help="no live status line")
     p.set_defaults(func=_rig)
+    register_console(subparsers)
+
+
+def register_console(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("console", help="the runs dashboard offline (web page over the runs folder)")
+    p.add_argument("--runs", default="runs", help="runs folder (default runs)")
+    p.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT (default 127.0.0.1:8080)")
+    p.add_argument("--allow-remote", action="store_true", help="listen beyond loopback (needs --token)")
+    p.add_argument("--token", help="token every request must carry (X-BMI-Token header or ?token=)")
+    p.add_argument("--cue-outlet", default="bmi-cues", help="LSL marker stream the cue page's onsets go to")
+    p.set_defaults(func=_console)
+
+
+def _console(args: argparse.Namespace) -> int:
+    from .console.__main__ import main as console_main
+
+    if not Path(args.runs).is_dir():
+        raise FileNotFoundError(f"Runs folder not found: {args.runs}")
+    print(f"runs dashboard at http://{args.listen}/runs (Ctrl-C to stop)", flush=True)
+    argv = ["--listen", args.listen, "--runs", str(args.runs), "--cue-outlet", args.cue_outlet]
+    argv += ["--token", args.token] if args.token else []
+    return console_main(argv + (["--allow-remote"] if args.allow_remote else []))
 
 
 def _rename_rule(value: str | None):
@@ -124,7 +150,7 @@ def _serve(args: argparse.Namespace) -> int:
         on_unit_mismatch=args.on_unit_mismatch, max_amplitude_ratio=args.max_amplitude_ratio,
         check_seconds=args.check_seconds, artifact_ratio=args.artifact_ratio, jump_ratio=args.jump_ratio, subject=args.subject, align_seconds=args.align_seconds,
         alignment_path=args.alignment, save_alignment=args.save_alignment,
-        cues=args.cues, log_path=args.log, stats_path=args.stats, duration=args.duration, sham=args.sham,
+        cues=args.cues, console=args.console, runs_dir=args.runs, cue_outlet=args.cue_outlet, log_path=args.log, stats_path=args.stats, duration=args.duration, sham=args.sham,
         sham_source=args.sham_source, sham_seed=args.sham_seed, status=not args.no_status,
         allow_remote=args.allow_remote, token=args.token, resolve_timeout=args.resolve_timeout,
         hello_timeout=args.hello_timeout,

@@ -217,6 +217,18 @@ class OutputSet:
                 stat["last_error"] = f"{type(err).__name__}: {err}"[:200]
                 self.events[f"output_{'down' if isinstance(err, OutputDown) else 'error'}_{out.kind}"] += 1
 
+    def send_markers(self, msg: dict[str, Any], line: bytes) -> None:
+        """An event mark: only to the LSL marker outlets (recorded with the data), never to a hand."""
+        for out, stat in zip(self.outputs, self.stats):
+            if out.kind == "lsl":
+                try:
+                    out.send(msg, line)
+                    stat["sent"] += 1
+                except Exception as err:
+                    stat["failed"] += 1
+                    stat["last_error"] = f"{type(err).__name__}: {err}"[:200]
+                    self.events["output_error_lsl"] += 1
+
     def final(self, msg: dict[str, Any], line: bytes, timeout: float = 0.5) -> None:
         """The last (safe) message: attempted on every output, each flushed for up to ``timeout`` s."""
         self.send(msg, line)

@@ -1,0 +1,326 @@
+"""The console's web application (Starlette): pages, a server-sent event stream, controls, cues and runs.
+
+State comes from the server as datagrams (:mod:`.bridge`) and goes to every open page as server-sent
+events. Controls are POSTs: same-origin only, with the token when one is set (always beyond loopback), and
+each answered with the server's own acknowledgement, so a page shows what the server did, not what was
+clicked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import random
+import socket
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from . import runs as run_records
+
+STATIC = Path(__file__).parent / "static"
+MAX_QUEUE = 500  # messages a slow page may lag behind before the oldest are dropped
+
+
+class Hub:
+    """Latest state from the server and the pages listening to it."""
+
+    def __init__(self, sock: socket.socket | None):
+        self.sock = sock
+        self.hello: dict[str, Any] | None = None
+        self.status: dict[str, Any] | None = None
+        self.decisions: deque[dict[str, Any]] = deque(maxlen=400)
+        self.events: deque[dict[str, Any]] = deque(maxlen=300)
+        self.unblinded: dict[str, Any] | None = None
+        self.cue: dict[str, Any] | None = None
+        self.server_gone = False
+        self._listeners: set[asyncio.Queue] = set()
+        self._acks: dict[int, asyncio.Future] = {}
+        self._next_id = 0
+
+    # -- from the server --------------------------------------------------------------------------------------
+    def on_readable(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(1 << 20)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.server_gone = True
+                return
+            if not data:
+                return
+            try:
+                self.receive(json.loads(data))
+            except ValueError:
+                continue
+
+    def receive(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("kind")
+        if kind == "hello":
+            self.hello = msg
+        elif kind == "status":
+            self.status = msg
+        elif kind == "decision":
+            self.decisions.append(msg)
+        elif kind == "safe":
+            self.events.append({"t": msg["t"], "text": f"{msg['type']}: {msg['reason']}", "level": "safe"})
+        elif kind == "event":
+            self.events.append({"t": msg["t"], "text": msg["text"], "level": "info"})
+        elif kind == "unblinded":
+            self.unblinded = msg
+            self.events.append({"t": msg["t"], "text": "session unblinded (logged)", "level": "info"})
+        elif kind == "ack":
+            future = self._acks.pop(msg.get("id"), None)
+            if future is not None and not future.done():
+                future.set_result(msg)
+            self.events.append({"t": time.time(), "text": f"{msg['action']}: {'done' if msg['ok'] else 'refused'}"
+                                + (f" ({msg['message']})" if msg.get("message") else ""), "level": "control"})
+        elif kind == "bye":
+            self.server_gone = True
+        self.broadcast(msg)
+
+    def broadcast(self, msg: dict[str, Any]) -> None:
+        for queue in self._listeners:
+            if queue.full():
+                queue.get_nowait()  # a page that cannot keep up loses its oldest message
+            queue.put_nowait(msg)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"kind": "snapshot", "hello": self.hello, "status": self.status, "decisions": list(self.decisions)[-100:],
+                "events": list(self.events)[-100:], "unblinded": self.unblinded, "cue": self.cue,
+                "server_gone": self.server_gone}
+
+    def listen(self) -> asyncio.Queue:
+        queue: asyncio.Queue = asyncio.Queue(maxsize=MAX_QUEUE)
+        self._listeners.add(queue)
+        return queue
+
+    def forget(self, queue: asyncio.Queue) -> None:
+        self._listeners.discard(queue)
+
+    # -- to the server ----------------------------------------------------------------------------------------
+    async def control(self, action: str, timeout: float = 2.0, **fields) -> dict[str, Any]:
+        if self.sock is None or self.server_gone:
+            return {"ok": False, "message": "no server is attached to this console"}
+        self._next_id += 1
+        future = asyncio.get_running_loop().create_future()
+        self._acks[self._next_id] = future
+        try:
+            self.sock.send(json.dumps({"kind": "control", "id": self._next_id, "action": action, **fields}).encode())
+            return await asyncio.wait_for(future, timeout)
+        except (OSError, asyncio.TimeoutError) as err:
+            self._acks.pop(self._next_id, None)
+            return {"ok": False, "message": f"the server did not answer ({type(err).__name__})"}
+
+
+class CueOutlet:
+    """Cue onsets as LSL string markers, recorded in sync with the amplifier. Opened when the console starts,
+    so a recorder can subscribe before the first cue."""
+
+    def __init__(self, name: str):
+        self.name, self._outlet = name, None
+
+    def open(self) -> None:
+        import pylsl
+
+        info = pylsl.StreamInfo(self.name, "Markers", 1, pylsl.IRREGULAR_RATE, "string", f"bmi-console-{self.name}")
+        self._outlet = pylsl.StreamOutlet(info)
+
+    def push(self, label: str) -> float:
+        import pylsl
+
+        if self._outlet is None:
+            self.open()
+        t = pylsl.local_clock()
+        self._outlet.push_sample([label], t)
+        return t
+
+
+def paradigm_order(classes: list[str], trials: int, seed: int | None) -> list[str]:
+    """``trials`` cues per class in a random order, balanced."""
+    order = [c for c in classes for _ in range(trials)]
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def build_app(hub: Hub, *, token: str | None, runs_dir: Path | None, cue_outlet: str = "bmi-cues",
+              live: bool = True) -> Starlette:
+    """``live``: a server is attached (else ``/`` goes to the runs page)."""
+    cues = CueOutlet(cue_outlet)
+    state: dict[str, Any] = {"paradigm": None}
+
+    def authorised(request: Request) -> Response | None:
+        """Same origin only for controls; the token when one is set (header X-BMI-Token or ?token=)."""
+        if request.method == "POST":
+            origin = request.headers.get("origin")
+            own = f"{request.url.scheme}://{request.url.netloc}"
+            if origin is not None and origin != own:
+                return JSONResponse({"ok": False, "message": f"cross-origin request from {origin} refused"}, 403)
+        if token is not None:
+            given = request.headers.get("x-bmi-token") or request.query_params.get("token") or ""
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return JSONResponse({"ok": False, "message": "missing or wrong token"}, 403)
+        return None
+
+    def page(name: str):
+        async def handler(request: Request) -> Response:
+            refused = authorised(request)
+            return refused or FileResponse(STATIC / f"{name}.html", headers={"Cache-Control": "no-store"})
+        return handler
+
+    async def static(request: Request) -> Response:
+        path = (STATIC / request.path_params["name"]).resolve()
+        if path.parent != STATIC.resolve() or not path.is_file() or path.suffix not in (".js", ".css", ".svg"):
+            return Response("not found", 404)
+        return FileResponse(path, headers={"Cache-Control": "no-store"})
+
+    async def events(request: Request) -> Response:
+        refused = authorised(request)
+        if refused:
+            return refused
+        queue = hub.listen()
+
+        async def stream():
+            try:
+                yield f"data: {json.dumps(hub.snapshot())}\n\n"
+                while True:
+                    try:
+                        msg = await asyncio.wait_for(queue.get(), 10.0)
+                        yield f"data: {json.dumps(msg)}\n\n"
+                    except asyncio.TimeoutError:
+                        yield ": keep-alive\n\n"
+            finally:
+                hub.forget(queue)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    async def control(request: Request) -> Response:
+        refused = authorised(request)
+        if refused:
+            return refused
+        action = request.path_params["action"]
+        if action not in ("estop", "resume", "log_start", "log_stop", "mark", "unblind"):
+            return JSONResponse({"ok": False, "message": f"unknown control {action!r}"}, 404)
+        try:
+            body = await request.json() if (await request.body()) else {}
+        except ValueError:
+            return JSONResponse({"ok": False, "message": "the body must be JSON"}, 400)
+        fields = {k: body[k] for k in ("confirm", "label") if k in body}
+        ack = await hub.control(action, **fields)
+        return JSONResponse(ack, 200 if ack.get("ok") else 409)
+
+    def set_cue(label: str | None, seconds: float, index: int | None = None, total: int | None = None) -> None:
+        t = cues.push(label) if label else None
+        hub.cue = {"kind": "cue", "label": label, "seconds": seconds, "t": time.time(), "lsl_time": t,
+                   "index": index, "total": total}
+        hub.broadcast(hub.cue)
+
+    async def cue(request: Request) -> Response:
+        refused = authorised(request)
+        if refused:
+            return refused
+        body = await request.json()
+        label, seconds = body.get("label"), float(body.get("seconds", 0) or 0)
+        if label is not None and not isinstance(label, str):
+            return JSONResponse({"ok": False, "message": "'label' must be a string or null"}, 400)
+        set_cue(label, seconds)
+        return JSONResponse({"ok": True, "cue": hub.cue})
+
+    async def run_paradigm(order: list[str], cue_s: float, rest_s: float, jitter_s: float, seed: int | None) -> None:
+        rng = random.Random(seed)
+        try:
+            for i, label in enumerate(order):
+                set_cue(label, cue_s, i + 1, len(order))
+                await asyncio.sleep(cue_s)
+                pause = rest_s + rng.uniform(0, jitter_s)
+                set_cue(None, pause, i + 1, len(order))
+                await asyncio.sleep(pause)
+        finally:
+            state["paradigm"] = None
+            hub.broadcast({"kind": "paradigm", "running": False})
+
+    async def paradigm(request: Request) -> Response:
+        refused = authorised(request)
+        if refused:
+            return refused
+        body = await request.json()
+        try:
+            classes = [str(c) for c in body["classes"]]
+            trials, cue_s = int(body.get("trials", 10)), float(body.get("cue_s", 4.0))
+            rest_s, jitter_s = float(body.get("rest_s", 2.0)), float(body.get("jitter_s", 0.5))
+        except (KeyError, TypeError, ValueError) as err:
+            return JSONResponse({"ok": False, "message": f"a paradigm needs 'classes' and numbers ({err})"}, 400)
+        if not classes or trials < 1 or cue_s <= 0 or rest_s < 0 or jitter_s < 0:
+            return JSONResponse({"ok": False, "message": "classes must be given; trials >= 1, cue_s > 0, rest_s and "
+                                 "jitter_s >= 0"}, 400)
+        if state["paradigm"] is not None:
+            return JSONResponse({"ok": False, "message": "a paradigm is already running"}, 409)
+        order = paradigm_order(classes, trials, body.get("seed"))
+        state["paradigm"] = asyncio.create_task(run_paradigm(order, cue_s, rest_s, jitter_s, body.get("seed")))
+        hub.broadcast({"kind": "paradigm", "running": True, "order": order})
+        return JSONResponse({"ok": True, "order": order})
+
+    async def runs_list(request: Request) -> Response:
+        refused = authorised(request)
+        if refused:
+            return refused
+        if runs_dir is None:
+            return JSONResponse({"runs": [], "root": None})
+        return JSONResponse({"runs": run_records.list_runs(runs_dir), "root": str(runs_dir)})
+
+    async def run_curves(request: Request) -> Response:
+        refused = authorised(request)
+        if refused:
+            return refused
+        try:
+            return JSONResponse(run_records.curves(runs_dir, request.path_params["run_id"]))
+        except (FileNotFoundError, ValueError) as err:
+            return JSONResponse({"message": str(err)}, 404)
+
+    async def run_file(request: Request) -> Response:
+        refused = authorised(request)
+        if refused:
+            return refused
+        try:
+            path = run_records.run_file(runs_dir, request.path_params["run_id"], request.path_params["path"])
+        except (FileNotFoundError, ValueError) as err:
+            return Response(str(err), 404)
+        return FileResponse(path, filename=path.name)
+
+    async def root_handler(request: Request) -> Response:
+        if not live:
+            return RedirectResponse("/runs" + (f"?{request.url.query}" if request.url.query else ""))
+        return await page("live")(request)
+
+    routes = [
+        Route("/", root_handler),
+        Route("/cue", page("cue")),
+        Route("/runs", page("runs")),
+        Route("/static/{name}", static),
+        Route("/events", events),
+        Route("/api/control/{action}", control, methods=["POST"]),
+        Route("/api/cue", cue, methods=["POST"]),
+        Route("/api/paradigm", paradigm, methods=["POST"]),
+        Route("/api/runs", runs_list),
+        Route("/api/runs/{run_id}/curves", run_curves),
+        Route("/runs/files/{run_id}/{path:path}", run_file),
+    ]
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        cues.open()
+        if hub.sock is not None:  # the server's datagrams are read by the event loop, as they come
+            asyncio.get_running_loop().add_reader(hub.sock.fileno(), hub.on_readable)
+        yield
+        if hub.sock is not None:
+            asyncio.get_running_loop().remove_reader(hub.sock.fileno())
+
+    return Starlette(routes=routes, lifespan=lifespan)

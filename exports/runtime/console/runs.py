@@ -1,0 +1,106 @@
+"""The runs under a runs folder, read from their files only (summary.json, config.yaml, metrics.csv, run.json).
+
+Light on purpose (json, csv, yaml): the console runs on the rig, where there is no training stack.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+KEY_CONFIG = {"model": ("model", "name"), "lr": ("optim", "lr"), "batch": ("data", "batch_size"),
+              "band": ("data", "bandpass"), "tmin": ("data", "tmin"), "tmax": ("data", "tmax"), "seed": ("seed",),
+              "epochs": ("trainer", "max_epochs")}
+
+
+def _get(doc: dict, path: tuple[str, ...]):
+    for key in path:
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(key)
+    return doc
+
+
+def _config(run: Path) -> dict:
+    import yaml
+
+    path = run / "config.yaml"
+    try:
+        return yaml.safe_load(path.read_text()) or {} if path.is_file() else {}
+    except yaml.YAMLError:
+        return {}
+
+
+def _run_dirs(root: Path) -> list[Path]:
+    return sorted({p.parent for pattern in ("**/summary.json", "**/run.json") for p in root.glob(pattern)})
+
+
+def list_runs(root: Path) -> list[dict[str, Any]]:
+    """One row per run folder: id, status, model, key config, val/test metrics, date, group, files."""
+    rows = []
+    for run in _run_dirs(Path(root)):
+        summary_path = run / "summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        meta = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
+        config = _config(run)
+        rel = run.relative_to(root).as_posix()
+        files = [p.relative_to(run).as_posix() for p in sorted(run.glob("checkpoints/*.ckpt"))]
+        files += [p.relative_to(run).as_posix() for p in sorted(run.glob("*.onnx"))]
+        rows.append({
+            "id": rel, "run_id": summary.get("run_id") or meta.get("run_id") or run.name,
+            "status": "finished" if summary else "incomplete",
+            "date": summary.get("finished") or _date_from_id(run.name),
+            "group": summary.get("group") or meta.get("group"),
+            "tags": summary.get("tags") or [],
+            "config": {k: _get(config, path) for k, path in KEY_CONFIG.items()},
+            "val": summary.get("val") or {}, "test": summary.get("test") or {},
+            "classes": summary.get("classes"), "confusion": summary.get("test_confusion_matrix"),
+            "warnings": summary.get("warnings") or [], "files": files,
+            "has_curves": (run / "metrics.csv").is_file(),
+        })
+    return rows
+
+
+def _date_from_id(name: str) -> str | None:
+    stamp = name.split("-")[:2]  # run ids start with YYYYmmdd-HHMMSS
+    if len(stamp) == 2 and stamp[0].isdigit() and stamp[1].isdigit() and len(stamp[0]) == 8:
+        return f"{stamp[0][:4]}-{stamp[0][4:6]}-{stamp[0][6:]} {stamp[1][:2]}:{stamp[1][2:4]}"
+    return None
+
+
+def _resolve(root: Path | None, run_id: str) -> Path:
+    if root is None:
+        raise FileNotFoundError("this console lists no runs folder (--runs)")
+    run = (Path(root) / run_id).resolve()
+    if not run.is_relative_to(Path(root).resolve()) or not run.is_dir():
+        raise FileNotFoundError(f"no run {run_id!r} under {root}")
+    return run
+
+
+def curves(root: Path | None, run_id: str) -> dict[str, Any]:
+    """Every numeric column of the run's metrics.csv, by epoch."""
+    path = _resolve(root, run_id) / "metrics.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"run {run_id!r} has no metrics.csv")
+    columns: dict[str, list[float | None]] = {}
+    with path.open() as fh:
+        for row in csv.DictReader(fh):
+            for key, value in row.items():
+                try:
+                    number = float(value)
+                    columns.setdefault(key, []).append(number if math.isfinite(number) else None)
+                except (TypeError, ValueError):
+                    columns.setdefault(key, []).append(None)
+    return {"run": run_id, "columns": columns}
+
+
+def run_file(root: Path | None, run_id: str, relative: str) -> Path:
+    """A checkpoint or exported model inside a run folder (never a path outside it)."""
+    run = _resolve(root, run_id)
+    path = (run / relative).resolve()
+    if not path.is_relative_to(run) or not path.is_file() or path.suffix not in (".ckpt", ".onnx", ".json", ".csv", ".png", ".yaml"):
+        raise FileNotFoundError(f"no file {relative!r} in run {run_id!r}")
+    return path

@@ -1,0 +1,240 @@
+"""The operator console in a real browser (Debian's chromium driven by Playwright): the live page follows a
+replayed LSL stream, the emergency stop reaches the hand, resume needs confirmation, blinding holds until an
+unblinding that is logged, the cue page follows a paradigm with LSL markers, the runs page lists and plots
+runs, and controls need the token and the same origin."""
+
+import csv
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime_helpers import bmi, free_port, wait
+from test_safety import UDPListener
+
+SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    required = os.environ.get("BMI_REQUIRE_BROWSER") == "1"  # CI installs the browser: a missing one fails there
+    executable = shutil.which("chromium")
+    if executable is None or importlib.util.find_spec("playwright") is None:
+        message = "the console tests need Debian's chromium (apt-get install chromium) and playwright (the dev extra)"
+        pytest.fail(message) if required else pytest.skip(message)
+    import playwright.sync_api as playwright
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
+        yield chromium
+        chromium.close()
+
+
+def screenshot(page, name, tmp_path):
+    """Into docs/screenshots/ (linked from the README) when BMI_SCREENSHOTS=1, else beside the test."""
+    folder = SCREENSHOTS if os.environ.get("BMI_SCREENSHOTS") == "1" else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / name))
+
+
+def open_page(browser, url, timeout=30):
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            page.goto(url)
+            return page
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def play(path, name, seconds, annotations=False):
+    return subprocess.Popen([sys.executable, "-c", (
+        "import time\nfrom mne_lsl.player import PlayerLSL\n"
+        f"p = PlayerLSL({str(path)!r}, chunk_size=10, name={name!r}, annotations={annotations})\n"
+        f"p.start(); time.sleep({seconds}); p.stop()\n")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_live_page_emergency_stop_and_resume(browser, exported, recording_array, tmp_path):
+    _, _, _, path = recording_array
+    name, port = f"bmi-console-{time.monotonic_ns()}", free_port()
+    player = play(path, name, 40)
+    udp = UDPListener()
+    server = bmi("serve", str(exported.path), "--input", f"lsl:{name}", "--output", f"udp://127.0.0.1:{udp.port}",
+                 "--console", f"127.0.0.1:{port}", "--duration", "30", "--no-status")
+    page = open_page(browser, f"http://127.0.0.1:{port}/")
+    state = page.get_by_test_id("safety-state")
+    command = page.get_by_test_id("command")
+    page.wait_for_function("document.querySelector('[data-testid=safety-state]').textContent === 'DECODING'", timeout=20000)
+    first = page.get_by_test_id("probabilities").inner_text()
+    seq = int(command.get_attribute("data-seq"))
+    page.wait_for_function(f"Number(document.querySelector('[data-testid=command]').dataset.seq) > {seq + 10}")
+    assert page.get_by_test_id("probabilities").inner_text() != first  # the decisions change on the page
+    time.sleep(2.5)  # the rate counts the last 2 s
+    assert float(page.get_by_test_id("decision-rate").inner_text()) > 15  # one per 50 ms hop
+    assert float(page.get_by_test_id("latency-p99").inner_text()) > 0
+    screenshot(page, "console-live.png", tmp_path)
+
+    clicked = time.time()
+    page.get_by_test_id("emergency-stop").click()
+    page.wait_for_function("document.querySelector('[data-testid=safety-state]').dataset.reason === 'emergency_stop'",
+                           timeout=2000)
+    deadline = time.time() + 2
+    while time.time() < deadline and not any(m.get("reason") == "emergency_stop" for m in udp.messages):
+        time.sleep(0.01)
+    stop_msg = next(m for m in udp.messages if m.get("reason") == "emergency_stop")
+    assert stop_msg["safe"] and stop_msg["action"] == "hold" and stop_msg["t_wall"] - clicked < 0.2
+    assert "EMERGENCY STOP" in state.inner_text()
+    screenshot(page, "console-emergency-stop.png", tmp_path)
+
+    page.once("dialog", lambda dialog: dialog.dismiss())  # resume needs confirmation: declined, still stopped
+    page.get_by_test_id("resume").click()
+    time.sleep(1.0)
+    n = len(udp.messages)
+    time.sleep(0.5)
+    assert not [m for m in udp.messages[n:] if m["type"] == "decision"] and "EMERGENCY STOP" in state.inner_text()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_test_id("resume").click()
+    page.wait_for_function("document.querySelector('[data-testid=safety-state]').textContent === 'DECODING'", timeout=10000)
+    after = len(udp.messages)
+    time.sleep(0.5)
+    assert [m for m in udp.messages[after:] if m["type"] == "decision"]  # the hand is driven again
+    page.close()
+    server.send_signal(2)
+    code, _, err = wait(server, 30)
+    player.kill()
+    udp.close()
+    assert code == 0, err
+
+
+def test_a_sham_session_looks_real_until_unblinded_and_marks_are_logged(browser, exported, recording_array, tmp_path,
+                                                                          tmp_path_factory):
+    import pylsl
+
+    data, ch_names, sfreq, _ = recording_array
+    replay = tmp_path_factory.mktemp("recording") / "rec.npz"  # a path that does not say "sham" itself
+    import numpy as np
+
+    np.savez(replay, data=data[:, : int(30 * sfreq)], ch_names=np.array(ch_names), sfreq=sfreq)
+    port, log, markers = free_port(), replay.parent / "session.csv", f"bmi-marks-{time.monotonic_ns()}"
+    server = bmi("serve", str(exported.path), "--input", f"replay:{replay}", "--output", f"udp://127.0.0.1:{free_port()}",
+                 "--output", f"lsl:{markers}", "--console", f"127.0.0.1:{port}", "--duration", "25", "--no-status",
+                 "--sham", "--log", str(log))
+    page = open_page(browser, f"http://127.0.0.1:{port}/")
+    page.wait_for_function("document.querySelector('[data-testid=safety-state]').textContent === 'DECODING'", timeout=20000)
+    assert "sham" not in page.content().lower()  # nothing on the page tells the condition
+    inlet = pylsl.StreamInlet(pylsl.resolve_byprop("name", markers, timeout=10)[0])
+    inlet.open_stream(timeout=10)
+    page.fill("#mark-label", "patient reports pain 4/10")
+    page.get_by_test_id("mark").click()
+    page.wait_for_function("document.querySelector('[data-testid=ack]').dataset.ok === 'true'")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_test_id("unblind").click()
+    page.wait_for_function("document.querySelector('[data-testid=condition]').dataset.condition === 'sham'")
+    time.sleep(0.5)
+    samples, _ = inlet.pull_chunk(timeout=1.0, max_samples=10000)
+    screenshot(page, "console-unblinded.png", tmp_path)
+    page.close()
+    server.send_signal(2)
+    code, _, err = wait(server, 30)
+    assert code == 0, err
+    rows = list(csv.DictReader(log.open()))
+    assert [r["reason"] for r in rows if r["type"] == "mark"] == ["patient reports pain 4/10"]
+    assert [r["reason"] for r in rows if r["type"] == "unblind"] == ["sham"]
+    assert any(json.loads(s[0]).get("reason") == "patient reports pain 4/10" for s in samples if '"mark"' in s[0])
+
+
+def test_cue_page_follows_a_paradigm_with_lsl_markers(browser, trained_run, tmp_path):
+    import httpx
+    import pylsl
+
+    port, outlet = free_port(), f"bmi-cues-{time.monotonic_ns()}"
+    console = bmi("console", "--runs", str(trained_run.parent), "--listen", f"127.0.0.1:{port}", "--cue-outlet", outlet)
+    page = open_page(browser, f"http://127.0.0.1:{port}/cue")
+    inlet = pylsl.StreamInlet(pylsl.resolve_byprop("name", outlet, timeout=10)[0])  # a recorder, before the first cue
+    inlet.open_stream(timeout=10)
+    reply = httpx.post(f"http://127.0.0.1:{port}/api/paradigm", json={"classes": ["grasp", "open", "rest"], "trials": 1,
+                       "cue_s": 1.2, "rest_s": 0.6, "jitter_s": 0.0, "seed": 3}).json()
+    order = reply["order"]
+    assert sorted(order) == ["grasp", "open", "rest"]
+    seen = []
+    cue = page.get_by_test_id("cue")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(seen) < 3:
+        label = cue.get_attribute("data-label")
+        if label and (not seen or seen[-1] != label):
+            seen.append(label)
+            if len(seen) == 1:
+                assert page.get_by_test_id("countdown").inner_text().endswith(" s")
+                screenshot(page, "console-cue.png", tmp_path)
+        time.sleep(0.05)
+    assert seen == order  # the page showed every cue, in the paradigm's order
+    samples, stamps = inlet.pull_chunk(timeout=2.0)
+    console.terminate()
+    wait(console, 10)
+    assert [s[0] for s in samples] == order  # an LSL marker at each onset ...
+    assert 1.7 < stamps[1] - stamps[0] < 2.0 and 1.7 < stamps[2] - stamps[1] < 2.0  # ... cue 1.2 s + rest 0.6 s apart
+
+
+def test_runs_page_lists_sorts_and_overlays_curves(browser, trained_run, tmp_path):
+    runs = tmp_path / "runs"
+    for i, (group, acc) in enumerate([("cv-a", 0.9), ("cv-a", 0.7), (None, 0.8)]):
+        copy = runs / f"{trained_run.name}-{i}"
+        shutil.copytree(trained_run, copy)
+        summary = json.loads((copy / "summary.json").read_text())
+        summary.update(run_id=copy.name, group=group, test=dict(summary["test"], balanced_accuracy=acc))
+        (copy / "summary.json").write_text(json.dumps(summary))
+    port = free_port()
+    console = bmi("console", "--runs", str(runs), "--listen", f"127.0.0.1:{port}")
+    page = open_page(browser, f"http://127.0.0.1:{port}/runs")
+    table = page.get_by_test_id("runs-table")
+    page.wait_for_function("document.querySelectorAll('[data-testid=runs-table] tbody tr[data-run]').length === 3")
+    assert "group cv-a: 2 runs" in table.inner_text()
+    page.uncheck("#group-toggle")
+    page.click("th[data-column=test]")
+    column = 1 + ["run_id", "group", "model", "lr", "batch", "band", "window", "val", "test"].index("test")
+    order = [float(row.locator("td").nth(column).inner_text()) for row in table.locator("tbody tr[data-run]").all()]
+    assert order == sorted(order, reverse=True)
+    for box in table.locator("tbody tr[data-run] input").all():
+        box.check()
+    page.wait_for_function("document.querySelectorAll('[data-testid=curves] polyline').length === 3")
+    assert page.get_by_test_id("confusion").locator("table").count() == 3
+    link = table.locator("a").first.get_attribute("href")
+    assert link.endswith(".ckpt")
+    screenshot(page, "console-runs.png", tmp_path)
+    console.terminate()
+    wait(console, 10)
+
+
+def test_controls_need_the_same_origin_and_the_token(trained_run, tmp_path):
+    import httpx
+
+    port = free_port()
+    console = bmi("console", "--runs", str(trained_run.parent), "--listen", f"127.0.0.1:{port}", "--token", "s3cret")
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(base + "/runs", timeout=2)
+            break
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    cue = {"label": "grasp", "seconds": 1}
+    foreign = httpx.post(base + "/api/cue", json=cue, headers={"Origin": "http://evil.example", "X-BMI-Token": "s3cret"})
+    assert foreign.status_code == 403 and "cross-origin" in foreign.json()["message"]
+    assert httpx.post(base + "/api/cue", json=cue).status_code == 403  # no token
+    assert httpx.get(base + "/api/runs").status_code == 403
+    assert httpx.post(base + "/api/cue", json=cue, headers={"X-BMI-Token": "s3cret", "Origin": base}).status_code == 200
+    assert httpx.get(base + "/api/runs?token=s3cret").json()["runs"]
+    console.terminate()
+    wait(console, 10)
+    code, _, err = wait(bmi("console", "--runs", str(trained_run.parent), "--listen", "0.0.0.0:9"), 30)
+    assert code == 1 and "needs --allow-remote and a shared --token" in err
