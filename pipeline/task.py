@@ -244,7 +244,9 @@ class DecoderTask(pl.LightningModule):
 
 class FreezeSchedule(pl.Callback):
     """Fine-tuning (``bmi finetune``): only the classifier trains for the first ``frozen`` epochs, then every
-    layer (while frozen, the other layers are in eval mode, so their BatchNorm statistics stay the pretrained ones)."""
+    layer. While frozen, the other layers are in eval mode (no dropout, BatchNorm statistics not moved by the
+    training batches); with ``recalibrate_batchnorm`` the statistics are re-estimated on the patient's training
+    windows before every validation, so the checkpoints carry the patient's statistics."""
 
     def __init__(self, frozen: int):
         super().__init__()
