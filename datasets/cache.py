@@ -22,7 +22,8 @@ from .typed import to_mapping
 
 CACHE_VERSION = 3  # 3: filters start at steady state, windows before settling dropped
 # Fields that do not change the epochs themselves (they act later, in the DataModule).
-_NOT_IN_KEY = {"split", "normalize", "euclidean_alignment", "alignment_calibration", "crop", "batch_size", "cache_dir"}
+_NOT_IN_KEY = {"split", "normalize", "euclidean_alignment", "alignment_calibration", "crop", "batch_size", "cache_dir",
+               "reject"}
 _EDGE = 1 << 20
 
 

@@ -106,12 +106,7 @@ def _process_file(rec, cfg: DataConfig, ch_names_ref):
     starts, labels = starts[inside], labels[inside]
     idx = starts[:, None] + np.arange(n_times)[None, :]
     X = np.ascontiguousarray(data[:, idx].transpose(1, 0, 2), dtype=np.float32)
-    if cfg.reject is not None:
-        keep = np.ptp(X, axis=2).max(axis=1) <= cfg.reject
-        if not keep.any():
-            raise ValueError(f"'reject' ({cfg.reject}) drops every epoch of {rec.path.name}; raise it or remove it.")
-        X, labels = X[keep], labels[keep]
-    return X, labels, picks, types, spec, positions
+    return X, labels, picks, types, spec, positions  # every epoch: 'reject' acts in the DataModule (never on test)
 
 
 def load_epochs(cfg: DataConfig, config_dir: Path | None = None) -> EpochsData:
