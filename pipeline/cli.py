@@ -10,6 +10,7 @@ import sys
 # Modules that define ``register(subparsers)``; each adds its subcommands with ``set_defaults(func=...)``.
 COMMAND_MODULES = [
     "datasets.cli",            # bmi data ...
+    "datasets.play",           # bmi play
     "pipeline.commands",       # bmi train / evaluate / cv / compare / sweep
     "exports.cli",             # bmi export / inspect
     "exports.runtime.cli",     # bmi serve / rig

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -72,6 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--sham-source", type=Path, help="session log of a real session whose statistics the sham copies")
     g.add_argument("--sham-seed", type=int)
     g.add_argument("--no-status", action="store_true", help="no live status line")
+    g.add_argument("--verbose", action="store_true", help="also show liblsl's own log lines")
     p.set_defaults(func=_serve)
 
     p = subparsers.add_parser("rig", help="simulated prosthetic hand that receives the command stream")
@@ -102,6 +104,9 @@ def register_console(subparsers: argparse._SubParsersAction) -> None:
 
 def _console(args: argparse.Namespace) -> int:
     from .console.__main__ import main as console_main
+    from .lsl_config import quiet_liblsl
+
+    quiet_liblsl()
 
     if not Path(args.runs).is_dir():
         raise FileNotFoundError(f"Runs folder not found: {args.runs}")
@@ -134,6 +139,9 @@ def _rename_rule(value: str | None):
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .lsl_config import quiet_liblsl
+
+    quiet_liblsl(args.verbose)
     from .actions import parse_action_args
     from .safety import SafetyConfig
     from .server import ServeConfig, Server
@@ -156,8 +164,28 @@ def _serve(args: argparse.Namespace) -> int:
         hello_timeout=args.hello_timeout,
     )
     stats = Server(args.model, args.input, args.output, cfg).run()
-    print(json.dumps(stats))
+    sys.stderr.write(session_summary(stats) + "\n")
+    print(json.dumps(stats))  # the machine-readable totals, last (also in --stats FILE)
     return 0
+
+
+def session_summary(stats: dict) -> str:
+    """The session in a few lines, for the operator."""
+    lat, age, withheld = stats["latency_ms"], stats["age_ms"], stats["withheld_hops"]
+    ms = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+    lines = [f"bmi serve: {stats['decisions']} decisions in {stats['seconds']:.1f} s; latency p50 {ms(lat['p50'])} / "
+             f"p99 {ms(lat['p99'])} ms; window age p50 {ms(age['p50'])} / max {ms(age['max'])} ms "
+             f"(limit {stats['max_age_ms']:g})"]
+    if withheld:
+        lines.append("  hops withheld: " + ", ".join(f"{k} {v}" for k, v in sorted(withheld.items(), key=lambda kv: -kv[1])))
+    failed = [f"{o['output']} {o['failed']} of {o['sent'] + o['failed']}" for o in stats["outputs"] if o["failed"]]
+    if failed:
+        lines.append("  output failures: " + ", ".join(failed))
+    if stats.get("cues"):
+        window = stats["cues"]["training_window"]
+        lines.append(f"  cues: {stats['cues']['n_cues']}; training-window balanced accuracy "
+                     f"{ms(window['balanced_accuracy'])} over {window['n_trials']} trials")
+    return "\n".join(lines)
 
 
 def _rig(args: argparse.Namespace) -> int:

@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
+    from ..lsl_config import quiet_liblsl
+
+    quiet_liblsl()  # before the cue outlet loads liblsl
     from ..inputs import check_bind_address
     from .app import Hub, build_app
     from .bridge import parse_listen

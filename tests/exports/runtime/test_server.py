@@ -217,13 +217,10 @@ def test_sham_session_is_identical_on_the_wire_and_independent_of_the_signal(exp
 
 @pytest.mark.slow
 def test_decisions_are_scored_against_an_lsl_cue_stream(exported, recording_array, tmp_path):
-    """PlayerLSL replays the recording with its annotations on a second LSL stream; --cues scores the session."""
+    """`bmi play` replays the recording with its annotations on a second LSL stream; --cues scores the session."""
     _, _, _, path = recording_array
     name = f"bmi-cues-{time.monotonic_ns()}"
-    player = subprocess.Popen([sys.executable, "-c", (
-        "import time\nfrom mne_lsl.player import PlayerLSL\n"
-        f"p = PlayerLSL({str(path)!r}, chunk_size=10, name={name!r}, annotations=True)\n"
-        "p.start(); time.sleep(16); p.stop()\n")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    player = bmi("play", str(path), "--name", name, "--duration", "16")
     stats = tmp_path / "stats.json"
     server = bmi("serve", str(exported.path), "--input", f"lsl:{name}", "--cues", f"lsl:{name}-annotations",
                  "--output", f"udp://127.0.0.1:{free_port()}", "--stats", str(stats), "--duration", "12", "--no-status")
