@@ -68,9 +68,3 @@ def publish(staging: Path, entry: Path) -> None:
             shutil.rmtree(staging, ignore_errors=True)
         else:
             raise
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)

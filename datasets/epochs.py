@@ -18,7 +18,7 @@ from pathlib import Path
 import mne
 import numpy as np
 
-from . import cache
+from . import atomic, cache
 from .config import DataConfig
 from .dsp import CausalPreprocessor, PreprocessingSpec, apply_offline, make_spec
 from .events import find_events
@@ -162,7 +162,7 @@ def _build_entry(cfg: DataConfig, recordings, root: Path, key: str, entry: Path)
             classes=cfg.class_names, tmin=cfg.tmin, tmax=cfg.tmax, key=key,
             files=[str(r.path) for r in recordings], mne_version=mne.__version__,
         )
-        cache.write_json_atomic(staging / "meta.json", meta)  # written last: marks the entry complete
+        atomic.write_json(staging / "meta.json", meta)  # written last: marks the entry complete
         cache.publish(staging, entry)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

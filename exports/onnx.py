@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from datasets import atomic
+from pipeline.run_record import CONFIG, DATA_INFO, SUMMARY, config_run, data_seed, load_network, read_config, read_data_info
 
 from .metadata import METADATA_KEY, SCHEMA, SCHEMA_VERSION, MetadataError, parse_metadata_props, validate_metadata
 from .units import si_unit
@@ -85,13 +87,13 @@ def embed_metadata(path: Path, metadata: dict[str, Any]) -> None:
 
 
 def _parity_windows(run_dir: Path, info: dict, n_chans: int, n_times: int) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """The run's own validation windows (normalised as in training), or synthetic ones if the data are gone."""
+    """The run's own validation windows (its split, normalised as in training), or synthetic ones if the data
+    are gone. An ensemble's are its first member's (the members share that split through ``data_seed``)."""
     try:
         from datasets.datamodule import EpochsDataModule
-        from pipeline.train import resume_config
 
-        cfg, config_dir, _ = resume_config(run_dir)
-        dm = EpochsDataModule(cfg.data, config_dir, seed=cfg.seed, normalization=info["normalization"])
+        cfg, config_dir = read_config(config_run(run_dir))
+        dm = EpochsDataModule(cfg.data, config_dir, seed=data_seed(cfg), normalization=info["normalization"])
         dm.prepare_data()
         dm.setup("fit")
         X, y = dm.arrays("val")
@@ -129,15 +131,13 @@ def export_run(
     max_accuracy_drop: float = 0.02,
 ) -> ExportResult:
     """Export ``run_dir``'s decoder to ONNX with metadata and verified parity; returns where it went."""
-    from pipeline.evaluate import load_network
-
     from .torch_export import export_onnx
 
     run_dir = Path(run_dir)
-    for name in ("summary.json", "data_info.json", "config.yaml"):
+    for name in (SUMMARY, DATA_INFO, CONFIG):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir} is not a finished run directory: {name} is missing.")
-    info = json.loads((run_dir / "data_info.json").read_text())
+    info = read_data_info(run_dir)
     if not info["preprocessing"].get("causal", True):
         raise ValueError(
             f"Run {run_dir.name} was trained with zero-phase (offline-only) filtering, which needs future samples; "
@@ -146,11 +146,11 @@ def export_run(
     net, summary, info, ckpt_path = load_network(run_dir, checkpoint)
     import yaml
 
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config = yaml.safe_load((run_dir / CONFIG).read_text())
     n_chans, n_times = len(info["ch_names"]), int(info["n_times"])
     out = Path(out) if out else run_dir / "model.onnx"
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    # built, checked and verified under a temporary name: only a model that passed parity reaches ``out``
+    with atomic.atomic_path(out, ".onnx") as tmp:
         export_onnx(net, n_chans, n_times, tmp, opset=opset)
         metadata = build_metadata(summary, info, config, net, int(sum(p.numel() for p in net.parameters())))
         metadata["run"]["checkpoint"] = str(ckpt_path.relative_to(run_dir)) if ckpt_path.is_relative_to(run_dir) else str(ckpt_path)
@@ -166,11 +166,7 @@ def export_run(
             from .quantize import quantize_checked
 
             parity["quantization"] = quantize_checked(tmp, X, y, max_accuracy_drop)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    report = out.with_suffix(".parity.json")
-    report.write_text(json.dumps(parity, indent=2))
+    atomic.write_json(out.with_suffix(".parity.json"), parity)
     _log_artifact(run_dir, out, summary)
     return ExportResult(out, metadata, parity)
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from datasets.atomic import atomic_path
 
 
 def _predict(path: Path, X: np.ndarray) -> np.ndarray:
@@ -26,8 +26,7 @@ def quantize_checked(path: Path, X: np.ndarray, y: np.ndarray | None, max_drop: 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.int8.tmp")
-    try:
+    with atomic_path(path, ".int8.onnx") as tmp:
         quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8)
         reference = y if y is not None else _predict(path, X)
         before = float((_predict(path, X) == reference).mean())
@@ -35,12 +34,9 @@ def quantize_checked(path: Path, X: np.ndarray, y: np.ndarray | None, max_drop: 
         report = {"type": "dynamic int8 (weights)", "metric": "accuracy" if y is not None else "agreement with float",
                   "before": before, "after": after, "drop": before - after, "tolerance": max_drop,
                   "size_bytes": {"float32": path.stat().st_size, "int8": tmp.stat().st_size}}
-        if before - after > max_drop:
+        if before - after > max_drop:  # raised inside: the temporary file is removed, path unchanged
             raise ValueError(
                 f"int8 quantisation drops {report['metric']} from {before:.3f} to {after:.3f} "
                 f"(more than the tolerance {max_drop}); export without --quantize."
             )
-        os.replace(tmp, path)
-        return report
-    finally:
-        tmp.unlink(missing_ok=True)
+    return report

@@ -6,14 +6,14 @@ the recurrent ones, with a dynamic batch axis. Training side only (imports torch
 
 from __future__ import annotations
 
-import os
-import uuid
 import warnings
 from pathlib import Path
 
 import onnx
 import torch
 from torch import nn
+
+from datasets.atomic import atomic_path
 
 
 class WithProbabilities(nn.Module):
@@ -35,29 +35,26 @@ def export_onnx(module: nn.Module, n_chans: int, n_times: int, path: str | Path,
     renamed; on any failure nothing is left behind.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     was_training = module.training
     module.eval()
     try:
-        example = torch.zeros(1, n_chans, n_times)
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # exporter chatter about RNN batch sizes and deprecations
-            # an equivalent faster arrangement where the decoder offers one (parity is checked after export)
-            deployable = module.inference_module() if hasattr(module, "inference_module") else module
-            torch.onnx.export(
-                WithProbabilities(deployable),
-                (example,),
-                str(tmp),
-                input_names=["signals"],
-                output_names=["logits", "probabilities"],
-                dynamic_axes={"signals": {0: "batch"}, "logits": {0: "batch"}, "probabilities": {0: "batch"}},
-                opset_version=opset,
-                dynamo=False,
-            )
-        onnx.checker.check_model(str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path, ".onnx") as tmp:
+            example = torch.zeros(1, n_chans, n_times)
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # exporter chatter about RNN batch sizes and deprecations
+                # an equivalent faster arrangement where the decoder offers one (parity is checked after export)
+                deployable = module.inference_module() if hasattr(module, "inference_module") else module
+                torch.onnx.export(
+                    WithProbabilities(deployable),
+                    (example,),
+                    str(tmp),
+                    input_names=["signals"],
+                    output_names=["logits", "probabilities"],
+                    dynamic_axes={"signals": {0: "batch"}, "logits": {0: "batch"}, "probabilities": {0: "batch"}},
+                    opset_version=opset,
+                    dynamo=False,
+                )
+            onnx.checker.check_model(str(tmp))
     finally:
         module.train(was_training)
-        tmp.unlink(missing_ok=True)
     return path

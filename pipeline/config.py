@@ -6,14 +6,13 @@ with the valid ones and the closest match. The resolved config is saved with eve
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from datasets import atomic
 from datasets.config import AugmentConfig, DataConfig
 from datasets.typed import ConfigError, apply_overrides, from_mapping, load_yaml, to_mapping
 
@@ -152,6 +151,4 @@ def config_from_mapping(raw: dict[str, Any], overrides: list[str] | None = None)
 
 def save_config(cfg: ExperimentConfig, path: Path) -> None:
     """Write the resolved config as YAML, atomically."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(yaml.safe_dump(to_mapping(cfg), sort_keys=False))
-    os.replace(tmp, path)
+    atomic.write_text(path, yaml.safe_dump(to_mapping(cfg), sort_keys=False))

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from datasets.atomic import atomic_path
+
 from .config import TrackingConfig
 
 
@@ -111,10 +113,8 @@ class EpochMetricsCSV(pl.Callback):
         rows = list(csv.DictReader(self.path.open())) if self.path.exists() else []
         rows = [r for r in rows if int(r["epoch"]) != epoch] + [row]
         fields = list(dict.fromkeys(k for r in rows for k in r))
-        tmp = self.path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as fh:
+        with atomic_path(self.path, ".csv") as tmp, tmp.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.path)
         self._pending = None
