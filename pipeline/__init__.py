@@ -1,7 +1,7 @@
-"""Training pipeline: Lightning task, training runs, tracking, cross-validation, sweeps, comparison, the `bmi` CLI.
+"""Training: the Lightning task, training runs, the run record, tracking, cross-validation, sweeps, comparison,
+and the ``bmi`` command line (``pipeline.cli``) and demo (``pipeline.demo``), the two modules that orchestrate every
+layer.
 
-Kept import-light: submodules import torch/Lightning themselves.
+Import-light: this package imports nothing; its modules import torch and Lightning themselves, where they need
+them.
 """
-
-#: The classification metrics every stage and report uses (balanced accuracy = mean per-class recall).
-METRICS = ("accuracy", "balanced_accuracy", "kappa", "f1_macro")

@@ -12,16 +12,7 @@ from typing import Any
 
 import numpy as np
 
-
-def scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, cohen_kappa_score, f1_score
-
-    return {
-        "accuracy": round(float(accuracy_score(y_true, y_pred)), 6),
-        "balanced_accuracy": round(float(balanced_accuracy_score(y_true, y_pred)), 6),
-        "kappa": round(float(cohen_kappa_score(y_true, y_pred)), 6),
-        "f1_macro": round(float(f1_score(y_true, y_pred, average="macro")), 6),
-    }
+from .metrics import scores
 
 
 def baseline_metrics(dm, n_components: int = 4) -> dict[str, Any]:

@@ -11,8 +11,9 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
-from torchmetrics import ConfusionMatrix, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassCohenKappa, MulticlassF1Score
+from torchmetrics import ConfusionMatrix
+
+from .metrics import from_confusion
 
 STAGES = ("train", "val", "test")
 #: what checkpointing, early stopping and the plateau scheduler follow with ``trainer.checkpoint: best``
@@ -48,24 +49,6 @@ def recalibrate_batchnorm(net: nn.Module, X: torch.Tensor, batch_size: int = 64)
         for m, momentum in zip(bns, momenta):
             m.momentum = momentum
         net.train(was_training)
-
-
-def make_metrics(n_classes: int) -> MetricCollection:
-    """Accuracy, balanced accuracy (mean per-class recall), Cohen's kappa and macro F1 of class predictions.
-
-    ``validate_args=False``: predictions are argmax indices and labels come from our DataModule, so the
-    per-step input checks (a ``torch.unique`` per metric per batch) would only cost time.
-    """
-    kw = {"validate_args": False}
-    return MetricCollection(
-        {
-            "accuracy": MulticlassAccuracy(n_classes, average="micro", **kw),
-            # mean per-class recall = balanced accuracy
-            "balanced_accuracy": MulticlassAccuracy(n_classes, average="macro", **kw),
-            "kappa": MulticlassCohenKappa(n_classes, **kw),
-            "f1_macro": MulticlassF1Score(n_classes, average="macro", **kw),
-        }
-    )
 
 
 class DecoderTask(pl.LightningModule):
@@ -119,9 +102,12 @@ class DecoderTask(pl.LightningModule):
         self._val_losses: list[float] = []
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
         self.loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
-        # keys carry a "_" because nn.ModuleDict refuses names of Module attributes such as "train"
-        self.metrics = nn.ModuleDict({f"{s}_": make_metrics(n_classes).clone(prefix=f"{s}/") for s in STAGES})
-        self.confusion = nn.ModuleDict({f"{s}_": ConfusionMatrix("multiclass", num_classes=n_classes, validate_args=False) for s in ("val", "test")})
+        # One confusion matrix per stage (torchmetrics sums it across DDP ranks); the metrics come from it through
+        # pipeline.metrics, the one definition every report uses. Keys carry a "_" because nn.ModuleDict refuses
+        # names of Module attributes such as "train". validate_args=False: predictions are argmax indices and
+        # labels come from our DataModule, so per-step input checks would only cost time.
+        self.confusion = nn.ModuleDict({f"{s}_": ConfusionMatrix("multiclass", num_classes=n_classes, validate_args=False)
+                                        for s in STAGES})
         self.test_confusion: torch.Tensor | None = None
         self.start_epoch = 0
         self._epoch: dict[str, list] = {s: [] for s in STAGES}
@@ -188,11 +174,13 @@ class DecoderTask(pl.LightningModule):
         else:  # a DDP rank with no evaluation windows (they are never padded) still joins the reductions
             preds = target = torch.zeros(0, dtype=torch.long, device=self.device)
             loss_sum = torch.zeros((), device=self.device)
-        self.metrics[f"{stage}_"].update(preds, target)
-        if f"{stage}_" in self.confusion:
-            self.confusion[f"{stage}_"].update(preds, target)
-        values = self.metrics[f"{stage}_"].compute()
-        self.metrics[f"{stage}_"].reset()
+        matrix = self.confusion[f"{stage}_"]
+        matrix.update(preds, target)
+        counts = matrix.compute().cpu()  # summed over DDP ranks
+        matrix.reset()
+        if stage == "test":
+            self.test_confusion = counts
+        values = {f"{stage}/{k}": torch.tensor(v) for k, v in from_confusion(counts.numpy(), digits=None).items()}
         total = torch.tensor([loss_sum.item(), float(len(target))])
         if self.trainer.world_size > 1:
             total = self.trainer.strategy.reduce(total.to(self.device), reduce_op="sum").cpu()
@@ -220,12 +208,9 @@ class DecoderTask(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
-        self.confusion["val_"].reset()
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
-        self.test_confusion = self.confusion["test_"].compute().cpu()
-        self.confusion["test_"].reset()
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams

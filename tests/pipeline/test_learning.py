@@ -57,7 +57,7 @@ def test_decoder_reaches_the_stated_accuracy(learnable, make_experiment, model, 
 
 def test_constant_predictor_fails_the_threshold():
     """The threshold is meaningful: predicting one class everywhere scores exactly chance."""
-    from pipeline.baseline import scores
+    from pipeline.metrics import scores
 
     y = np.repeat([0, 1, 2], 10)
     assert scores(y, np.zeros_like(y))["balanced_accuracy"] == pytest.approx(1 / 3)
