@@ -36,15 +36,20 @@ def get(name: str) -> type[nn.Module]:
     return _REGISTRY[name]
 
 
-def build(name: str, **kwargs: Any) -> nn.Module:
-    """Build decoder ``name``; unknown hyperparameters are refused with the valid ones listed."""
+def check_params(name: str, params: dict[str, Any]) -> None:
+    """Refuse an unknown model name (listing the known ones) or keyword arguments its class does not take
+    (listing the valid ones), without building anything: a config is checked before any data are read."""
     cls = get(name)
-    params = inspect.signature(cls.__init__).parameters
-    valid = [p for p in params if p != "self"]
-    unknown = [k for k in kwargs if k not in valid]
+    valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = [k for k in params if k not in valid]
     if unknown:
         raise TypeError(f"Model {name!r} has no parameter(s) {unknown}; valid: {', '.join(valid)}.")
-    module = cls(**kwargs)
+
+
+def build(name: str, **kwargs: Any) -> nn.Module:
+    """Build decoder ``name``; unknown hyperparameters are refused with the valid ones listed."""
+    check_params(name, kwargs)
+    module = get(name)(**kwargs)
     module.hparams_ = {"name": name, **kwargs}
     return module
 

@@ -13,38 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ENSEMBLE_FILE = "ensemble.json"
-
-
-def _stats(norm: dict[str, Any], n_chans: int) -> tuple[np.ndarray, np.ndarray]:
-    if norm.get("kind") == "standardize":
-        return np.asarray(norm["mean"], dtype=np.float64), np.asarray(norm["std"], dtype=np.float64)
-    return np.zeros(n_chans), np.ones(n_chans)
-
-
-def normalization_adapter(norm_in: dict[str, Any], norm_member: dict[str, Any], n_chans: int):
-    """The channel-affine map from windows normalised with ``norm_in`` to ``norm_member``'s (None if equal)."""
-    import torch
-
-    from models.ensemble import ChannelAffine
-
-    if (norm_in.get("alignment") or None) != (norm_member.get("alignment") or None):
-        raise ValueError("Ensemble members use different Euclidean-alignment matrices (alignment fitted on different "
-                         "training data); one ONNX model takes one normalisation. Ensemble runs trained on the same "
-                         "split (bmi train --seeds), or train without 'data.euclidean_alignment'.")
-    m0, s0 = _stats(norm_in, n_chans)
-    m1, s1 = _stats(norm_member, n_chans)
-    if np.array_equal(m0, m1) and np.array_equal(s0, s1):
-        return None
-    # x_member = (x_in * s0 + m0 - m1) / s1
-    return ChannelAffine(torch.from_numpy(np.diag(s0 / s1)), torch.from_numpy((m0 - m1) / s1))
+from .run_record import ENSEMBLE as ENSEMBLE_FILE
 
 
 def _check_compatible(infos: list[dict[str, Any]], dirs: list[Path]) -> None:
@@ -54,35 +28,6 @@ def _check_compatible(infos: list[dict[str, Any]], dirs: list[Path]) -> None:
             if info[key] != ref[key]:
                 raise ValueError(f"Run {d.name} differs from {dirs[0].name} in '{key}' ({info[key]!r} vs {ref[key]!r}): "
                                  "ensemble members must take the same windows.")
-
-
-def load_ensemble(run_dir: Path):
-    """The ensemble module of an ensemble run directory, with ``load_network``'s return values."""
-    from models.ensemble import ProbabilityEnsemble
-
-    from .evaluate import load_network
-
-    run_dir = Path(run_dir)
-    spec_path = run_dir / ENSEMBLE_FILE
-    if not spec_path.is_file():
-        raise FileNotFoundError(f"{run_dir} is an ensemble run without {ENSEMBLE_FILE}.")
-    spec = json.loads(spec_path.read_text())
-    summary = json.loads((run_dir / "summary.json").read_text())
-    info = json.loads((run_dir / "data_info.json").read_text())
-    members, adapters, hps = [], [], []
-    for member in spec["members"]:
-        path = Path(member)
-        path = path if path.is_absolute() else (run_dir / path).resolve()
-        net, _, member_info, _ = load_network(path)
-        members.append(net)
-        adapters.append(normalization_adapter(info["normalization"], member_info["normalization"], len(info["ch_names"])))
-        import models
-
-        hps.append({k: v for k, v in models.hyperparameters(net).items() if k not in ("n_chans", "n_times", "n_outputs")})
-    ensemble = ProbabilityEnsemble(members, adapters).eval()
-    ensemble.hparams_ = {"name": "ensemble", "n_chans": len(info["ch_names"]), "n_times": info["n_times"],
-                         "n_outputs": len(info["classes"]), "members": hps, "combine": "mean probability"}
-    return ensemble, summary, info, spec_path
 
 
 def predict_proba(net, X: np.ndarray) -> np.ndarray:
@@ -96,9 +41,11 @@ def predict_proba(net, X: np.ndarray) -> np.ndarray:
 def build_ensemble(members: list[str | Path], out_dir: str | Path | None = None, runs_dir: str | Path = "runs",
                    name: str | None = None) -> dict[str, Any]:
     """Combine finished runs into one ensemble run directory; scores it on the members' shared val/test split."""
-    from .baseline import scores
-    from .evaluate import load_network
-    from .train import code_version, write_json
+    from datasets.atomic import temporary_sibling, write_json
+
+    from .metrics import scores
+    from .run_record import (RUN_JSON, RunExistsError, code_version, load_ensemble, load_network, new_run_id,
+                             read_status)
 
     dirs = [Path(m).resolve() for m in members]
     if len(dirs) < 2:
@@ -109,15 +56,17 @@ def build_ensemble(members: list[str | Path], out_dir: str | Path | None = None,
     loaded = [load_network(d) for d in dirs]
     infos = [info for _, _, info, _ in loaded]
     _check_compatible(infos, dirs)
-    run_id = name or f"{time.strftime('%Y%m%d-%H%M%S')}-ensemble-{uuid.uuid4().hex[:4]}"
+    run_id = name or new_run_id("ensemble")
     out = Path(out_dir) if out_dir else Path(runs_dir) / run_id
     out = out.resolve()
     if out.exists() and any(out.iterdir()):
-        raise ValueError(f"Ensemble output folder {out} exists and is not empty.")
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
+        raise RunExistsError(f"Ensemble output folder {out} exists and is not empty; choose another --out.")
+    tmp = temporary_sibling(out)  # built aside and renamed into place: never a half-written ensemble run
     tmp.mkdir(parents=True)
     try:
         shutil.copy(dirs[0] / "config.yaml", tmp / "config.yaml")
+        write_json(tmp / RUN_JSON, {"run_id": run_id, "status": "finished", "group": None,
+                                    "config_dir": read_status(dirs[0]).get("config_dir", str(dirs[0]))})
         write_json(tmp / "data_info.json", infos[0])
         write_json(tmp / ENSEMBLE_FILE, {"members": [str(d) for d in dirs], "combine": "mean probability"})
         member_summaries = [s for _, s, _, _ in loaded]
@@ -161,11 +110,10 @@ def _member_split(member_dir: Path, info: dict[str, Any]) -> dict[str, tuple[np.
     """The first member's validation and test windows (its split, its normalisation)."""
     from datasets.datamodule import EpochsDataModule
 
-    from .train import resume_config
+    from .run_record import data_seed, read_config
 
-    cfg, config_dir, _ = resume_config(member_dir)
-    dm = EpochsDataModule(cfg.data, config_dir, seed=cfg.data_seed if cfg.data_seed is not None else cfg.seed,
-                          normalization=info["normalization"])
+    cfg, config_dir = read_config(member_dir)
+    dm = EpochsDataModule(cfg.data, config_dir, seed=data_seed(cfg), normalization=info["normalization"])
     dm.prepare_data()
     dm.setup("fit")
     return {stage: dm.arrays(stage) for stage in ("val", "test")}

@@ -27,7 +27,7 @@ def finetune_config(run_dir: str | Path, patient_config: str | Path, overrides: 
     from datasets.typed import ConfigError, load_yaml, to_mapping
 
     from .config import config_from_mapping
-    from .train import resume_config
+    from .run_record import read_config
 
     run_dir = Path(run_dir).resolve()
     if not (run_dir / "summary.json").is_file():
@@ -35,7 +35,7 @@ def finetune_config(run_dir: str | Path, patient_config: str | Path, overrides: 
     summary = json.loads((run_dir / "summary.json").read_text())
     if summary.get("model") == "ensemble":
         raise ValueError(f"{run_dir.name} is an ensemble; fine-tune one of its members: {summary.get('members')}.")
-    run_cfg, _, _ = resume_config(run_dir)
+    run_cfg, _ = read_config(run_dir)
     patient = load_yaml(patient_config)
     pdata = patient.get("data", patient) if isinstance(patient, dict) else {}
     base = to_mapping(run_cfg)
@@ -65,7 +65,7 @@ def pretrained_network(cfg_finetune, dm):
     """The pretrained decoder, checked against the patient's data; a new classifier when the classes differ."""
     from torch import nn
 
-    from .evaluate import load_network
+    from .run_record import load_network
 
     net, summary, info, _ = load_network(Path(cfg_finetune.run))
     if info["ch_names"] != dm.ch_names:

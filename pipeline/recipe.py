@@ -15,15 +15,18 @@ from typing import Any
 
 #: below this many training windows ``model.name: auto`` picks the low-capacity log-variance network
 SMALL_DATA_WINDOWS = 1000
+#: the decoders ``model.name: auto`` chooses between (small data, more data)
+AUTO_MODELS = ("logvar", "eegnet")
 AUTO_EPOCHS = (30, 300)
 
 
 def choose_model(n_train: int) -> tuple[str, str]:
     """The decoder for ``model.name: auto`` and why."""
+    small, large = AUTO_MODELS
     if n_train < SMALL_DATA_WINDOWS:
-        return "logvar", (f"model.name auto -> logvar (log-variance network): {n_train} training windows "
+        return small, (f"model.name auto -> logvar (log-variance network): {n_train} training windows "
                           f"(< {SMALL_DATA_WINDOWS}), few parameters learn from a calibration session")
-    return "eegnet", f"model.name auto -> eegnet: {n_train} training windows (>= {SMALL_DATA_WINDOWS})"
+    return large, f"model.name auto -> {large}: {n_train} training windows (>= {SMALL_DATA_WINDOWS})"
 
 
 def choose_epochs(steps_per_epoch: int, target_steps: int) -> int:

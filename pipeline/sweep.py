@@ -45,22 +45,51 @@ def _suggest(trial, key: str, spec: dict[str, Any]) -> Any:
         return trial.suggest_float(key, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log", False)))
     if spec["type"] == "int":
         return trial.suggest_int(key, int(spec["low"]), int(spec["high"]), step=int(spec.get("step", 1)))
-    return trial.suggest_categorical(key, list(spec["choices"]))
+    # Optuna stores only None, bool, int, float and str choices: a list (a band [8, 30]) goes in as its JSON text
+    choices = [json.dumps(c) if isinstance(c, (list, dict)) else c for c in spec["choices"]]
+    value = trial.suggest_categorical(key, choices)
+    return json.loads(value) if isinstance(value, str) and value in choices and value not in spec["choices"] else value
+
+
+def _decoded(params: dict[str, Any], space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A trial's parameters as the space wrote them (lists back from their JSON text)."""
+    out = {}
+    for key, value in params.items():
+        listed = space.get(key, {}).get("choices", [])
+        out[key] = json.loads(value) if isinstance(value, str) and value not in listed and value[:1] in "[{" else value
+    return out
 
 
 def run_sweep(config_path: Path, space_path: Path, *, trials: int, overrides: list[str] | None = None,
               storage: str | None = None, study_name: str | None = None, metric: str = "val.balanced_accuracy",
               direction: str = "maximize", progress: bool = False) -> dict[str, Any]:
+    """Run ``trials`` trials of a study; each trial is a run ``runs/<study>/trial<n>``, and this process's
+    summary goes to ``runs/<study>/sweep_summary-trials<first>-<last>.json`` (never replacing another's).
+
+    Without ``storage`` the study lives in this process only, so it gets a folder of its own (``<study>-2``, ...
+    when the name is taken); with a shared storage every process and machine adds its trials to one folder."""
     import optuna
     import yaml
 
+    from datasets.atomic import write_json
+
     from .config import load_config
-    from .train import run_training, write_json
+    from .run_record import new_folder
+    from .train import check_config, run_training
 
     space = load_space(space_path)
     base_cfg, config_dir = load_config(config_path, overrides)  # validates the base config once
+    check_config(base_cfg)
     stage, name = metric.split(".", 1) if "." in metric else ("val", metric)
     study_name = study_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    if storage is None:
+        folder = new_folder(Path(base_cfg.runs_dir), study_name)
+        if folder.name != study_name:
+            print(f"{Path(base_cfg.runs_dir) / study_name} holds an earlier sweep: this one (a new study without "
+                  f"--storage) goes to {folder}", flush=True)
+    else:
+        folder = Path(base_cfg.runs_dir) / study_name
+        folder.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=study_name, storage=storage, direction=direction, load_if_exists=True)
     runs: list[dict[str, Any]] = []
@@ -69,9 +98,10 @@ def run_sweep(config_path: Path, space_path: Path, *, trials: int, overrides: li
         values = {key: _suggest(trial, key, spec) for key, spec in space.items()}
         sets = [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}" for k, v in values.items()]
         cfg, _ = load_config(config_path, [*(overrides or []), *sets, f"tracking.group={study_name}",
-                                           f"name={study_name}-trial{trial.number}"])
+                                           f"name={folder.name}-trial{trial.number}"])
         try:
-            summary = run_training(cfg, config_dir, group=study_name, progress=progress)
+            summary = run_training(cfg, config_dir, run_dir=folder / f"trial{trial.number}", group=study_name,
+                                   progress=progress)
         except TRIAL_ERRORS as err:  # e.g. a window too short for the model, a diverging learning rate
             runs.append({"trial": trial.number, "params": values, "error": f"{type(err).__name__}: {err}"})
             trial.set_user_attr("error", str(err))
@@ -86,13 +116,14 @@ def run_sweep(config_path: Path, space_path: Path, *, trials: int, overrides: li
         errors = "; ".join(f"trial {r['trial']}: {r['error']}" for r in runs if "error" in r)
         raise RuntimeError(f"No trial of study {study_name!r} has completed: {errors}")
     best = study.best_trial
-    result = {"study": study_name, "storage": storage, "metric": metric, "direction": direction,
-              "best": {"trial": best.number, "value": best.value, "params": best.params,
+    result = {"study": study_name, "folder": str(folder.resolve()), "storage": storage, "metric": metric,
+              "direction": direction,
+              "best": {"trial": best.number, "value": best.value, "params": _decoded(best.params, space),
                        "run_dir": best.user_attrs.get("run_dir")},
               "trials_this_process": runs, "n_trials_total": len(study.trials),
               "n_failed_this_process": sum("error" in r for r in runs)}
-    out = Path(base_cfg.runs_dir) / study_name / "sweep_summary.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    numbers = [r["trial"] for r in runs]
+    out = folder / f"sweep_summary-trials{min(numbers)}-{max(numbers)}.json"
     write_json(out, result)
     result["path"] = str(out)
     return result
@@ -106,8 +137,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override of the base config")
     p.add_argument("--storage", help="Optuna storage URL shared by several machines, e.g. sqlite:///study.db")
     p.add_argument("--study-name", help="study name (needed to join an existing study)")
-    p.add_argument("--metric", default="val.balanced_accuracy", help="summary metric to optimise")
-    p.add_argument("--direction", choices=["maximize", "minimize"], default="maximize")
+    p.add_argument("--metric", default="val.balanced_accuracy",
+                   help="summary metric to optimise, STAGE.NAME (default val.balanced_accuracy)")
+    p.add_argument("--direction", choices=["maximize", "minimize"], default="maximize",
+                   help="whether a higher (maximize, the default) or lower metric is better")
     p.set_defaults(func=_main)
 
 

@@ -14,7 +14,7 @@ import torch
 
 from exports.metadata import METADATA_KEY, MetadataError
 from exports.onnx import export_run, read_model_metadata
-from pipeline.evaluate import load_network
+from pipeline.run_record import load_network
 
 
 def test_export_embeds_complete_metadata(exported, trained_run):

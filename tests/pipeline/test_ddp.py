@@ -39,9 +39,9 @@ def test_two_process_ddp_on_cpu(write_config, tmp_path):
     import torch
 
     from datasets.datamodule import EpochsDataModule
-    from pipeline.baseline import scores
+    from pipeline.metrics import scores
     from pipeline.config import load_config
-    from pipeline.evaluate import load_network
+    from pipeline.run_record import load_network
 
     net, _, info, _ = load_network(run_dir)
     cfg, config_dir = load_config(run_dir / "config.yaml")

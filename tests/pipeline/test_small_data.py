@@ -110,7 +110,7 @@ def test_reject_keeps_hard_test_epochs_and_reports_both(write_config):
 
 def _mean_member_probabilities(members, X):
     from pipeline.ensemble import predict_proba
-    from pipeline.evaluate import load_network
+    from pipeline.run_record import load_network
 
     return np.mean([predict_proba(load_network(Path(m))[0], X) for m in members], axis=0)
 
@@ -129,6 +129,9 @@ def test_seed_ensemble_is_one_onnx_decoder_averaging_probabilities(write_config,
     assert all(i["split_summary"] == infos[0]["split_summary"] for i in infos)  # one split for every seed
     exported = export_run(summary["run_dir"], out=tmp_path / "ensemble.onnx")
     assert exported.parity["passed"] and exported.metadata["model"]["name"] == "ensemble"
+    # parity ran on the members' real validation windows (their shared split), not on synthetic ones
+    n_val = infos[0]["split_summary"]["val"]["n_epochs"]
+    assert exported.parity["windows"] == f"{n_val} validation windows of the run" and exported.parity["n_windows"] == n_val
     X = np.random.default_rng(0).standard_normal((6, len(infos[0]["ch_names"]), infos[0]["n_times"])).astype(np.float32)
     session = ort.InferenceSession(str(tmp_path / "ensemble.onnx"), providers=["CPUExecutionProvider"])
     probs = session.run(["probabilities"], {"signals": X})[0]
@@ -143,7 +146,7 @@ def test_seed_ensemble_is_one_onnx_decoder_averaging_probabilities(write_config,
 def test_fold_ensemble_adapts_each_members_normalisation(write_config):
     from datasets.datamodule import EpochsDataModule
     from pipeline.cv import run_cv
-    from pipeline.evaluate import load_network
+    from pipeline.run_record import load_network
 
     cfg, config_dir = load_config(write_config(trainer={"max_epochs": 1},
                                                data={"split": {"method": "kfold", "by": "run", "n_folds": 3}}))
@@ -173,7 +176,7 @@ def test_fold_ensemble_adapts_each_members_normalisation(write_config):
 
 def test_finetune_starts_from_the_pretrained_weights_and_freezes_all_but_the_classifier(write_config, tmp_path):
     from datasets.synthetic import write_synthetic
-    from pipeline.evaluate import load_network
+    from pipeline.run_record import load_network
     from pipeline.finetune import finetune_config
     from pipeline.train import run_training
 
