@@ -193,7 +193,8 @@ class _progress:
 def _main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from pipeline.demo_report import online_results, summary_json, write_report
+    from exports.runtime.rig import plot_aperture
+    from pipeline.demo_report import aperture_with_cues, online_results, summary_json, write_report
 
     console = Console()
     out = Path(args.out).resolve()
@@ -244,7 +245,9 @@ def _main(args: argparse.Namespace) -> int:
         "comparison": str(comparison.get("report", "")),
         "seconds": round(time.monotonic() - t0, 1),
     }
-    report = write_report(out, summary, summaries, best_dir, streamed)
+    report = write_report(out, summary, summaries, best_dir)
+    rows, cues = aperture_with_cues(streamed, online)
+    plot_aperture(rows, out / "figures" / "aperture_vs_cues.png", cues)
     summary["report"] = str(report)
     (out / "summary.json").write_text(summary_json(summary))
     _print_summary(console, summary)

@@ -14,7 +14,7 @@ import numpy as np
 
 STARTUP_STATES = ("starting", "settling", "checking_amplitude", "aligning")
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
+def read_csv(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(path.open())) if path.is_file() else []
 
 
@@ -36,7 +36,7 @@ def online_results(streamed: dict[str, Any], recording: Path, meta: dict[str, An
     (cue onset + tmin .. cue onset + tmax, the training window). The player loops the file, so stream
     time is mapped back to file time modulo the recording's length.
     """
-    rows = _read_csv(streamed["session_log"])
+    rows = read_csv(streamed["session_log"])
     decisions = [r for r in rows if r["type"] == "decision"]
     events = {str(k): v for k, v in raw_data["events"].items()}
     cues, duration = recording_cues(recording, events)
@@ -57,7 +57,7 @@ def online_results(streamed: dict[str, Any], recording: Path, meta: dict[str, An
     latencies = np.array([float(r["latency_ms"]) for r in decisions if r["latency_ms"]]) if decisions else np.array([np.nan])
     # start-up states are not events; a real event (stale, nonfinite, ...) has its own row before any re-settling
     safety = [r for r in rows if r["type"] == "safe" and r["reason"] not in STARTUP_STATES]
-    rig_rows = _read_csv(streamed["rig_log"])
+    rig_rows = read_csv(streamed["rig_log"])
     aligned: dict[str, Any] = {"n_trials": 0}
     offline_recording: dict[str, Any] | None = None
     if model_path is not None and cues:
@@ -65,7 +65,7 @@ def online_results(streamed: dict[str, Any], recording: Path, meta: dict[str, An
         aligned = aligned_scores(decisions, streamed, cues, duration, meta, offline)
         scored = [(meta["classes"].index(name), p) for (_o, _e, name), p in zip(cues, offline) if p is not None]
         if scored:
-            from .baseline import scores
+            from .metrics import scores
 
             offline_recording = scores(np.array([s[0] for s in scored]), np.array([s[1] for s in scored]))
             offline_recording["n_trials"] = len(scored)
@@ -120,7 +120,7 @@ def aligned_scores(decisions: list[dict[str, str]], streamed: dict[str, Any], cu
     """Online decisions scored the way the offline test scores windows: for every cue the stream passed, the
     decision whose window ended closest to cue + tmax, within one hop. Beside it, the offline prediction of the
     same window, so a difference between online and offline is told apart from a difference of windows."""
-    from .baseline import scores
+    from .metrics import scores
 
     classes = list(meta["classes"])
     tmax = float(meta["window"]["tmax"])
@@ -165,13 +165,12 @@ def _latency_histogram(latencies: list[float], path: Path) -> Path:
     return path
 
 
-def _aperture_with_cues(streamed: dict[str, Any], online: dict[str, Any], path: Path) -> Path:
-    """Hand aperture (rig log) over the streamed time with the recording's cues drawn on the same axis."""
-    from exports.runtime.rig import plot_aperture
-
+def aperture_with_cues(streamed: dict[str, Any], online: dict[str, Any]) -> tuple[list[dict[str, Any]], list[tuple]]:
+    """The rig log's rows (hand aperture over time) and the recording's cues on the same time axis, for
+    ``exports.runtime.rig.plot_aperture`` (the demo draws it: this module stays below the runtime)."""
     rows = [dict(r, t_arrival=float(r["t_arrival"]), aperture=float(r["aperture"]), safe=int(r["safe"]))
-            for r in _read_csv(streamed["rig_log"])]
-    decisions = [r for r in _read_csv(streamed["session_log"]) if r["type"] == "decision" and r["t_window_end"]]
+            for r in read_csv(streamed["rig_log"])]
+    decisions = [r for r in read_csv(streamed["session_log"]) if r["type"] == "decision" and r["t_window_end"]]
     cues = []
     if rows and decisions:
         # rig arrival (wall clock) <-> stream time through the first decision's pair of clocks
@@ -185,11 +184,11 @@ def _aperture_with_cues(streamed: dict[str, Any], online: dict[str, Any], path: 
                 e = end + loop * online["duration"] - t_file0 + offset
                 if e > 0 and s < span:
                     cues.append((max(s, 0), min(e, span), name))
-    return plot_aperture(rows, path, cues)
+    return rows, cues
 
 
-def write_report(out: Path, summary: dict[str, Any], runs: list[dict[str, Any]], best_dir: Path,
-                 streamed: dict[str, Any]) -> Path:
+def write_report(out: Path, summary: dict[str, Any], runs: list[dict[str, Any]], best_dir: Path) -> Path:
+    """``report.md`` with its figures (``figures/``; the demo draws ``aperture_vs_cues.png`` there itself)."""
     figures = out / "figures"
     figures.mkdir(exist_ok=True)
     for name in ("learning_curves.png", "confusion_matrix.png"):
@@ -197,7 +196,6 @@ def write_report(out: Path, summary: dict[str, Any], runs: list[dict[str, Any]],
             shutil.copy(best_dir / "plots" / name, figures / name)
     online = summary["online"]
     _latency_histogram(online["latencies_ms"], figures / "latency_histogram.png")
-    _aperture_with_cues(streamed, online, figures / "aperture_vs_cues.png")
     lines = [
         "# bmi demo report",
         "",

@@ -1,0 +1,142 @@
+"""The layers point down: datasets <- models <- pipeline (training) <- exports (export) <- exports.runtime.
+
+Every ``import`` in the project's source (module level or inside a function, relative or absolute) is read with
+``ast`` and checked against the layer of the module that holds it:
+
+- a module may import its own layer and the layers below it, never one above;
+- ``exports`` takes from ``pipeline`` only the run record (``pipeline.run_record`` and what it stands on,
+  ``pipeline.config`` and ``pipeline.metrics``), never the training loop;
+- ``exports.runtime`` (the rig) takes from the project only the pure signal and metadata modules, and from
+  outside only the light libraries the rig installs;
+- ``pipeline.cli`` and ``pipeline.demo`` orchestrate every layer and may import anything.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("datasets", "models", "pipeline", "exports")
+ORCHESTRATORS = {"pipeline.cli", "pipeline.demo"}
+#: what export may take from training: the run record and the light modules it stands on
+RUN_RECORD = {"pipeline", "pipeline.run_record", "pipeline.config", "pipeline.metrics"}
+#: what the rig's runtime may take from the rest of the project (and what those take in turn)
+RUNTIME_PROJECT = {"datasets", "datasets.dsp", "datasets.channel_names", "exports", "exports.metadata", "exports.units"}
+RUNTIME_THIRD_PARTY = {"numpy", "scipy", "onnxruntime", "pylsl", "serial", "yaml", "starlette", "uvicorn", "edfio",
+                       "matplotlib"}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer(module: str) -> int:
+    if module == "exports.runtime" or module.startswith("exports.runtime."):
+        return 4
+    return {"datasets": 0, "models": 1, "pipeline": 2, "exports": 3}[module.split(".")[0]]
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in a source file."""
+    module = module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            # "from pkg import sub" imports the submodule when there is one
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                is_module = (ROOT / Path(*sub.split("."))).with_suffix(".py").is_file() or (ROOT / Path(*sub.split("."))).is_dir()
+                out.append((node.lineno, sub if is_module else target))
+    return out
+
+
+def sources() -> list[Path]:
+    return sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py"))
+
+
+def is_project(module: str) -> bool:
+    return module.split(".")[0] in PACKAGES
+
+
+def violations_of(path: Path) -> list[str]:
+    module = module_name(path)
+    if module in ORCHESTRATORS:
+        return []
+    found = []
+    for line, target in imports(path):
+        where = f"{path.relative_to(ROOT)}:{line} imports {target}"
+        top = target.split(".")[0]
+        if layer(module) == 4:
+            if is_project(target) and not (target in RUNTIME_PROJECT or layer(target) == 4):
+                found.append(f"{where}: the runtime may use only {sorted(RUNTIME_PROJECT - {'datasets', 'exports'})}")
+            elif not is_project(target) and top not in sys.stdlib_module_names and top not in RUNTIME_THIRD_PARTY | {"__future__"}:
+                found.append(f"{where}: the rig installs only {sorted(RUNTIME_THIRD_PARTY)}")
+            continue
+        if not is_project(target):
+            continue
+        if layer(target) > layer(module):
+            found.append(f"{where}: points up (layer {layer(module)} -> {layer(target)})")
+        elif layer(module) == 3 and layer(target) == 2 and target not in RUN_RECORD:
+            found.append(f"{where}: export may read runs only through {sorted(RUN_RECORD - {'pipeline'})}")
+        elif module in RUN_RECORD and layer(target) == 2 and target not in RUN_RECORD:
+            found.append(f"{where}: the run record must stay light (no training loop)")
+        elif module in RUNTIME_PROJECT and not (target in RUNTIME_PROJECT):
+            found.append(f"{where}: the runtime depends on this module, which must stay light")
+    for line, target in imports(path):
+        if module in RUNTIME_PROJECT and not is_project(target):
+            top = target.split(".")[0]
+            if top not in sys.stdlib_module_names and top not in RUNTIME_THIRD_PARTY | {"__future__"}:
+                found.append(f"{path.relative_to(ROOT)}:{line} imports {target}: the runtime depends on this module")
+    return found
+
+
+def test_every_import_points_down():
+    found = [v for path in sources() for v in violations_of(path)]
+    assert not found, "imports against the layers:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("source, code, expected", [
+    ("datasets/x.py", "import pipeline.train\n", "points up"),
+    ("models/x.py", "from exports.onnx import export_run\n", "points up"),
+    ("exports/x.py", "from pipeline.train import run_training\n", "export may read runs only through"),
+    ("exports/x.py", "def f():\n    from pipeline import evaluate\n", "export may read runs only through"),
+    ("exports/runtime/x.py", "import torch\n", "the rig installs only"),
+    ("exports/runtime/x.py", "from datasets.epochs import load_epochs\n", "the runtime may use only"),
+    ("exports/runtime/x.py", "from ..onnx import read_model_metadata\n", "the runtime may use only"),
+    ("pipeline/run_record.py", "from .train import run_training\n", "must stay light"),
+    ("datasets/dsp.py", "import mne\n", "the runtime depends on this module"),
+])
+def test_the_check_catches_an_import_against_the_layers(tmp_path, monkeypatch, source, code, expected):
+    """Each rule fails on a file that breaks it (written into a copy of the package layout)."""
+    for folder in (*PACKAGES, "exports/runtime"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "__init__.py").write_text("")
+    for name in ("pipeline/train.py", "pipeline/evaluate.py", "exports/onnx.py", "datasets/epochs.py"):
+        (tmp_path / name).write_text("")
+    (tmp_path / source).write_text(code)
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    found = violations_of(tmp_path / source)
+    assert len(found) == 1 and expected in found[0], found
+
+
+def test_export_and_the_run_record_load_no_training_loop():
+    """At run time too: importing the exporter (and reading a run through the record) loads no training code."""
+    code = ("import sys, exports.onnx, exports.cli, pipeline.run_record; "
+            "bad = [m for m in ('pipeline.train', 'pipeline.task', 'pipeline.tracking', 'pytorch_lightning') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
