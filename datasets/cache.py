@@ -20,7 +20,7 @@ from typing import Any
 from .config import DataConfig
 from .typed import to_mapping
 
-CACHE_VERSION = 3  # 3: filters start at steady state, windows before settling dropped
+CACHE_VERSION = 4  # 3: filters start at steady state, windows before settling dropped; 4: event counts
 # Fields that do not change the epochs themselves (they act later, in the DataModule).
 _NOT_IN_KEY = {"split", "normalize", "euclidean_alignment", "alignment_calibration", "crop", "batch_size", "cache_dir",
                "reject"}

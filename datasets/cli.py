@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -37,13 +38,18 @@ def summarize(config: str | Path, overrides: list[str] | None = None) -> dict:
 
     from .config import DataConfig
     from .epochs import load_epochs
+    from .events import missing_events_message
     from .typed import apply_overrides, from_mapping, load_yaml
 
     raw = load_yaml(config)
     raw = apply_overrides(raw, overrides)
     cfg = from_mapping(DataConfig, raw.get("data", raw), "data")
     ep = load_epochs(cfg, Path(config).resolve().parent)
+    missing = ep.missing_events(cfg.events)
     return {
+        "missing_events": missing,
+        "warnings": [missing_events_message(ep.event_counts, cfg.events, len(ep.files))] if missing else [],
+        "event_counts": ep.event_counts,
         "n_epochs": int(len(ep.y)),
         "classes": {c: int((ep.y == i).sum()) for i, c in enumerate(ep.classes)},
         "groups": {k: dict(sorted(Counter(v.tolist()).items())) for k, v in ep.groups.items()},
@@ -59,11 +65,14 @@ def summarize(config: str | Path, overrides: list[str] | None = None) -> dict:
 
 def _summary(args: argparse.Namespace) -> int:
     info = summarize(args.config, args.set)
+    for line in info["warnings"]:  # training refuses such a mapping; a summary shows it and says so
+        print(f"warning: {line} bmi train refuses this mapping.", file=sys.stderr)
     if args.json:
         print(json.dumps(info))
         return 0
     print(f"{info['n_epochs']} epochs from {len(info['files'])} file(s); cache {info['cache']}")
     print("per class: " + ", ".join(f"{k} {v}" for k, v in info["classes"].items()))
+    print("events in the files: " + ", ".join(f"{k} {v}" for k, v in sorted(info["event_counts"].items())))
     for key, counts in info["groups"].items():
         print(f"per {key}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     print(f"{info['n_chans']} channels at {info['sfreq']:g} Hz, window {info['n_times']} samples "

@@ -172,6 +172,19 @@ class DataConfig:
             raise ConfigError(f"'tmax' ({self.tmax}) must be greater than 'tmin' ({self.tmin}).")
         if self.bandpass is not None and len(self.bandpass) != 2:
             raise ConfigError(f"'bandpass' ({self.bandpass}) must be [low, high] in Hz (either may be null).")
+        if self.bandpass is not None:  # the Nyquist limit needs the recording's rate: checked when it is read
+            low, high = self.bandpass
+            for edge, value in (("low", low), ("high", high)):
+                if value is not None and value <= 0:
+                    raise ConfigError(f"'bandpass' {edge} edge ({value} Hz) must be positive (or null).")
+            if low is not None and high is not None and low >= high:
+                raise ConfigError(f"'bandpass' low edge ({low} Hz) must be below the high edge ({high} Hz).")
+        if any(f <= 0 for f in self.notch):
+            raise ConfigError(f"'notch' ({self.notch}) must list positive frequencies in Hz.")
+        if self.filter_order < 1:
+            raise ConfigError(f"'filter_order' ({self.filter_order}) must be at least 1.")
+        if self.resample is not None and self.resample <= 0:
+            raise ConfigError(f"'resample' ({self.resample}) must be a positive rate in Hz (or null).")
         if self.batch_size != "auto" and self.batch_size < 1:
             raise ConfigError(f"'batch_size' ({self.batch_size}) must be >= 1 or 'auto'.")
         if self.reference not in (None, "average") and not isinstance(self.reference, list):

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from .config import DataConfig
 from .epochs import EpochsData, load_epochs
+from .events import missing_events_message
 from .dsp import alignment_matrix
 from .normalization import apply_by_subject, fit_normalization, take_calibration
 from .splits import make_split, n_splits
@@ -173,6 +174,8 @@ class EpochsDataModule(pl.LightningDataModule):
         if self._tensors:
             return
         ep = self._ensure_epochs()
+        if ep.missing_events(self.cfg.events):  # a class (or an alias of one) with no trials: refuse, say why
+            raise ValueError(missing_events_message(ep.event_counts, self.cfg.events, len(ep.files)))
         subjects = ep.groups["subject"]
         if self.eval_only:
             idx = np.arange(len(ep.y))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 from . import atomic, cache
 from .config import DataConfig
 from .dsp import CausalPreprocessor, PreprocessingSpec, apply_offline, make_spec
-from .events import find_events
+from .events import find_events, missing_events
 from .picks import pick_channels
 from .reading import check_same_channels, list_recordings, read_raw
 
@@ -46,6 +47,11 @@ class EpochsData:
     file_index: np.ndarray | None = None  # which file each epoch came from
     cache_path: str = ""
     ch_pos: list[list[float]] | None = None  # sensor positions (m, head or device frame), when the files have them
+    event_counts: dict[str, int] = field(default_factory=dict)  # every event name in the files -> occurrences
+
+    def missing_events(self, events: dict[str, str]) -> list[str]:
+        """Keys of the config's ``events`` that occur in none of the files."""
+        return missing_events(self.event_counts, events)
 
     @property
     def n_times(self) -> int:
@@ -91,7 +97,7 @@ def _process_file(rec, cfg: DataConfig, ch_names_ref):
     picks = pick_channels(raw, cfg.picks)
     if ch_names_ref is not None:
         check_same_channels(ch_names_ref, (rec.path, picks))
-    samples, labels = find_events(raw, cfg, rec.path)
+    samples, labels, event_counts = find_events(raw, cfg, rec.path)
     raw.pick(picks)
     types = raw.get_channel_types()
     positions = np.array([ch["loc"][:3] for ch in raw.info["chs"]], dtype=np.float64)
@@ -106,7 +112,7 @@ def _process_file(rec, cfg: DataConfig, ch_names_ref):
     starts, labels = starts[inside], labels[inside]
     idx = starts[:, None] + np.arange(n_times)[None, :]
     X = np.ascontiguousarray(data[:, idx].transpose(1, 0, 2), dtype=np.float32)
-    return X, labels, picks, types, spec, positions  # every epoch: 'reject' acts in the DataModule (never on test)
+    return X, labels, picks, types, spec, positions, event_counts  # every epoch: 'reject' acts in the DataModule
 
 
 def load_epochs(cfg: DataConfig, config_dir: Path | None = None) -> EpochsData:
@@ -125,9 +131,10 @@ def load_epochs(cfg: DataConfig, config_dir: Path | None = None) -> EpochsData:
 def _build_entry(cfg: DataConfig, recordings, root: Path, key: str, entry: Path) -> None:
     staging = cache.new_staging_dir(root, key)
     try:
-        parts, meta, ref = [], None, None
+        parts, meta, ref, event_counts = [], None, None, Counter()
         for i, rec in enumerate(recordings):
-            X, labels, picks, types, spec, positions = _process_file(rec, cfg, ref)
+            X, labels, picks, types, spec, positions, counts = _process_file(rec, cfg, ref)
+            event_counts.update(counts)
             ref = ref or (rec.path, picks)
             if meta is None:
                 meta = {"ch_names": picks, "ch_types": types, "spec": spec.to_dict(), "ch_pos": positions}
@@ -159,7 +166,7 @@ def _build_entry(cfg: DataConfig, recordings, root: Path, key: str, entry: Path)
         np.save(staging / "file_index.npy", np.asarray(file_idx, dtype=np.int64))
         np.savez(staging / "groups.npz", subject=np.asarray(subj), session=np.asarray(sess), run=np.asarray(run))
         meta.update(
-            classes=cfg.class_names, tmin=cfg.tmin, tmax=cfg.tmax, key=key,
+            classes=cfg.class_names, tmin=cfg.tmin, tmax=cfg.tmax, key=key, event_counts=dict(event_counts),
             files=[str(r.path) for r in recordings], mne_version=mne.__version__,
         )
         atomic.write_json(staging / "meta.json", meta)  # written last: marks the entry complete
@@ -190,4 +197,5 @@ def _load_entry(entry: Path, key: str) -> EpochsData:
         file_index=np.load(entry / "file_index.npy"),
         cache_path=str(entry),
         ch_pos=meta.get("ch_pos"),
+        event_counts=meta["event_counts"],
     )

@@ -10,8 +10,9 @@ import numpy as np
 from .config import DataConfig
 
 
-def find_events(raw: mne.io.BaseRaw, cfg: DataConfig, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Sample indices (relative to the first sample) and class indices of the mapped events.
+def find_events(raw: mne.io.BaseRaw, cfg: DataConfig, path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Sample indices (relative to the first sample) and class indices of the mapped events, and how often
+    every event name (or stim code) occurs in the file, mapped or not.
 
     ``cfg.events`` keys are annotation descriptions or, with a stim channel, event codes (as strings).
     No match is an error listing what the file holds.
@@ -24,6 +25,7 @@ def find_events(raw: mne.io.BaseRaw, cfg: DataConfig, path: Path) -> tuple[np.nd
         found = {str(code): int(code) for code in np.unique(events[:, 2])}
     else:
         events, found = mne.events_from_annotations(raw, verbose="error")
+    counts = {name: int((events[:, 2] == code).sum()) for name, code in found.items()}
     samples, labels = [], []
     for key, class_name in cfg.events.items():
         if str(key) in found:
@@ -37,4 +39,18 @@ def find_events(raw: mne.io.BaseRaw, cfg: DataConfig, path: Path) -> tuple[np.nd
         )
     samples, labels = np.concatenate(samples), np.concatenate(labels)
     order = np.argsort(samples, kind="stable")
-    return samples[order].astype(np.int64), labels[order].astype(np.int64)
+    return samples[order].astype(np.int64), labels[order].astype(np.int64), counts
+
+
+def missing_events(event_counts: dict[str, int], events: dict[str, str]) -> list[str]:
+    """The keys of ``events`` that occur in none of the files (``event_counts``: summed over the files)."""
+    return [str(key) for key in events if event_counts.get(str(key), 0) == 0]
+
+
+def missing_events_message(event_counts: dict[str, int], events: dict[str, str], n_files: int) -> str:
+    """What a partial mapping is missing, and what the files hold instead."""
+    missing = missing_events(event_counts, events)
+    mapped = ", ".join(f"{key} (-> {events[key]})" for key in missing)
+    held = ", ".join(f"{k} ({n})" for k, n in sorted(event_counts.items()) if n) or "no events"
+    return (f"'data.events' maps {mapped}, which never occur{'s' if len(missing) == 1 else ''} in the {n_files} "
+            f"file(s); they hold: {held}.")

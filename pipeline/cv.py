@@ -38,7 +38,7 @@ def run_cv(cfg, config_dir: Path, *, folds: int | None = None, progress: bool = 
 
     if cfg.data.split.method == "holdout":
         raise ValueError("'data.split.method' is 'holdout'; cross-validation needs 'kfold' (grouped) or 'loso'.")
-    check_config(cfg)  # before the recordings are read to count the folds
+    check_config(cfg, config_dir)  # before the recordings are read to count the folds
     n_folds = EpochsDataModule(cfg.data, config_dir, seed=cfg.seed).n_splits()
     if folds is not None:
         if not 1 <= folds <= n_folds:

@@ -79,7 +79,7 @@ def run_sweep(config_path: Path, space_path: Path, *, trials: int, overrides: li
 
     space = load_space(space_path)
     base_cfg, config_dir = load_config(config_path, overrides)  # validates the base config once
-    check_config(base_cfg)
+    check_config(base_cfg, config_dir)
     stage, name = metric.split(".", 1) if "." in metric else ("val", metric)
     study_name = study_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     if storage is None:

@@ -100,7 +100,7 @@ def open_run(cfg, config_dir, *, run_dir=None, resume=None, group=None) -> Run:
     else:
         if cfg is None:
             raise ValueError("run_training needs a config (or resume=RUN_DIR).")
-        check_config(cfg)
+        check_config(cfg, config_dir)
         last = None
         # Only DDP child ranks (LOCAL_RANK > 0, launched by Lightning from this process) inherit the id;
         # a later run in the same process must get its own.
@@ -112,9 +112,15 @@ def open_run(cfg, config_dir, *, run_dir=None, resume=None, group=None) -> Run:
                group=group or cfg.tracking.group, resume_from=last)
 
 
-def check_config(cfg: ExperimentConfig) -> None:
-    """What the config alone can tell is wrong, before any recording is read: the model's name and parameters."""
+def check_config(cfg: ExperimentConfig, config_dir: str | Path | None = None) -> None:
+    """What the config alone can tell is wrong, before any recording is read: the model's name and parameters
+    and, with ``config_dir``, recording files that are missing or in a format MNE cannot read."""
     import models
+
+    if config_dir is not None:
+        from datasets.reading import list_recordings
+
+        list_recordings(cfg.data, Path(config_dir).resolve())
 
     names = [cfg.model.name] if cfg.model.name != "auto" else list(recipe.AUTO_MODELS)
     for name in names:

@@ -139,3 +139,25 @@ def test_shuffle_order_depends_only_on_seed_and_epoch():
     resumed.set_epoch(3)
     assert torch.equal(torch.cat(list(resumed)), orders[3])
     assert not torch.equal(orders[0], orders[1])
+
+
+def test_a_mapped_event_that_never_occurs_is_warned_about_and_refused(synth_fif, tmp_path):
+    """{rest: rest, grasp: grasp, squeeze: grasp, fly: open}: 'squeeze' and 'fly' are in no file, so class 'open'
+    has no trials. The summary says so (and still prints); the data module refuses before any split."""
+    from dataclasses import replace
+
+    config = write_config(tmp_path / "cfg.yaml", synth_fif,
+                          events={"rest": "rest", "grasp": "grasp", "squeeze": "grasp", "fly": "open"})
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "data", "summary", str(config), "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["missing_events"] == ["squeeze", "fly"] and info["classes"]["open"] == 0
+    assert info["event_counts"] == {"rest": 24, "grasp": 24, "open": 24}
+    assert "warning: 'data.events' maps squeeze (-> grasp), fly (-> open), which never occur" in out.stderr
+    cfg = data_config(synth_fif, tmp_path, events={"rest": "rest", "grasp": "grasp", "fly": "open"})
+    module = EpochsDataModule(cfg, tmp_path)
+    with pytest.raises(ValueError, match=r"maps fly \(-> open\), which never occurs in the 6 file\(s\); they hold: "
+                                         r"grasp \(24\), open \(24\), rest \(24\)"):
+        module.setup("fit")
+    EpochsDataModule(replace(cfg, events={"rest": "rest", "grasp": "grasp", "open": "open"}), tmp_path).setup("fit")

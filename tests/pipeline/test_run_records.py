@@ -103,10 +103,11 @@ def test_a_run_that_fails_while_training_is_marked_failed_here_and_in_wandb(writ
     ("model.name=transformerx", r"Unknown model 'transformerx'"),
     ("model.params={depth: 3}", r"'model.params': Model 'shallow' has no parameter\(s\) \['depth'\]"),
     ("model.name=auto", r"'model.params': .*'logvar' has no parameter\(s\) \['n_filters'\]|'eegnet' has no parameter"),
+    ("data.files=[missing_run.fif]", r"Recording file not found: .*missing_run.fif"),
 ])
 def test_config_errors_are_found_before_any_recording_is_read(write_config, tmp_path, override, error):
     cfg, config_dir = load_config(write_config(), [override, f"data.cache_dir={tmp_path / 'cache'}"])
-    with pytest.raises((ValueError, TypeError), match=error):
+    with pytest.raises((ValueError, TypeError, FileNotFoundError), match=error):
         run_training(cfg, config_dir, progress=False)
     assert not (tmp_path / "cache").exists()  # the epochs cache was never built: nothing was read
     assert not (tmp_path / "runs").exists()
@@ -122,3 +123,8 @@ def test_a_run_whose_data_or_model_cannot_work_leaves_nothing(write_config, tmp_
     with pytest.raises(ValueError, match=error):
         run_training(cfg, config_dir, progress=False)
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_reversed_band_is_refused_when_the_config_is_read(write_config):
+    with pytest.raises(ValueError, match=r"'bandpass' low edge \(30.0 Hz\) must be below the high edge \(8.0 Hz\)"):
+        load_config(write_config(), ["data.bandpass=[30, 8]"])
