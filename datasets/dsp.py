@@ -253,6 +253,11 @@ class CausalPreprocessor:
         self._zi = None  # set from the first sample of the next chunk
         self._phase = 0  # input samples seen, modulo decim
 
+    @property
+    def lag(self) -> int:
+        """Input samples after the newest output sample (0 without decimation)."""
+        return (self._phase - 1) % self.spec.decim
+
     def process(self, chunk: np.ndarray) -> np.ndarray:
         x = np.asarray(chunk, dtype=np.float64)
         if x.ndim != 2 or x.shape[0] != self._n_chans:
@@ -304,33 +309,45 @@ def alignment_matrix(X: np.ndarray) -> np.ndarray:
     return ((vecs / np.sqrt(np.maximum(vals, 1e-30))) @ vecs.T).astype(np.float32)
 
 
-def apply_normalization(windows: np.ndarray, norm: dict[str, Any] | None, subject: str | None = None) -> np.ndarray:
-    """Apply normalisation statistics to ``[..., n_chans, n_times]`` windows.
+class Normalizer:
+    """Normalisation statistics turned into arrays once (the rig applies them to every window).
 
     ``norm`` is the JSON-able mapping kept by the DataModule and written into the exported model:
     ``{"kind": "standardize" | "none", "mean": [...], "std": [...], "alignment": {subject: matrix} | None}``.
     Euclidean alignment (a per-subject whitening matrix) is applied first, then per-channel
     standardisation. ``subject`` picks the alignment matrix; with one subject it may be omitted.
     """
-    x = np.asarray(windows, dtype=np.float32)
-    if not norm:
-        return x
-    alignment = norm.get("alignment")
-    if alignment:
-        if subject is None:
-            if len(alignment) != 1:
-                raise ValueError(
-                    f"Euclidean alignment has matrices for subjects {sorted(alignment)}; name one with 'subject'."
-                )
-            subject = next(iter(alignment))
-        if subject not in alignment:
-            raise ValueError(f"No alignment matrix for subject {subject!r}; known: {sorted(alignment)}.")
-        mat = np.asarray(alignment[subject], dtype=np.float32)
-        x = np.einsum("ij,...jt->...it", mat, x).astype(np.float32)
-    if norm.get("kind", "none") == "standardize":
-        mean = np.asarray(norm["mean"], dtype=np.float32)[:, None]
-        std = np.asarray(norm["std"], dtype=np.float32)[:, None]
-        x = (x - mean) / std
-    elif norm.get("kind", "none") != "none":
-        raise ValueError(f"Normalisation kind {norm.get('kind')!r} is not one of 'standardize', 'none'.")
-    return x.astype(np.float32, copy=False)
+
+    def __init__(self, norm: dict[str, Any] | None, subject: str | None = None):
+        norm = norm or {}
+        self.matrix = None
+        alignment = norm.get("alignment")
+        if alignment:
+            if subject is None:
+                if len(alignment) != 1:
+                    raise ValueError(
+                        f"Euclidean alignment has matrices for subjects {sorted(alignment)}; name one with 'subject'."
+                    )
+                subject = next(iter(alignment))
+            if subject not in alignment:
+                raise ValueError(f"No alignment matrix for subject {subject!r}; known: {sorted(alignment)}.")
+            self.matrix = np.asarray(alignment[subject], dtype=np.float32)
+        kind = norm.get("kind", "none")
+        if kind not in ("standardize", "none"):
+            raise ValueError(f"Normalisation kind {kind!r} is not one of 'standardize', 'none'.")
+        self.mean = np.asarray(norm["mean"], dtype=np.float32)[:, None] if kind == "standardize" else None
+        self.std = np.asarray(norm["std"], dtype=np.float32)[:, None] if kind == "standardize" else None
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        """Normalise ``[..., n_chans, n_times]`` windows (float32)."""
+        x = np.asarray(windows, dtype=np.float32)
+        if self.matrix is not None:
+            x = np.einsum("ij,...jt->...it", self.matrix, x).astype(np.float32)
+        if self.mean is not None:
+            x = (x - self.mean) / self.std
+        return x.astype(np.float32, copy=False)
+
+
+def apply_normalization(windows: np.ndarray, norm: dict[str, Any] | None, subject: str | None = None) -> np.ndarray:
+    """Apply normalisation statistics (see :class:`Normalizer`) to ``[..., n_chans, n_times]`` windows."""
+    return Normalizer(norm, subject)(windows)

@@ -2,15 +2,17 @@
 
 Each has ``description`` (a :class:`~.layout.StreamDescription`: channels, rate, declared units; None until
 a TCP client has been accepted), ``connection`` (a counter that grows with every new stream connection:
-the server restarts its pipeline on a new one), ``clock`` (the local clock) and ``pull()``, which returns
+the server restarts its pipeline on a new one), ``clock`` (the local clock), ``pull()``, which returns
 what has arrived without waiting: ``([n_chans, n] float32, acquisition time of the last sample on the
-local clock, or None)``.
+local clock, or None)``, and ``wait(timeout)``, which blocks until something arrives (or the timeout), so
+the server sleeps on its input instead of polling it.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import select
 import socket
 import threading
 import time
@@ -95,6 +97,7 @@ class LSLInput:
                                              f"lsl:{name} (source_id {found.source_id()!r} on {found.hostname()})")
         self.connection = 1
         self._buf = np.zeros((max(1, int(sfreq)), info.channel_count()), dtype=dtype)
+        self._waited: tuple[np.ndarray, float] | None = None
         self.inlet.open_stream(timeout=resolve_timeout)
         self.clock = pylsl.local_clock
         self.clock_offset = self.inlet.time_correction(timeout=resolve_timeout)  # first estimate before decoding
@@ -109,12 +112,25 @@ class LSLInput:
             except Exception:  # lost stream or timeout: keep the last estimate
                 pass
 
+    def wait(self, timeout: float) -> None:
+        """Block until a sample arrives or ``timeout`` passes (liblsl wakes us; no polling)."""
+        if self._waited is None and timeout > 0:
+            sample, stamp = self.inlet.pull_sample(timeout=timeout)
+            if stamp is not None:
+                self._waited = (np.asarray(sample, dtype=np.float32)[:, None], stamp)
+
     def pull(self) -> tuple[np.ndarray, float | None]:
         _, stamps = self.inlet.pull_chunk(timeout=0.0, max_samples=len(self._buf), dest_obj=self._buf)
         n = len(stamps)
+        first, self._waited = self._waited, None
         if not n:
-            return self._buf[:0].T, None
-        return self._buf[:n].T.astype(np.float32), float(stamps[-1]) + self.clock_offset
+            if first is None:
+                return self._buf[:0].T, None
+            return first[0], first[1] + self.clock_offset
+        chunk = self._buf[:n].T.astype(np.float32)
+        if first is not None:  # the sample that woke us comes first
+            chunk = np.concatenate([first[0], chunk], axis=1)
+        return chunk, float(stamps[-1]) + self.clock_offset
 
     def close(self) -> None:
         self._closing.set()
@@ -266,6 +282,13 @@ class TCPInput:
         self._samples = []
         return chunk, self._arrival.to_local(self._last_ts)
 
+    def wait(self, timeout: float) -> None:
+        """Block until a socket has something to read or ``timeout`` passes."""
+        if self._samples:
+            return
+        sockets = [self.server] + [c.sock for c in self._pending] + ([self._active.sock] if self._active else [])
+        select.select(sockets, [], [], max(0.0, timeout))
+
     @property
     def clock_offset(self) -> float | None:
         return self._arrival.offset
@@ -321,6 +344,13 @@ class ReplayInput:
         self._sent = max(self._sent, due)
         ts = self._t0 + self._sent / (sfreq * self.speed) if chunk.shape[1] else None
         return chunk, ts
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until the next sample is due (or ``timeout``)."""
+        if self._t0 is None:
+            return
+        due = self._t0 + (self._sent + 1) / (self.description.sfreq * self.speed)
+        time.sleep(max(0.0, min(timeout, due - time.monotonic())))
 
     @property
     def finished(self) -> bool:

@@ -2,8 +2,9 @@
 controller out.
 
 One thread, no waiting on the stream: every pass pulls what has arrived, feeds it through the SAME
-causal preprocessing as training (``datasets.dsp``, filter state carried across chunks), and at every
-hop boundary on the stream's sample clock decodes the newest window. The safe state is the default; the
+causal preprocessing as training (``datasets.dsp``, filter state carried across chunks), and once a hop of
+samples (on the stream's sample clock) has arrived decodes the newest window, the one ending at the newest
+sample, so a decision never waits for a hop boundary inside a chunk. The safe state is the default; the
 server leaves it only for a window that is
 
 - fresh: its last sample was acquired at most ``max_age_ms`` ago on the local clock (a backlog after a
@@ -35,7 +36,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from datasets.dsp import CausalPreprocessor, PreprocessingSpec, apply_normalization
+from datasets.dsp import CausalPreprocessor, Normalizer, PreprocessingSpec
 
 from .actions import SAFE_ACTION, level_classes, plan_actions
 from .alignment import choose_alignment, estimate_alignment, save_alignment
@@ -132,11 +133,12 @@ class Server:
         self.norm = dict(meta["normalization"], alignment=None)
         if self.alignment.matrix is not None:
             self.norm["alignment"] = {"session": self.alignment.matrix.tolist()}
+        self.normalizer = Normalizer(self.norm, "session" if self.norm["alignment"] else None)
         self._align_data: list[np.ndarray] = []
         self.smoother = Smoother(self.classes, cfg.smoothing, cfg.level_classes)
         self.n_times = self.decoder.n_times
         decim = self.spec.decim
-        self.hop_in = max(decim, int(round(cfg.hop_ms / 1000 * self.spec.sfreq_in / decim)) * decim)
+        self.hop_in = max(1, int(round(cfg.hop_ms / 1000 * self.spec.sfreq_in)))
         self._flat_n = max(2, int(round(cfg.safety.flat_ms / 1000 * self.spec.sfreq_in)))
         self.jumps = JumpDetector(cfg.jump_ratio) if cfg.jump_ratio else None
         rms = np.asarray(self.norm["rms"], dtype=np.float32)
@@ -157,7 +159,9 @@ class Server:
         self.late_hops = 0
         self.decisions = 0
         self.clock_ahead_max = 0.0
-        self._since_hop = 0
+        self._since_hop = 0  # samples since the last decision point
+        self._unchecked = 0  # samples the jump detector has not seen yet
+        self.superseded_hops = 0  # hop points merged into a later decision (several hops in one chunk)
         self._settle_left = self.spec.settle_out
         self._running = True
         self._log: SessionLog | None = None
@@ -251,7 +255,7 @@ class Server:
         self.pre.reset()
         self.raw_ring.clear()
         self.proc_ring.clear()
-        self._since_hop = 0
+        self._since_hop = self._unchecked = 0
         self._settle_left = self.spec.settle_out
         self.smoother.reset()
         if self.jumps is not None:
@@ -302,10 +306,16 @@ class Server:
         return None
 
     def _restart_reason(self) -> str | None:
-        """Raw data that make the filter state worthless: start again, as after a dropout."""
-        if self.raw_ring.count >= self._flat_n and check_window(self.raw_ring.latest(self._flat_n), self.cfg.safety):
-            return "flat"  # a stuck amplifier or a lost electrode
-        if self.jumps is not None and self.raw_ring.count > self.hop_in and self.jumps.check(self.raw_ring.latest(self.hop_in + 1)):
+        """Raw data since the last check that make the filter state worthless: start again, as after a dropout."""
+        new, self._unchecked = min(self._unchecked, self.raw_ring.count - 1), 0
+        if new <= 0:
+            return None
+        span = min(self.raw_ring.count, new + self._flat_n - 1)  # every flat-ms stretch that ends in the new data
+        recent = self.raw_ring.latest(span)
+        for end in range(span, self._flat_n - 1, -max(1, self._flat_n // 4)):
+            if check_window(recent[:, end - self._flat_n : end], self.cfg.safety):
+                return "flat"  # a stuck amplifier or a lost electrode
+        if self.jumps is not None and self.jumps.check(self.raw_ring.latest(new + 1)):
             return "jump"  # restarted filters settle at the new level instead of ringing for a second
         return None
 
@@ -332,7 +342,7 @@ class Server:
             self.withheld[reason] += 1
             self._enter_safe(reason)
             return
-        window = apply_normalization(proc, self.norm, "session" if self.norm["alignment"] else None)
+        window = self.normalizer(proc)
         probs = self.decoder.predict(window)
         if self.sham is not None:  # the decoder still runs, so timing is identical; its output is not used
             fake = self.sham.next()
@@ -384,6 +394,7 @@ class Server:
                 data = np.concatenate(self._align_data, axis=1)[:, : self.alignment.estimate_samples]
                 matrix = estimate_alignment(data, self.n_times)
                 self.norm["alignment"] = {"session": matrix.tolist()}
+                self.normalizer = Normalizer(self.norm, "session")
                 self.alignment.matrix, self.alignment.estimate_samples, self._align_data = matrix, 0, []
                 if self.cfg.save_alignment is not None:
                     try:
@@ -403,21 +414,19 @@ class Server:
             self._enter_safe(problem)
             self._reset_pipeline()
             return
-        n, pos, sfreq = chunk.shape[1], 0, self.spec.sfreq_in
-        while pos < n:  # split at hop boundaries so every decision sees the window ending exactly there
-            take = min(n - pos, self.hop_in - self._since_hop)
-            piece = chunk[:, pos : pos + take]
-            self.raw_ring.append(piece)
-            out = self._settled(self.pre.process(piece).astype(np.float32))
-            if out.shape[1]:
-                self.proc_ring.append(out)
-                self._calibrate(out)
-            pos += take
-            self._since_hop += take
-            self.samples_total += take
-            if self._since_hop == self.hop_in:
-                self._since_hop = 0
-                self._hop(t_last - (n - pos) / sfreq, t_received)
+        n = chunk.shape[1]
+        self.raw_ring.append(chunk)
+        out = self._settled(self.pre.process(chunk).astype(np.float32))
+        if out.shape[1]:
+            self.proc_ring.append(out)
+            self._calibrate(out)
+        self.samples_total += n
+        self._unchecked += n
+        self._since_hop += n
+        if self._since_hop >= self.hop_in:  # decide once, on the newest window: older hops in this chunk are superseded
+            self.superseded_hops += self._since_hop // self.hop_in - 1
+            self._since_hop %= self.hop_in
+            self._hop(t_last - self.pre.lag / self.spec.sfreq_in, t_received)
 
     # -- the loop --------------------------------------------------------------------------------------------
     def _pull(self, now: float) -> bool:
@@ -459,7 +468,7 @@ class Server:
             signal.signal(sig, self.stop)
         if cfg.log_path is not None:
             self._log = SessionLog(cfg.log_path, LOG_FIELDS)
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), time.process_time()
         last_data, self._next_heartbeat, next_status, next_cues = started, started, started + 1.0, started
         next_console = started
         self._emit(self._safe_message("safe", "starting"))
@@ -490,11 +499,13 @@ class Server:
                 if cfg.status and now >= next_status:
                     self._status(now - started)
                     next_status = now + 1.0
-                if not got:
-                    time.sleep(0.0005)
+                if not got:  # wait for the next samples (woken as they arrive), never past the next duty
+                    self.source.wait(max(0.0, min(self._next_heartbeat if self.state.safe else now + 0.005,
+                                                  now + 0.005) - time.monotonic()))
         finally:
             self._shutdown()
         stats = self.stats(time.monotonic() - started)
+        stats["cpu_share"] = round((time.process_time() - cpu_started) / max(stats["seconds"], 1e-9), 4)  # of one core
         if cfg.stats_path is not None:
             cfg.stats_path.write_text(json.dumps(stats, indent=2))
         return stats
@@ -620,7 +631,7 @@ class Server:
         ratio = self.amplitude.last_ratio
         return {
             "seconds": round(seconds, 3), "decisions": self.decisions, "samples_received": self.samples_total,
-            "hop_samples": self.hop_in, "late_hops": self.late_hops,
+            "hop_samples": self.hop_in, "late_hops": self.late_hops, "superseded_hops": self.superseded_hops,
             "latency_ms": _percentiles(self.latencies),
             "age_ms": _percentiles(self.ages), "max_age_ms": self.cfg.max_age_ms,
             "withheld_hops": dict(self.withheld),
