@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .quiet import quiet_third_party
+
+    quiet_third_party(verbose=getattr(args, "verbose", False))
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -62,6 +62,8 @@ def make_wandb_logger(cfg: TrackingConfig, run_id: str, run_dir: Path, group: st
         log_model=False,  # Lightning would upload every checkpoint callback's file; train.py logs best.ckpt itself
         resume="allow",
     )
+    # Lightning passes anonymous=None, which this W&B version warns about on every run ("has no effect")
+    logger._wandb_init.pop("anonymous", None)
     if mode == "online":  # the user asked for the server: fail now, clearly, rather than after training
         try:
             logger.experiment
@@ -118,3 +120,17 @@ class EpochMetricsCSV(pl.Callback):
             writer.writeheader()
             writer.writerows(rows)
         self._pending = None
+
+
+def progress_bar() -> pl.Callback:
+    """Lightning's rich bar showing the epoch and its validation balanced accuracy (no W&B version number)."""
+    from pytorch_lightning.callbacks import RichProgressBar
+
+    from .task import MONITOR
+
+    class EpochBar(RichProgressBar):
+        def get_metrics(self, trainer, pl_module):
+            value = super().get_metrics(trainer, pl_module).get(MONITOR)
+            return {"val bal_acc": f"{float(value):.3f}"} if value is not None else {}
+
+    return EpochBar()

@@ -218,7 +218,7 @@ def build_trainer(run: Run, logger, progress: bool):
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
     from .task import MONITOR, SMOOTHED
-    from .tracking import EpochMetricsCSV
+    from .tracking import EpochMetricsCSV, progress_bar
 
     cfg, ckpt_dir = run.cfg, run.run_dir / run_record.CHECKPOINTS
     # which model the run keeps: 'best' / 'smoothed' write best.ckpt when their monitor improves; 'last' keeps
@@ -236,6 +236,9 @@ def build_trainer(run: Run, logger, progress: bool):
     )
     callbacks = [c for c in (checkpoint, last_checkpoint) if c is not None]
     callbacks.append(EpochMetricsCSV(run.run_dir / run_record.METRICS_CSV))
+    show_progress = progress and cfg.trainer.enable_progress_bar
+    if show_progress:
+        callbacks.append(progress_bar())
     if cfg.finetune is not None:
         from .finetune import frozen_epochs
         from .task import FreezeSchedule
@@ -258,7 +261,7 @@ def build_trainer(run: Run, logger, progress: bool):
         deterministic="warn" if cfg.trainer.deterministic else False,
         callbacks=callbacks,
         logger=logger if logger is not None else False,
-        enable_progress_bar=progress and cfg.trainer.enable_progress_bar,
+        enable_progress_bar=show_progress,
         enable_model_summary=False,
         log_every_n_steps=cfg.trainer.log_every_n_steps,
         limit_train_batches=cfg.trainer.limit_train_batches,
@@ -460,8 +463,8 @@ def _metrics(values: dict[str, Any], stage: str) -> dict[str, float]:
 def _quiet_progress(trainer) -> None:
     """No progress bars for the one-batch validation and test of the kept model (training had its own)."""
     bar = trainer.progress_bar_callback
-    if bar is not None and hasattr(bar, "disable"):
-        bar.disable()
+    if bar is not None:  # removed, not disabled: a disabled rich bar still ends each loop with a blank line
+        trainer.callbacks.remove(bar)
 
 
 def _subset_scores(net, dm, mask) -> dict[str, float] | None:
