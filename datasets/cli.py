@@ -9,26 +9,35 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    data = subparsers.add_parser("data", help="inspect recordings, write synthetic ones")
+    data = subparsers.add_parser("data", help="inspect recordings, write synthetic ones",
+                                 description="Inspect the recordings a config names, or write synthetic ones.")
     sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
-    p = sub.add_parser("summary", help="epochs per class and group, channels, rate, window (through the cache)")
+    p = sub.add_parser("summary", help="epochs per class and group, channels, rate, window (through the cache)",
+                       description="Read the recordings a config's data: section names (through the epochs cache) and "
+                                   "print the epochs per class and per subject / session / run, the events the files "
+                                   "hold, the channels, rate and window. Warns when a mapped event never occurs.")
     p.add_argument("config", help="YAML config with a data: section")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. data.tmax=2")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_summary)
 
-    p = sub.add_parser("synth", help="write synthetic hand-movement recordings (real FIF/EDF files) and a config")
-    p.add_argument("out_dir")
-    p.add_argument("--modality", choices=["eeg", "meg"], default="eeg")
-    p.add_argument("--subjects", type=int, default=2)
-    p.add_argument("--sessions", type=int, default=1)
-    p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--trials", type=int, default=10, help="trials per class per run")
-    p.add_argument("--snr", type=float, default=1.0, help="signal-to-noise knob (1 = default difficulty)")
-    p.add_argument("--sfreq", type=float, help="sampling rate (default 250 Hz EEG, 1000 Hz MEG)")
-    p.add_argument("--format", choices=["fif", "edf"], default="fif")
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("synth", help="write synthetic hand-movement recordings (real FIF/EDF files) and a config",
+                       description="Write synthetic hand-movement recordings (rest / grasp / open cues with lateralised "
+                                   "mu/beta desynchronisation, 1/f background, line noise) as real FIF or EDF files, "
+                                   "and OUT_DIR/config.yaml with a data: section that reads them.")
+    p.add_argument("out_dir", help="folder to write the recordings and config.yaml into (created if missing)")
+    p.add_argument("--modality", choices=["eeg", "meg"], default="eeg",
+                   help="eeg: 64 channels, BioSemi positions; meg: 306 channels, a Neuromag-like helmet (default eeg)")
+    p.add_argument("--subjects", type=int, default=2, help="number of subjects (default 2)")
+    p.add_argument("--sessions", type=int, default=1, help="sessions per subject (default 1)")
+    p.add_argument("--runs", type=int, default=3, help="runs (files) per session (default 3)")
+    p.add_argument("--trials", type=int, default=10, help="trials per class per run (default 10)")
+    p.add_argument("--snr", type=float, default=1.0, help="signal-to-noise knob: 1 is the default difficulty, higher "
+                                                           "is easier (default 1)")
+    p.add_argument("--sfreq", type=float, help="sampling rate in Hz (default 250 for EEG, 1000 for MEG)")
+    p.add_argument("--format", choices=["fif", "edf"], default="fif", help="file format (default fif)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes the same files (default 0)")
     p.set_defaults(func=_synth)
 
 
@@ -88,7 +97,7 @@ def _synth(args: argparse.Namespace) -> int:
         args.out_dir, modality=args.modality, n_subjects=args.subjects, n_sessions=args.sessions, n_runs=args.runs,
         trials_per_class=args.trials, snr=args.snr, sfreq=args.sfreq, fmt=args.format, seed=args.seed,
     )
-    config = write_example_config(args.out_dir, files, args.modality)
+    config = write_example_config(args.out_dir, files, args.modality, test_runs=[f"{args.runs:02d}"])  # the last run tests
     print(f"wrote {len(files)} recordings to {args.out_dir}")
     print(f"example config: {config}")
     return 0

@@ -208,8 +208,10 @@ def write_synthetic(
     return paths
 
 
-def write_example_config(out_dir: str | Path, files: Sequence[str | Path], modality: str = "eeg") -> Path:
-    """A YAML config whose ``data:`` section reads ``files`` (stored relative to ``out_dir``)."""
+def write_example_config(out_dir: str | Path, files: Sequence[str | Path], modality: str = "eeg",
+                         test_runs: Sequence[str] | None = None) -> Path:
+    """A YAML config whose ``data:`` section reads ``files`` (stored relative to ``out_dir``); ``test_runs``
+    (e.g. ``["03"]``) are held out as the test split."""
     out_dir = Path(out_dir).resolve()
     rel = [str(Path(f).resolve().relative_to(out_dir)) if Path(f).resolve().is_relative_to(out_dir) else str(f) for f in files]
     data = {
@@ -221,7 +223,7 @@ def write_example_config(out_dir: str | Path, files: Sequence[str | Path], modal
         "bandpass": [8.0, 30.0],
         "notch": [],
         "resample": 125.0 if modality == "eeg" else 250.0,
-        "split": {"method": "holdout", "by": "run"},
+        "split": {"method": "holdout", "by": "run", **({"test": list(test_runs)} if test_runs else {})},
         "cache_dir": ".bmi_cache",
     }
     path = out_dir / "config.yaml"

@@ -7,17 +7,27 @@ import json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("export", help="export a run's decoder to ONNX with metadata and verified parity")
+    p = subparsers.add_parser(
+        "export", help="export a run's decoder to ONNX with metadata and verified parity",
+        description="Export a run's kept decoder to one ONNX file (input signals [batch, channels, samples], outputs "
+                    "logits and probabilities) with everything the runtime needs in its metadata, checked with "
+                    "onnx.checker and against PyTorch with onnxruntime on the run's own validation windows. Only a "
+                    "model that passes is written.")
     p.add_argument("run_dir", help="a run directory from bmi train")
     p.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint path (default best)")
     p.add_argument("--out", help="output .onnx path (default RUN_DIR/model.onnx)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--quantize", action="store_true", help="int8 quantisation, refused if accuracy drops too much")
-    p.add_argument("--max-accuracy-drop", type=float, default=0.02, help="tolerance for --quantize (default 0.02)")
+    p.add_argument("--max-accuracy-drop", type=float, default=0.02, metavar="FRACTION",
+                   help="the largest validation accuracy --quantize may cost, else it is refused (default 0.02)")
     p.add_argument("--json", action="store_true", help="print the parity report as JSON")
+    p.add_argument("--verbose", action="store_true",
+                   help="also show third-party warnings and log lines (onnxruntime's quantiser) filtered by default")
     p.set_defaults(func=_export)
 
-    p = subparsers.add_parser("inspect", help="print an exported model's metadata")
+    p = subparsers.add_parser("inspect", help="print an exported model's metadata",
+                              description="Print what an exported model holds: classes, channels, rate, window, "
+                                          "filters, normalisation, and the run it came from.")
     p.add_argument("model", help="an ONNX file from bmi export")
     p.add_argument("--json", action="store_true", help="print the metadata document as JSON")
     p.set_defaults(func=_inspect)

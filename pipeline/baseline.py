@@ -80,10 +80,16 @@ def versus_baselines(test: dict[str, float], baselines: dict[str, Any], metric: 
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("baseline", help="CSP + LDA and tangent space + logistic regression on a config's split")
+    from .quiet import add_verbose
+
+    p = subparsers.add_parser(
+        "baseline", help="CSP + LDA and tangent space + logistic regression on a config's split",
+        description="Fit the two classical references on a config's training split and score them on its validation "
+                    "and test splits: CSP (log-variance) + LDA, and Riemannian tangent space + logistic regression.")
     p.add_argument("config", help="experiment or data config (YAML)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_verbose(p)
     p.set_defaults(func=_main)
 
 

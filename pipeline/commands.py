@@ -7,25 +7,38 @@ import json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="train a decoder from a YAML config; writes runs/<run_id>/")
+    from .quiet import add_verbose
+
+    p = subparsers.add_parser(
+        "train", help="train a decoder from a YAML config; writes runs/<run_id>/",
+        description="Train one decoder (or, with --seeds, one per seed and their ensemble) from a YAML experiment "
+                    "config and write its run directory: resolved config, per-epoch metrics, checkpoints, plots, "
+                    "data description and summary, with the CSP+LDA and tangent-space references on the same split. "
+                    "A run directory is written by one run only: an existing --name is refused; --resume continues a "
+                    "killed run.")
     p.add_argument("config", nargs="?", help="experiment config (YAML); optional with --resume")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="dotted overrides without --set (as W&B sweep agents pass them)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override, e.g. --set optim.lr=3e-3 (repeatable)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
-    p.add_argument("--name", help="run id to use instead of a generated one")
+    p.add_argument("--name", help="run id (the folder under runs_dir) instead of a generated one; must be new")
     p.add_argument("--seeds", metavar="S1,S2,...",
                    help="train one run per seed on the same split, then combine them into one ensemble run "
                         "(mean probability) that bmi export / evaluate / serve use like any run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_verbose(p)
     p.set_defaults(func=_train)
 
-    p = subparsers.add_parser("evaluate", help="evaluate a trained run on other recordings (another day)")
+    p = subparsers.add_parser(
+        "evaluate", help="evaluate a trained run on other recordings (another day)",
+        description="Score a trained run's kept model on the recordings another config names, through the run's own "
+                    "preprocessing, window, channels and normalisation (calibrate on day one, test on day two).")
     p.add_argument("run_dir", help="a run directory from bmi train")
     p.add_argument("--data", required=True, metavar="CONFIG.yaml", help="config whose data: section names the recordings")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override of that config")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_verbose(p)
     p.set_defaults(func=_evaluate)
 
     from . import baseline, compare, cv, ensemble, finetune, sweep

@@ -73,6 +73,8 @@ def run_cv(cfg, config_dir: Path, *, folds: int | None = None, progress: bool = 
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from .quiet import add_verbose
+
     p = subparsers.add_parser("cv", help="cross-validate: grouped k-fold or leave-one-subject-out",
                               description="Train one run per fold (each tracked, in one W&B group) into a new folder "
                                           "runs/<group>/fold<k>, and report the mean and standard deviation of every "
@@ -83,6 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ensemble", action="store_true",
                    help="also combine the fold runs into one decoder averaging their probabilities (<group>/ensemble)")
     p.add_argument("--no-progress", action="store_true", help="no training progress bars")
+    add_verbose(p)
     p.set_defaults(func=_main)
 
 

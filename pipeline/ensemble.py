@@ -120,10 +120,17 @@ def _member_split(member_dir: Path, info: dict[str, Any]) -> dict[str, tuple[np.
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("ensemble", help="combine finished runs into one decoder averaging their probabilities")
+    from .quiet import add_verbose
+
+    p = subparsers.add_parser(
+        "ensemble", help="combine finished runs into one decoder averaging their probabilities",
+        description="Combine finished runs that take the same windows into one ensemble run directory (one module "
+                    "averaging the members' class probabilities), which bmi evaluate, export and serve use like any "
+                    "run. Members trained on one split are scored on it.")
     p.add_argument("runs", nargs="+", help="run directories (e.g. the seeds of one config, or the folds of bmi cv)")
     p.add_argument("--out", help="ensemble run directory (default: runs/<id>)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_verbose(p)
     p.set_defaults(func=_main)
 
 

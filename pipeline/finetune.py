@@ -89,13 +89,20 @@ def frozen_epochs(cfg) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("finetune", help="fine-tune a trained run on a new patient's few calibration trials")
+    from .quiet import add_verbose
+
+    p = subparsers.add_parser(
+        "finetune", help="fine-tune a trained run on a new patient's few calibration trials",
+        description="Start from a trained run's weights and train on a new patient's recordings through the "
+                    "pretrained run's preprocessing and window: the classifier alone first, then every layer. The "
+                    "fine-tuned run is a run directory like any other.")
     p.add_argument("run_dir", help="the pretrained run directory (bmi train on many subjects or sessions)")
     p.add_argument("--data", required=True, metavar="PATIENT.yaml",
                    help="config whose data: section names the patient's recordings and split (optional trainer:, "
                         "optim:, augment:, finetune: {frozen_epochs} sections)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override (repeatable)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no training progress bar")
+    add_verbose(p)
     p.set_defaults(func=_main)
 
 

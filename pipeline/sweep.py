@@ -130,17 +130,28 @@ def run_sweep(config_path: Path, space_path: Path, *, trials: int, overrides: li
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("sweep", help="hyperparameter search with Optuna (each trial a tracked run)")
+    from .quiet import add_verbose
+
+    p = subparsers.add_parser(
+        "sweep", help="hyperparameter search with Optuna (each trial a tracked run)",
+        description="Search a space of config values with Optuna: each trial is a training run runs/<study>/trial<n> "
+                    "in one W&B group. A trial that cannot train is marked failed and the study goes on. With a shared "
+                    "--storage, several processes or machines work on one study.")
     p.add_argument("config", help="base experiment config (YAML)")
     p.add_argument("space", help="search space (YAML): dotted key -> {type, low, high | choices}")
-    p.add_argument("--trials", type=int, required=True, help="trials to run in this process")
+    p.add_argument("--trials", type=int, required=True, metavar="N", help="trials to run in this process")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override of the base config")
-    p.add_argument("--storage", help="Optuna storage URL shared by several machines, e.g. sqlite:///study.db")
-    p.add_argument("--study-name", help="study name (needed to join an existing study)")
+    p.add_argument("--storage", metavar="URL",
+                   help="Optuna storage shared by several processes or machines, e.g. sqlite:///sweep.db (default: "
+                        "in memory, this process only)")
+    p.add_argument("--study-name", metavar="NAME",
+                   help="study name, also the runs folder and the W&B group (needed to join an existing study; default "
+                        "sweep-<time>)")
     p.add_argument("--metric", default="val.balanced_accuracy",
                    help="summary metric to optimise, STAGE.NAME (default val.balanced_accuracy)")
     p.add_argument("--direction", choices=["maximize", "minimize"], default="maximize",
                    help="whether a higher (maximize, the default) or lower metric is better")
+    add_verbose(p)
     p.set_defaults(func=_main)
 
 
