@@ -1,13 +1,7 @@
 """``bmi demo``: the whole system end to end on an embedded default, in a few minutes on a laptop CPU.
 
-1. write synthetic multi-subject hand-movement recordings as real FIF files (or use ``--data``);
-2. train one convolutional and one recurrent decoder, each tracked (W&B offline + local run records);
-3. compare them and pick the best by validation balanced accuracy;
-4. export it to ONNX with verified parity;
-5. replay a held-out recording as a live LSL stream into ``bmi serve``, which drives ``bmi rig``;
-6. print a summary and write a Markdown report with plots.
-
-Everything goes under one output folder; child processes are stopped on exit or Ctrl-C.
+One of the two modules (with ``pipeline.cli``) that orchestrate every layer: it trains (pipeline), exports
+(exports) and runs the real-time server and the simulated hand (exports.runtime) as child processes.
 """
 
 from __future__ import annotations
@@ -20,37 +14,58 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 DEFAULT_MODELS = "eegnet,gru"
+STEPS = ("recordings", "training", "comparison", "export to ONNX", "live decoding", "summary")
+DESCRIPTION = """\
+Run the main job end to end, in a few minutes on a laptop CPU, under one output folder:
+
+  1. write synthetic multi-subject hand-movement recordings as real FIF files (or use --data);
+  2. train a convolutional and a recurrent decoder, each tracked (W&B offline and local run records);
+  3. compare them and pick the best by validation balanced accuracy;
+  4. export it to ONNX with verified parity;
+  5. replay a held-out recording as a live LSL stream into bmi serve, which drives bmi rig (the simulated hand);
+  6. print a summary and write report.md with plots.
+
+Child processes are stopped on exit or Ctrl-C; an interrupted demo says which step it stopped in."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from .quiet import add_verbose
+
     p = subparsers.add_parser(
-        "demo",
-        help="run the main job end to end: synthetic data, training, comparison, export, live serving",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "demo", help="run the main job end to end: synthetic data, training, comparison, export, live serving",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
-    p.add_argument("--data", help="CONFIG.yaml with a data: section for real recordings instead of synthetic ones")
+    p.add_argument("--data", metavar="CONFIG.yaml",
+                   help="a config whose data: section names real recordings, used instead of synthetic ones")
     p.add_argument("--models", default=DEFAULT_MODELS, help=f"decoders to train, comma-separated (default {DEFAULT_MODELS})")
     p.add_argument("--epochs", type=int, default=40, help="maximum training epochs per decoder (default 40)")
-    p.add_argument("--stream-seconds", type=float, default=20.0, help="seconds of live streaming (default 20)")
-    p.add_argument("--subjects", type=int, default=2, help="synthetic subjects (default 2)")
-    p.add_argument("--quick", action="store_true", help="tiny data and one epoch: a smoke run of every step")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stream-seconds", type=float, help="seconds of live streaming (default 20; 8 with --quick)")
+    p.add_argument("--subjects", type=int, help="synthetic subjects (default 2; 1 with --quick)")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run of every step: one subject, few trials, one epoch, 8 s of streaming")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic recordings and the training runs (default 0)")
+    add_verbose(p)
     p.set_defaults(func=_main)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Steps
-# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class Progress:
+    """Which steps finished and what they produced, for the summary (also of an interrupted demo)."""
 
+    out: Path
+    started: float = field(default_factory=time.monotonic)
+    step: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)
 
-def _step(console, n: int, text: str) -> None:
-    console.rule(f"[bold]Step {n}/6[/bold] {text}")
+    def begin(self, console, n: int) -> None:
+        self.step = n
+        console.rule(f"[bold]Step {n}/{len(STEPS)}[/bold] {STEPS[n - 1]}  [dim]({time.monotonic() - self.started:.0f} s)[/dim]")
 
 
 def _free_udp_port() -> int:
@@ -60,7 +75,7 @@ def _free_udp_port() -> int:
 
 
 def _write_data(args, out: Path, console) -> tuple[Path, dict[str, Any]]:
-    """Synthetic recordings + a data config, or the user's config; returns (config path, raw config)."""
+    """Synthetic recordings + a data config (the last run of each subject tests), or the user's config."""
     from datasets.typed import load_yaml
 
     if args.data:
@@ -68,13 +83,13 @@ def _write_data(args, out: Path, console) -> tuple[Path, dict[str, Any]]:
         return path, load_yaml(path)
     from datasets.synthetic import write_example_config, write_synthetic
 
-    n_runs, trials = (3, 6) if args.quick else (3, 12)
+    n_runs, trials = (3, 5) if args.quick else (3, 12)
     files = write_synthetic(
         out / "data", modality="eeg", n_subjects=args.subjects, n_sessions=1, n_runs=n_runs,
         trials_per_class=trials, fmt="fif", seed=args.seed,
     )
     console.print(f"wrote {len(files)} recordings to {out / 'data'}")
-    path = write_example_config(out / "data", files, "eeg")
+    path = write_example_config(out / "data", files, "eeg", test_runs=[f"{n_runs:02d}"])
     return path, load_yaml(path)
 
 
@@ -91,6 +106,7 @@ def _training_config(raw: dict[str, Any], data_config_dir: Path, out: Path, args
         "trainer": {
             "max_epochs": 1 if args.quick else args.epochs,
             "early_stopping_patience": None if args.quick else 15,
+            "min_steps": 0 if args.quick else 200,  # a smoke run is short on purpose
             "enable_progress_bar": True,
         },
         "optim": {"lr": 0.01, "scheduler": "cosine"},
@@ -103,13 +119,13 @@ def _training_config(raw: dict[str, Any], data_config_dir: Path, out: Path, args
 def _train(configs: list[dict[str, Any]], out: Path, console) -> list[dict[str, Any]]:
     import yaml
 
+    from datasets.atomic import write_text
     from pipeline.config import load_config
     from pipeline.train import run_training
 
     summaries = []
     for raw in configs:
-        path = out / f"config_{raw['model']['name']}.yaml"
-        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        path = write_text(out / f"config_{raw['model']['name']}.yaml", yaml.safe_dump(raw, sort_keys=False))
         cfg, config_dir = load_config(path, [])
         console.print(f"training [bold]{raw['model']['name']}[/bold] ...")
         summaries.append(run_training(cfg, config_dir, group="demo", progress=True))
@@ -126,8 +142,14 @@ def _held_out_file(raw_data: dict[str, Any], run_dir: Path) -> Path:
     return Path(sorted(files)[-1])
 
 
-def _stream(model_path: Path, recording: Path, out: Path, seconds: float, console) -> dict[str, Any]:
-    """Replay ``recording`` over LSL into ``bmi serve``, which drives ``bmi rig``; returns paths and timing."""
+def _stream(model_path: Path, recording: Path, out: Path, seconds: float, console, verbose: bool) -> dict[str, Any]:
+    """Replay ``recording`` over LSL into ``bmi serve``, which drives ``bmi rig``; returns paths and timing.
+
+    The children's own output goes to ``serve.log`` and ``rig.log`` (shown when one fails; live with --verbose)."""
+    from exports.runtime.lsl_config import quiet_liblsl
+
+    quiet_liblsl(verbose)  # before mne_lsl loads liblsl
+    import mne
     from mne_lsl.lsl import local_clock
     from mne_lsl.player import PlayerLSL
 
@@ -135,29 +157,33 @@ def _stream(model_path: Path, recording: Path, out: Path, seconds: float, consol
     name = f"bmi-demo-{os.getpid()}"
     session_log, rig_log, rig_plot = out / "session_log.csv", out / "rig_log.csv", out / "rig_aperture.png"
     bmi = [sys.executable, "-m", "pipeline.cli"]
-    procs: list[subprocess.Popen] = []
-    player = PlayerLSL(recording, chunk_size=8, name=name, annotations=False)
+    logs = {"rig": out / "rig.log", "serve": out / "serve.log"}
+    procs: dict[str, subprocess.Popen] = {}
+    handles = {k: (None if verbose else open(path, "w")) for k, path in logs.items()}
+    with mne.utils.use_log_level("warning"):
+        player = PlayerLSL(recording, chunk_size=8, name=name, annotations=False)
     try:
-        procs.append(subprocess.Popen(
+        procs["rig"] = subprocess.Popen(
             bmi + ["rig", "--listen", f"udp://127.0.0.1:{port}", "--log", str(rig_log), "--plot", str(rig_plot),
-                   "--duration", str(seconds + 8), "--no-status"], stdout=subprocess.DEVNULL,  # totals: in the logs
-        ))
+                   "--duration", str(seconds + 30), "--no-status"], stdout=subprocess.DEVNULL, stderr=handles["rig"])
         time.sleep(1.0)
         player.start()
         t_start = local_clock()
-        procs.append(subprocess.Popen(
+        procs["serve"] = subprocess.Popen(
             bmi + ["serve", str(model_path), "--input", f"lsl:{name}", "--output", f"udp://127.0.0.1:{port}",
-                   "--log", str(session_log), "--duration", str(seconds), "--no-status"], stdout=subprocess.DEVNULL,
-        ))
+                   "--log", str(session_log), "--duration", str(seconds), "--no-status", *(["--verbose"] if verbose else [])],
+            stdout=subprocess.DEVNULL, stderr=handles["serve"])  # its totals are in the session log
         with _progress(console, "streaming", seconds) as tick:
             deadline = time.monotonic() + seconds + 30
-            while procs[1].poll() is None and time.monotonic() < deadline:
+            while procs["serve"].poll() is None and time.monotonic() < deadline:
                 time.sleep(0.25)
                 tick()
-        serve_rc = procs[1].wait(timeout=5)
-        rig_rc = procs[0].wait(timeout=seconds + 30)
+        serve_rc = procs["serve"].wait(timeout=5)
+        time.sleep(0.3)  # the final stop message reaches the hand
+        procs["rig"].send_signal(signal.SIGINT)  # the hand stops now (it writes its log and plot)
+        rig_rc = procs["rig"].wait(timeout=30)
     finally:
-        for proc in procs:
+        for proc in procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
                 try:
@@ -165,10 +191,13 @@ def _stream(model_path: Path, recording: Path, out: Path, seconds: float, consol
                 except subprocess.TimeoutExpired:
                     proc.kill()
         player.stop()
-    if serve_rc != 0:
-        raise RuntimeError(f"`bmi serve` exited with code {serve_rc}; see its output above.")
-    if rig_rc != 0:
-        raise RuntimeError(f"`bmi rig` exited with code {rig_rc}; see its output above.")
+        for handle in handles.values():
+            if handle is not None:
+                handle.close()
+    for name_, rc in (("serve", serve_rc), ("rig", rig_rc)):
+        if rc != 0:
+            tail = "" if verbose else "\n" + "\n".join(logs[name_].read_text().splitlines()[-15:])
+            raise RuntimeError(f"`bmi {name_}` exited with code {rc}; its output ({logs[name_]}):{tail}")
     return {"session_log": session_log, "rig_log": rig_log, "rig_plot": rig_plot, "t_start": t_start}
 
 
@@ -193,65 +222,88 @@ class _progress:
 def _main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from exports.runtime.rig import plot_aperture
-    from pipeline.demo_report import aperture_with_cues, online_results, summary_json, write_report
-
     console = Console()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("MPLBACKEND", "Agg")
-    t0 = time.monotonic()
+    args.subjects = args.subjects if args.subjects is not None else (1 if args.quick else 2)
+    args.stream_seconds = args.stream_seconds if args.stream_seconds is not None else (8.0 if args.quick else 20.0)
+    progress = Progress(out)
+    try:
+        _run(args, out, console, progress)
+    except KeyboardInterrupt:
+        _print_interrupted(console, progress)
+        return 130
+    _print_summary(console, progress.summary)
+    return 0
 
-    _step(console, 1, "recordings")
+
+def _run(args, out: Path, console, progress: Progress) -> None:
+    from datasets.atomic import write_text
+    from exports.runtime.rig import plot_aperture
+    from pipeline.demo_report import aperture_with_cues, online_results, summary_json, write_report
+
+    s = progress.summary
+    s["output_dir"] = str(out)
+    progress.begin(console, 1)
     data_path, raw = _write_data(args, out, console)
     raw_data = raw.get("data", raw)
 
-    _step(console, 2, "training")
+    progress.begin(console, 2)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    configs = [_training_config(raw, data_path.parent, out, args, m) for m in models]
-    summaries = _train(configs, out, console)
+    summaries = _train([_training_config(raw, data_path.parent, out, args, m) for m in models], out, console)
+    s["models"] = {x["model"]: {"run_dir": x["run_dir"], "val": x["val"], "test": x["test"]} for x in summaries}
 
-    _step(console, 3, "comparison")
+    progress.begin(console, 3)
     from pipeline.compare import compare_runs
 
-    run_dirs = [Path(s["run_dir"]) for s in summaries]
-    comparison = compare_runs(run_dirs, metrics=["val.balanced_accuracy", "test.balanced_accuracy"], out=out / "compare")
-    best = max(summaries, key=lambda s: s["val"]["balanced_accuracy"])
+    comparison = compare_runs([Path(x["run_dir"]) for x in summaries], metrics=["val.balanced_accuracy", "test.balanced_accuracy"],
+                              out=out / "compare")
+    best = max(summaries, key=lambda x: x["val"]["balanced_accuracy"])
     best_dir = Path(best["run_dir"])
+    s.update(best=best["model"], offline_test=best["test"], baseline_test=best.get("baseline", {}).get("test"),
+             comparison=str(comparison.get("report", "")))
     console.print(f"best decoder by validation balanced accuracy: [bold]{best['model']}[/bold] ({best_dir.name})")
 
-    _step(console, 4, "export to ONNX")
+    progress.begin(console, 4)
     from exports.onnx import export_run
 
     exported = export_run(best_dir, out=out / "decoder.onnx")
+    s.update(onnx=str(exported.path), parity_max_abs_diff=exported.parity["max_abs_diff"])
     console.print(f"exported {exported.path} (max |logit diff| {exported.parity['max_abs_diff']:.2e})")
 
-    _step(console, 5, "live decoding")
+    progress.begin(console, 5)
     recording = _held_out_file(raw_data, best_dir)
     console.print(f"replaying held-out recording {recording.name} as a live LSL stream for {args.stream_seconds:g} s")
-    streamed = _stream(exported.path, recording, out, args.stream_seconds, console)
+    streamed = _stream(exported.path, recording, out, args.stream_seconds, console, args.verbose)
 
-    _step(console, 6, "summary")
-    online = online_results(streamed, recording, exported.metadata, raw_data, model_path=exported.path)
-    summary = {
-        "output_dir": str(out),
-        "models": {s["model"]: {"run_dir": s["run_dir"], "val": s["val"], "test": s["test"]} for s in summaries},
-        "best": best["model"],
-        "offline_test": best["test"],
-        "baseline_test": best.get("baseline", {}).get("test"),
-        "onnx": str(exported.path),
-        "parity_max_abs_diff": exported.parity["max_abs_diff"],
-        "online": online,
-        "comparison": str(comparison.get("report", "")),
-        "seconds": round(time.monotonic() - t0, 1),
-    }
-    report = write_report(out, summary, summaries, best_dir)
-    rows, cues = aperture_with_cues(streamed, online)
+    progress.begin(console, 6)
+    s["online"] = online_results(streamed, recording, exported.metadata, raw_data, model_path=exported.path)
+    s["seconds"] = round(time.monotonic() - progress.started, 1)
+    s["report"] = str(write_report(out, s, summaries, best_dir))
+    rows, cues = aperture_with_cues(streamed, s["online"])
     plot_aperture(rows, out / "figures" / "aperture_vs_cues.png", cues)
-    summary["report"] = str(report)
-    (out / "summary.json").write_text(summary_json(summary))
-    _print_summary(console, summary)
-    return 0
+    write_text(out / "summary.json", summary_json(s))
+
+
+def _print_interrupted(console, progress: Progress) -> None:
+    """Say that the demo stopped, where, and what it had finished (written to summary.json too)."""
+    from rich.table import Table
+
+    from datasets.atomic import write_json
+
+    s = progress.summary
+    s.update(interrupted=f"step {progress.step}/{len(STEPS)} ({STEPS[progress.step - 1] if progress.step else 'start'})",
+             seconds=round(time.monotonic() - progress.started, 1))
+    table = Table(title="bmi demo: INTERRUPTED", show_header=False)
+    table.add_row("stopped during", s["interrupted"])
+    for key, label in (("best", "best decoder"), ("onnx", "exported model")):
+        if s.get(key):
+            table.add_row(label, str(s[key]))
+    table.add_row("time", f"{s['seconds']:.0f} s")
+    write_json(progress.out / "summary.json", {k: v for k, v in s.items() if k != "online"})
+    console.print(table)
+    console.print(f"partial results are under {s.get('output_dir', progress.out)}")
 
 
 def _print_summary(console, s: dict[str, Any]) -> None:

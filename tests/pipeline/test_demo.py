@@ -36,3 +36,40 @@ def test_quick_demo_runs_every_step_and_reports(tmp_path):
         assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
     assert (out / "decoder.onnx").is_file() and (out / "session_log.csv").is_file()
     assert "report:" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_an_interrupted_demo_says_where_it_stopped_and_leaves_no_child(tmp_path):
+    """Ctrl-C while the live stream runs: exit code 130, a summary that says INTERRUPTED and in which step,
+    summary.json with what finished, and no bmi serve / bmi rig left running."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    out = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "demo", "--out", str(out), "--quick",
+                             "--stream-seconds", "60"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120"))
+    lines = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "replaying held-out recording" in line or not line:
+            break
+    time.sleep(3)  # serve and rig are up
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert {"rig", "serve"} <= {word for c in children for word in c.cmdline()}
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=60)
+    text = "".join(lines) + rest
+    assert proc.returncode == 130, text[-3000:]
+    assert "bmi demo: INTERRUPTED" in text and "step 5/6 (live decoding)" in text
+    assert text.rstrip().splitlines()[-1].startswith("partial results are under")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] == "step 5/6 (live decoding)" and (out / "decoder.onnx").is_file()
+    assert set(summary["models"]) == {"eegnet", "gru"}
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
