@@ -102,7 +102,7 @@ class ServeConfig:
             raise ValueError(f"'on-unit-mismatch' ({self.on_unit_mismatch!r}) must be 'scale' or 'refuse'.")
 
 
-def _percentiles(values) -> dict[str, float | None]:
+def percentiles(values) -> dict[str, float | None]:
     if not len(values):
         return {"p50": None, "p99": None, "max": None}
     arr = np.asarray(values, dtype=np.float64)
@@ -139,7 +139,7 @@ class Server:
         self.n_times = self.decoder.n_times
         decim = self.spec.decim
         self.hop_in = max(1, int(round(cfg.hop_ms / 1000 * self.spec.sfreq_in)))
-        self._flat_n = max(2, int(round(cfg.safety.flat_ms / 1000 * self.spec.sfreq_in)))
+        self.flat_samples = max(2, int(round(cfg.safety.flat_ms / 1000 * self.spec.sfreq_in)))
         self.jumps = JumpDetector(cfg.jump_ratio) if cfg.jump_ratio else None
         rms = np.asarray(self.norm["rms"], dtype=np.float32)
         self._artifact_limit = np.where(rms > 0, cfg.artifact_ratio * rms, np.inf).astype(np.float32)[:, None] \
@@ -170,8 +170,7 @@ class Server:
         self._scored: deque[tuple[float, int, str]] = deque(maxlen=500_000)  # (window end, argmax, command)
         self.estopped = False  # the operator's emergency stop: safe until an explicit resume
         self.console = None
-        self._console_lost = False
-        self._decision_times: deque[float] = deque(maxlen=400)
+        self.decision_times: deque[float] = deque(maxlen=400)
         self.cue_inlet = self._open_cues(cfg.cues) if cfg.cues else None
         self.outputs = OutputSet(output_specs, self.events, allow_remote=cfg.allow_remote)
         try:
@@ -184,27 +183,16 @@ class Server:
                 problem = self._accept_stream(self.source.description)
                 if problem:
                     raise StreamMismatch(problem)
-            self.console = self._open_console() if cfg.console else None
+            if cfg.console:
+                from .console.link import ConsoleLink
+
+                self.console = ConsoleLink(self, cfg.console)
+                sys.stderr.write(f"bmi serve: operator console at {self.console.url}\n")
         except BaseException:
             self.outputs.close()
             if self.cue_inlet is not None:
                 self.cue_inlet.close()
             raise
-
-    def _open_console(self):
-        from .console.bridge import ConsoleBridge
-
-        meta, spec = self.meta, self.spec
-        hello = {"model": {"run_id": meta["run"].get("run_id"), "name": meta["model"]["name"], "classes": self.classes,
-                           "actions": self.actions, "channels": spec.ch_names, "units": meta["channels"]["units"],
-                           "positions": meta["channels"].get("positions"), "sfreq_in": spec.sfreq_in,
-                           "window_s": meta["window"]["seconds"], "settle_s": spec.settle_samples / spec.sfreq_in},
-                 "hop_ms": self.cfg.hop_ms, "max_age_ms": self.cfg.max_age_ms,
-                 "outputs": self.outputs.specs, "log_path": str(self.cfg.log_path) if self.cfg.log_path else None}
-        bridge = ConsoleBridge(self.cfg.console, token=self.cfg.token, allow_remote=self.cfg.allow_remote,
-                               runs_dir=self.cfg.runs_dir, hello=hello, cue_outlet=self.cfg.cue_outlet)
-        sys.stderr.write(f"bmi serve: operator console at {bridge.url}\n")
-        return bridge
 
     def _open_cues(self, spec: str):
         if not spec.startswith("lsl:") or len(spec) < 5:
@@ -236,18 +224,19 @@ class Server:
         self.layout = self._next_layout
         self._scale = self.layout.scale[:, None] if (self.layout.scale != 1).any() else None
         for note in self.layout.notes:
-            self._notice(f"{self.source.description.source}: {note}")
+            self.notice(f"{self.source.description.source}: {note}")
         self.amplitude.restart()
         if self._connection > 1:
             self.events["stream_connections"] += 1
             self._enter_safe("new_connection")
         self._reset_pipeline()
 
-    def _notice(self, text: str) -> None:
+    def notice(self, text: str) -> None:
+        """Something the operator must know: stderr, the stats and the console's event log."""
         self.notices.append(text)
         sys.stderr.write(f"\nbmi serve: {text}\n")
         if self.console is not None:
-            self.console.send({"kind": "event", "t": time.time(), "text": text})
+            self.console.event(text)
 
     def _reset_pipeline(self) -> None:
         """After a gap, bad data or a new connection the filters restart (settled state for the next sample)
@@ -265,15 +254,8 @@ class Server:
     def _emit(self, msg: dict[str, Any]) -> None:
         self.outputs.send(msg, encode(msg))
         self._log_row(msg)
-        if self.console is not None and msg["type"] != "heartbeat":
-            self.console.send(self._console_message(msg))
-
-    def _console_message(self, msg: dict[str, Any]) -> dict[str, Any]:
-        if msg["type"] != "decision":
-            return {"kind": "safe", "type": msg["type"], "reason": msg["reason"], "t": msg["t_wall"]}
-        return {"kind": "decision", "seq": msg["seq"], "t": msg["t_wall"], "command": msg["command"],
-                "action": msg["action"], "level": msg["level"], "probabilities": list(msg["probabilities"].values()),
-                "latency_ms": msg["latency_ms"], "age_ms": msg["age_ms"]}
+        if self.console is not None:
+            self.console.publish(msg)
 
     def _log_row(self, msg: dict[str, Any]) -> None:
         if self._log is not None:
@@ -310,10 +292,10 @@ class Server:
         new, self._unchecked = min(self._unchecked, self.raw_ring.count - 1), 0
         if new <= 0:
             return None
-        span = min(self.raw_ring.count, new + self._flat_n - 1)  # every flat-ms stretch that ends in the new data
+        span = min(self.raw_ring.count, new + self.flat_samples - 1)  # every flat-ms stretch that ends in the new data
         recent = self.raw_ring.latest(span)
-        for end in range(span, self._flat_n - 1, -max(1, self._flat_n // 4)):
-            if check_window(recent[:, end - self._flat_n : end], self.cfg.safety):
+        for end in range(span, self.flat_samples - 1, -max(1, self.flat_samples // 4)):
+            if check_window(recent[:, end - self.flat_samples : end], self.cfg.safety):
                 return "flat"  # a stuck amplifier or a lost electrode
         if self.jumps is not None and self.jumps.check(self.raw_ring.latest(new + 1)):
             return "jump"  # restarted filters settle at the new level instead of ringing for a second
@@ -361,7 +343,7 @@ class Server:
         latency = (time.monotonic() - t_received) * 1000
         self.latencies.append(latency)
         self.ages.append(age)
-        self._decision_times.append(time.monotonic())
+        self.decision_times.append(time.monotonic())
         self._scored.append((t_window_end, int(np.argmax(probs)), command))
         self.decisions += 1
         if latency > self.cfg.hop_ms:
@@ -387,7 +369,7 @@ class Server:
         if failure:
             self.events["amplitude_mismatch"] += 1
             if self.amplitude.failures == 1 or self.amplitude.failures % 10 == 0:
-                self._notice(failure)
+                self.notice(failure)
         if self.alignment.estimate_samples:
             self._align_data.append(out.copy())
             if sum(d.shape[1] for d in self._align_data) >= self.alignment.estimate_samples:
@@ -400,8 +382,8 @@ class Server:
                     try:
                         save_alignment(self.cfg.save_alignment, matrix, self.meta, self.cfg.align_seconds)
                     except OSError as err:
-                        self._notice(f"could not save the alignment to {self.cfg.save_alignment}: {err}")
-                self._notice(f"alignment estimated from the first {self.cfg.align_seconds:g} s; decoding starts")
+                        self.notice(f"could not save the alignment to {self.cfg.save_alignment}: {err}")
+                self.notice(f"alignment estimated from the first {self.cfg.align_seconds:g} s; decoding starts")
 
     def _feed(self, chunk: np.ndarray, t_last: float, t_received: float) -> None:
         chunk = chunk[self.layout.order]
@@ -460,7 +442,7 @@ class Server:
     def _drain_input_notices(self) -> None:
         notices = getattr(self.source, "notices", None)
         while notices:
-            self._notice(notices.popleft())
+            self.notice(notices.popleft())
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -470,7 +452,6 @@ class Server:
             self._log = SessionLog(cfg.log_path, LOG_FIELDS)
         started, cpu_started = time.monotonic(), time.process_time()
         last_data, self._next_heartbeat, next_status, next_cues = started, started, started + 1.0, started
-        next_console = started
         self._emit(self._safe_message("safe", "starting"))
         try:
             while self._running:
@@ -488,14 +469,7 @@ class Server:
                     self._pull_cues()
                     next_cues = now + 0.1
                 if self.console is not None:
-                    for control in self.console.controls():
-                        self._control(control)
-                    if now >= next_console:
-                        self._console_status()
-                        next_console = now + 0.5
-                        if self.console.exit_code is not None and not self._console_lost:
-                            self._console_lost = True  # decoding goes on without it
-                            self._notice(f"the console stopped (exit code {self.console.exit_code}); decoding goes on")
+                    self.console.tick(now)
                 if cfg.status and now >= next_status:
                     self._status(now - started)
                     next_status = now + 1.0
@@ -534,97 +508,63 @@ class Server:
             self._pull_cues()
             self.cue_inlet.close()
         if self.console is not None:
-            self._console_status()
             self.console.close()
         if self.cfg.status:
             sys.stderr.write("\n")
 
-    # -- the operator's controls (from the console) --------------------------------------------------------------
-    def _control(self, control: dict[str, Any]) -> None:
-        """Act on one control; answer with the server's own state, which is what the page shows."""
-        action, ok, message = control.get("action"), True, ""
-        if action == "estop":
-            if not self.estopped:
-                self.estopped = True
-                self.events["emergency_stop"] += 1
-                self._enter_safe("emergency_stop")  # the safe message goes out now, not at the next hop
-                self._notice("EMERGENCY STOP by the operator: safe until resumed")
-        elif action == "resume":
-            if control.get("confirm") is not True:
-                ok, message = False, "resume needs confirmation"
-            elif self.estopped:
-                self.estopped = False
-                self._notice("resumed by the operator: decoding restarts on the next window that passes every check")
-        elif action == "log_start":
-            if self._log is None:
-                path = self.cfg.log_path or Path(f"session-{time.strftime('%Y%m%d-%H%M%S')}.csv")
-                try:
-                    self._log = SessionLog(path, LOG_FIELDS)
-                    self.cfg.log_path = path
-                    message = f"logging to {path}"
-                except OSError as err:
-                    ok, message = False, f"cannot open {path}: {err}"
-        elif action == "log_stop":
-            if self._log is not None:
-                self._log.close()
-                self._log, message = None, "session log closed"
-        elif action == "mark":
-            label = str(control.get("label") or "mark")[:200]
-            self.seq += 1
-            msg = {"type": "mark", "seq": self.seq, "t_wall": time.time(), "sample_index": self.samples_total,
-                   "command": "", "action": "", "level": 0.0, "safe": self.state.safe, "reason": label}
-            self._log_row(msg)
-            self.outputs.send_markers(msg, encode(msg))
-            message = f"marked {label!r}"
-        elif action == "unblind":
-            if control.get("confirm") is not True:
-                ok, message = False, "unblinding needs confirmation"
-            else:
-                self.seq += 1
-                self._log_row({"type": "unblind", "seq": self.seq, "t_wall": time.time(), "sample_index": self.samples_total,
-                               "command": "", "action": "", "level": 0.0, "safe": self.state.safe,
-                               "reason": "sham" if self.cfg.sham else "real"})
-                self.console.send({"kind": "unblinded", "sham": self.cfg.sham, "t": time.time()})
-                message = "condition revealed (logged)"
-        else:
-            ok, message = False, f"unknown control {action!r}"
-        self.console.send({"kind": "ack", "id": control.get("id"), "action": action, "ok": ok, "message": message,
-                           "estop": self.estopped, "log_active": self._log is not None})
-        self._console_status()
+    # -- the operator's actions (the console's controls) --------------------------------------------------------
+    def emergency_stop(self) -> str:
+        """Safe at once, and until an explicit :meth:`resume`."""
+        if not self.estopped:
+            self.estopped = True
+            self.events["emergency_stop"] += 1
+            self._enter_safe("emergency_stop")  # the safe message goes out now, not at the next hop
+            self.notice("EMERGENCY STOP by the operator: safe until resumed")
+        return "stopped"
 
-    def _console_status(self) -> None:
-        """What the live page shows besides the messages: rates, latencies, stream and channel health."""
-        now = time.monotonic()
-        recent = [t for t in self._decision_times if t > now - 2.0]
-        lat, age = list(self.latencies)[-200:], list(self.ages)[-200:]
-        channels = None
-        if self.proc_ring.count:
-            window = self.proc_ring.latest(self.proc_ring.count)
-            rms = np.sqrt(np.mean(np.square(window, dtype=np.float64), axis=1))
-            train = np.asarray(self.norm["rms"], dtype=np.float64)
-            ratio = np.where(train > 0, rms / np.where(train > 0, train, 1), 1.0)
-            raw = self.raw_ring.latest(min(self.raw_ring.count, self._flat_n))
-            flat = np.flatnonzero(np.ptp(raw, axis=1) <= self.cfg.safety.flat_threshold) if raw.shape[1] > 1 else []
-            sat = self.cfg.safety.saturation
-            saturated = np.flatnonzero(np.abs(raw).max(axis=1) >= sat) if sat is not None and raw.shape[1] else []
-            channels = {"ratio": np.round(ratio, 3).tolist(), "flat": [int(i) for i in flat],
-                        "saturated": [int(i) for i in saturated]}
-        desc = getattr(self.source, "description", None)
-        self.console.send({
-            "kind": "status", "t": time.time(), "safe": self.state.safe, "reason": self.state.reason,
-            "estop": self.estopped, "log_active": self._log is not None,
-            "log_path": str(self.cfg.log_path) if self._log is not None else None,
-            "decision_rate": len(recent) / 2.0, "decisions": self.decisions,
-            "latency_ms": _percentiles(lat), "age_ms": _percentiles(age), "late_hops": self.late_hops,
-            "withheld": dict(self.withheld), "samples": self.samples_total,
-            "stream": {"source": desc.source if desc else None, "connected": self.layout is not None,
-                       "clock_offset_ms": None if getattr(self.source, "clock_offset", None) is None
-                       else round(self.source.clock_offset * 1000, 3),
-                       "ahead_ms_max": round(self.clock_ahead_max * 1000, 3)},
-            "channels": channels, "amplitude_passed": self.amplitude.passed, "alignment": self.alignment.source,
-            "events": dict(self.state.events) | dict(self.events),
-            "outputs": self.outputs.stats, "console_dropped": self.console.dropped,
-        })
+    def resume(self) -> str:
+        if self.estopped:
+            self.estopped = False
+            self.notice("resumed by the operator: decoding restarts on the next window that passes every check")
+        return "resumed"
+
+    @property
+    def log_active(self) -> bool:
+        return self._log is not None
+
+    def start_log(self) -> tuple[bool, str]:
+        if self._log is None:
+            path = self.cfg.log_path or Path(f"session-{time.strftime('%Y%m%d-%H%M%S')}.csv")
+            try:
+                self._log = SessionLog(path, LOG_FIELDS)
+            except OSError as err:
+                return False, f"cannot open {path}: {err}"
+            self.cfg.log_path = path
+        return True, f"logging to {self.cfg.log_path}"
+
+    def stop_log(self) -> str:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return "session log closed"
+
+    def _note(self, kind: str, reason: str) -> dict[str, Any]:
+        self.seq += 1
+        msg = {"type": kind, "seq": self.seq, "t_wall": time.time(), "sample_index": self.samples_total,
+               "command": "", "action": "", "level": 0.0, "safe": self.state.safe, "reason": reason}
+        self._log_row(msg)
+        return msg
+
+    def mark(self, label: str) -> str:
+        """An event mark: in the session log and on the LSL marker outputs (never to a hand)."""
+        msg = self._note("mark", label)
+        self.outputs.send_markers(msg, encode(msg))
+        return f"marked {label!r}"
+
+    def unblind(self) -> bool:
+        """Reveal the condition; the unblinding itself is logged. Returns whether the session is sham."""
+        self._note("unblind", "sham" if self.cfg.sham else "real")
+        return self.cfg.sham
 
     # -- reporting -------------------------------------------------------------------------------------------
     def stats(self, seconds: float) -> dict[str, Any]:
@@ -632,8 +572,8 @@ class Server:
         return {
             "seconds": round(seconds, 3), "decisions": self.decisions, "samples_received": self.samples_total,
             "hop_samples": self.hop_in, "late_hops": self.late_hops, "superseded_hops": self.superseded_hops,
-            "latency_ms": _percentiles(self.latencies),
-            "age_ms": _percentiles(self.ages), "max_age_ms": self.cfg.max_age_ms,
+            "latency_ms": percentiles(self.latencies),
+            "age_ms": percentiles(self.ages), "max_age_ms": self.cfg.max_age_ms,
             "withheld_hops": dict(self.withheld),
             "clock": {"timestamps_ahead_ms_max": round(self.clock_ahead_max * 1000, 3),
                       "offset_s": getattr(self.source, "clock_offset", None)},
