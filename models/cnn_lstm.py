@@ -18,8 +18,8 @@ class CNNLSTM(Decoder):
 
     Parameters
     ----------
-    n_chans, n_times, n_outputs, sfreq
-        Signal arguments, see :class:`models.base.Decoder`.
+    n_chans, n_times, n_outputs, sfreq, ch_names, input_window_seconds
+        Signal arguments (a missing one is inferred from the others), see :class:`models.base.Decoder`.
     n_filters : int
         Convolutional filters.
     kernel_seconds : float
@@ -38,9 +38,11 @@ class CNNLSTM(Decoder):
     https://doi.org/10.1109/TNSRE.2018.2876129
     """
 
-    def __init__(self, n_chans, n_times, n_outputs, sfreq=None, n_filters=16, kernel_seconds=0.1, step_seconds=0.05,
-                 hidden_size=32, dropout=0.25):
-        super().__init__(n_chans, n_times, n_outputs, sfreq)
+    def __init__(self, n_chans=None, n_times=None, n_outputs=None, sfreq=None, n_filters=16, kernel_seconds=0.1,
+                 step_seconds=0.05, hidden_size=32, dropout=0.25, *, ch_names=None, input_window_seconds=None):
+        super().__init__(n_chans, n_times, n_outputs, sfreq, ch_names=ch_names,
+                         input_window_seconds=input_window_seconds)
+        n_chans, n_times, n_outputs = self.n_chans, self.n_times, self.n_outputs  # as resolved
         kernel = max(2, int(round(kernel_seconds * self.sfreq)))
         step = max(1, int(round(step_seconds * self.sfreq)))
         self.temporal = nn.Conv2d(1, n_filters, (1, kernel))

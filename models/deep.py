@@ -19,8 +19,8 @@ class DeepConvNet(Decoder):
 
     Parameters
     ----------
-    n_chans, n_times, n_outputs, sfreq
-        Signal arguments, see :class:`models.base.Decoder`.
+    n_chans, n_times, n_outputs, sfreq, ch_names, input_window_seconds
+        Signal arguments (a missing one is inferred from the others), see :class:`models.base.Decoder`.
     n_filters : tuple of int
         Filters of the four blocks (25, 50, 100, 200 in the paper).
     dropout : float
@@ -36,8 +36,11 @@ class DeepConvNet(Decoder):
 
     reference_sfreq = 250.0
 
-    def __init__(self, n_chans, n_times, n_outputs, sfreq=None, n_filters=(25, 50, 100, 200), dropout=0.5):
-        super().__init__(n_chans, n_times, n_outputs, sfreq)
+    def __init__(self, n_chans=None, n_times=None, n_outputs=None, sfreq=None, n_filters=(25, 50, 100, 200),
+                 dropout=0.5, *, ch_names=None, input_window_seconds=None):
+        super().__init__(n_chans, n_times, n_outputs, sfreq, ch_names=ch_names,
+                         input_window_seconds=input_window_seconds)
+        n_chans, n_times, n_outputs = self.n_chans, self.n_times, self.n_outputs  # as resolved
         # The first block scales with sfreq; later blocks run at the pooled rate, so their kernels scale with
         # that rate and their pooling stays 3 (the receptive field in seconds matches the paper's).
         k, pool = self.samples(10, 2), self.samples(3, 2)

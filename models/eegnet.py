@@ -17,14 +17,15 @@ def same_pad_time(kernel: int) -> nn.ZeroPad2d:
 class EEGNetFeatures(nn.Module):
     """EEGNet's convolutional blocks (shared with EEG-TCNet)."""
 
-    def __init__(self, n_chans, kern, sep_kern, pool1, pool2, F1, D, F2, dropout):
+    def __init__(self, n_chans, kern, sep_kern, pool1, pool2, F1, D, F2, dropout, bn_momentum=0.1, bn_eps=1e-5):
         super().__init__()
+        bn = {"momentum": bn_momentum, "eps": bn_eps}
         self.block1 = nn.Sequential(
             same_pad_time(kern),
             nn.Conv2d(1, F1, (1, kern), bias=False),
-            nn.BatchNorm2d(F1),
+            nn.BatchNorm2d(F1, **bn),
             nn.Conv2d(F1, F1 * D, (n_chans, 1), groups=F1, bias=False),  # depthwise spatial filters
-            nn.BatchNorm2d(F1 * D),
+            nn.BatchNorm2d(F1 * D, **bn),
             nn.ELU(),
             nn.AvgPool2d((1, pool1)),
             nn.Dropout(dropout),
@@ -33,7 +34,7 @@ class EEGNetFeatures(nn.Module):
             same_pad_time(sep_kern),
             nn.Conv2d(F1 * D, F1 * D, (1, sep_kern), groups=F1 * D, bias=False),  # separable: depthwise ...
             nn.Conv2d(F1 * D, F2, 1, bias=False),  # ... then pointwise
-            nn.BatchNorm2d(F2),
+            nn.BatchNorm2d(F2, **bn),
             nn.ELU(),
             nn.AvgPool2d((1, pool2)),
             nn.Dropout(dropout),
@@ -41,6 +42,11 @@ class EEGNetFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block2(self.block1(x.unsqueeze(1)))  # [B, F2, 1, T']
+
+    @property
+    def spatial(self) -> nn.Conv2d:
+        """The depthwise spatial convolution (one spatial filter per output channel)."""
+        return self.block1[3]
 
     def spatial_first(self) -> nn.Module:
         """An equivalent module (eval mode) that filters space before time, for fast inference.
@@ -87,8 +93,8 @@ class EEGNet(Decoder):
 
     Parameters
     ----------
-    n_chans, n_times, n_outputs, sfreq
-        Signal arguments, see :class:`models.base.Decoder`.
+    n_chans, n_times, n_outputs, sfreq, ch_names, input_window_seconds
+        Signal arguments (a missing one is inferred from the others), see :class:`models.base.Decoder`.
     F1 : int
         Temporal filters.
     D : int
@@ -99,6 +105,19 @@ class EEGNet(Decoder):
         Temporal kernel length (0.5 s: 64 samples at 128 Hz).
     dropout : float
         Dropout rate (0.5 within-subject, 0.25 cross-subject in the paper).
+    max_norm_spatial : float or None
+        Largest L2 norm of each spatial filter, enforced after every optimiser step (None: no constraint). The
+        paper regularises each spatial filter with a maximum norm of 1 (section 2.2); set 1.0 for its value.
+    max_norm_classifier : float or None
+        Largest L2 norm of each class's weights in the classifier, enforced after every optimiser step. The
+        authors' reference implementation (arl-eegmodels, ``EEGModels.py``) uses 0.25.
+    batch_norm_momentum, batch_norm_eps : float
+        BatchNorm settings (PyTorch's convention: the weight of the new batch). The reference implementation
+        uses Keras' defaults, momentum 0.99 and epsilon 1e-3, which are ``batch_norm_momentum=0.01`` and
+        ``batch_norm_eps=1e-3`` here; the defaults are PyTorch's (0.1, 1e-5).
+
+    With ``max_norm_spatial=1.0, max_norm_classifier=0.25, batch_norm_momentum=0.01, batch_norm_eps=1e-3``
+    (``model.params`` in a config) the network is trained as the paper's was.
 
     References
     ----------
@@ -107,17 +126,38 @@ class EEGNet(Decoder):
     Journal of Neural Engineering, 15(5), 056013. https://doi.org/10.1088/1741-2552/aace8c
     """
 
-    def __init__(self, n_chans, n_times, n_outputs, sfreq=None, F1=8, D=2, F2=16, kernel_seconds=0.5, dropout=0.25):
-        super().__init__(n_chans, n_times, n_outputs, sfreq)
+    def __init__(self, n_chans=None, n_times=None, n_outputs=None, sfreq=None, F1=8, D=2, F2=16, kernel_seconds=0.5,
+                 dropout=0.25, max_norm_spatial=None, max_norm_classifier=None, batch_norm_momentum=0.1,
+                 batch_norm_eps=1e-5, *, ch_names=None, input_window_seconds=None):
+        super().__init__(n_chans, n_times, n_outputs, sfreq, ch_names=ch_names,
+                         input_window_seconds=input_window_seconds)
+        n_chans, n_times, n_outputs = self.n_chans, self.n_times, self.n_outputs  # as resolved
+        for name, value in (("max_norm_spatial", max_norm_spatial), ("max_norm_classifier", max_norm_classifier)):
+            if value is not None and not value > 0:
+                raise ValueError(f"'{name}' ({value!r}) must be a positive norm or None (no constraint).")
+        if not 0 < batch_norm_momentum <= 1 or not batch_norm_eps > 0:
+            raise ValueError(f"'batch_norm_momentum' ({batch_norm_momentum}) must be in (0, 1] and 'batch_norm_eps' "
+                             f"({batch_norm_eps}) positive.")
+        self.max_norm_spatial, self.max_norm_classifier = max_norm_spatial, max_norm_classifier
         self.body = EEGNetFeatures(
             n_chans,
             kern=max(2, int(round(kernel_seconds * self.sfreq))),
             sep_kern=16,  # after the first pooling: the rate no longer depends on sfreq
             pool1=self.samples(4),
             pool2=8,
-            F1=F1, D=D, F2=F2, dropout=dropout,
+            F1=F1, D=D, F2=F2, dropout=dropout, bn_momentum=batch_norm_momentum, bn_eps=batch_norm_eps,
         )
         self.classifier = nn.Linear(int(torch.tensor(self.feature_shape()).prod()), n_outputs)
+
+    @torch.no_grad()
+    def apply_constraints(self) -> None:
+        """The max-norm constraints (Keras semantics: after each update, rescale what exceeds the norm)."""
+        if self.max_norm_spatial is not None:  # one row per spatial filter: [F1*D, 1, n_chans, 1]
+            w = self.body.spatial.weight
+            w.copy_(torch.renorm(w, p=2, dim=0, maxnorm=self.max_norm_spatial))
+        if self.max_norm_classifier is not None:  # one row per class: [n_outputs, features]
+            w = self.classifier.weight
+            w.copy_(torch.renorm(w, p=2, dim=0, maxnorm=self.max_norm_classifier))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)

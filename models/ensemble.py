@@ -46,6 +46,18 @@ class ProbabilityEnsemble(nn.Module):
         self.members = nn.ModuleList(members)
         self.adapters = nn.ModuleList([a if a is not None else nn.Identity() for a in adapters])
 
+    registry_name = "ensemble"
+
+    @property
+    def hparams(self) -> dict:
+        """The members' own descriptions (signal arguments once, from the first member) and how they combine."""
+        from .registry import hyperparameters
+
+        signal = ("n_chans", "n_times", "n_outputs", "sfreq")
+        first = hyperparameters(self.members[0])
+        members = [{k: v for k, v in hyperparameters(m).items() if k not in signal} for m in self.members]
+        return {**{k: first[k] for k in signal if k in first}, "members": members, "combine": "mean probability"}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         log_probs = [torch.log_softmax(m(a(x)), dim=1) for m, a in zip(self.members, self.adapters)]
         return torch.logsumexp(torch.stack(log_probs), dim=0) - torch.log(torch.tensor(float(len(log_probs))))

@@ -32,8 +32,8 @@ class LogVarNet(Decoder):
 
     Parameters
     ----------
-    n_chans, n_times, n_outputs, sfreq
-        Signal arguments, see :class:`models.base.Decoder`.
+    n_chans, n_times, n_outputs, sfreq, ch_names, input_window_seconds
+        Signal arguments (a missing one is inferred from the others), see :class:`models.base.Decoder`.
     n_filters : int
         Spatial filters (per band).
     n_bands : int
@@ -62,9 +62,12 @@ class LogVarNet(Decoder):
     #: Fourier-transform surrogates and amplitude scaling: the accuracy benchmark's best on S001 left/right
     default_augment = {"ft_surrogate": 0.5, "scale": 0.2}
 
-    def __init__(self, n_chans, n_times, n_outputs, sfreq=None, n_filters=16, n_bands=1, kernel_seconds=0.25,
-                 n_segments=1, dropout=0.25, whiten=True):
-        super().__init__(n_chans, n_times, n_outputs, sfreq)
+    def __init__(self, n_chans=None, n_times=None, n_outputs=None, sfreq=None, n_filters=16, n_bands=1,
+                 kernel_seconds=0.25, n_segments=1, dropout=0.25, whiten=True, *, ch_names=None,
+                 input_window_seconds=None):
+        super().__init__(n_chans, n_times, n_outputs, sfreq, ch_names=ch_names,
+                         input_window_seconds=input_window_seconds)
+        n_chans, n_times, n_outputs = self.n_chans, self.n_times, self.n_outputs  # as resolved
         for name, value in (("n_filters", n_filters), ("n_bands", n_bands), ("n_segments", n_segments)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"'{name}' ({value!r}) must be a positive integer.")

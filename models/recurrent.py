@@ -17,8 +17,8 @@ class _RecurrentDecoder(Decoder):
 
     Parameters
     ----------
-    n_chans, n_times, n_outputs, sfreq
-        Signal arguments, see :class:`models.base.Decoder`.
+    n_chans, n_times, n_outputs, sfreq, ch_names, input_window_seconds
+        Signal arguments (a missing one is inferred from the others), see :class:`models.base.Decoder`.
     hidden_size : int
         Recurrent state size.
     num_layers : int
@@ -33,9 +33,11 @@ class _RecurrentDecoder(Decoder):
 
     cell: type[nn.Module] = nn.LSTM
 
-    def __init__(self, n_chans, n_times, n_outputs, sfreq=None, hidden_size=64, num_layers=1, n_spatial=16,
-                 step_seconds=0.1, dropout=0.25):
-        super().__init__(n_chans, n_times, n_outputs, sfreq)
+    def __init__(self, n_chans=None, n_times=None, n_outputs=None, sfreq=None, hidden_size=64, num_layers=1,
+                 n_spatial=16, step_seconds=0.1, dropout=0.25, *, ch_names=None, input_window_seconds=None):
+        super().__init__(n_chans, n_times, n_outputs, sfreq, ch_names=ch_names,
+                         input_window_seconds=input_window_seconds)
+        n_chans, n_times, n_outputs = self.n_chans, self.n_times, self.n_outputs  # as resolved
         self.spatial = nn.Conv1d(n_chans, n_spatial, 1)
         self.norm = nn.BatchNorm1d(n_spatial)
         self.pool = nn.AvgPool1d(max(1, int(round(step_seconds * self.sfreq))))

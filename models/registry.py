@@ -18,6 +18,7 @@ def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
         if name in _REGISTRY:
             raise ValueError(f"A decoder named {name!r} is already registered ({_REGISTRY[name].__name__}).")
         _REGISTRY[name] = cls
+        cls.registry_name = name
         return cls
 
     return deco
@@ -49,13 +50,15 @@ def check_params(name: str, params: dict[str, Any]) -> None:
 def build(name: str, **kwargs: Any) -> nn.Module:
     """Build decoder ``name``; unknown hyperparameters are refused with the valid ones listed."""
     check_params(name, kwargs)
-    module = get(name)(**kwargs)
-    module.hparams_ = {"name": name, **kwargs}
-    return module
+    return get(name)(**kwargs)
 
 
 def hyperparameters(module: nn.Module) -> dict[str, Any]:
-    """The name and keyword arguments a decoder was built with (JSON-able)."""
-    if not hasattr(module, "hparams_"):
-        raise ValueError(f"{type(module).__name__} was not built with models.build(), so its hyperparameters are unknown.")
-    return dict(module.hparams_)
+    """The registry name and constructor arguments of a decoder (defaults included, signal arguments as resolved),
+    however it was built: decoders record them themselves (:attr:`models.base.Decoder.hparams`)."""
+    hparams = getattr(module, "hparams", None)
+    if not isinstance(hparams, dict):
+        raise ValueError(f"{type(module).__name__} does not describe itself: it is not a models.base.Decoder "
+                         "(nor an ensemble of them).")
+    name = getattr(module, "registry_name", None) or type(module).__name__
+    return {"name": name, **hparams}

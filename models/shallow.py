@@ -17,8 +17,8 @@ class ShallowConvNet(Decoder):
 
     Parameters
     ----------
-    n_chans, n_times, n_outputs, sfreq
-        Signal arguments, see :class:`models.base.Decoder`.
+    n_chans, n_times, n_outputs, sfreq, ch_names, input_window_seconds
+        Signal arguments (a missing one is inferred from the others), see :class:`models.base.Decoder`.
     n_filters : int
         Temporal and spatial filters (40 in the paper).
     dropout : float
@@ -34,8 +34,11 @@ class ShallowConvNet(Decoder):
 
     reference_sfreq = 250.0
 
-    def __init__(self, n_chans, n_times, n_outputs, sfreq=None, n_filters=40, dropout=0.5):
-        super().__init__(n_chans, n_times, n_outputs, sfreq)
+    def __init__(self, n_chans=None, n_times=None, n_outputs=None, sfreq=None, n_filters=40, dropout=0.5, *,
+                 ch_names=None, input_window_seconds=None):
+        super().__init__(n_chans, n_times, n_outputs, sfreq, ch_names=ch_names,
+                         input_window_seconds=input_window_seconds)
+        n_chans, n_times, n_outputs = self.n_chans, self.n_times, self.n_outputs  # as resolved
         self.temporal = nn.Conv2d(1, n_filters, (1, self.samples(25, 2)))
         self.spatial = nn.Conv2d(n_filters, n_filters, (n_chans, 1), bias=False)
         self.bn = nn.BatchNorm2d(n_filters)

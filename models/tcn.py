@@ -40,8 +40,8 @@ class EEGTCNet(Decoder):
 
     Parameters
     ----------
-    n_chans, n_times, n_outputs, sfreq
-        Signal arguments, see :class:`models.base.Decoder`.
+    n_chans, n_times, n_outputs, sfreq, ch_names, input_window_seconds
+        Signal arguments (a missing one is inferred from the others), see :class:`models.base.Decoder`.
     F1, D, F2 : int
         EEGNet front-end widths (8, 2, 16 in the paper).
     tcn_filters : int
@@ -61,9 +61,11 @@ class EEGTCNet(Decoder):
     https://doi.org/10.1109/SMC42975.2020.9283028
     """
 
-    def __init__(self, n_chans, n_times, n_outputs, sfreq=None, F1=8, D=2, F2=16, tcn_filters=12, tcn_kernel=4,
-                 tcn_blocks=2, dropout=0.25):
-        super().__init__(n_chans, n_times, n_outputs, sfreq)
+    def __init__(self, n_chans=None, n_times=None, n_outputs=None, sfreq=None, F1=8, D=2, F2=16, tcn_filters=12,
+                 tcn_kernel=4, tcn_blocks=2, dropout=0.25, *, ch_names=None, input_window_seconds=None):
+        super().__init__(n_chans, n_times, n_outputs, sfreq, ch_names=ch_names,
+                         input_window_seconds=input_window_seconds)
+        n_chans, n_times, n_outputs = self.n_chans, self.n_times, self.n_outputs  # as resolved
         self.front = EEGNetFeatures(
             n_chans, kern=self.samples(32, 2), pool1=self.samples(8),
             sep_kern=16, pool2=8,  # after the first pooling the rate no longer depends on sfreq

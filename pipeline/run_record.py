@@ -280,14 +280,7 @@ def load_ensemble(run_dir: Path):
         net, _, member_info, _ = load_network(member)
         members.append(net)
         adapters.append(normalization_adapter(info["normalization"], member_info["normalization"], len(info["ch_names"])))
-    import models
-
-    ensemble = ProbabilityEnsemble(members, adapters).eval()
-    hps = [{k: v for k, v in models.hyperparameters(m).items() if k not in ("n_chans", "n_times", "n_outputs")}
-           for m in members]
-    ensemble.hparams_ = {"name": "ensemble", "n_chans": len(info["ch_names"]), "n_times": info["n_times"],
-                         "n_outputs": len(info["classes"]), "members": hps, "combine": "mean probability"}
-    return ensemble, summary, info, run_dir / ENSEMBLE
+    return ProbabilityEnsemble(members, adapters).eval(), summary, info, run_dir / ENSEMBLE
 
 
 def relative_to_root(run_dir: Path, root: Path) -> str:

@@ -152,6 +152,10 @@ class DecoderTask(pl.LightningModule):
         self._epoch["train"].append((logits.detach().argmax(dim=1), y, loss.detach() * len(y)))
         return loss
 
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if hasattr(self.net, "apply_constraints"):  # e.g. EEGNet's max-norm, after the optimiser step
+            self.net.apply_constraints()
+
     def on_validation_epoch_start(self) -> None:
         if self.hparams.recalibrate_batchnorm and self.trainer.state.fn == TrainerFn.FITTING and has_batchnorm(self.net):
             X = self.trainer.datamodule.model_windows("train")

@@ -105,3 +105,71 @@ def test_logvar_filter_bank_and_whitening_export(tmp_path):
     assert np.abs(session.run(["logits"], {"signals": x})[0] - ref).max() < 1e-4
     with pytest.raises(ValueError, match=r"'n_filters' \(0\) must be a positive integer"):
         models.build("logvar", n_chans=6, n_times=200, n_outputs=2, n_filters=0)
+
+
+def test_a_decoder_describes_itself_however_it_is_built(name):
+    """Built through its class (not the registry), a decoder records its arguments, defaults included, and
+    building its class again from them gives the same architecture."""
+    cls = models.get(name)
+    net = cls(n_chans=5, n_times=250, n_outputs=3, sfreq=125.0)
+    hp = models.hyperparameters(net)
+    assert hp["name"] == name and (hp["n_chans"], hp["n_times"], hp["n_outputs"], hp["sfreq"]) == (5, 250, 3, 125.0)
+    assert "dropout" in hp  # a default nobody passed is recorded too
+    again = cls(**{k: v for k, v in hp.items() if k != "name"})
+    assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in net.state_dict().items()}
+
+
+def test_missing_signal_arguments_are_inferred_and_checked():
+    names = ["C3", "Cz", "C4", "CP3", "CP4"]
+    net = models.build("eegnet", ch_names=names, input_window_seconds=2.0, sfreq=125.0, n_outputs=3)
+    assert (net.n_chans, net.n_times, net.sfreq, net.ch_names) == (5, 250, 125.0, names)
+    assert models.build("shallow", n_chans=5, n_times=500, input_window_seconds=2.0, n_outputs=2).sfreq == 250.0
+    assert "ch_names" not in models.hyperparameters(net) and models.hyperparameters(net)["n_times"] == 250
+    with pytest.raises(ValueError, match=r"'n_chans' \(4\) disagrees with the 5 'ch_names'"):
+        models.build("eegnet", n_chans=4, ch_names=names, n_times=250, n_outputs=2)
+    with pytest.raises(ValueError, match=r"'n_times' \(200\) disagrees with 'input_window_seconds' \(2.0\) x 'sfreq'"):
+        models.build("eegnet", n_chans=4, n_times=200, input_window_seconds=2.0, sfreq=125.0, n_outputs=2)
+    with pytest.raises(ValueError, match=r"'n_times' \(None\): give the window length"):
+        models.build("eegnet", n_chans=4, n_outputs=2)
+    with pytest.raises(ValueError, match=r"'n_chans' \(None\): give the number of channels or 'ch_names'"):
+        models.build("eegnet", n_times=250, n_outputs=2)
+
+
+def test_every_decoder_cites_its_paper_with_a_doi():
+    import re
+
+    from models.ensemble import ProbabilityEnsemble
+
+    for cls in [*map(models.get, models.available()), ProbabilityEnsemble]:
+        assert re.search(r"https://doi\.org/10\.\d{4,}/\S+", cls.__doc__ or ""), cls.__name__
+
+
+def test_eegnet_paper_constraints_hold_after_training_steps():
+    """max_norm_spatial / max_norm_classifier are applied after every optimiser step (the paper's 1 and the
+    reference implementation's 0.25); without them the same steps leave norms far above."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from pipeline.task import DecoderTask
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 6, 250, generator=gen) * 5, torch.arange(32) % 2
+
+    def trained(**params):
+        torch.manual_seed(0)
+        net = models.build("eegnet", n_chans=6, n_times=250, n_outputs=2, sfreq=125.0, **params)
+        trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+        trainer.fit(DecoderTask(net, 2, lr=1.0, weight_decay=0.0), DataLoader(TensorDataset(x, y), batch_size=8))
+        spatial = net.body.spatial.weight.flatten(1).norm(dim=1).max().item()
+        return spatial, net.classifier.weight.norm(dim=1).max().item()
+
+    free = trained()
+    constrained = trained(max_norm_spatial=1.0, max_norm_classifier=0.25)
+    assert constrained[0] <= 1.0 + 1e-5 and constrained[1] <= 0.25 + 1e-5
+    assert free[0] > 1.5 and free[1] > 0.5
+    paper_bn = models.build("eegnet", n_chans=6, n_times=250, n_outputs=2, batch_norm_momentum=0.01, batch_norm_eps=1e-3)
+    norms = [m for m in paper_bn.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 3 and all(m.momentum == 0.01 and m.eps == 1e-3 for m in norms)
+    with pytest.raises(ValueError, match=r"'max_norm_spatial' \(0\) must be a positive norm"):
+        models.build("eegnet", n_chans=6, n_times=250, n_outputs=2, max_norm_spatial=0)
