@@ -70,7 +70,7 @@ def test_save_config_round_trip(write_config, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"] or not list(tmp_path.glob(".*.tmp"))
 
 
-@pytest.mark.parametrize("name", ["demo", "train_eegmmidb", "train_gpu", "train_ddp"])
+@pytest.mark.parametrize("name", ["demo", "train_eegmmidb", "eegmmidb_real", "train_gpu", "train_ddp"])
 def test_shipped_configs_load(name):
     cfg, _ = load_config(ROOT / "configs" / f"{name}.yaml")
     assert cfg.data.files and cfg.model.name

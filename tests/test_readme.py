@@ -1,0 +1,102 @@
+"""The README cannot drift from the code: every fenced ``bmi ...`` command of the three journeys runs and exits 0.
+
+The commands run in order, as a user would type them from the project root, in a copy of the project's
+``configs/`` (so ``runs/``, ``data/`` and the caches land in a temporary folder): on the synthetic recordings
+that ``bmi data synth data/synthetic`` writes, and on the PhysioNet S001 files (``../shared/data``, linked in)
+when they are present. Two changes keep it quick, and neither changes what a command does: training commands
+get ``--set trainer.max_epochs=2`` appended (a later ``--set`` wins), and a sweep runs 2 trials instead of 20.
+A placeholder ``runs/<run_id>`` stands for the first finished run. The commands that cannot run here are listed
+in :data:`CANNOT_RUN_HERE` with the reason and where they are tested instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+S001 = ROOT.parent / "shared" / "data" / "eegmmidb" / "S001"
+#: command prefix -> why it does not run in this test (and what tests it)
+CANNOT_RUN_HERE = {
+    "bmi train --resume": "continues a killed run (tests/pipeline/test_train.py kills one and resumes it)",
+    "bmi train configs/train_gpu.yaml": "needs a CUDA GPU (tests/pipeline/test_gpu.py)",
+    "bmi train configs/train_ddp.yaml": "needs 4 GPUs (tests/pipeline/test_ddp.py runs DDP on 2 CPU processes)",
+    "bmi console": "a web server that runs until stopped (tests/exports/runtime/test_console.py)",
+    "bmi serve": "needs a live LSL stream of the model's channels (tests/exports/runtime)",
+    "bmi rig": "listens until stopped (tests/exports/runtime, the demo)",
+    "bmi play": "streams until the file ends (tests/exports/runtime)",
+}
+NEEDS_S001 = ("train_eegmmidb", "eegmmidb_real", "runs/s001")
+TRAINING = ("bmi train", "bmi cv", "bmi sweep", "bmi finetune")
+
+
+def journey_commands(text: str) -> list[str]:
+    """The ``bmi`` lines of the fenced shell blocks of the sections "Journey 1/2/3", in order."""
+    commands = []
+    for section in re.split(r"^## ", text, flags=re.M):
+        if not section.startswith("Journey"):
+            continue
+        for block in re.findall(r"```(?:bash|sh|shell)\n(.*?)```", section, flags=re.S):
+            commands += [line.strip() for line in block.splitlines() if line.strip().startswith("bmi ")]
+    return commands
+
+
+def prepared(command: str) -> list[str]:
+    args = shlex.split(command, comments=True)
+    if command.startswith(TRAINING):
+        args += ["--set", "trainer.max_epochs=2"]
+    if "--trials" in args:
+        args[args.index("--trials") + 1] = "2"
+    return args
+
+
+def test_the_readme_lists_the_commands_it_documents():
+    commands = journey_commands((ROOT / "README.md").read_text())
+    for expected in ("bmi train configs/train_eegmmidb.yaml --name s001", "bmi cv configs/demo.yaml", "bmi compare",
+                     "bmi export runs/<run_id>", "bmi data synth data/synthetic"):
+        assert any(c.startswith(expected) for c in commands), expected
+
+
+def test_the_readme_quotes_the_shipped_config_whole():
+    readme = (ROOT / "README.md").read_text()
+    shipped = (ROOT / "configs" / "train_eegmmidb.yaml").read_text()
+    assert f"```yaml\n{shipped}```" in readme
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_every_journey_command_runs(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copytree(ROOT / "configs", project / "configs")
+    if S001.is_dir():
+        (tmp_path / "shared" / "data").mkdir(parents=True)
+        (tmp_path / "shared" / "data" / "eegmmidb").symlink_to(S001.parent)
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", MPLBACKEND="Agg", PYTHONPATH=str(ROOT),
+               COLUMNS="100")
+    ran, skipped, failed = [], [], []
+    for command in journey_commands((ROOT / "README.md").read_text()):
+        reason = next((why for prefix, why in CANNOT_RUN_HERE.items() if command.startswith(prefix)), None)
+        if reason is None and not S001.is_dir() and any(key in command for key in NEEDS_S001):
+            reason = f"needs the S001 recordings ({S001})"
+        if reason:
+            skipped.append(f"{command}  [{reason}]")
+            continue
+        if "<run_id>" in command:
+            first = sorted(p.parent for p in (project / "runs").glob("**/summary.json"))[0]
+            command = command.replace("runs/<run_id>", str(first.relative_to(project)))
+        out = subprocess.run([sys.executable, "-m", "pipeline.cli", *prepared(command)[1:]], cwd=project, env=env,
+                             capture_output=True, text=True, timeout=600)
+        (ran if out.returncode == 0 else failed).append(command)
+        if out.returncode != 0:
+            failed[-1] += f"\n  exit {out.returncode}: {out.stderr.strip()[-1500:]}"
+    print("ran:\n  " + "\n  ".join(ran) + "\nnot run here:\n  " + "\n  ".join(skipped))
+    assert not failed, "README commands that fail:\n" + "\n".join(failed)
+    assert len(ran) >= (12 if S001.is_dir() else 6), ran
