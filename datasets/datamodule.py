@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from .config import DataConfig
+from .data_info import DataInfo
 from .epochs import EpochsData, load_epochs
 from .events import missing_events_message
 from .dsp import alignment_matrix
@@ -289,8 +290,9 @@ class EpochsDataModule(pl.LightningDataModule):
         return self.cfg.tmax - self.n_times / self.sfreq
 
     def data_info(self) -> dict[str, Any]:
-        """What a run records about its data, for evaluation and export."""
-        return {
+        """What a run records about its data, for evaluation and export (:class:`datasets.data_info.DataInfo`,
+        checked, in its JSON form)."""
+        return DataInfo.from_dict({
             "classes": self.classes,
             "ch_names": self.ch_names,
             "ch_types": self.ch_types,
@@ -304,7 +306,7 @@ class EpochsDataModule(pl.LightningDataModule):
             "data_hash": self.data_hash,
             "split_summary": self.split_summary,
             "files": list(self._ensure_epochs().files),
-        }
+        }, "data module").to_dict()
 
     def arrays(self, stage: str) -> tuple[np.ndarray, np.ndarray]:
         """Normalised windows and labels of a split as numpy (val/test: the window ending at ``tmax``)."""

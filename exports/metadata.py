@@ -1,8 +1,10 @@
 """The metadata document embedded in every exported ONNX model (``metadata_props``).
 
 One JSON string under the key :data:`METADATA_KEY`, with a schema version, holding everything the
-runtime needs and nothing it must guess. Light: standard library only, shared by the exporter
-(training side) and the runtime (rig side).
+runtime needs and nothing it must guess. Typed once (:class:`DecoderMetadata`, its data sections from
+:mod:`datasets.data_info`) and checked when a model is written and when it is read, with errors that name the
+key. Light: the standard library and the pure typed-config helpers, shared by the exporter (training side) and
+the runtime (rig side).
 
 Schema (version 2)::
 
@@ -31,43 +33,92 @@ Schema (version 2)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import typing
+from dataclasses import dataclass, field
 from typing import Any
+
+from datasets.data_info import Normalization
+from datasets.typed import ConfigError, from_mapping
 
 METADATA_KEY = "bmi_decoder"
 SCHEMA = "bmi-decoder"
 SCHEMA_VERSION = 2  # 2: channel units, renaming, training amplitude, filter settling time
-REQUIRED_KEYS = (
-    "schema",
-    "schema_version",
-    "created",
-    "model",
-    "io",
-    "classes",
-    "channels",
-    "sfreq",
-    "window",
-    "preprocessing",
-    "normalization",
-    "run",
-)
-
-
-NESTED_KEYS = {
-    "io": ("input_shape",),
-    "channels": ("names", "types", "units", "rename"),
-    "window": ("n_times", "seconds", "tmin", "tmax"),
-    "preprocessing": ("sfreq_in", "ch_names", "sos", "decim", "settle_seconds"),
-    "normalization": ("kind", "alignment", "rms"),
-}
 
 
 class MetadataError(ValueError):
-    """The model's metadata is missing, from another tool, or from an unsupported schema version."""
+    """The model's metadata is missing, from another tool, from an unsupported schema version, or malformed."""
 
 
-def validate_metadata(meta: Any, source: str = "model") -> dict[str, Any]:
-    """Check the document's schema and required keys; return it."""
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    n_params: int = 0
+
+
+@dataclass(frozen=True)
+class IOInfo:
+    input_shape: list[Any]  # ["batch", n_chans, n_times]
+    input: str = "signals"
+    outputs: list[str] = field(default_factory=lambda: ["logits", "probabilities"])
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class ChannelsInfo:
+    names: list[str]
+    types: list[str]
+    units: list[str]
+    rename: Any = None  # null, "eegbci" or {old: new}
+    positions: list[list[float]] | None = None
+
+
+@dataclass(frozen=True)
+class WindowInfo:
+    n_times: int
+    seconds: float
+    tmin: float  # the decoder's window relative to the cue in training
+    tmax: float
+
+
+@dataclass(frozen=True)
+class DecoderMetadata:
+    """The typed form of the document: what the runtime needs to know, checked once when a model is read."""
+
+    schema: str
+    schema_version: int
+    created: str
+    model: ModelInfo
+    io: IOInfo
+    classes: list[str]
+    channels: ChannelsInfo
+    sfreq: float
+    window: WindowInfo
+    preprocessing: dict[str, Any]
+    normalization: Normalization
+    run: dict[str, Any]
+
+
+#: what the preprocessing section must hold (``datasets.dsp.PreprocessingSpec.to_dict``)
+PREPROCESSING_KEYS = ("sfreq_in", "ch_names", "sos", "decim", "settle_seconds")
+
+
+def _known(cls, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` restricted to ``cls``'s fields, recursively (a newer exporter may add keys; they are ignored)."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            value, tp = data[f.name], hints[f.name]
+            out[f.name] = _known(tp, value) if dataclasses.is_dataclass(tp) and isinstance(value, dict) else value
+    return out
+
+
+def parse_metadata(meta: Any, source: str = "model") -> DecoderMetadata:
+    """The document as :class:`DecoderMetadata`: schema and version checked, every section's types and the
+    agreement of channels, shapes and per-channel values, with errors naming the key and what is allowed."""
     if not isinstance(meta, dict):
         raise MetadataError(f"{source}: metadata must be a JSON object, got {type(meta).__name__}.")
     if meta.get("schema") != SCHEMA:
@@ -78,26 +129,33 @@ def validate_metadata(meta: Any, source: str = "model") -> dict[str, Any]:
             f"(this code reads version {SCHEMA_VERSION}); re-export the run with `bmi export RUN_DIR` "
             "(retrain it if it was trained by an older version)."
         )
-    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    missing = [f.name for f in dataclasses.fields(DecoderMetadata) if f.name not in meta]
     if missing:
         raise MetadataError(f"{source}: metadata lacks the keys {missing}.")
-    for section, keys in NESTED_KEYS.items():
-        if not isinstance(meta[section], dict):
-            raise MetadataError(f"{source}: metadata '{section}' must be an object, got {type(meta[section]).__name__}.")
-        lacking = [k for k in keys if k not in meta[section]]
-        if lacking:
-            raise MetadataError(f"{source}: metadata '{section}' lacks {lacking}.")
-    n_chans = len(meta["channels"]["names"])
-    per_channel = {"channels.types": meta["channels"]["types"], "channels.units": meta["channels"]["units"],
-                   "normalization.rms": meta["normalization"]["rms"]}
+    try:
+        doc = from_mapping(DecoderMetadata, _known(DecoderMetadata, meta), "metadata")
+    except ConfigError as err:
+        raise MetadataError(f"{source}: {err}") from None
+    lacking = [k for k in PREPROCESSING_KEYS if k not in doc.preprocessing]
+    if lacking:
+        raise MetadataError(f"{source}: metadata 'preprocessing' lacks {lacking}.")
+    n_chans = len(doc.channels.names)
+    per_channel = {"channels.types": doc.channels.types, "channels.units": doc.channels.units,
+                   "normalization.rms": doc.normalization.rms}
     for name, values in per_channel.items():
-        if not isinstance(values, list) or len(values) != n_chans:
+        if values is None or len(values) != n_chans:
             raise MetadataError(f"{source}: metadata '{name}' must list one value per channel ({n_chans}).")
-    shape = meta["io"]["input_shape"]
-    if not isinstance(shape, list) or len(shape) != 3 or shape[1] != n_chans or shape[2] != meta["window"]["n_times"]:
+    shape = doc.io.input_shape
+    if len(shape) != 3 or shape[1] != n_chans or shape[2] != doc.window.n_times:
         raise MetadataError(
-            f"{source}: input shape {shape} disagrees with {n_chans} channels x {meta['window']['n_times']} samples."
+            f"{source}: input shape {shape} disagrees with {n_chans} channels x {doc.window.n_times} samples."
         )
+    return doc
+
+
+def validate_metadata(meta: Any, source: str = "model") -> dict[str, Any]:
+    """Check the document (:func:`parse_metadata`); return it as the mapping it is."""
+    parse_metadata(meta, source)
     return meta
 
 

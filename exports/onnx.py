@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from datasets import atomic
+from datasets.data_info import DataInfo
 from pipeline.run_record import CONFIG, DATA_INFO, SUMMARY, config_run, data_seed, load_network, read_config, read_data_info
 
 from .metadata import METADATA_KEY, SCHEMA, SCHEMA_VERSION, MetadataError, parse_metadata_props, validate_metadata
@@ -48,9 +49,12 @@ def read_model_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def build_metadata(summary: dict, info: dict, config: dict, net, n_params: int) -> dict[str, Any]:
+    """The metadata document of a run's decoder: its data description (``data_info.json``, typed as
+    :class:`datasets.data_info.DataInfo`) carried into the runtime's sections, plus the model and the run."""
     import models
 
-    n_chans, n_times = len(info["ch_names"]), int(info["n_times"])
+    data = DataInfo.from_dict(info, "data_info.json")
+    n_chans, n_times = len(data.ch_names), data.n_times
     hp = {k: v for k, v in models.hyperparameters(net).items() if k not in ("n_chans", "n_times", "n_outputs")}
     meta = {
         "schema": SCHEMA,
@@ -59,12 +63,12 @@ def build_metadata(summary: dict, info: dict, config: dict, net, n_params: int) 
         "model": {"name": summary["model"], "hyperparameters": hp, "n_params": n_params},
         "io": {"input": "signals", "input_shape": ["batch", n_chans, n_times], "outputs": ["logits", "probabilities"],
                "dtype": "float32"},
-        "classes": list(info["classes"]),
-        "channels": {"names": list(info["ch_names"]), "types": list(info["ch_types"]),
-                     "units": [si_unit(t) for t in info["ch_types"]], "rename": config.get("data", {}).get("rename"),
-                     "positions": info.get("ch_pos")},
-        "sfreq": float(info["sfreq"]),
-        "window": {"n_times": n_times, "seconds": n_times / float(info["sfreq"]), "tmin": info["tmin"], "tmax": info["tmax"]},
+        "classes": list(data.classes),
+        "channels": {"names": list(data.ch_names), "types": list(data.ch_types),
+                     "units": [si_unit(t) for t in data.ch_types], "rename": config.get("data", {}).get("rename"),
+                     "positions": data.ch_pos},
+        "sfreq": data.sfreq,
+        "window": {"n_times": n_times, "seconds": data.seconds, "tmin": data.tmin, "tmax": data.tmax},
         "preprocessing": info["preprocessing"],
         "normalization": info["normalization"],
         "run": {"run_id": summary["run_id"], "metrics": {"val": summary.get("val"), "test": summary.get("test")},

@@ -143,7 +143,13 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
 
 
 def read_data_info(run_dir: Path) -> dict[str, Any]:
-    return _read_json(run_dir, DATA_INFO, "a finished run")
+    """``data_info.json``, checked against :class:`datasets.data_info.DataInfo` (a malformed file is a clear
+    error naming the key, not a KeyError later)."""
+    from datasets.data_info import DataInfo
+
+    info = _read_json(run_dir, DATA_INFO, "a finished run")
+    DataInfo.from_dict(info, str(Path(run_dir) / DATA_INFO))
+    return info
 
 
 def is_ensemble(run_dir: Path) -> bool:

@@ -177,3 +177,11 @@ def test_baseline_cli_reports_csp_lda_and_tangent_space(write_config):
     # (chance is 1/3)
     assert result["tangent_space"]["test"]["balanced_accuracy"] >= 0.6
     assert result["csp_lda"]["test"]["balanced_accuracy"] >= 0.6
+
+
+def test_cv_names_its_method_as_it_splits():
+    """LOSO is by subject whatever 'split.by' says (it printed "loso by run")."""
+    from pipeline.cv import describe_method
+
+    assert describe_method("loso", "run", 4) == "leave-one-subject-out"
+    assert describe_method("kfold", "session", 3) == "grouped 3-fold by session"
