@@ -72,6 +72,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--sham", action="store_true", help="sham session: commands independent of the signal")
     g.add_argument("--sham-source", type=Path, help="session log of a real session whose statistics the sham copies")
     g.add_argument("--sham-seed", type=int)
+    g.add_argument("--session-plan", type=Path, help="blinded session: the plan from bmi session plan; runs the planned "
+                   "condition without showing it (the log records only its code)")
+    g.add_argument("--patient", help="the planned session's patient (with --session-plan)")
+    g.add_argument("--session", type=int, help="the planned session's number (with --session-plan)")
+    g.add_argument("--session-key", type=Path, help="the plan's key file (default: PLAN.key.csv beside the plan)")
     g.add_argument("--no-status", action="store_true", help="no live status line")
     g.add_argument("--verbose", action="store_true", help="also show liblsl's own log lines")
     p.set_defaults(func=_serve)
@@ -149,6 +154,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.allow_remote and not args.token:
         raise ValueError("--allow-remote needs a shared --token.")
+    sham, code = _condition(args)
     cfg = ServeConfig(
         hop_ms=args.hop_ms, max_age_ms=args.max_age_ms,
         smoothing=SmoothingConfig(args.smoothing, args.ema_alpha, args.vote_k, args.hysteresis, args.dwell_ms / 1000),
@@ -160,7 +166,7 @@ def _serve(args: argparse.Namespace) -> int:
         subject=args.subject, align_seconds=args.align_seconds, alignment_path=args.alignment,
         save_alignment=args.save_alignment, cues=args.cues, console=args.console, runs_dir=args.runs,
         cue_outlet=args.cue_outlet, log_path=args.log, stats_path=args.stats, duration=args.duration,
-        sham=args.sham, sham_source=args.sham_source, sham_seed=args.sham_seed, status=not args.no_status,
+        sham=sham, condition_code=code, sham_source=args.sham_source, sham_seed=args.sham_seed, status=not args.no_status,
         allow_remote=args.allow_remote, token=args.token, resolve_timeout=args.resolve_timeout,
         hello_timeout=args.hello_timeout,
     )
@@ -168,6 +174,26 @@ def _serve(args: argparse.Namespace) -> int:
     sys.stderr.write(session_summary(stats) + "\n")
     print(json.dumps(stats))  # the machine-readable totals, last (also in --stats FILE)
     return 0
+
+
+def _condition(args: argparse.Namespace) -> tuple[bool, str | None]:
+    """(sham, condition code): from --sham, or from a blinded session plan (never shown)."""
+    from .session_plan import planned_session, refuse_blinded_source
+
+    if args.sham_source is not None:
+        refuse_blinded_source(args.sham_source)
+    if args.session_plan is None:
+        if args.patient is not None or args.session is not None or args.session_key is not None:
+            raise ValueError("'--patient', '--session' and '--session-key' choose a session of a plan: give "
+                             "--session-plan too.")
+        return args.sham, None
+    if args.sham:
+        raise ValueError("'--sham' and '--session-plan' both choose the condition: a planned session takes it from "
+                         "the plan's key.")
+    planned = planned_session(args.session_plan, args.patient, args.session, args.session_key)
+    sys.stderr.write(f"bmi serve: planned session {planned.patient}/{planned.session} (code {planned.code}); the "
+                     "condition is blinded\n")
+    return planned.sham, planned.code
 
 
 def session_summary(stats: dict) -> str:

@@ -51,7 +51,7 @@ from .sham import ShamDecoder
 from .smoothing import SmoothingConfig, Smoother
 
 LOG_FIELDS = ["type", "seq", "t_wall", "t_window_end", "sample_index", "command", "action", "confidence", "level",
-              "probabilities", "latency_ms", "age_ms", "safe", "reason", "sham"]
+              "probabilities", "latency_ms", "age_ms", "safe", "reason", "sham", "condition_code"]
 
 
 @dataclass
@@ -81,6 +81,7 @@ class ServeConfig:
     stats_path: Path | None = None
     duration: float | None = None
     sham: bool = False
+    condition_code: str | None = None  # a blinded (planned) session: the log records this code, never the condition
     sham_source: Path | None = None
     sham_seed: int | None = None
     status: bool = True
@@ -259,8 +260,9 @@ class Server:
 
     def _log_row(self, msg: dict[str, Any]) -> None:
         if self._log is not None:
-            self._log.write(dict(msg, sham=int(self.cfg.sham), probabilities=json.dumps(msg.get("probabilities")),
-                                 safe=int(msg["safe"])))
+            blinded = self.cfg.condition_code is not None  # only the key file turns the code into the condition
+            self._log.write(dict(msg, sham="" if blinded else int(self.cfg.sham), condition_code=self.cfg.condition_code or "",
+                                 probabilities=json.dumps(msg.get("probabilities")), safe=int(msg["safe"])))
 
     def _safe_message(self, kind: str, reason: str) -> dict[str, Any]:
         self.seq += 1
@@ -588,7 +590,8 @@ class Server:
             "cues": self._cue_scores(),
             "notices": self.notices,
             "events": dict(self.state.events) | dict(self.events),
-            "sham": self.cfg.sham,
+            "sham": None if self.cfg.condition_code is not None else self.cfg.sham,  # blinded: the code only
+            "condition_code": self.cfg.condition_code,
         }
 
     def _cue_scores(self) -> dict[str, Any] | None:
