@@ -16,6 +16,9 @@ COMMAND_MODULES = [
     "exports.runtime.cli",     # bmi serve / rig
     "pipeline.demo",           # bmi demo
     "pipeline.bench",          # bmi bench
+    "datasets.amp",            # bmi amp
+    "pipeline.calibrate",      # bmi calibrate
+    "exports.runtime.session_plan",  # bmi session plan / unblind
 ]
 
 
