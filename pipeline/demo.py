@@ -142,62 +142,92 @@ def _held_out_file(raw_data: dict[str, Any], run_dir: Path) -> Path:
     return Path(sorted(files)[-1])
 
 
+class _Children:
+    """The demo's child processes (``bmi rig``, ``bmi serve``): their output to ``<name>.log`` in the output
+    folder (inherited with ``verbose``), and every one stopped (SIGINT, then kill) on exit, error or Ctrl-C."""
+
+    def __init__(self, out: Path, verbose: bool):
+        self.out, self.verbose = out, verbose
+        self.procs: dict[str, subprocess.Popen] = {}
+        self._logs: dict[str, Any] = {}
+
+    def start(self, name: str, args: list[str]) -> subprocess.Popen:
+        self._logs[name] = None if self.verbose else open(self.out / f"{name}.log", "w")
+        self.procs[name] = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], stdout=subprocess.DEVNULL,
+                                            stderr=self._logs[name])  # their totals are in their own logs
+        return self.procs[name]
+
+    def stop(self, name: str, timeout: float = 5.0) -> int:
+        proc = self.procs[name]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # a clean stop: the server sends its safe message, the hand its plot
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        return proc.wait()
+
+    def check(self, name: str, rc: int) -> None:
+        if rc != 0:
+            log = self.out / f"{name}.log"
+            tail = "" if self.verbose else "\n" + "\n".join(log.read_text().splitlines()[-15:])
+            raise RuntimeError(f"`bmi {name}` exited with code {rc}; its output ({log}):{tail}")
+
+    def __enter__(self) -> "_Children":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name in self.procs:
+            self.stop(name)
+        for handle in self._logs.values():
+            if handle is not None:
+                handle.close()
+
+
+class _Player:
+    """``recording`` replayed as a live LSL stream (``mne_lsl.player.PlayerLSL``), liblsl and MNE quiet."""
+
+    def __init__(self, recording: Path, name: str, verbose: bool):
+        from exports.runtime.lsl_config import quiet_liblsl
+
+        quiet_liblsl(verbose)  # before mne_lsl loads liblsl
+        import mne
+        from mne_lsl.player import PlayerLSL
+
+        with mne.utils.use_log_level("warning"):
+            self.player = PlayerLSL(recording, chunk_size=8, name=name, annotations=False)
+
+    def __enter__(self) -> float:
+        from mne_lsl.lsl import local_clock
+
+        self.player.start()
+        return local_clock()
+
+    def __exit__(self, *exc) -> None:
+        self.player.stop()
+
+
 def _stream(model_path: Path, recording: Path, out: Path, seconds: float, console, verbose: bool) -> dict[str, Any]:
-    """Replay ``recording`` over LSL into ``bmi serve``, which drives ``bmi rig``; returns paths and timing.
-
-    The children's own output goes to ``serve.log`` and ``rig.log`` (shown when one fails; live with --verbose)."""
-    from exports.runtime.lsl_config import quiet_liblsl
-
-    quiet_liblsl(verbose)  # before mne_lsl loads liblsl
-    import mne
-    from mne_lsl.lsl import local_clock
-    from mne_lsl.player import PlayerLSL
-
+    """Replay ``recording`` over LSL into ``bmi serve``, which drives ``bmi rig``; returns paths and timing."""
     port = _free_udp_port()
     name = f"bmi-demo-{os.getpid()}"
     session_log, rig_log, rig_plot = out / "session_log.csv", out / "rig_log.csv", out / "rig_aperture.png"
-    bmi = [sys.executable, "-m", "pipeline.cli"]
-    logs = {"rig": out / "rig.log", "serve": out / "serve.log"}
-    procs: dict[str, subprocess.Popen] = {}
-    handles = {k: (None if verbose else open(path, "w")) for k, path in logs.items()}
-    with mne.utils.use_log_level("warning"):
-        player = PlayerLSL(recording, chunk_size=8, name=name, annotations=False)
-    try:
-        procs["rig"] = subprocess.Popen(
-            bmi + ["rig", "--listen", f"udp://127.0.0.1:{port}", "--log", str(rig_log), "--plot", str(rig_plot),
-                   "--duration", str(seconds + 30), "--no-status"], stdout=subprocess.DEVNULL, stderr=handles["rig"])
+    with _Children(out, verbose) as children:
+        children.start("rig", ["rig", "--listen", f"udp://127.0.0.1:{port}", "--log", str(rig_log), "--plot", str(rig_plot),
+                               "--duration", str(seconds + 30), "--no-status"])
         time.sleep(1.0)
-        player.start()
-        t_start = local_clock()
-        procs["serve"] = subprocess.Popen(
-            bmi + ["serve", str(model_path), "--input", f"lsl:{name}", "--output", f"udp://127.0.0.1:{port}",
-                   "--log", str(session_log), "--duration", str(seconds), "--no-status", *(["--verbose"] if verbose else [])],
-            stdout=subprocess.DEVNULL, stderr=handles["serve"])  # its totals are in the session log
-        with _progress(console, "streaming", seconds) as tick:
-            deadline = time.monotonic() + seconds + 30
-            while procs["serve"].poll() is None and time.monotonic() < deadline:
-                time.sleep(0.25)
-                tick()
-        serve_rc = procs["serve"].wait(timeout=5)
-        time.sleep(0.3)  # the final stop message reaches the hand
-        procs["rig"].send_signal(signal.SIGINT)  # the hand stops now (it writes its log and plot)
-        rig_rc = procs["rig"].wait(timeout=30)
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-        player.stop()
-        for handle in handles.values():
-            if handle is not None:
-                handle.close()
-    for name_, rc in (("serve", serve_rc), ("rig", rig_rc)):
-        if rc != 0:
-            tail = "" if verbose else "\n" + "\n".join(logs[name_].read_text().splitlines()[-15:])
-            raise RuntimeError(f"`bmi {name_}` exited with code {rc}; its output ({logs[name_]}):{tail}")
+        with _Player(recording, name, verbose) as t_start:
+            serve = children.start("serve", ["serve", str(model_path), "--input", f"lsl:{name}", "--output",
+                                              f"udp://127.0.0.1:{port}", "--log", str(session_log), "--duration",
+                                              str(seconds), "--no-status", *(["--verbose"] if verbose else [])])
+            with _progress(console, "streaming", seconds) as tick:
+                deadline = time.monotonic() + seconds + 30
+                while serve.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.25)
+                    tick()
+            children.check("serve", children.stop("serve"))
+        time.sleep(0.3)  # the server's final stop message reaches the hand
+        children.check("rig", children.stop("rig", timeout=30))  # the hand stops now, with its log and plot
     return {"session_log": session_log, "rig_log": rig_log, "rig_plot": rig_plot, "t_start": t_start}
 
 
