@@ -323,7 +323,9 @@ def write_summary(run: Run, trainer, task, dm, logger, best: str, val, test, tra
     kept_epoch = _checkpoint_epoch(Path(best))
     new_warnings = recipe.training_warnings(
         cfg, trainer.global_step, kept_epoch, trainer.current_epoch - 1,
-        early_stopped=bool(kept.early_stopping is not None and kept.early_stopping.stopped_epoch > 0))
+        # a stop on the last epoch itself ended nothing early
+        early_stopped=bool(kept.early_stopping is not None
+                           and 0 < kept.early_stopping.stopped_epoch < cfg.trainer.max_epochs - 1))
     for line in new_warnings:
         print(f"warning: {line}", file=sys.stderr, flush=True)
     write_json(run_dir / run_record.DATA_INFO, dm.data_info())
