@@ -115,7 +115,8 @@ def mark_ended(run_dir: Path, error: BaseException | None) -> dict[str, Any]:
     if error is None:
         return write_status(run_dir, status="finished", error=None, ended=ended)
     status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-    return write_status(run_dir, status=status, error=f"{type(error).__name__}: {error}", ended=ended)
+    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return write_status(run_dir, status=status, error=text, ended=ended)
 
 
 # -- reading --------------------------------------------------------------------------------------------------

@@ -283,7 +283,12 @@ def fit(run: Run, trainer, task, dm) -> float:
     """Train (from the last checkpoint when resuming); returns the seconds it took. Under DDP every rank
     records a digest of its final weights, so a run shows its ranks stayed in sync."""
     started = time.monotonic()
-    trainer.fit(task, datamodule=dm, ckpt_path=str(run.resume_from) if run.resume_from else None)
+    try:
+        trainer.fit(task, datamodule=dm, ckpt_path=str(run.resume_from) if run.resume_from else None)
+    except SystemExit:
+        if trainer.interrupted:  # Lightning answers Ctrl-C with its own shutdown and exit(1): it was a Ctrl-C
+            raise KeyboardInterrupt from None
+        raise
     seconds = time.monotonic() - started
     if trainer.world_size > 1:
         digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in task.net.state_dict().values()))

@@ -208,3 +208,26 @@ def test_resume_after_a_real_kill(write_config, tmp_path):
     assert final["epoch"] >= max_epochs - 1 and final["global_step"] > saved["global_step"]
     epochs = [int(r["epoch"]) for r in csv.DictReader((run_dir / "metrics.csv").open())]
     assert epochs == list(range(max_epochs))
+
+
+@pytest.mark.slow
+def test_ctrl_c_marks_the_run_interrupted_and_resume_finishes_it(write_config, tmp_path):
+    """SIGINT while training: exit 130, run.json says interrupted; --resume continues it to the end."""
+    path = write_config("sigint.yaml", trainer={"max_epochs": 60, "enable_progress_bar": False,
+                                                "early_stopping_patience": None})
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "train", str(path), "--name", "stopped"], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    last = tmp_path / "runs" / "stopped" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 60
+    while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and out.rstrip().endswith("Interrupted."), out[-2000:]
+    status = json.loads((tmp_path / "runs" / "stopped" / "run.json").read_text())
+    assert status["status"] == "interrupted" and status["error"] == "KeyboardInterrupt"
+    resumed = subprocess.run([sys.executable, "-m", "pipeline.cli", "train", "--resume", str(tmp_path / "runs" / "stopped")],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((tmp_path / "runs" / "stopped" / "run.json").read_text())["status"] == "finished"
