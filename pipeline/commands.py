@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,7 +65,12 @@ def train_seeds(cfg, config_dir, seeds: list[int], progress: bool = True) -> dic
     from .ensemble import build_ensemble
     from .train import run_training
 
+    from .run_record import check_free
+
     base = cfg.name or None
+    if base:  # every member's name and the ensemble's must be free before the first member trains
+        for name in [*(f"{base}-seed{seed}" for seed in seeds), f"{base}-ensemble"]:
+            check_free(Path(cfg.runs_dir) / name)
     data_seed = cfg.data_seed if cfg.data_seed is not None else seeds[0]
     runs = []
     for seed in seeds:

@@ -72,8 +72,8 @@ def new_run_id(model: str) -> str:
 # -- writing --------------------------------------------------------------------------------------------------
 
 
-def claim(run_dir: Path) -> Path:
-    """Create ``run_dir`` for a new run; refuse a folder that already holds anything (another run's files)."""
+def check_free(run_dir: Path) -> None:
+    """Refuse a run directory that already holds anything (another run's files): one directory, one run."""
     run_dir = Path(run_dir)
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         status = read_status(run_dir).get("status") or ("finished" if (run_dir / SUMMARY).is_file() else "unknown")
@@ -81,8 +81,13 @@ def claim(run_dir: Path) -> Path:
             f"Run directory {run_dir} already holds a run (status: {status}); a run directory is written by one run "
             f"only. Choose another --name (or 'name'), or continue that run with `bmi train --resume {run_dir}`."
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+
+
+def claim(run_dir: Path) -> Path:
+    """Create ``run_dir`` for a new run (:func:`check_free` first: checked again here, just before writing)."""
+    check_free(run_dir)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    return Path(run_dir)
 
 
 def new_folder(root: Path, name: str) -> Path:
@@ -297,6 +302,6 @@ def relative_to_root(run_dir: Path, root: Path) -> str:
 
 
 __all__ = ["CONFIG", "RUN_JSON", "SUMMARY", "DATA_INFO", "METRICS_CSV", "ENSEMBLE", "CHECKPOINTS", "RunExistsError",
-           "claim", "code_version", "new_folder", "config_run", "data_seed", "ensemble_members", "is_ensemble", "is_failed",
+           "check_free", "claim", "code_version", "new_folder", "config_run", "data_seed", "ensemble_members", "is_ensemble", "is_failed",
            "last_checkpoint", "load_ensemble", "load_network", "mark_ended", "new_run_id", "normalization_adapter",
            "read_config", "read_data_info", "read_status", "read_summary", "write_status"]

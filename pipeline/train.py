@@ -40,8 +40,13 @@ class Run:
 
     @property
     def rank_zero(self) -> bool:
-        # srun starts every rank itself (SLURM_PROCID); Lightning's own launcher sets LOCAL_RANK/NODE_RANK
-        return all(int(os.environ.get(k, "0")) == 0 for k in ("LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+        return is_rank_zero()
+
+
+def is_rank_zero() -> bool:
+    """The process that writes the run record: srun starts every rank itself (SLURM_PROCID); Lightning's own
+    launcher sets LOCAL_RANK / NODE_RANK in the processes it starts."""
+    return all(int(os.environ.get(k, "0")) == 0 for k in ("LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
 def run_training(
@@ -107,6 +112,8 @@ def open_run(cfg, config_dir, *, run_dir=None, resume=None, group=None) -> Run:
         inherited = os.environ.get(RUN_ID_ENV) if int(os.environ.get("LOCAL_RANK", "0")) > 0 else None
         run_id = inherited or cfg.name or run_record.new_run_id(cfg.model.name)
         run_dir = Path(run_dir) if run_dir else Path(cfg.runs_dir) / run_id
+        if is_rank_zero():  # a taken name fails now, before any recording is read
+            run_record.check_free(run_dir)
     os.environ[RUN_ID_ENV] = run_id
     return Run(cfg=cfg, config_dir=Path(config_dir or ".").resolve(), run_dir=Path(run_dir).resolve(), run_id=run_id,
                group=group or cfg.tracking.group, resume_from=last)

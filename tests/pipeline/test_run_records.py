@@ -31,9 +31,11 @@ def test_an_existing_run_name_is_refused_and_the_run_is_untouched(write_config, 
     first = Path(run_training(cfg, config_dir, progress=False)["run_dir"])
     before = _digests(first)
     assert read_status(first)["status"] == "finished"
+    cfg2, config_dir = load_config(write_config(), ["name=mine", f"data.cache_dir={tmp_path / 'fresh_cache'}"])
     with pytest.raises(RunExistsError, match=r"already holds a run \(status: finished\).*bmi train --resume"):
-        run_training(cfg, config_dir, progress=False)
+        run_training(cfg2, config_dir, progress=False)
     assert _digests(first) == before
+    assert not (tmp_path / "fresh_cache").exists()  # refused before any recording was read
     # --resume is the way to continue a run, and a finished run has nothing to continue
     with pytest.raises(RuntimeError, match="has finished .* nothing to resume"):
         run_training(None, resume=first, progress=False)
