@@ -22,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="dotted overrides without --set (as W&B sweep agents pass them)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override, e.g. --set optim.lr=3e-3 (repeatable)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a killed, failed or interrupted run from its last checkpoint, with its own config "
+                        "(the only way to write into an existing run directory)")
     p.add_argument("--name", help="run id (the folder under runs_dir) instead of a generated one; must be new")
     p.add_argument("--seeds", metavar="S1,S2,...",
                    help="train one run per seed on the same split, then combine them into one ensemble run "

@@ -40,16 +40,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo", help="run the main job end to end: synthetic data, training, comparison, export, live serving",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
+    p.add_argument("--out", default="demo_output", metavar="DIR", help="output folder (default: demo_output)")
     p.add_argument("--data", metavar="CONFIG.yaml",
                    help="a config whose data: section names real recordings, used instead of synthetic ones")
-    p.add_argument("--models", default=DEFAULT_MODELS, help=f"decoders to train, comma-separated (default {DEFAULT_MODELS})")
-    p.add_argument("--epochs", type=int, default=40, help="maximum training epochs per decoder (default 40)")
-    p.add_argument("--stream-seconds", type=float, help="seconds of live streaming (default 20; 8 with --quick)")
-    p.add_argument("--subjects", type=int, help="synthetic subjects (default 2; 1 with --quick)")
+    p.add_argument("--models", default=DEFAULT_MODELS, metavar="NAMES", help=f"decoders to train, comma-separated (default {DEFAULT_MODELS})")
+    p.add_argument("--epochs", type=int, default=40, metavar="N", help="maximum training epochs per decoder (default 40)")
+    p.add_argument("--stream-seconds", type=float, metavar="SECONDS", help="seconds of live streaming (default 20; 8 with --quick)")
+    p.add_argument("--subjects", type=int, metavar="N", help="synthetic subjects (default 2; 1 with --quick)")
     p.add_argument("--quick", action="store_true",
                    help="a smoke run of every step: one subject, few trials, one epoch, 8 s of streaming")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic recordings and the training runs (default 0)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the synthetic recordings and the training runs (default 0)")
     add_verbose(p)
     p.set_defaults(func=_main)
 
