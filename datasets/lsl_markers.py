@@ -21,9 +21,10 @@ class MarkerListener:
         if not name:
             raise ValueError("'name' of the cue marker stream must not be empty (e.g. bmi-cues).")
         self.name = name
-        self._inlets: dict[str, list] = {}  # uid -> [inlet, clock offset]
+        self._inlets: dict[str, list] = {}  # uid -> [inlet, clock offset, source id]
         self._lock = threading.Lock()
         self._markers: deque[tuple[float, str]] = deque()
+        self._seen: deque[tuple[str, float, str]] = deque(maxlen=256)  # (source id, stamp, label) of recent markers
         self._closing = threading.Event()
         self.received = 0
         self.refused: list[str] = []  # streams of that name that are not string markers
@@ -58,7 +59,7 @@ class MarkerListener:
                 except Exception:
                     continue  # gone again; the next pass may find it
                 with self._lock:
-                    self._inlets[sinfo.uid] = [inlet, offset]
+                    self._inlets[sinfo.uid] = [inlet, offset, sinfo.source_id]
             self._closing.wait(every)
 
     def _pull_loop(self) -> None:
@@ -76,6 +77,12 @@ class MarkerListener:
                 except Exception:  # a lost stream: liblsl recovers it, or the resolver finds its successor
                     continue
                 for sample, stamp in zip(samples, stamps):
+                    # liblsl recovers a lost inlet onto a new outlet with the same source id (a restarted console)
+                    # while the resolver opens one for it too: the same marker then arrives twice
+                    key = (entry[2], float(stamp), str(sample[0]))
+                    if entry[2] and key in self._seen:
+                        continue
+                    self._seen.append(key)
                     self._markers.append((float(stamp) + entry[1], str(sample[0])))
                     self.received += 1
             if sync:
@@ -100,7 +107,7 @@ class MarkerListener:
         self._resolver.join(timeout=3.0)
         self._puller.join(timeout=3.0)
         with self._lock:
-            for inlet, _ in self._inlets.values():
+            for inlet, *_ in self._inlets.values():
                 try:
                     inlet.close_stream()
                 except Exception:

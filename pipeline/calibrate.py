@@ -213,8 +213,9 @@ def training_config(files: list[Path], out: Path, info, cfg, classes: list[str],
     types = set(info.get_channel_types(picks="data"))
     picks = ["meg"] if types & {"mag", "grad"} else sorted(types)
     sfreq = float(info["sfreq"])
-    decim = max(d for d in range(1, int(sfreq) + 1) if sfreq % d == 0 and sfreq / d >= 100.0)  # >= 100 Hz for 8-30 Hz
     w = cfg.training
+    low_enough = 4 * w.bandpass[1]  # four samples per period of the band's top frequency
+    decim = max(d for d in range(1, int(sfreq) + 1) if sfreq % d == 0 and sfreq / d >= low_enough)
     return {
         "data": {
             "files": [f.name for f in files],

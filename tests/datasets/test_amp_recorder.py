@@ -146,3 +146,32 @@ def test_amp_arguments_are_checked():
     out = subprocess.run([sys.executable, "-m", "pipeline.cli", "amp", "--synthetic", "--cues", "bmi-cues"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and "'--cues' ('bmi-cues') must be lsl:NAME" in out.stderr
+
+
+def test_a_restarted_cue_source_delivers_each_marker_once(names):
+    """A console restarted with the same source id: liblsl recovers the old inlet onto it while the listener opens
+    a new one; each marker must still count once (twice would double a cue's pattern in the amplifier)."""
+    from datasets.lsl_markers import MarkerListener
+
+    _, cues = names
+    first = StreamOutlet(StreamInfo(cues, "Markers", 1, 0.0, "string", f"{cues}-console"))
+    listener = MarkerListener(cues)
+    try:
+        assert listener.wait_for_stream(10)
+        time.sleep(0.5)
+        first.push_sample(["grasp"], local_clock())
+        time.sleep(0.5)
+        del first
+        time.sleep(1.0)
+        second = StreamOutlet(StreamInfo(cues, "Markers", 1, 0.0, "string", f"{cues}-console"))
+        deadline = time.monotonic() + 10
+        while listener.n_streams < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(3.0)  # time for liblsl to recover the first inlet onto the second outlet
+        for label in ("open", "rest"):
+            second.push_sample([label], local_clock())
+            time.sleep(0.3)
+        time.sleep(1.0)
+        assert [label for _, label in listener.drain()] == ["grasp", "open", "rest"]
+    finally:
+        listener.close()
