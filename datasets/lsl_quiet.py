@@ -1,8 +1,9 @@
-"""Quiet liblsl for the acquisition commands (``bmi amp``, ``bmi calibrate``): its INFO lines say nothing these
-commands do not report themselves. liblsl reads its settings from the file named by ``LSLAPICFG`` when it loads,
-so this must run before mne_lsl or pylsl is imported; a user's own ``LSLAPICFG`` is kept.
+"""Quiet liblsl for every command that opens a stream (``bmi serve``, ``amp``, ``play``, ``calibrate``, the demo):
+its INFO lines and reconnect messages say nothing these commands do not report themselves. liblsl reads its
+settings from the file named by ``LSLAPICFG`` when it loads, so this must run before mne_lsl or pylsl is
+imported; a user's own ``LSLAPICFG`` is kept.
 
-The same settings as :mod:`exports.runtime.lsl_config`, at the lowest layer so that ``datasets`` may use them.
+It lives in the lowest layer so that acquisition and the rig's runtime share one file (the runtime may import it).
 """
 
 from __future__ import annotations

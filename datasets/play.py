@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _play(args: argparse.Namespace) -> int:
     import mne
 
-    from exports.runtime.lsl_config import quiet_liblsl
+    from datasets.lsl_quiet import quiet_liblsl
 
     quiet_liblsl()
     from mne_lsl.player import PlayerLSL

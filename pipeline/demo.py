@@ -188,7 +188,7 @@ class _Player:
     """``recording`` replayed as a live LSL stream (``mne_lsl.player.PlayerLSL``), liblsl and MNE quiet."""
 
     def __init__(self, recording: Path, name: str, verbose: bool):
-        from exports.runtime.lsl_config import quiet_liblsl
+        from datasets.lsl_quiet import quiet_liblsl
 
         quiet_liblsl(verbose)  # before mne_lsl loads liblsl
         import mne

@@ -26,7 +26,7 @@ ORCHESTRATORS = {"pipeline.cli", "pipeline.demo", "pipeline.calibrate"}
 #: what export may take from training: the run record and the light modules it stands on
 RUN_RECORD = {"pipeline", "pipeline.run_record", "pipeline.config", "pipeline.metrics"}
 #: what the rig's runtime may take from the rest of the project
-RUNTIME_PROJECT = {"datasets", "datasets.dsp", "datasets.channel_names", "exports", "exports.metadata", "exports.units"}
+RUNTIME_PROJECT = {"datasets", "datasets.dsp", "datasets.channel_names", "datasets.lsl_quiet", "exports", "exports.metadata", "exports.units"}
 #: the pure helpers those modules stand on (the metadata's typed schema): light too, never imported by the runtime
 RUNTIME_SUPPORT = {"datasets.typed", "datasets.data_info"}
 LIGHT = RUNTIME_PROJECT | RUNTIME_SUPPORT

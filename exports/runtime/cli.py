@@ -17,9 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "serial:DEVICE?baud=N | lsl:NAME; add ?token=T for a rig that requires one (repeatable)")
     g = p.add_argument_group("decisions")
     g.add_argument("--hop-ms", type=float, default=50.0, help="decision interval on the stream's clock (default 50)")
-    g.add_argument("--smoothing", choices=["ema", "vote", "none"], default="ema")
-    g.add_argument("--ema-alpha", type=float, default=0.3)
-    g.add_argument("--vote-k", type=int, default=5)
+    g.add_argument("--smoothing", choices=["ema", "vote", "none"], default="ema",
+                   help="ema: moving average of probabilities; vote: majority of the last K decisions; none")
+    g.add_argument("--ema-alpha", type=float, default=0.3, help="weight of the newest window in the ema (default 0.3)")
+    g.add_argument("--vote-k", type=int, default=5, help="decisions the vote counts (default 5)")
     g.add_argument("--hysteresis", type=float, default=0.1, help="probability margin a new command needs")
     g.add_argument("--dwell-ms", type=float, default=200.0, help="minimum stream time a command is held")
     g.add_argument("--action", action="append", metavar="CLASS=ACTION",
@@ -71,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--duration", type=float, help="stop after this many seconds")
     g.add_argument("--sham", action="store_true", help="sham session: commands independent of the signal")
     g.add_argument("--sham-source", type=Path, help="session log of a real session whose statistics the sham copies")
-    g.add_argument("--sham-seed", type=int)
+    g.add_argument("--sham-seed", type=int, help="seed of the sham's random commands (default: random)")
     g.add_argument("--session-plan", type=Path, help="blinded session: the plan from bmi session plan; runs the planned "
                    "condition without showing it (the log records only its code)")
     g.add_argument("--patient", help="the planned session's patient (with --session-plan)")
@@ -109,7 +110,7 @@ def register_console(subparsers: argparse._SubParsersAction) -> None:
 
 def _console(args: argparse.Namespace) -> int:
     from .console.__main__ import main as console_main
-    from .lsl_config import quiet_liblsl
+    from datasets.lsl_quiet import quiet_liblsl
 
     quiet_liblsl()
 
@@ -144,7 +145,7 @@ def _rename_rule(value: str | None):
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .lsl_config import quiet_liblsl
+    from datasets.lsl_quiet import quiet_liblsl
 
     quiet_liblsl(args.verbose)
     from .actions import parse_action_args

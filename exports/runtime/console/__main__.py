@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    from ..lsl_config import quiet_liblsl
+    from datasets.lsl_quiet import quiet_liblsl
 
     quiet_liblsl()  # before the cue outlet loads liblsl
     from ..inputs import check_bind_address
