@@ -1,0 +1,189 @@
+"""Two-stage gated decoder: a movement/rest gate, then a decoder of the movement's type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .base import Decoder
+from .registry import build, get, register
+
+#: what a member of a gated decoder is when the config names none
+DEFAULT_GATE = {"name": "logvar", "n_segments": 4}
+DEFAULT_TYPE = {"name": "logvar"}
+
+
+def _member_spec(key: str, spec: Any) -> tuple[str, dict[str, Any]]:
+    """``{"name": ..., **params}`` (or a bare name) -> (name, params), refused by key when malformed."""
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise ValueError(f"'{key}' ({spec!r}) must be a registered decoder: a name or a mapping "
+                         "{name: NAME, <its parameters>}.")
+    name, params = spec["name"], {k: v for k, v in spec.items() if k != "name"}
+    if name == "gated":
+        raise ValueError(f"'{key}.name' ('gated'): a member of a gated decoder cannot itself be gated.")
+    get(name)  # an unknown name lists the known ones
+    taken = [k for k in ("n_chans", "n_times", "n_outputs", "sfreq", "ch_names", "input_window_seconds") if k in params]
+    if taken:
+        raise ValueError(f"'{key}' sets {taken}: a member's signal arguments come from the gated decoder.")
+    return name, params
+
+
+@register("gated")
+class GatedDecoder(Decoder):
+    """A movement/rest gate and a movement-type decoder, combined into one probability over every class.
+
+    The scheme of the MEG BMI of the phantom-limb studies (Yanagisawa et al.): first decide *whether* the
+    patient moves (from slow movement-related fields), then *which* movement. ``gate`` is any registered
+    decoder with two outputs (rest, movement) giving ``g = P(movement | x)``; ``type`` is any registered decoder
+    over the movement classes giving ``q_k = P(k | x, movement)``. The output is the log of the joint
+    probabilities over all classes in their training order::
+
+        P(rest) = 1 - g,    P(k) = g * q_k   (k a movement class)
+
+    so ``softmax(forward(x))`` are those probabilities, the flat decoders' contract holds (training, metrics,
+    the exported ``probabilities``) and the negative log-likelihood splits exactly into the gate's binary
+    cross-entropy (every window) plus the type decoder's cross-entropy (movement windows only): training the
+    joint model trains each stage on its own objective, with no gradient from one into the other.
+    :meth:`gate_probability` is ``g``; the ONNX export adds it as a third output, ``gate``, which the server
+    thresholds (``gate_threshold``, ``gate_hysteresis``, ``gate_dwell_s``: it holds the rest command while the
+    gate is below its threshold) before it takes any movement command (``type_threshold``: the least
+    conditional type probability a movement command needs).
+
+    Parameters
+    ----------
+    n_chans, n_times, n_outputs, sfreq, ch_names, input_window_seconds
+        Signal arguments, see :class:`models.base.Decoder`. ``n_outputs`` counts every class, rest included
+        (with one movement class the gate alone decides and ``type`` is not built).
+    gate, type : str or dict
+        The two stages, each a registered decoder: a name, or ``{name: NAME, <its hyperparameters>}``.
+    rest_index : int
+        Position of the rest class among the outputs (the data's class order, ``data.events``).
+    gate_threshold : float
+        Gate probability at or above which the server lets movement commands through.
+    gate_hysteresis : float
+        The gate opens only at ``gate_threshold + gate_hysteresis`` (it closes below ``gate_threshold``).
+    gate_dwell_s : float
+        Stream time the gate must stay above its opening level before it opens.
+    type_threshold : float
+        Least (smoothed) conditional probability of a movement type for its command; below it the hand rests.
+
+    References
+    ----------
+    Yanagisawa, T., Fukuma, R., Seymour, B., Hosomi, K., Kishima, H., Shimizu, T., Yokoi, H., Hirata, M.,
+    Yoshimine, T., Kamitani, Y., & Saitoh, Y. (2016). Induced sensorimotor brain plasticity controls pain in
+    phantom limb patients. Nature Communications, 7, 13209. https://doi.org/10.1038/ncomms13209
+    """
+
+    #: the export adds the ``gate`` output (:meth:`forward_with_gate`)
+    has_gate = True
+
+    def __init__(self, n_chans=None, n_times=None, n_outputs=None, sfreq=None, gate=None, type=None, rest_index=0,
+                 gate_threshold=0.5, gate_hysteresis=0.1, gate_dwell_s=0.2, type_threshold=0.0, *, ch_names=None,
+                 input_window_seconds=None):
+        super().__init__(n_chans, n_times, n_outputs, sfreq, ch_names=ch_names,
+                         input_window_seconds=input_window_seconds)
+        if isinstance(rest_index, bool) or not isinstance(rest_index, int) or not 0 <= rest_index < self.n_outputs:
+            raise ValueError(f"'rest_index' ({rest_index!r}) must be an output position in 0..{self.n_outputs - 1}.")
+        for key, value, low, high in (("gate_threshold", gate_threshold, 0.0, 1.0), ("gate_hysteresis", gate_hysteresis, 0.0, 1.0),
+                                      ("type_threshold", type_threshold, 0.0, 1.0)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:
+                raise ValueError(f"'{key}' ({value!r}) must be in [{low:g}, {high:g}).")
+        if gate_threshold + gate_hysteresis >= 1:
+            raise ValueError(f"'gate_threshold' + 'gate_hysteresis' ({gate_threshold} + {gate_hysteresis}) must be below 1: "
+                             "the gate could never open.")
+        if isinstance(gate_dwell_s, bool) or not isinstance(gate_dwell_s, (int, float)) or gate_dwell_s < 0:
+            raise ValueError(f"'gate_dwell_s' ({gate_dwell_s!r}) must be >= 0 seconds.")
+        signal = {"n_chans": self.n_chans, "n_times": self.n_times, "sfreq": self.sfreq}
+        gate_name, gate_params = _member_spec("gate", DEFAULT_GATE if gate is None else gate)
+        type_name, type_params = _member_spec("type", DEFAULT_TYPE if type is None else type)
+        self.gate = build(gate_name, n_outputs=2, **signal, **gate_params)
+        # one movement class: the gate alone decides (no type decoder)
+        self.type_decoder = build(type_name, n_outputs=self.n_outputs - 1, **signal, **type_params) \
+            if self.n_outputs > 2 else None
+        self.rest_index = rest_index
+        self.gate_threshold, self.gate_hysteresis = float(gate_threshold), float(gate_hysteresis)
+        self.gate_dwell_s, self.type_threshold = float(gate_dwell_s), float(type_threshold)
+        movement = [i for i in range(self.n_outputs) if i != rest_index]
+        # output position of every class: rest first in the concatenation below, then the movements in order
+        order = [0 if i == rest_index else 1 + movement.index(i) for i in range(self.n_outputs)]
+        self.register_buffer("order", torch.tensor(order, dtype=torch.long), persistent=False)
+
+    @property
+    def default_lr(self) -> float:  # one optimiser for both stages: the smaller of their own steps
+        return min(getattr(m, "default_lr", 1e-3) for m in self._members())
+
+    @property
+    def default_augment(self) -> dict:
+        return dict(getattr(self._members()[-1], "default_augment", {}))
+
+    def _members(self) -> list[nn.Module]:
+        return [self.gate] + ([self.type_decoder] if self.type_decoder is not None else [])
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """As every decoder's, with the stages described by their own (signal arguments once, here)."""
+        from .registry import hyperparameters
+
+        out = super().hparams
+        signal = ("n_chans", "n_times", "n_outputs", "sfreq")
+        for key, member in (("gate", self.gate), ("type", self.type_decoder)):
+            out[key] = None if member is None else {k: v for k, v in hyperparameters(member).items() if k not in signal}
+        return out
+
+    @torch.no_grad()
+    def fit_data(self, X: torch.Tensor) -> None:
+        """Each stage's data-dependent set-up (e.g. logvar's whitening) on the training windows."""
+        for member in self._members():
+            if hasattr(member, "fit_data"):
+                member.fit_data(X)
+
+    def apply_constraints(self) -> None:
+        for member in self._members():
+            if hasattr(member, "apply_constraints"):
+                member.apply_constraints()
+
+    def inference_module(self) -> nn.Module:
+        """The same gated decoder around each stage's fastest equivalent arrangement."""
+        fast = [m.inference_module() if hasattr(m, "inference_module") else m for m in self._members()]
+        out = _GatedInference(fast[0], fast[1] if len(fast) > 1 else None, self.order)
+        return out.eval()
+
+    def forward_with_gate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _combine(self.gate(x), None if self.type_decoder is None else self.type_decoder(x), self.order)
+
+    def gate_probability(self, x: torch.Tensor) -> torch.Tensor:
+        """``P(movement | x)``, ``[batch]``."""
+        return torch.softmax(self.gate(x), dim=1)[:, 1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_gate(x)[0]
+
+
+def _combine(gate_logits: torch.Tensor, type_logits: torch.Tensor | None, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log joint probabilities in class order, gate probability)."""
+    log_gate = torch.log_softmax(gate_logits, dim=1)  # [:, 0] log(1 - g), [:, 1] log g
+    if type_logits is None:  # one movement class
+        return log_gate.index_select(1, order), log_gate[:, 1].exp()
+    joint = torch.cat([log_gate[:, :1], log_gate[:, 1:] + torch.log_softmax(type_logits, dim=1)], dim=1)
+    return joint.index_select(1, order), log_gate[:, 1].exp()
+
+
+class _GatedInference(nn.Module):
+    """What is exported: the same function, built from the stages' inference modules."""
+
+    has_gate = True
+
+    def __init__(self, gate: nn.Module, type_: nn.Module | None, order: torch.Tensor):
+        super().__init__()
+        self.gate, self.type_decoder = gate, type_
+        self.register_buffer("order", order.clone(), persistent=False)
+
+    def forward_with_gate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _combine(self.gate(x), None if self.type_decoder is None else self.type_decoder(x), self.order)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_gate(x)[0]
