@@ -27,7 +27,9 @@ Schema (version 2)::
                         "alignment": {subject: matrix} | null,
                         "rms": [...]},                    # per-channel RMS of the filtered training data
       "run": {"run_id": str, "metrics": {"val": {...}, "test": {...}}, "data_hash": str,
-              "code_version": str, "config": {resolved training config}}
+              "code_version": str, "config": {resolved training config}},
+      "gate": null | {"output": "gate", "rest_class": str,   # a gated decoder (models.gated): the output "gate"
+                      "threshold": float, "hysteresis": float, "dwell_s": float, "type_threshold": float}
     }
 """
 
@@ -84,6 +86,18 @@ class WindowInfo:
 
 
 @dataclass(frozen=True)
+class GateInfo:
+    """A gated decoder's gate: its output, the rest class it stands for, and the server's thresholds."""
+
+    rest_class: str
+    threshold: float
+    hysteresis: float
+    dwell_s: float
+    type_threshold: float = 0.0
+    output: str = "gate"
+
+
+@dataclass(frozen=True)
 class DecoderMetadata:
     """The typed form of the document: what the runtime needs to know, checked once when a model is read."""
 
@@ -99,6 +113,7 @@ class DecoderMetadata:
     preprocessing: dict[str, Any]
     normalization: Normalization
     run: dict[str, Any]
+    gate: GateInfo | None = None  # optional: only gated decoders have it
 
 
 #: what the preprocessing section must hold (``datasets.dsp.PreprocessingSpec.to_dict``)
@@ -129,7 +144,8 @@ def parse_metadata(meta: Any, source: str = "model") -> DecoderMetadata:
             f"(this code reads version {SCHEMA_VERSION}); re-export the run with `bmi export RUN_DIR` "
             "(retrain it if it was trained by an older version)."
         )
-    missing = [f.name for f in dataclasses.fields(DecoderMetadata) if f.name not in meta]
+    missing = [f.name for f in dataclasses.fields(DecoderMetadata)
+               if f.name not in meta and f.default is dataclasses.MISSING]
     if missing:
         raise MetadataError(f"{source}: metadata lacks the keys {missing}.")
     try:
@@ -145,6 +161,18 @@ def parse_metadata(meta: Any, source: str = "model") -> DecoderMetadata:
     for name, values in per_channel.items():
         if values is None or len(values) != n_chans:
             raise MetadataError(f"{source}: metadata '{name}' must list one value per channel ({n_chans}).")
+    if (doc.gate is not None) != ("gate" in doc.io.outputs):
+        raise MetadataError(f"{source}: metadata 'gate' and the output 'gate' in 'io.outputs' go together "
+                            f"(gate: {'set' if doc.gate is not None else 'null'}, outputs: {doc.io.outputs}).")
+    if doc.gate is not None:
+        if doc.gate.rest_class not in doc.classes:
+            raise MetadataError(f"{source}: metadata 'gate.rest_class' ({doc.gate.rest_class!r}) is not one of the "
+                                f"classes {doc.classes}.")
+        for key in ("threshold", "hysteresis", "type_threshold"):
+            if not 0 <= getattr(doc.gate, key) < 1:
+                raise MetadataError(f"{source}: metadata 'gate.{key}' ({getattr(doc.gate, key)}) must be in [0, 1).")
+        if doc.gate.dwell_s < 0:
+            raise MetadataError(f"{source}: metadata 'gate.dwell_s' ({doc.gate.dwell_s}) must be >= 0.")
     shape = doc.io.input_shape
     if len(shape) != 3 or shape[1] != n_chans or shape[2] != doc.window.n_times:
         raise MetadataError(

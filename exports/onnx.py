@@ -74,7 +74,16 @@ def build_metadata(summary: dict, info: dict, config: dict, net, n_params: int) 
         "run": {"run_id": summary["run_id"], "metrics": {"val": summary.get("val"), "test": summary.get("test")},
                 "data_hash": summary.get("data_hash"), "code_version": summary.get("code_version"), "config": config},
     }
+    if getattr(net, "has_gate", False):  # a gated decoder (models.gated): its gate and the server's thresholds
+        meta["io"]["outputs"] = ["logits", "probabilities", "gate"]
+        meta["gate"] = gate_metadata(net, list(data.classes))
     return validate_metadata(meta, "export")
+
+
+def gate_metadata(net, classes: list[str]) -> dict[str, Any]:
+    """The metadata's ``gate`` section for a gated decoder trained on ``classes``."""
+    return {"output": "gate", "rest_class": classes[net.rest_index], "threshold": net.gate_threshold,
+            "hysteresis": net.gate_hysteresis, "dwell_s": net.gate_dwell_s, "type_threshold": net.type_threshold}
 
 
 def embed_metadata(path: Path, metadata: dict[str, Any]) -> None:
@@ -120,6 +129,12 @@ def check_parity(net, onnx_path: Path, X: np.ndarray) -> dict[str, Any]:
     with torch.no_grad():
         logits_pt = np.concatenate([net(torch.from_numpy(X[i : i + 64])).numpy() for i in range(0, len(X), 64)])
     diff = float(np.abs(logits_ort - logits_pt).max())
+    if getattr(net, "has_gate", False):  # the gate output the server thresholds must agree too
+        gate_ort = np.concatenate([session.run(["gate"], {"signals": X[i : i + 64]})[0] for i in range(0, len(X), 64)])
+        with torch.no_grad():
+            gate_pt = np.concatenate([net.gate_probability(torch.from_numpy(X[i : i + 64])).numpy()
+                                      for i in range(0, len(X), 64)])
+        diff = max(diff, float(np.abs(gate_ort - gate_pt).max()))
     same = bool((logits_ort.argmax(1) == logits_pt.argmax(1)).all())
     return {"n_windows": int(len(X)), "max_abs_diff": diff, "tolerance": PARITY_ATOL,
             "same_predictions": same, "passed": diff < PARITY_ATOL and same}

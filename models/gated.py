@@ -112,13 +112,15 @@ class GatedDecoder(Decoder):
         order = [0 if i == rest_index else 1 + movement.index(i) for i in range(self.n_outputs)]
         self.register_buffer("order", torch.tensor(order, dtype=torch.long), persistent=False)
 
-    @property
-    def default_lr(self) -> float:  # one optimiser for both stages: the smaller of their own steps
-        return min(getattr(m, "default_lr", 1e-3) for m in self._members())
-
-    @property
-    def default_augment(self) -> dict:
-        return dict(getattr(self._members()[-1], "default_augment", {}))
+    @classmethod
+    def member_default(cls, params: dict[str, Any], key: str, fallback: Any) -> Any:
+        """Training defaults from the stages' (``models.default_setting``): one optimiser for both, so the
+        smaller of their learning rates; the type decoder's augmentation (it separates the movements)."""
+        gate = get(_member_spec("gate", params.get("gate") or DEFAULT_GATE)[0])
+        type_ = get(_member_spec("type", params.get("type") or DEFAULT_TYPE)[0])
+        if key == "default_lr":
+            return min(getattr(gate, key, fallback), getattr(type_, key, fallback))
+        return getattr(type_, key, fallback)
 
     def _members(self) -> list[nn.Module]:
         return [self.gate] + ([self.type_decoder] if self.type_decoder is not None else [])

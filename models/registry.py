@@ -47,6 +47,14 @@ def check_params(name: str, params: dict[str, Any]) -> None:
         raise TypeError(f"Model {name!r} has no parameter(s) {unknown}; valid: {', '.join(valid)}.")
 
 
+def default_setting(name: str, params: dict[str, Any], key: str, fallback: Any) -> Any:
+    """A decoder's training default (``default_lr``, ``default_augment``) for these hyperparameters: the class's
+    own, or what a composite decoder (``gated``) derives from its members' (its ``member_default``)."""
+    cls = get(name)
+    hook = getattr(cls, "member_default", None)
+    return hook(params, key, fallback) if hook is not None else getattr(cls, key, fallback)
+
+
 def build(name: str, **kwargs: Any) -> nn.Module:
     """Build decoder ``name``; unknown hyperparameters are refused with the valid ones listed."""
     check_params(name, kwargs)

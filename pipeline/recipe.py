@@ -49,14 +49,14 @@ def resolve(cfg, dm) -> tuple[Any, list[str]]:
     if optim.lr == "auto":
         import models
 
-        lr = float(getattr(models.get(model.name), "default_lr", 1e-3))
+        lr = float(models.default_setting(model.name, model.params, "default_lr", 1e-3))
         optim = replace(optim, lr=lr)
         notes.append(f"optim.lr auto -> {lr:g} ({model.name}'s default)")
     augment = cfg.augment
     if not augment.enabled and augment.decoder_default:
         import models
 
-        preset = dict(getattr(models.get(model.name), "default_augment", {}) or {})
+        preset = dict(models.default_setting(model.name, model.params, "default_augment", {}) or {})
         if preset:
             augment = replace(augment, **preset)
             notes.append(f"augment: none set -> {model.name}'s default {preset} (augment.decoder_default: false for none)")
