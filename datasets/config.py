@@ -149,10 +149,10 @@ class DataConfig:
     rename: Literal["eegbci"] | None = None
     reference: Any = None
     notch: list[float] = field(default_factory=list)
-    bandpass: list[float | None] | None = field(default_factory=lambda: [8.0, 30.0])
+    bandpass: list[float | None] | str | None = field(default_factory=lambda: [8.0, 30.0])  # or a preset's name
     filter_order: int = 4
     phase: Literal["causal", "zero"] = "causal"
-    resample: float | None = None
+    resample: float | Literal["auto"] | None = None
     reject: float | None = None
     group_pattern: str | None = None
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -170,6 +170,15 @@ class DataConfig:
             raise ConfigError("'data.events' is empty: map event names or codes to class names, e.g. {T1: left, T2: right}.")
         if self.tmax <= self.tmin:
             raise ConfigError(f"'tmax' ({self.tmax}) must be greater than 'tmin' ({self.tmin}).")
+        if isinstance(self.bandpass, str):  # a named band (datasets.dsp.BAND_PRESETS), resolved here
+            from .dsp import BAND_PRESETS
+
+            if self.bandpass not in BAND_PRESETS:
+                raise ConfigError(f"'bandpass' ({self.bandpass!r}) must be [low, high] in Hz or a preset: "
+                                  f"{', '.join(BAND_PRESETS)}.")
+            if self.bandpass == "slow" and self.resample is None:
+                self.resample = "auto"  # slow fields need few samples: decimate (datasets.dsp.auto_rate)
+            self.bandpass = list(BAND_PRESETS[self.bandpass])
         if self.bandpass is not None and len(self.bandpass) != 2:
             raise ConfigError(f"'bandpass' ({self.bandpass}) must be [low, high] in Hz (either may be null).")
         if self.bandpass is not None:  # the Nyquist limit needs the recording's rate: checked when it is read
@@ -183,8 +192,10 @@ class DataConfig:
             raise ConfigError(f"'notch' ({self.notch}) must list positive frequencies in Hz.")
         if self.filter_order < 1:
             raise ConfigError(f"'filter_order' ({self.filter_order}) must be at least 1.")
-        if self.resample is not None and self.resample <= 0:
-            raise ConfigError(f"'resample' ({self.resample}) must be a positive rate in Hz (or null).")
+        if self.resample == "auto" and (self.bandpass is None or self.bandpass[1] is None):
+            raise ConfigError("'resample' (auto) needs a 'bandpass' high edge to choose a rate from.")
+        if self.resample not in (None, "auto") and self.resample <= 0:
+            raise ConfigError(f"'resample' ({self.resample}) must be a positive rate in Hz, 'auto' or null.")
         if self.batch_size != "auto" and self.batch_size < 1:
             raise ConfigError(f"'batch_size' ({self.batch_size}) must be >= 1 or 'auto'.")
         if self.reference not in (None, "average") and not isinstance(self.reference, list):

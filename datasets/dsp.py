@@ -169,6 +169,22 @@ def settling_samples(sos: np.ndarray, sfreq: float, residual: float = SETTLE_RES
         seconds = min(max_seconds, 4 * seconds)
 
 
+#: named bands (``data.bandpass: NAME``): the sensorimotor rhythms, and the slow movement-related fields
+#: (readiness potential / movement-related cortical potential) the reference MEG BMI gated on
+BAND_PRESETS: dict[str, tuple[float | None, float | None]] = {"mu_beta": (8.0, 30.0), "slow": (None, 5.0)}
+#: ``resample: auto``: the lowest rate at least this many times the band's high edge (and at most the input's)
+AUTO_RATE_FACTOR = 4.0
+
+
+def auto_rate(sfreq_in: float, bandpass: tuple[float | None, float | None] | None) -> float:
+    """``resample: auto``: the lowest rate of at least :data:`AUTO_RATE_FACTOR` x the band's high edge reached by
+    keeping every n-th sample (causal decimation), e.g. 20 Hz from 160 Hz for the 5 Hz slow band."""
+    high = bandpass[1] if bandpass is not None else None
+    if high is None:
+        raise ValueError("'resample' (auto) needs a 'bandpass' high edge (the anti-alias filter) to choose a rate.")
+    return float(sfreq_in) / max(1, int(sfreq_in // (AUTO_RATE_FACTOR * high)))
+
+
 def make_spec(
     sfreq_in: float,
     ch_names: Sequence[str],
@@ -177,11 +193,14 @@ def make_spec(
     bandpass: tuple[float | None, float | None] | None = None,
     notch: Sequence[float] = (),
     order: int = 4,
-    resample: float | None = None,
+    resample: float | str | None = None,
     causal: bool = True,
 ) -> PreprocessingSpec:
-    """Validate the parameters and design the filters; ``resample`` must divide ``sfreq_in``."""
+    """Validate the parameters and design the filters; ``resample`` must divide ``sfreq_in`` (``"auto"``:
+    :func:`auto_rate`)."""
     decim = 1
+    if resample == "auto":
+        resample = auto_rate(sfreq_in, bandpass)
     if resample is not None:
         ratio = sfreq_in / resample
         decim = int(round(ratio))

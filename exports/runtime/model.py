@@ -31,10 +31,21 @@ class DecoderSession:
         self.meta: dict[str, Any] = parse_metadata_props(self.session.get_modelmeta().custom_metadata_map, str(path))
         self.classes: list[str] = self.meta["classes"]
         self.n_chans, self.n_times = self.meta["io"]["input_shape"][1:]
+        # a gated decoder (models.gated) also gives its gate's movement probability
+        self.gated = self.meta.get("gate") is not None
+        self._outputs = ["probabilities", "gate"] if self.gated else ["probabilities"]
+        missing = set(self._outputs) - {o.name for o in self.session.get_outputs()}
+        if missing:
+            raise ValueError(f"{path}: the metadata names the outputs {self._outputs} but the graph lacks {sorted(missing)}.")
+        self.gate: float | None = None  # the last window's gate probability (gated decoders)
         self._input = np.zeros((1, self.n_chans, self.n_times), dtype=np.float32)
         for _ in range(warmup):  # first runs allocate and pick kernels; keep that off the first real window
-            self.session.run(["probabilities"], {"signals": self._input})
+            self.session.run(self._outputs, {"signals": self._input})
 
     def predict(self, window: np.ndarray) -> np.ndarray:
+        """Class probabilities of one window (a gated decoder's gate probability goes to :attr:`gate`)."""
         self._input[0] = window
-        return self.session.run(["probabilities"], {"signals": self._input})[0][0]
+        out = self.session.run(self._outputs, {"signals": self._input})
+        if self.gated:
+            self.gate = float(out[1][0])
+        return out[0][0]

@@ -25,6 +25,7 @@ and SIGINT/SIGTERM send the safe command last on every output.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -48,10 +49,10 @@ from .outputs import OutputSet, encode
 from .safety import AmplitudeCheck, JumpDetector, SafetyConfig, SafetyState, check_chunk, check_window
 from .session_log import SessionLog
 from .sham import ShamDecoder
-from .smoothing import SmoothingConfig, Smoother
+from .smoothing import GateConfig, GatedSmoother, SmoothingConfig, Smoother
 
 LOG_FIELDS = ["type", "seq", "t_wall", "t_window_end", "sample_index", "command", "action", "confidence", "level",
-              "probabilities", "latency_ms", "age_ms", "safe", "reason", "sham", "condition_code"]
+              "probabilities", "latency_ms", "age_ms", "safe", "reason", "sham", "condition_code", "gate"]
 
 
 @dataclass
@@ -61,6 +62,7 @@ class ServeConfig:
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     level_classes: tuple[str, str] | None = None
+    gate: dict[str, float] = field(default_factory=dict)  # a gated model's gate settings over its metadata's
     actions: dict[str, str] = field(default_factory=dict)  # class -> grasp|open|hold, beyond the defaults
     rename: str | Mapping[str, str] | None = None  # None: none for live streams, the training rule for replay:
     units: str | None = None  # override the stream's declared units
@@ -136,7 +138,16 @@ class Server:
             self.norm["alignment"] = {"session": self.alignment.matrix.tolist()}
         self.normalizer = Normalizer(self.norm, "session" if self.norm["alignment"] else None)
         self._align_data: list[np.ndarray] = []
-        self.smoother = Smoother(self.classes, cfg.smoothing, cfg.level_classes)
+        self.gated = self.decoder.gated
+        if cfg.gate and not self.gated:
+            raise ValueError(f"{', '.join('--gate-' + k.replace('_', '-') for k in cfg.gate)}: the model has no gate "
+                             "(only a gated decoder's, models.gated, does).")
+        if self.gated:  # the rest command until the gate opens (GatedSmoother); the level from the gate
+            gate = {k: v for k, v in meta["gate"].items() if k != "output"} | cfg.gate
+            self.gate_cfg = GateConfig(**gate)
+            self.smoother = GatedSmoother(self.classes, cfg.smoothing, self.gate_cfg, cfg.level_classes)
+        else:
+            self.smoother = Smoother(self.classes, cfg.smoothing, cfg.level_classes)
         self.n_times = self.decoder.n_times
         decim = self.spec.decim
         self.hop_in = max(1, int(round(cfg.hop_ms / 1000 * self.spec.sfreq_in)))
@@ -328,9 +339,14 @@ class Server:
             return
         window = self.normalizer(proc)
         probs = self.decoder.predict(window)
+        gate = self.decoder.gate
         if self.sham is not None:  # the decoder still runs, so timing is identical; its output is not used
             fake = self.sham.next()
             command, confidence, level, probs = fake["command"], fake["confidence"], fake["level"], fake["probabilities"]
+            if self.gated:  # the wire carries a gate either way; a sham's is its own rest probability's complement
+                gate = 1.0 - float(probs[self.classes.index(self.gate_cfg.rest_class)])
+        elif self.gated:
+            command, confidence, level, _ = self.smoother.update(probs, self.samples_total / self.spec.sfreq_in, gate)
         else:
             # dwell counts stream time on the sample clock: a burst of windows cannot cross it
             command, confidence, level, _ = self.smoother.update(probs, self.samples_total / self.spec.sfreq_in)
@@ -351,11 +367,14 @@ class Server:
         if latency > self.cfg.hop_ms:
             self.late_hops += 1
         self.seq += 1
-        self._emit({"type": "decision", "seq": self.seq, "t_wall": time.time(), "t_window_end": round(t_window_end, 6),
-                    "sample_index": self.samples_total, "command": command, "action": self.actions[command],
-                    "confidence": round(confidence, 6), "level": round(level, 6),
-                    "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, probs)},
-                    "latency_ms": round(latency, 3), "age_ms": round(age, 3), "safe": False, "reason": ""})
+        msg = {"type": "decision", "seq": self.seq, "t_wall": time.time(), "t_window_end": round(t_window_end, 6),
+               "sample_index": self.samples_total, "command": command, "action": self.actions[command],
+               "confidence": round(confidence, 6), "level": round(level, 6),
+               "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, probs)},
+               "latency_ms": round(latency, 3), "age_ms": round(age, 3), "safe": False, "reason": ""}
+        if self.gated:
+            msg["gate"] = round(float(gate), 6)
+        self._emit(msg)
 
     def _settled(self, out: np.ndarray) -> np.ndarray:
         """Drop the filters' settling samples after a (re)start."""
@@ -585,6 +604,7 @@ class Server:
                           "ratio_max": float(ratio.max()) if ratio is not None else None},
             "alignment": self.alignment.source,
             "actions": self.actions,
+            "gate": dataclasses.asdict(self.gate_cfg) if self.gated else None,
             "outputs": self.outputs.stats,
             "session_log": None if self._log is None else {"rows": self._log.rows_written, "error": self._log.error},
             "cues": self._cue_scores(),

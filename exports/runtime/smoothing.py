@@ -74,3 +74,102 @@ class Smoother:
         if self.level_idx is not None:
             level = float(smooth[self.level_idx[0]] - smooth[self.level_idx[1]])
         return self.classes[self.command], float(smooth[self.command]), level, smooth
+
+
+@dataclass
+class GateConfig:
+    """The gate of a gated decoder (``models.gated``), from the model's metadata (``gate``) or the command line.
+
+    The gate probability (EMA-smoothed with the smoothing's ``alpha`` when ``method`` is "ema", raw otherwise)
+    opens the gate once it has stayed at or above ``threshold + hysteresis`` for ``dwell_s`` of stream time,
+    and closes it at once when it falls below ``threshold``: while the gate is below its threshold the command
+    is the rest class. An open gate passes the type decoder's (smoothed) command if its conditional probability
+    is at least ``type_threshold``; otherwise the hand rests too."""
+
+    rest_class: str
+    threshold: float = 0.5
+    hysteresis: float = 0.1
+    dwell_s: float = 0.2
+    type_threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("threshold", "hysteresis", "type_threshold"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"'gate-{name.replace('_', '-')}' ({getattr(self, name)}) must be in [0, 1).")
+        if self.threshold + self.hysteresis >= 1:
+            raise ValueError(f"'gate-threshold' + 'gate-hysteresis' ({self.threshold} + {self.hysteresis}) must be "
+                             "below 1: the gate could never open.")
+        if self.dwell_s < 0:
+            raise ValueError(f"'gate-dwell' ({self.dwell_s * 1000:g} ms) must be >= 0.")
+
+
+class GatedSmoother:
+    """The server's smoothing for a gated decoder: the gate decides rest or movement, the type smoother which.
+
+    ``update(probs, t, gate)`` takes the joint probabilities (rest = 1 - gate, movement k = gate x P(k | move)),
+    the gate's movement probability and the window's stream time; it returns what :meth:`Smoother.update`
+    does. The type decision is :class:`Smoother` (same method, hysteresis and dwell) over the conditional
+    movement probabilities, updated on every window so it is current when the gate opens.
+
+    The control level for proportional control comes from the gate: ``(g - threshold) / (1 - threshold)``
+    clipped to [0, 1] (``g`` the smoothed gate probability; 0 at the threshold, 1 at certainty), signed + for
+    the first level class (the class mapped to grasp) and - for the second (open); 0 while the gate is closed.
+    """
+
+    def __init__(self, classes: list[str], cfg: SmoothingConfig, gate: GateConfig,
+                 level_pair: tuple[str, str] | None = None):
+        if gate.rest_class not in classes:
+            raise ValueError(f"'gate.rest_class' ({gate.rest_class!r}) is not one of the classes {classes}.")
+        self.classes, self.cfg, self.gate_cfg = classes, cfg, gate
+        self.rest = classes.index(gate.rest_class)
+        self.movement = [i for i in range(len(classes)) if i != self.rest]
+        self.types = Smoother([classes[i] for i in self.movement], cfg) if len(self.movement) > 1 else None
+        self.level_pair = level_pair
+        self.reset()
+
+    def reset(self) -> None:
+        self._g: float | None = None
+        self.open = False
+        self._above_since: float | None = None
+        self.gate: float | None = None  # the smoothed gate probability after the last update
+        if self.types is not None:
+            self.types.reset()
+
+    def _gate(self, g: float, t: float) -> None:
+        cfg = self.gate_cfg
+        if self.open:
+            if g < cfg.threshold:  # closing is immediate: the hand rests as soon as the patient does
+                self.open, self._above_since = False, None
+        elif g >= cfg.threshold + cfg.hysteresis:
+            if self._above_since is None:
+                self._above_since = t
+            if t - self._above_since >= cfg.dwell_s - 1e-9:
+                self.open = True
+        else:
+            self._above_since = None
+
+    def update(self, probs: np.ndarray, t: float, gate: float) -> tuple[str, float, float, np.ndarray]:
+        probs = np.asarray(probs, dtype=np.float64)
+        alpha = self.cfg.alpha if self.cfg.method == "ema" else 1.0
+        g = float(gate) if self._g is None else alpha * float(gate) + (1 - alpha) * self._g
+        self._g = self.gate = g
+        self._gate(g, t)
+        moving = probs[self.movement]
+        total = moving.sum()
+        cond = moving / total if total > 0 else np.full(len(moving), 1.0 / len(moving))
+        if self.types is not None:
+            type_name, type_conf, _, type_smooth = self.types.update(cond, t)
+        else:
+            type_name, type_conf, type_smooth = self.classes[self.movement[0]], 1.0, np.ones(1)
+        smooth = np.empty(len(self.classes))
+        smooth[self.rest] = 1 - g
+        smooth[self.movement] = g * type_smooth
+        level = 0.0
+        if self.open and type_conf >= self.gate_cfg.type_threshold:
+            command = self.classes.index(type_name)
+            if self.level_pair is not None and type_name in self.level_pair:
+                extent = min(1.0, max(0.0, (g - self.gate_cfg.threshold) / (1 - self.gate_cfg.threshold)))
+                level = extent if type_name == self.level_pair[0] else -extent
+        else:
+            command = self.rest
+        return self.classes[command], float(smooth[command]), level, smooth

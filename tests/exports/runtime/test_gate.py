@@ -1,0 +1,133 @@
+"""The server's gate for gated decoders: the rest command while the gate is below its threshold, its own
+hysteresis and dwell in stream time, the level from the gate; the gate in the decision message and the log."""
+
+import csv
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from exports.runtime.smoothing import GateConfig, GatedSmoother, SmoothingConfig
+
+from runtime_helpers import bmi, connect, free_port, send_recording, wait
+
+CLASSES = ["rest", "grasp", "open"]
+
+
+def joint(g, q_grasp):
+    return np.array([1 - g, g * q_grasp, g * (1 - q_grasp)])
+
+
+def smoother(**gate):
+    cfg = SmoothingConfig(method="none", hysteresis=0.0, dwell_s=0.0)
+    return GatedSmoother(CLASSES, cfg, GateConfig("rest", **gate), level_pair=("grasp", "open"))
+
+
+def test_rest_while_the_gate_is_below_its_threshold_whatever_the_type_says():
+    s = smoother(threshold=0.6, hysteresis=0.1, dwell_s=0.0)
+    for i, g in enumerate([0.1, 0.5, 0.65, 0.59]):  # 0.65: above the threshold, below its opening level 0.7
+        command, _, level, smooth = s.update(joint(g, 0.95), i * 0.05, g)
+        assert (command, level) == ("rest", 0.0)
+        assert smooth[0] == pytest.approx(1 - g)
+    command, confidence, level, _ = s.update(joint(0.8, 0.95), 0.2, 0.8)
+    assert command == "grasp" and confidence == pytest.approx(0.8 * 0.95)
+    assert level == pytest.approx((0.8 - 0.6) / 0.4)  # the level from the gate, + for grasp
+    assert s.update(joint(0.65, 0.95), 0.25, 0.65)[0] == "grasp"  # inside the hysteresis band: stays open
+    assert s.update(joint(0.59, 0.95), 0.30, 0.59)[0] == "rest"  # below the threshold: closes at once
+
+
+def test_the_gate_opens_only_after_its_dwell_in_stream_time():
+    s = smoother(threshold=0.5, hysteresis=0.0, dwell_s=0.3)
+    for _ in range(20):  # a burst of windows at one stream time cannot cross the dwell
+        assert s.update(joint(0.9, 0.1), 1.0, 0.9)[0] == "rest"
+    assert s.update(joint(0.9, 0.1), 1.2, 0.9)[0] == "rest"
+    command, _, level, _ = s.update(joint(0.9, 0.1), 1.3, 0.9)
+    assert command == "open" and level == pytest.approx(-0.8)  # - for open
+    s.update(joint(0.2, 0.1), 1.35, 0.2)  # closed; the dwell starts again
+    assert s.update(joint(0.9, 0.1), 1.4, 0.9)[0] == "rest"
+    s.update(joint(0.3, 0.1), 1.5, 0.3)  # a dip below the opening level restarts the count
+    assert s.update(joint(0.9, 0.1), 1.6, 0.9)[0] == "rest"
+    assert s.update(joint(0.9, 0.1), 1.9, 0.9)[0] == "open"
+
+
+def test_type_threshold_and_gate_smoothing():
+    s = smoother(threshold=0.5, hysteresis=0.0, dwell_s=0.0, type_threshold=0.7)
+    assert s.update(joint(0.9, 0.6), 0.0, 0.9)[0] == "rest"  # open gate, unsure type: the hand rests
+    assert s.update(joint(0.9, 0.8), 0.05, 0.9)[0] == "grasp"
+    ema = GatedSmoother(CLASSES, SmoothingConfig(method="ema", alpha=0.5, hysteresis=0.0, dwell_s=0.0),
+                        GateConfig("rest", threshold=0.5, hysteresis=0.0, dwell_s=0.0))
+    ema.update(joint(0.0, 0.9), 0.0, 0.0)
+    assert ema.update(joint(0.9, 0.9), 0.05, 0.9)[0] == "rest" and ema.gate == pytest.approx(0.45)
+    assert ema.update(joint(0.9, 0.9), 0.10, 0.9)[0] == "grasp" and ema.gate == pytest.approx(0.675)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"threshold": 1.0}, r"'gate-threshold' \(1.0\) must be in \[0, 1\)"),
+    ({"threshold": 0.95, "hysteresis": 0.1}, r"could never open"),
+    ({"dwell_s": -0.1}, r"'gate-dwell' \(-100 ms\) must be >= 0"),
+])
+def test_bad_gate_settings_are_named(params, message):
+    with pytest.raises(ValueError, match=message):
+        GateConfig("rest", **params)
+
+
+@pytest.fixture(scope="module")
+def constant_gate_model(exported, tmp_path_factory):
+    """A gated decoder whose gate says 0.8 (movement) for every window, its type decoder trained by nobody,
+    exported with the trained run's data description: a real ONNX file with the gate output."""
+    import models
+    from exports.onnx import embed_metadata, gate_metadata
+    from exports.torch_export import export_onnx
+
+    meta = json.loads(json.dumps(exported.metadata))
+    n_chans, n_times = meta["io"]["input_shape"][1:]
+    torch.manual_seed(0)
+    net = models.build("gated", n_chans=n_chans, n_times=n_times, n_outputs=3, sfreq=meta["sfreq"],
+                       rest_index=meta["classes"].index("rest"), gate={"name": "logvar", "n_filters": 2},
+                       type={"name": "logvar", "n_filters": 2}).eval()
+    with torch.no_grad():
+        net.gate.classifier.weight.zero_()
+        net.gate.classifier.bias.copy_(torch.tensor([0.0, float(np.log(4.0))]))  # softmax -> [0.2, 0.8]
+    path = export_onnx(net, n_chans, n_times, tmp_path_factory.mktemp("gated") / "gated.onnx")
+    meta["io"]["outputs"] = ["logits", "probabilities", "gate"]
+    meta["gate"] = gate_metadata(net, meta["classes"])
+    embed_metadata(path, meta)
+    return path
+
+
+def test_the_server_holds_the_hand_while_the_gate_is_below_threshold(constant_gate_model, recording_array, tmp_path):
+    """A real `bmi serve` on a real TCP stream: every decision carries the gate (0.8 here) and the rest class
+    is 1 - gate, so a movement class always beats rest (a flat smoother would move the hand); with the gate's
+    threshold at 0.85 every decision is the rest command and the hand holds."""
+    data, ch_names, sfreq, _ = recording_array
+    data = data[:, : int(12 * sfreq)]
+    port, log = free_port(), tmp_path / "session.csv"
+    server = bmi("serve", str(constant_gate_model), "--input", f"tcp://127.0.0.1:{port}", "--output",
+                 f"udp://127.0.0.1:{free_port()}", "--gate-threshold", "0.85", "--gate-hysteresis", "0.05",
+                 "--log", str(log), "--duration", "7", "--no-status", "--stale-ms", "5000")
+    with connect(port) as sock:
+        send_recording(sock, data, ch_names, sfreq, [64], pace=0.005)
+        time.sleep(1.0)
+    code, out, err = wait(server, 30)
+    assert code == 0, err
+    rows = list(csv.DictReader(log.open()))
+    decisions = [r for r in rows if r["type"] == "decision"]
+    assert len(decisions) > 20
+    for row in decisions:
+        probs = json.loads(row["probabilities"])
+        assert float(row["gate"]) == pytest.approx(0.8, abs=1e-5)
+        assert probs["rest"] == pytest.approx(1 - float(row["gate"]), abs=1e-5)
+        assert max(probs["grasp"], probs["open"]) > probs["rest"]
+        assert (row["command"], row["action"], float(row["level"])) == ("rest", "hold", 0.0)
+    assert all(r["gate"] == "" for r in rows if r["type"] != "decision")
+    stats = json.loads(out.splitlines()[-1])
+    assert stats["gate"]["threshold"] == 0.85 and stats["gate"]["dwell_s"] == 0.2
+
+
+def test_gate_options_need_a_gated_model(exported, tmp_path):
+    server = bmi("serve", str(exported.path), "--input", f"tcp://127.0.0.1:{free_port()}", "--output",
+                 f"udp://127.0.0.1:{free_port()}", "--gate-threshold", "0.7", "--no-status")
+    code, _, err = wait(server, 30)
+    assert code != 0 and "--gate-threshold: the model has no gate" in err
