@@ -132,7 +132,7 @@ class Progress:
             self.live.update(self._render())
 
     def line(self, text: str) -> None:
-        self.console.print(text)
+        self.console.print(text, soft_wrap=True, highlight=False)  # one line per event, however narrow the log
 
     def stop(self) -> None:
         if self.live is not None:

@@ -39,10 +39,6 @@ def finetune_config(run_dir: str | Path, patient_config: str | Path, overrides: 
     patient = load_yaml(patient_config)
     pdata = patient.get("data", patient) if isinstance(patient, dict) else {}
     base = to_mapping(run_cfg)
-    for key in INPUT_KEYS:
-        if key in pdata and pdata[key] != base["data"].get(key):
-            raise ConfigError(f"'data.{key}' ({pdata[key]!r}) differs from the pretrained run's ({base['data'].get(key)!r}): "
-                              "fine-tuning keeps the network's input (channels, band, rate, window) unchanged.")
     raw: dict[str, Any] = dict(base)
     raw["data"] = {**base["data"], **pdata, "batch_size": pdata.get("batch_size", "auto")}
     if "split" not in pdata:  # the pretrained run's split named its own runs/subjects
@@ -58,11 +54,19 @@ def finetune_config(run_dir: str | Path, patient_config: str | Path, overrides: 
     for key in ("runs_dir", "seed", "data_seed"):
         if key in patient:
             raw[key] = patient[key]
-    return config_from_mapping(raw, overrides), Path(patient_config).resolve().parent
+    cfg = config_from_mapping(raw, overrides)
+    data = to_mapping(cfg)["data"]  # compared in their typed form: {types: [eeg]} is the run's full picks
+    for key in INPUT_KEYS:
+        if data.get(key) != base["data"].get(key):
+            raise ConfigError(f"'data.{key}' ({pdata.get(key, data.get(key))!r}) differs from the pretrained run's "
+                              f"({base['data'].get(key)!r}): fine-tuning keeps the network's input (channels, band, "
+                              "rate, window) unchanged.")
+    return cfg, Path(patient_config).resolve().parent
 
 
 def pretrained_network(cfg_finetune, dm):
     """The pretrained decoder, checked against the patient's data; a new classifier when the classes differ."""
+    import torch
     from torch import nn
 
     from .run_record import load_network
@@ -76,10 +80,18 @@ def pretrained_network(cfg_finetune, dm):
         raise ValueError(f"The patient's windows ({dm.n_times} samples at {dm.sfreq} Hz) differ from the pretrained "
                          f"run's ({info['n_times']} at {info['sfreq']} Hz).")
     note = f"fine-tuning {summary['run_id']} ({summary['model']})"
-    if list(info["classes"]) != dm.classes:
+    pretrained = list(info["classes"])
+    if pretrained != dm.classes:
         head = net.classifier
-        net.classifier = nn.Linear(head.in_features, len(dm.classes))
-        note += f"; new classifier for classes {dm.classes} (pretrained on {info['classes']})"
+        if sorted(pretrained) == sorted(dm.classes):  # the same classes listed in another order: keep the head
+            order = [pretrained.index(c) for c in dm.classes]
+            with torch.no_grad():
+                head.weight.copy_(head.weight[order])
+                head.bias.copy_(head.bias[order])
+            note += f"; classifier rows reordered to {dm.classes} (pretrained as {pretrained})"
+        else:
+            net.classifier = nn.Linear(head.in_features, len(dm.classes))
+            note += f"; new classifier for classes {dm.classes} (pretrained on {pretrained})"
     return net.train(), note
 
 

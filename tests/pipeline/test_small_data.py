@@ -184,9 +184,9 @@ def test_finetune_starts_from_the_pretrained_weights_and_freezes_all_but_the_cla
     pre = run_training(cfg, config_dir, progress=False)
     files = write_synthetic(tmp_path / "patient", n_subjects=1, n_runs=3, trials_per_class=4, seed=7)
     patient = tmp_path / "patient" / "patient.yaml"
-    patient.write_text(yaml.safe_dump({
+    patient.write_text(yaml.safe_dump({  # the run's own input keys, written as a patient config would (short forms)
         "data": {"files": [f.name for f in files], "split": {"method": "holdout", "by": "run", "test": ["03"]},
-                 "cache_dir": "cache"},
+                 "cache_dir": "cache", "picks": {"names": cfg.data.picks.names}, "bandpass": [8, 30], "tmax": 1.5},
         "trainer": {"max_epochs": 3, "min_steps": 0},
         "finetune": {"frozen_epochs": 3},  # the whole run: only the classifier may change
     }))
@@ -199,6 +199,21 @@ def test_finetune_starts_from_the_pretrained_weights_and_freezes_all_but_the_cla
     frozen = [k for k in b if not k.startswith("classifier.") and "running" not in k and "num_batches" not in k]
     assert frozen and all(torch.equal(b[k], a[k]) for k in frozen)
     assert not torch.equal(b["classifier.weight"], a["classifier.weight"])
+    # the same classes listed in another order keep the pretrained classifier, its rows reordered
+    from types import SimpleNamespace
+
+    from pipeline.finetune import pretrained_network
+
+    net, info = load_network(Path(pre["run_dir"]))[0].eval(), load_network(Path(pre["run_dir"]))[2]
+    reordered = list(reversed(info["classes"]))
+    dm = SimpleNamespace(ch_names=info["ch_names"], n_times=int(info["n_times"]), sfreq=float(info["sfreq"]),
+                         classes=reordered)
+    moved, note = pretrained_network(SimpleNamespace(run=pre["run_dir"]), dm)
+    x = torch.randn(4, len(info["ch_names"]), int(info["n_times"]))
+    with torch.no_grad():
+        before, after = net(x), moved.eval()(x)
+    np.testing.assert_allclose(after.numpy(), before.numpy()[:, [info["classes"].index(c) for c in reordered]], atol=1e-5)
+    assert "reordered" in note
     bad = tmp_path / "patient" / "bad.yaml"
     bad.write_text(yaml.safe_dump({"data": {"files": [f.name for f in files], "tmax": 3.0}}))
     with pytest.raises(ValueError, match=r"'data.tmax' \(3.0\) differs from the pretrained run's \(1.5\)"):
