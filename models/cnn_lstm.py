@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .base import Decoder
+from .fused import fold_space_time
 from .registry import register
 
 
@@ -15,6 +16,10 @@ class CNNLSTM(Decoder):
 
     The front end learns band-pass and spatial filters (as ShallowConvNet does), takes the log of the
     band power in short steps, and the LSTM integrates that sequence over the window.
+
+    For deployment (:meth:`inference_module`) the temporal convolution, spatial convolution and BatchNorm are
+    folded into one linear filter (:mod:`models.fused`; with many channels it mixes space first), input
+    samples the power pooling drops are not filtered, and the LSTM runs as onnxruntime's fused LSTM operator.
 
     Parameters
     ----------
@@ -62,3 +67,22 @@ class CNNLSTM(Decoder):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.drop(self.features(x)[:, -1]))
+
+    def inference_module(self) -> nn.Module:
+        """The same function (eval mode) with the front end folded (:func:`models.fused.fold_space_time`)."""
+        k, step = self.temporal.kernel_size[1], self.pool.kernel_size[1]
+        used = (self.n_times - k + 1) // step * step + k - 1
+        front = fold_space_time(self.temporal, self.spatial, self.bn, used)
+        return _CNNLSTMInference(front, used, self.pool, self.lstm, self.classifier)
+
+
+class _CNNLSTMInference(nn.Module):
+    def __init__(self, front: nn.Module, used: int, pool: nn.Module, lstm: nn.LSTM, classifier: nn.Module):
+        super().__init__()
+        self.front, self.used, self.pool, self.lstm, self.classifier = front, used, pool, lstm, classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(torch.square(self.front(x[:, :, : self.used])))
+        x = torch.log(torch.clamp(x, min=1e-6)).squeeze(2)  # [B, F, T']
+        out, _ = self.lstm(x.transpose(1, 2))
+        return self.classifier(out[:, -1])

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .base import Decoder
+from .fused import fold_space_time
 from .registry import register
 
 
@@ -14,6 +15,11 @@ class ShallowConvNet(Decoder):
     """Shallow ConvNet: temporal conv, spatial conv, squaring, mean pooling, log -- a learned FBCSP.
 
     Kernel (25), pooling (75) and stride (15) are the paper's values at 250 Hz, scaled with ``sfreq``.
+
+    For deployment (:meth:`inference_module`) the temporal convolution, spatial convolution and BatchNorm are
+    folded into one linear filter from the channels to the ``n_filters`` outputs (:mod:`models.fused`), and the
+    input samples no pooling window reaches (the newest few, when the pools do not tile the window) are not
+    filtered at all: the same function, 2.5-3x fewer operations with 306 MEG channels.
 
     Parameters
     ----------
@@ -53,3 +59,22 @@ class ShallowConvNet(Decoder):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(self.features(x)).flatten(1))
+
+    def inference_module(self) -> nn.Module:
+        """The same function (eval mode) with the front end folded (:func:`models.fused.fold_space_time`)."""
+        k = self.temporal.kernel_size[1]
+        pool, stride = self.pool.kernel_size[1], self.pool.stride[1]
+        n_pools = (self.n_times - k + 1 - pool) // stride + 1
+        used = (n_pools - 1) * stride + pool + k - 1  # input samples that reach a pooling window
+        return _ShallowInference(fold_space_time(self.temporal, self.spatial, self.bn, used), used, self.pool,
+                                 self.classifier)
+
+
+class _ShallowInference(nn.Module):
+    def __init__(self, front: nn.Module, used: int, pool: nn.Module, classifier: nn.Module):
+        super().__init__()
+        self.front, self.used, self.pool, self.classifier = front, used, pool, classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(torch.square(self.front(x[:, :, : self.used])))
+        return self.classifier(torch.log(torch.clamp(x, min=1e-6)).flatten(1))

@@ -67,8 +67,8 @@ def test_hyperparameters_are_recorded(name):
 
 
 def test_window_too_short_states_the_minimum():
-    with pytest.raises(ValueError, match=r"'n_times' \(100\) is too short for DeepConvNet.*minimum is \d+ samples"):
-        models.build("deep", n_chans=4, n_times=100, n_outputs=2, sfreq=250.0)
+    with pytest.raises(ValueError, match=r"'n_times' \(90\) is too short for DeepConvNet.*minimum is 93 samples"):
+        models.build("deep", n_chans=4, n_times=90, n_outputs=2, sfreq=250.0)
 
 
 def test_bad_arguments_are_named():
