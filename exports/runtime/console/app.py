@@ -41,6 +41,7 @@ class Hub:
         self.events: deque[dict[str, Any]] = deque(maxlen=300)
         self.unblinded: dict[str, Any] | None = None
         self.cue: dict[str, Any] | None = None
+        self.paradigm: dict[str, Any] = {"kind": "paradigm", "running": False}
         self.server_gone = False
         self._listeners: set[asyncio.Queue] = set()
         self._acks: dict[int, asyncio.Future] = {}
@@ -97,6 +98,7 @@ class Hub:
     def snapshot(self) -> dict[str, Any]:
         return {"kind": "snapshot", "hello": self.hello, "status": self.status, "decisions": list(self.decisions)[-100:],
                 "events": list(self.events)[-100:], "unblinded": self.unblinded, "cue": self.cue,
+                "paradigm": self.paradigm,
                 "server_gone": self.server_gone}
 
     def listen(self) -> asyncio.Queue:
@@ -237,16 +239,19 @@ def build_app(hub: Hub, *, token: str | None, runs_dir: Path | None, cue_outlet:
 
     async def run_paradigm(order: list[str], cue_s: float, rest_s: float, jitter_s: float, seed: int | None) -> None:
         rng = random.Random(seed)
+        done = 0
         try:
             for i, label in enumerate(order):
                 set_cue(label, cue_s, i + 1, len(order))
+                done = i + 1
                 await asyncio.sleep(cue_s)
                 pause = rest_s + rng.uniform(0, jitter_s)
                 set_cue(None, pause, i + 1, len(order))
                 await asyncio.sleep(pause)
         finally:
             state["paradigm"] = None
-            hub.broadcast({"kind": "paradigm", "running": False})
+            hub.paradigm = {"kind": "paradigm", "running": False, "cues_done": done, "total": len(order)}
+            hub.broadcast(hub.paradigm)
 
     async def paradigm(request: Request) -> Response:
         refused = authorised(request)
@@ -266,8 +271,25 @@ def build_app(hub: Hub, *, token: str | None, runs_dir: Path | None, cue_outlet:
             return JSONResponse({"ok": False, "message": "a paradigm is already running"}, 409)
         order = paradigm_order(classes, trials, body.get("seed"))
         state["paradigm"] = asyncio.create_task(run_paradigm(order, cue_s, rest_s, jitter_s, body.get("seed")))
-        hub.broadcast({"kind": "paradigm", "running": True, "order": order})
+        hub.paradigm = {"kind": "paradigm", "running": True, "order": order}
+        hub.broadcast(hub.paradigm)
         return JSONResponse({"ok": True, "order": order})
+
+    async def paradigm_stop(request: Request) -> Response:
+        """Stop the running paradigm: the cue page shows the fixation cross, no further cue marker is sent."""
+        refused = authorised(request)
+        if refused:
+            return refused
+        task = state["paradigm"]
+        if task is None:
+            return JSONResponse({"ok": False, "message": "no paradigm is running"}, 409)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        set_cue(None, 0.0)
+        return JSONResponse({"ok": True})
 
     async def runs_list(request: Request) -> Response:
         refused = authorised(request)
@@ -310,6 +332,7 @@ def build_app(hub: Hub, *, token: str | None, runs_dir: Path | None, cue_outlet:
         Route("/api/control/{action}", control, methods=["POST"]),
         Route("/api/cue", cue, methods=["POST"]),
         Route("/api/paradigm", paradigm, methods=["POST"]),
+        Route("/api/paradigm/stop", paradigm_stop, methods=["POST"]),
         Route("/api/runs", runs_list),
         Route("/api/runs/{run_id}/curves", run_curves),
         Route("/runs/files/{run_id}/{path:path}", run_file),

@@ -67,8 +67,9 @@ def test_live_page_emergency_stop_and_resume(browser, exported, recording_array,
     name, port = f"bmi-console-{time.monotonic_ns()}", free_port()
     player = play(path, name, 40)
     udp = UDPListener()
+    cues = f"{name}-cues"
     server = bmi("serve", str(exported.path), "--input", f"lsl:{name}", "--output", f"udp://127.0.0.1:{udp.port}",
-                 "--console", f"127.0.0.1:{port}", "--duration", "30", "--no-status")
+                 "--console", f"127.0.0.1:{port}", "--cue-outlet", cues, "--duration", "30", "--no-status")
     page = open_page(browser, f"http://127.0.0.1:{port}/")
     state = page.get_by_test_id("safety-state")
     command = page.get_by_test_id("command")
@@ -106,6 +107,27 @@ def test_live_page_emergency_stop_and_resume(browser, exported, recording_array,
     after = len(udp.messages)
     time.sleep(0.5)
     assert [m for m in udp.messages[after:] if m["type"] == "decision"]  # the hand is driven again
+
+    # the operator starts a cue paradigm for the patient's screen and stops it after its first cue
+    import pylsl
+
+    inlet = pylsl.StreamInlet(pylsl.resolve_byprop("name", cues, timeout=10)[0])  # a recorder of the cue markers
+    inlet.open_stream(timeout=10)
+    page.get_by_label("trials/class").fill("2")
+    page.get_by_label("cue s").fill("3")
+    paradigm = page.get_by_test_id("paradigm-state")
+    page.get_by_test_id("paradigm-toggle").click()
+    page.wait_for_function("document.querySelector('[data-testid=paradigm-state]').textContent.startsWith('cue 1 / 6')",
+                           timeout=5000)
+    first = paradigm.inner_text().split(": ")[1]
+    screenshot(page, "console-paradigm.png", tmp_path)
+    assert first in ("rest", "grasp", "open") and page.get_by_test_id("paradigm-toggle").inner_text() == "Stop paradigm"
+    page.get_by_test_id("paradigm-toggle").click()
+    page.wait_for_function("document.querySelector('[data-testid=paradigm-state]').dataset.running === 'false'",
+                           timeout=3000)
+    assert paradigm.inner_text() == "ended: 1 of 6 cues shown"
+    samples, _ = inlet.pull_chunk(timeout=1.0)
+    assert [s[0] for s in samples] == [first]  # one marker: no cue after the stop
     page.close()
     server.send_signal(2)
     code, _, err = wait(server, 30)

@@ -2,7 +2,8 @@
 "use strict";
 
 const S = {hello: null, classes: [], actions: {}, levelPair: null, latencies: [], aperture: 0.5, action: "hold",
-           level: 0, lastFrame: performance.now(), estop: false, logActive: false, gone: false, safe: true};
+           level: 0, lastFrame: performance.now(), estop: false, logActive: false, gone: false, safe: true,
+           paradigm: false};
 const $ = (id) => document.getElementById(id);
 
 function setState(status) {
@@ -195,6 +196,30 @@ $("resume").addEventListener("click", () => {
 });
 $("log-toggle").addEventListener("click", () => control(S.logActive ? "log_stop" : "log_start"));
 $("mark").addEventListener("click", () => control("mark", {label: $("mark-label").value || "mark"}));
+// The paradigm on the cue page: started here with the model's classes; the state shown is the console's own.
+$("paradigm-toggle").addEventListener("click", async () => {
+  const reply = S.paradigm
+    ? await api("/api/paradigm/stop")
+    : await api("/api/paradigm", {classes: S.classes, trials: Number($("paradigm-trials").value),
+                                  cue_s: Number($("paradigm-cue").value), rest_s: Number($("paradigm-rest").value),
+                                  jitter_s: 1.0});
+  if (!reply.ok) $("paradigm-state").textContent = "✗ " + (reply.message || "refused");
+});
+
+function onParadigm(m) {
+  if (!m) return;
+  S.paradigm = !!m.running;
+  $("paradigm-toggle").textContent = S.paradigm ? "Stop paradigm" : "Start paradigm";
+  $("paradigm-state").dataset.running = String(S.paradigm);
+  if (S.paradigm) $("paradigm-state").textContent = `started: ${m.order.length} cues`;
+  else if (m.total) $("paradigm-state").textContent = `ended: ${m.cues_done} of ${m.total} cues shown`;
+}
+
+function onCue(m) {
+  if (!m || !S.paradigm || !m.total) return;
+  $("paradigm-state").textContent = m.label ? `cue ${m.index} / ${m.total}: ${m.label}` : `rest after cue ${m.index} / ${m.total}`;
+}
+
 $("unblind").addEventListener("click", () => {
   if (confirm("Reveal this session's condition (real or sham)? The unblinding is written to the session log.")) control("unblind", {confirm: true});
 });
@@ -206,13 +231,15 @@ subscribe({
     m.decisions.slice(-1).forEach(onDecision);
     if (m.status) onStatus(m.status);
     if (m.unblinded) onUnblinded(m.unblinded);
+    onParadigm(m.paradigm);
+    onCue(m.cue);
     S.gone = m.server_gone;
   },
   hello: onHello, decision: onDecision, safe: onSafe, status: onStatus,
   event: (m) => addEvent({t: m.t, text: m.text}),
   ack: (m) => { addEvent({t: Date.now() / 1000, text: `${m.action}: ${m.ok ? "done" : "refused"} ${m.message || ""}`, level: "control"});
                 S.estop = m.estop; S.logActive = m.log_active; },
-  unblinded: onUnblinded,
+  unblinded: onUnblinded, paradigm: onParadigm, cue: onCue,
   bye: () => { S.gone = true; setState({}); },
 });
 
