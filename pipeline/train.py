@@ -236,11 +236,9 @@ def build_trainer(run: Run, logger, progress: bool):
         save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False,
     ) if cfg.trainer.checkpoint != "last" else None
     # Lightning >= 2.6 refreshes save_last only when a top-k checkpoint was written in that epoch; resume needs
-    # the latest epoch every time, so "last" is its own unmonitored checkpoint, overwritten each epoch.
-    last_checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
-        auto_insert_metric_name=False, enable_version_counter=False,
-    )
+    # a recent epoch, so "last" is its own unmonitored checkpoint (after the first epoch, then every
+    # LAST_CHECKPOINT_SECONDS, and after the final epoch).
+    last_checkpoint = last_checkpoint_callback(ckpt_dir)
     callbacks = [c for c in (checkpoint, last_checkpoint) if c is not None]
     callbacks.append(EpochMetricsCSV(run.run_dir / run_record.METRICS_CSV))
     show_progress = progress and cfg.trainer.enable_progress_bar
@@ -284,6 +282,34 @@ def build_trainer(run: Run, logger, progress: bool):
         # read uninitialised memory, so runs stay bit-identical without it (tests/pipeline/test_train.py).
         torch.utils.deterministic.fill_uninitialized_memory = False
     return trainer, _Kept(checkpoint, early_stopping)
+
+
+#: a killed run resumes from at most this many seconds of training ago (``last.ckpt``)
+LAST_CHECKPOINT_SECONDS = 30.0
+
+
+def last_checkpoint_callback(ckpt_dir: Path, min_seconds: float = LAST_CHECKPOINT_SECONDS):
+    """``last.ckpt`` (what ``--resume`` continues and what a run that keeps its last epoch copies to best.ckpt),
+    written at the end of the first epoch this process trains, then at the end of an epoch once ``min_seconds``
+    have passed since the previous one, and always after the final epoch (the schedule's last, or the one early
+    stopping ends). Writing it every epoch cost ~14 ms per epoch (12% of a 5-batch epoch); a run killed without
+    warning loses at most ``min_seconds`` of training, and the finished run's last.ckpt is its last epoch."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    class LastCheckpoint(ModelCheckpoint):
+        def __init__(self):
+            super().__init__(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
+                             auto_insert_metric_name=False, enable_version_counter=False)
+            self._saved_at: float | None = None
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            final = trainer.should_stop or (trainer.max_epochs is not None and trainer.max_epochs >= 0
+                                            and trainer.current_epoch + 1 >= trainer.max_epochs)
+            if final or self._saved_at is None or time.monotonic() - self._saved_at >= min_seconds:
+                super().on_train_epoch_end(trainer, pl_module)
+                self._saved_at = time.monotonic()
+
+    return LastCheckpoint()
 
 
 def fit(run: Run, trainer, task, dm) -> float:

@@ -6,6 +6,10 @@ pass after every epoch. The Lightning side is ``pipeline.train.run_training`` it
 checkpoints, metrics.csv, per-stage torchmetrics; W&B disabled and no progress bar, as in batch jobs), timed
 over ``trainer.fit`` (the summary's ``train_seconds``); the plain side is the hand-written loop below.
 
+A third side, when braindecode is installed (the optional ``bench`` extra): braindecode's EEGNetv4 trained by
+the same plain loop (its model with the lightest loop there is, lighter than braindecode's own skorch
+``EEGClassifier``), to compare `bmi train`'s EEGNet against braindecode's on the same data and settings.
+
 Two workloads, because Lightning's cost is mostly per epoch (validation loop, checkpoints, metrics) while the
 compute grows with the data: ``small`` (16 sensorimotor channels, 1 s windows, ~290 training windows: 5
 batches per epoch, the worst case) and ``eeg64`` (all 64 EEG channels, 2 s windows, ~380 training windows).
@@ -18,8 +22,10 @@ Measurements, per workload:
   no number of repeats averages out; alternating in one process gave ratios within +-2%.
 * **memory and allocator**: each side once more in its own fresh process, for its own peak resident memory,
   kernel time and page faults: `bmi train`, the plain loop with the glibc settings `bmi train` applies
-  (``trainer.keep_freed_memory``, pipeline/allocator.py; the throughput rounds use them too), and the plain
-  loop with glibc's defaults (what a hand-written loop gets).
+  (``trainer.keep_freed_memory``, pipeline/allocator.py; the throughput rounds apply them to every side,
+  braindecode's included), and the plain loop with glibc's defaults (what a hand-written loop gets).
+
+Targets (issue 16): `bmi train` >= 0.95x the plain loop and >= 1.5x braindecode's EEGNet, both workloads.
 
     .venv/bin/python scripts/bench_train.py [--quick] [--workloads small,eeg64] [--epochs N] [--repeats R]
                                             [--out bench_results/train.json]
@@ -42,7 +48,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-TARGET_RATIO = 0.9
+TARGET_RATIO = 0.95
+TARGET_BRAINDECODE = 1.5
 SENSORIMOTOR = ["FC5", "FC3", "FC1", "FCz", "FC2", "FC4", "C5", "C3", "C1", "Cz", "C2", "C4", "CP3", "CP1", "CP2", "CP4"]
 #: name -> (data settings, trials per class in each run (full, quick), what it stands for)
 WORKLOADS = {
@@ -85,7 +92,20 @@ def train_lightning(config_path: str) -> dict:
             "n_train": summary["n_train"], "val_balanced_accuracy": summary["val"]["balanced_accuracy"]}
 
 
-def train_plain(config_path: str) -> dict:
+def _has_braindecode() -> bool:
+    try:
+        import braindecode.models  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def train_braindecode(config_path: str) -> dict:
+    """braindecode's EEGNetv4 (its defaults) trained by the plain loop below."""
+    return train_plain(config_path, braindecode=True)
+
+
+def train_plain(config_path: str, braindecode: bool = False) -> dict:
     """The same training written by hand: index batches, forward, loss, backward, clip, step; validate."""
     import pytorch_lightning as pl
     import torch
@@ -100,8 +120,13 @@ def train_plain(config_path: str) -> dict:
     dm = EpochsDataModule(cfg.data, config_dir, seed=cfg.seed)
     dm.prepare_data()
     dm.setup("fit")
-    net = models.build(cfg.model.name, n_chans=dm.n_chans, n_times=dm.n_times, n_outputs=len(dm.classes),
-                       sfreq=dm.sfreq, **cfg.model.params)
+    if braindecode:
+        from braindecode.models import EEGNetv4
+
+        net = EEGNetv4(n_chans=dm.n_chans, n_outputs=len(dm.classes), n_times=dm.n_times)
+    else:
+        net = models.build(cfg.model.name, n_chans=dm.n_chans, n_times=dm.n_times, n_outputs=len(dm.classes),
+                           sfreq=dm.sfreq, **cfg.model.params)
     Xtr, ytr = (torch.as_tensor(a) for a in dm.arrays("train"))
     Xva, yva = (torch.as_tensor(a) for a in dm.arrays("val"))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
@@ -127,7 +152,7 @@ def train_plain(config_path: str) -> dict:
             "val_accuracy": correct / len(yva)}
 
 
-TRAIN = {"lightning": train_lightning, "plain": train_plain}
+TRAIN = {"lightning": train_lightning, "plain": train_plain, "braindecode": train_braindecode}
 
 
 def _with_rate(result: dict) -> dict:
@@ -139,9 +164,10 @@ def _alternating(config_path: str, repeats: int, queue) -> None:
     from pipeline.allocator import keep_freed_memory
 
     keep_freed_memory()
-    runs: dict[str, list[dict]] = {side: [] for side in TRAIN}
+    sides = [side for side in TRAIN if side != "braindecode" or _has_braindecode()]
+    runs: dict[str, list[dict]] = {side: [] for side in sides}
     for round_ in range(repeats + 1):
-        order = list(TRAIN) if round_ % 2 else list(TRAIN)[::-1]
+        order = sides if round_ % 2 else sides[::-1]
         for side in order:
             result = _with_rate(TRAIN[side](config_path))
             if round_:
@@ -198,6 +224,17 @@ def run_workload(workload: str, args, epochs: int, repeats: int, tmp: Path) -> d
         print(f"{workload:>6} round: bmi train {a['samples_per_s']:8.1f}, plain {b['samples_per_s']:8.1f} samples/s, "
               f"ratio {ratio:.3f}", flush=True)
     ratio = statistics.median(paired)
+    versus_bd = None
+    if "braindecode" in runs:
+        paired_bd = [a["samples_per_s"] / b["samples_per_s"] for a, b in zip(runs["lightning"], runs["braindecode"])]
+        for a, b, r in zip(runs["lightning"], runs["braindecode"], paired_bd):
+            print(f"{workload:>6} round: bmi train {a['samples_per_s']:8.1f}, braindecode EEGNetv4 {b['samples_per_s']:8.1f} "
+                  f"samples/s, ratio {r:.3f}", flush=True)
+        versus_bd = {"ratio_lightning_over_braindecode": round(statistics.median(paired_bd), 3),
+                     "paired_ratios": [round(r, 3) for r in paired_bd],
+                     "ratio_plain_over_braindecode": round(statistics.median(
+                         a["samples_per_s"] / b["samples_per_s"] for a, b in zip(runs["plain"], runs["braindecode"])), 3),
+                     "meets_target": statistics.median(paired_bd) >= TARGET_BRAINDECODE}
     return {
         "description": WORKLOADS[workload][2],
         "n_train": runs["plain"][0]["n_train"], "batches_per_epoch": -(-runs["plain"][0]["n_train"] // args.batch_size),
@@ -205,6 +242,7 @@ def run_workload(workload: str, args, epochs: int, repeats: int, tmp: Path) -> d
         "ratio_lightning_over_plain": round(ratio, 3),
         "paired_ratios": [round(r, 3) for r in paired],
         "meets_target": ratio >= TARGET_RATIO,
+        "versus_braindecode": versus_bd,
         "per_epoch_overhead_ms": round(1000 * statistics.median(
             (a["seconds"] - b["seconds"]) / epochs for a, b in zip(runs["lightning"], runs["plain"])), 1),
         "alone": alone,
@@ -238,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "train_throughput", "model": args.model, "batch_size": args.batch_size, "epochs": epochs,
         "rounds": repeats, "torch_threads": args.threads, "cpu_count": os.cpu_count(), "target_ratio": TARGET_RATIO,
+        "target_versus_braindecode": TARGET_BRAINDECODE,
         "workloads": {}, "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
@@ -253,6 +292,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  bmi train {rate['lightning']:.1f} samples/s, plain loop {rate['plain']:.1f}: ratio "
               f"{r['ratio_lightning_over_plain']:.3f} (median of {r['paired_ratios']}; target >= {TARGET_RATIO}); "
               f"{r['per_epoch_overhead_ms']:.1f} ms more per epoch")
+        if r["versus_braindecode"]:
+            bd = r["versus_braindecode"]
+            print(f"  bmi train over braindecode's EEGNetv4 (same plain loop, same allocator settings): "
+                  f"{bd['ratio_lightning_over_braindecode']:.3f} (median of {bd['paired_ratios']}; target >= "
+                  f"{TARGET_BRAINDECODE}); plain loop over braindecode {bd['ratio_plain_over_braindecode']:.3f}")
+        else:
+            print("  braindecode not installed (pip install -e .[bench]): no comparison")
         print(f"  peak memory: bmi train {alone['lightning']['peak_rss_mb']:.0f} MB, plain {alone['plain']['peak_rss_mb']:.0f} MB; "
               f"glibc settings alone speed the plain loop x{r['allocator_speedup_plain']:.2f} "
               f"({alone['plain_glibc_default']['page_faults']} -> {alone['plain']['page_faults']} page faults)")

@@ -147,22 +147,23 @@ def test_a_failing_trial_does_not_stop_the_sweep(write_config, tmp_path):
     import optuna
 
     space = tmp_path / "space.yaml"
-    space.write_text(yaml.safe_dump({"model.name": {"type": "categorical", "choices": ["deep", "shallow"]}}))
+    space.write_text(yaml.safe_dump({"model.name": {"type": "categorical", "choices": ["deep", "cnn_lstm"]}}))
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     study = optuna.create_study(study_name="f", storage=storage, direction="maximize")
-    study.enqueue_trial({"model.name": "deep"})  # DeepConvNet needs a longer window than these 1 s at 125 Hz
-    study.enqueue_trial({"model.name": "shallow"})
-    result = run_sweep(write_config(), space, trials=2, overrides=["model.params={}"], storage=storage, study_name="f")
+    study.enqueue_trial({"model.name": "deep"})  # DeepConvNet needs at least ~0.38 s: these windows are 0.35 s
+    study.enqueue_trial({"model.name": "cnn_lstm"})
+    result = run_sweep(write_config(), space, trials=2, overrides=["model.params={}", "data.tmax=0.85"], storage=storage,
+                       study_name="f")
     failed, done = result["trials_this_process"]
     assert "too short for DeepConvNet" in failed["error"] and "run_dir" not in failed and result["n_failed_this_process"] == 1
-    assert result["best"]["params"] == {"model.name": "shallow"} and result["best"]["run_dir"] == done["run_dir"]
+    assert result["best"]["params"] == {"model.name": "cnn_lstm"} and result["best"]["run_dir"] == done["run_dir"]
     states = [t.state for t in optuna.load_study(study_name="f", storage=storage).trials]
     assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
 
     only_bad = tmp_path / "bad.yaml"
     only_bad.write_text(yaml.safe_dump({"model.name": {"type": "categorical", "choices": ["deep"]}}))
     with pytest.raises(RuntimeError, match="No trial .* has completed: trial 0: ValueError"):
-        run_sweep(write_config(), only_bad, trials=1, overrides=["model.params={}"], study_name="g")
+        run_sweep(write_config(), only_bad, trials=1, overrides=["model.params={}", "data.tmax=0.85"], study_name="g")
 
 
 def test_baseline_cli_reports_csp_lda_and_tangent_space(write_config):
