@@ -238,7 +238,7 @@ def build_trainer(run: Run, logger, progress: bool):
     # Lightning >= 2.6 refreshes save_last only when a top-k checkpoint was written in that epoch; resume needs
     # a recent epoch, so "last" is its own unmonitored checkpoint (after the first epoch, then every
     # LAST_CHECKPOINT_SECONDS, and after the final epoch).
-    last_checkpoint = last_checkpoint_callback(ckpt_dir)
+    last_checkpoint = last_checkpoint_callback(ckpt_dir, LAST_CHECKPOINT_SECONDS)
     callbacks = [c for c in (checkpoint, last_checkpoint) if c is not None]
     callbacks.append(EpochMetricsCSV(run.run_dir / run_record.METRICS_CSV))
     show_progress = progress and cfg.trainer.enable_progress_bar
