@@ -11,7 +11,7 @@ from .base import Decoder
 from .registry import build, get, register
 
 #: what a member of a gated decoder is when the config names none
-DEFAULT_GATE = {"name": "logvar", "n_segments": 4}
+DEFAULT_GATE = {"name": "logvar"}
 DEFAULT_TYPE = {"name": "logvar"}
 
 
@@ -38,16 +38,22 @@ class GatedDecoder(Decoder):
 
     The scheme of the MEG BMI of the phantom-limb studies (Yanagisawa et al.): first decide *whether* the
     patient moves (from slow movement-related fields), then *which* movement. ``gate`` is any registered
-    decoder with two outputs (rest, movement) giving ``g = P(movement | x)``; ``type`` is any registered decoder
-    over the movement classes giving ``q_k = P(k | x, movement)``. The output is the log of the joint
-    probabilities over all classes in their training order::
+    decoder, built with one rest output and ``gate_units`` movement outputs, giving
+    ``g = P(movement | x) = 1 - softmax(gate(x))[rest]``: "movement" is a soft OR of several patterns (a grasp
+    and an opening may engage opposite hemispheres, so no single linear feature says "moving"). ``type`` is any
+    registered decoder over the movement classes giving ``q_k = P(k | x, movement)``. The output is the log of
+    the joint probabilities over all classes in their training order::
 
         P(rest) = 1 - g,    P(k) = g * q_k   (k a movement class)
 
     so ``softmax(forward(x))`` are those probabilities, the flat decoders' contract holds (training, metrics,
     the exported ``probabilities``) and the negative log-likelihood splits exactly into the gate's binary
-    cross-entropy (every window) plus the type decoder's cross-entropy (movement windows only): training the
-    joint model trains each stage on its own objective, with no gradient from one into the other.
+    cross-entropy (every window) plus the type decoder's cross-entropy (movement windows only): rest windows
+    never train the type decoder. By default (``gate_units=None``) the gate's movement units are tied to the
+    movement classes: ``q = softmax(type(x) + log_softmax(gate(x))[movement units])``, so the type labels shape
+    the gate's features too (on the synthetic recordings a gate trained by rest / movement alone generalised far
+    worse: ``scripts/bench_gate.py``); an integer ``gate_units`` makes them free patterns trained by the
+    rest / movement label only, and the two stages fully separate.
     :meth:`gate_probability` is ``g``; the ONNX export adds it as a third output, ``gate``, which the server
     thresholds (``gate_threshold``, ``gate_hysteresis``, ``gate_dwell_s``: it holds the rest command while the
     gate is below its threshold) before it takes any movement command (``type_threshold``: the least
@@ -63,13 +69,18 @@ class GatedDecoder(Decoder):
     rest_index : int
         Position of the rest class among the outputs (the data's class order, ``data.events``).
     gate_threshold : float
-        Gate probability at or above which the server lets movement commands through.
+        Gate probability at or above which the server lets movement commands through. 0.7 (above the balanced
+        0.5: the hand moves only on a confident gate) traded false movements at rest against late or missed
+        movements on the synthetic session (README, Gated decoders).
     gate_hysteresis : float
         The gate opens only at ``gate_threshold + gate_hysteresis`` (it closes below ``gate_threshold``).
     gate_dwell_s : float
         Stream time the gate must stay above its opening level before it opens.
     type_threshold : float
         Least (smoothed) conditional probability of a movement type for its command; below it the hand rests.
+    gate_units : int or None
+        The gate's movement outputs (it has ``1 + gate_units``, rest first). None: one per movement class, tied
+        to them (above); an integer: free units trained by the rest / movement label only.
 
     References
     ----------
@@ -82,7 +93,8 @@ class GatedDecoder(Decoder):
     has_gate = True
 
     def __init__(self, n_chans=None, n_times=None, n_outputs=None, sfreq=None, gate=None, type=None, rest_index=0,
-                 gate_threshold=0.5, gate_hysteresis=0.1, gate_dwell_s=0.2, type_threshold=0.0, *, ch_names=None,
+                 gate_threshold=0.7, gate_hysteresis=0.1, gate_dwell_s=0.2, type_threshold=0.0, gate_units=None, *,
+                 ch_names=None,
                  input_window_seconds=None):
         super().__init__(n_chans, n_times, n_outputs, sfreq, ch_names=ch_names,
                          input_window_seconds=input_window_seconds)
@@ -100,7 +112,12 @@ class GatedDecoder(Decoder):
         signal = {"n_chans": self.n_chans, "n_times": self.n_times, "sfreq": self.sfreq}
         gate_name, gate_params = _member_spec("gate", DEFAULT_GATE if gate is None else gate)
         type_name, type_params = _member_spec("type", DEFAULT_TYPE if type is None else type)
-        self.gate = build(gate_name, n_outputs=2, **signal, **gate_params)
+        self.tied = gate_units is None  # one gate unit per movement class, shared with the type decision
+        if gate_units is None:
+            gate_units = max(1, self.n_outputs - 1)
+        if isinstance(gate_units, bool) or not isinstance(gate_units, int) or gate_units < 1:
+            raise ValueError(f"'gate_units' ({gate_units!r}) must be a positive integer (movement outputs of the gate).")
+        self.gate = build(gate_name, n_outputs=1 + gate_units, **signal, **gate_params)
         # one movement class: the gate alone decides (no type decoder)
         self.type_decoder = build(type_name, n_outputs=self.n_outputs - 1, **signal, **type_params) \
             if self.n_outputs > 2 else None
@@ -151,27 +168,33 @@ class GatedDecoder(Decoder):
     def inference_module(self) -> nn.Module:
         """The same gated decoder around each stage's fastest equivalent arrangement."""
         fast = [m.inference_module() if hasattr(m, "inference_module") else m for m in self._members()]
-        out = _GatedInference(fast[0], fast[1] if len(fast) > 1 else None, self.order)
+        out = _GatedInference(fast[0], fast[1] if len(fast) > 1 else None, self.order, self.tied)
         return out.eval()
 
     def forward_with_gate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return _combine(self.gate(x), None if self.type_decoder is None else self.type_decoder(x), self.order)
+        return _combine(self.gate(x), None if self.type_decoder is None else self.type_decoder(x), self.order, self.tied)
 
     def gate_probability(self, x: torch.Tensor) -> torch.Tensor:
         """``P(movement | x)``, ``[batch]``."""
-        return torch.softmax(self.gate(x), dim=1)[:, 1]
+        return 1 - torch.softmax(self.gate(x), dim=1)[:, 0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_gate(x)[0]
 
 
-def _combine(gate_logits: torch.Tensor, type_logits: torch.Tensor | None, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log joint probabilities in class order, gate probability)."""
-    log_gate = torch.log_softmax(gate_logits, dim=1)  # [:, 0] log(1 - g), [:, 1] log g
+def _combine(gate_logits: torch.Tensor, type_logits: torch.Tensor | None, order: torch.Tensor,
+             tied: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log joint probabilities in class order, gate probability). ``tied``: the gate's movement units are the
+    movement classes and add to the type decoder's logits (so the type labels train them too)."""
+    units = torch.log_softmax(gate_logits, dim=1)  # [:, 0] rest, [:, 1:] the movement patterns
+    log_rest, log_move = units[:, :1], torch.logsumexp(units[:, 1:], dim=1, keepdim=True)  # log(1 - g), log g
+    gate = 1 - units[:, 0].exp()
     if type_logits is None:  # one movement class
-        return log_gate.index_select(1, order), log_gate[:, 1].exp()
-    joint = torch.cat([log_gate[:, :1], log_gate[:, 1:] + torch.log_softmax(type_logits, dim=1)], dim=1)
-    return joint.index_select(1, order), log_gate[:, 1].exp()
+        return torch.cat([log_rest, log_move], dim=1).index_select(1, order), gate
+    if tied:
+        type_logits = type_logits + units[:, 1:]
+    joint = torch.cat([log_rest, log_move + torch.log_softmax(type_logits, dim=1)], dim=1)
+    return joint.index_select(1, order), gate
 
 
 class _GatedInference(nn.Module):
@@ -179,13 +202,13 @@ class _GatedInference(nn.Module):
 
     has_gate = True
 
-    def __init__(self, gate: nn.Module, type_: nn.Module | None, order: torch.Tensor):
+    def __init__(self, gate: nn.Module, type_: nn.Module | None, order: torch.Tensor, tied: bool):
         super().__init__()
-        self.gate, self.type_decoder = gate, type_
+        self.gate, self.type_decoder, self.tied = gate, type_, tied
         self.register_buffer("order", order.clone(), persistent=False)
 
     def forward_with_gate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return _combine(self.gate(x), None if self.type_decoder is None else self.type_decoder(x), self.order)
+        return _combine(self.gate(x), None if self.type_decoder is None else self.type_decoder(x), self.order, self.tied)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_gate(x)[0]

@@ -17,13 +17,18 @@ def _net(**kw):
                         gate={"name": "logvar", "n_filters": 4}, type={"name": "shallow"}, **kw).eval()
 
 
-def test_probabilities_are_gate_times_type_in_class_order():
-    net = _net(rest_index=1)  # classes e.g. [grasp, rest, open]
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "free"])
+def test_probabilities_are_gate_times_type_in_class_order(tied):
+    net = _net(rest_index=1, **({} if tied else {"gate_units": 3}))  # classes e.g. [grasp, rest, open]
     x = torch.randn(5, 6, 125)
     with torch.no_grad():
         probs = torch.softmax(net(x), dim=1)
         g = net.gate_probability(x)
-        q = torch.softmax(net.type_decoder(x), dim=1)
+        units = torch.log_softmax(net.gate(x), dim=1)
+        type_logits = net.type_decoder(x) + (units[:, 1:] if tied else 0)  # tied: the gate's units add to the type's
+        q = torch.softmax(type_logits, dim=1)
+    assert net.gate.n_outputs == (3 if tied else 4)
+    torch.testing.assert_close(g, 1 - units[:, 0].exp())
     torch.testing.assert_close(probs[:, 1], 1 - g)
     torch.testing.assert_close(probs[:, 0], g * q[:, 0])
     torch.testing.assert_close(probs[:, 2], g * q[:, 1])
@@ -62,6 +67,7 @@ def test_one_movement_class_is_the_gate_alone():
     ({"gate_threshold": 1.2}, r"'gate_threshold' \(1.2\) must be in \[0, 1\)"),
     ({"gate_threshold": 0.95, "gate_hysteresis": 0.1}, r"could never open"),
     ({"gate_dwell_s": -1}, r"'gate_dwell_s' \(-1\) must be >= 0"),
+    ({"gate_units": 0}, r"'gate_units' \(0\) must be a positive integer"),
 ])
 def test_bad_configuration_is_named(params, message):
     with pytest.raises((ValueError, TypeError), match=message):

@@ -89,7 +89,7 @@ def constant_gate_model(exported, tmp_path_factory):
                        type={"name": "logvar", "n_filters": 2}).eval()
     with torch.no_grad():
         net.gate.classifier.weight.zero_()
-        net.gate.classifier.bias.copy_(torch.tensor([0.0, float(np.log(4.0))]))  # softmax -> [0.2, 0.8]
+        net.gate.classifier.bias.copy_(torch.tensor([0.0, float(np.log(2.0)), float(np.log(2.0))]))  # g = 0.8
     path = export_onnx(net, n_chans, n_times, tmp_path_factory.mktemp("gated") / "gated.onnx")
     meta["io"]["outputs"] = ["logits", "probabilities", "gate"]
     meta["gate"] = gate_metadata(net, meta["classes"])

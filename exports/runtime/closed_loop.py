@@ -1,0 +1,134 @@
+"""A recording through the rig's own decision chain, as fast as the CPU goes, and what the hand did during it.
+
+:func:`decode_recording` feeds a recording (already in the model's channel order and units) through the pieces
+``bmi serve`` runs (:class:`datasets.dsp.CausalPreprocessor` chunk by chunk, the settling time, the
+normaliser, :class:`~exports.runtime.model.DecoderSession`, then :class:`~exports.runtime.smoothing.Smoother` or,
+for a gated decoder, :class:`~exports.runtime.smoothing.GatedSmoother`), one decision per hop on the stream's
+sample clock, without the network, the wall clock or the stream checks (a recording has no stalls).
+:func:`score_commands` measures the commands against the session's cues: false movement commands per minute
+during rest cues, and for every movement cue the time to its first correct command. Used by
+``scripts/bench_gate.py`` and the gate's tests; light (numpy and the runtime's own modules).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from datasets.dsp import CausalPreprocessor, Normalizer, PreprocessingSpec
+
+from .actions import SAFE_ACTION, plan_actions
+from .model import DecoderSession
+from .smoothing import GateConfig, GatedSmoother, SmoothingConfig, Smoother
+
+
+@dataclass
+class Decisions:
+    """One row per decision: the stream time of its window's last sample (s), the command, its hand action,
+    the model's probabilities and (gated decoders) its raw gate probability (NaN otherwise)."""
+
+    t: np.ndarray
+    command: list[str]
+    action: list[str]
+    probabilities: np.ndarray
+    gate: np.ndarray
+    classes: list[str]
+
+
+def decode_recording(model_path: str | Path, data: np.ndarray, *, hop_ms: float = 50.0,
+                     smoothing: SmoothingConfig | None = None, gate: dict[str, float] | None = None,
+                     actions: dict[str, str] | None = None) -> Decisions:
+    """Decisions on ``data`` (``[n_chans, n_samples]``, the model's channels in its order and units), arriving in
+    chunks of one hop: one decision per hop once the filters have settled and a window has filled."""
+    decoder = DecoderSession(model_path, warmup=1)
+    meta = decoder.meta
+    spec = PreprocessingSpec.from_dict(meta["preprocessing"])
+    if data.shape[0] != len(spec.ch_names):
+        raise ValueError(f"'data' has {data.shape[0]} channels; the model takes {len(spec.ch_names)} ({spec.ch_names}).")
+    if meta["normalization"].get("alignment"):
+        raise ValueError("decode_recording does not estimate a session's Euclidean alignment; serve the model with "
+                         "`bmi serve --align-seconds` instead.")
+    classes = meta["classes"]
+    act = plan_actions(classes, actions or {})
+    smoothing = smoothing or SmoothingConfig()
+    if meta.get("gate") is not None:
+        settings = {k: v for k, v in meta["gate"].items() if k != "output"} | (gate or {})
+        smoother: Any = GatedSmoother(classes, smoothing, GateConfig(**settings))
+    else:
+        if gate:
+            raise ValueError("'gate' settings were given but the model has no gate.")
+        smoother = Smoother(classes, smoothing)
+    pre, norm = CausalPreprocessor(spec), Normalizer(dict(meta["normalization"], alignment=None), None)
+    hop = max(1, int(round(hop_ms / 1000 * spec.sfreq_in)))
+    n_times, settle = decoder.n_times, spec.settle_out
+    processed = []
+    have = 0  # settled output samples so far
+    t, commands, actions_out, probs_out, gates = [], [], [], [], []
+    for start in range(0, data.shape[1] - hop + 1, hop):
+        out = pre.process(np.asarray(data[:, start : start + hop], dtype=np.float32)).astype(np.float32)
+        processed.append(out)
+        have += out.shape[1]
+        end_in = start + hop
+        if have - settle < n_times:
+            continue
+        window = np.concatenate(processed, axis=1)[:, -n_times:] if len(processed) > 1 else processed[0][:, -n_times:]
+        processed = [window]  # keep only what the next window needs
+        probs = decoder.predict(norm(window))
+        time_s = end_in / spec.sfreq_in
+        if decoder.gated:
+            command = smoother.update(probs, time_s, decoder.gate)[0]
+        else:
+            command = smoother.update(probs, time_s)[0]
+        t.append(time_s - pre.lag / spec.sfreq_in)
+        commands.append(command)
+        actions_out.append(act[command])
+        probs_out.append(probs)
+        gates.append(decoder.gate if decoder.gated else np.nan)
+    return Decisions(np.asarray(t), commands, actions_out, np.asarray(probs_out).reshape(len(t), len(classes)),
+                     np.asarray(gates, dtype=np.float64), classes)
+
+
+def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_seconds: float,
+                   rest_class: str = "rest", respond_seconds: float | None = None) -> dict[str, Any]:
+    """The hand's behaviour against the cues ``(onset s, class)``, each lasting ``cue_seconds``.
+
+    - ``false_movements_per_min``: onsets of a movement command (an action other than hold, after a decision
+      that was not that command) whose decision falls in a rest cue, per minute of rest cues;
+    - ``movement_time_during_rest``: the share of rest-cue decisions whose action is a movement;
+    - ``time_to_correct_s``: for each movement cue, the first decision in [onset, onset + ``respond_seconds``
+      (default the cue)] whose command is the cue's class: median seconds after the onset, and
+      ``movement_hit_rate``, the share of movement cues that got one.
+    """
+    respond = cue_seconds if respond_seconds is None else respond_seconds
+    t, command, action = decisions.t, decisions.command, decisions.action
+    moving = np.array([a != SAFE_ACTION for a in action], dtype=bool)
+    onset_of_movement = moving & np.r_[True, np.array(command[1:]) != np.array(command[:-1])]
+    rest_minutes, false_onsets, rest_decisions, rest_moving = 0.0, 0, 0, 0
+    latencies, hits, n_movement = [], 0, 0
+    for onset, label in cues:
+        inside = (t >= onset) & (t < onset + cue_seconds)
+        if label == rest_class:
+            rest_minutes += cue_seconds / 60
+            false_onsets += int((onset_of_movement & inside).sum())
+            rest_decisions += int(inside.sum())
+            rest_moving += int((moving & inside).sum())
+            continue
+        if label not in decisions.classes:
+            continue
+        n_movement += 1
+        window = np.flatnonzero((t >= onset) & (t < onset + respond))
+        correct = [i for i in window if command[i] == label]
+        if correct:
+            hits += 1
+            latencies.append(float(t[correct[0]] - onset))
+    return {
+        "false_movements_per_min": false_onsets / rest_minutes if rest_minutes else None,
+        "movement_time_during_rest": rest_moving / rest_decisions if rest_decisions else None,
+        "movement_hit_rate": hits / n_movement if n_movement else None,
+        "time_to_correct_s": float(np.median(latencies)) if latencies else None,
+        "n_rest_cues": sum(1 for _, label in cues if label == rest_class), "n_movement_cues": n_movement,
+        "n_decisions": int(len(t)),
+    }

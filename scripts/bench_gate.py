@@ -1,0 +1,191 @@
+"""Flat against gated decoders: does the hand rest when the patient rests?
+
+For each data set and band, a flat decoder (one softmax over rest and the movements) and a gated decoder
+(``models.gated``: a movement/rest gate, then the movement's type) are trained by ``bmi train``'s own loop on the
+same windows and splits, exported to ONNX as ``bmi export`` does, and the held-out run is streamed through the
+rig's decision chain (``exports.runtime.closed_loop``: the causal preprocessing, onnxruntime, the server's
+smoothing with its defaults, and the gate for the gated decoder; one decision per 50 ms hop). Reported:
+
+  balanced_accuracy      offline, over every class, on the held-out run's windows (test split)
+  movement_accuracy      offline, the share of movement windows given their own class
+  gate_accuracy          offline, balanced accuracy of rest vs any movement
+  false_movements_per_min  online: onsets of a grasp/open command during rest cues, per minute of rest cue
+  movement_time_during_rest  online: share of rest-cue decisions that commanded a movement
+  movement_hit_rate      online: share of movement cues that got their own command within the cue
+  time_to_correct_s      online: median time from a movement cue to its first correct command
+
+Data sets: ``synthetic_eeg`` / ``synthetic_meg`` (``datasets.synthetic``: rest / grasp / open, lateralised
+desynchronisation and slow movement-related potentials; runs 1-2 train, run 3 is streamed) and ``s001``
+(PhysioNet EEG Motor Movement/Imagery S001, when present beside the project: T0 rest, T1 left fist, T2 right
+fist, real movement runs 3 and 7 train, run 11 is streamed; left -> open, right -> grasp). Bands: ``mu_beta``
+(causal 8-30 Hz) and ``wide`` (causal low-pass 30 Hz: slow fields and rhythms in one input).
+
+    nice -n 10 .venv/bin/python scripts/bench_gate.py [--quick] [--datasets synthetic_eeg,s001]
+        [--bands mu_beta,wide] [--seeds 0] [--out bench_results/gate.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+EEGMMIDB = ROOT.parent / "shared" / "data" / "eegmmidb" / "S001"
+
+BANDS = {"mu_beta": {"bandpass": [8.0, 30.0]}, "wide": {"bandpass": [None, 30.0]}}
+#: the decoders compared: the flat one and the gated one built from the same architecture
+MODELS = {
+    "flat": {"name": "logvar", "params": {}},
+    "gated": {"name": "gated", "params": {"gate": {"name": "logvar"}, "type": {"name": "logvar"}}},
+}
+GATE_SWEEP = (0.5, 0.6, 0.7, 0.8)
+S001_EVENTS = {"T0": "rest", "T1": "left", "T2": "right"}
+S001_ACTIONS = {"left": "open", "right": "grasp"}
+
+
+def synthetic(modality: str, folder: Path, quick: bool) -> dict:
+    from datasets.synthetic import write_synthetic
+
+    files = write_synthetic(folder / modality, modality=modality, n_subjects=1, n_runs=3,
+                            trials_per_class=12 if quick else 25, seed=7,
+                            sfreq=None if modality == "eeg" else 500.0)
+    data = {"files": [str(f) for f in files], "events": {"rest": "rest", "grasp": "grasp", "open": "open"},
+            "tmin": 0.5, "tmax": 2.5, "picks": {"types": ["eeg" if modality == "eeg" else "grad"]},
+            "resample": 125.0, "split": {"method": "holdout", "by": "run", "test": ["03"]}}
+    return {"data": data, "stream": files[-1], "actions": {}}
+
+
+def s001(folder: Path, quick: bool) -> dict | None:
+    if not (EEGMMIDB / "S001R12.edf").is_file():
+        return None
+    files = [str(EEGMMIDB / f"S001R{r:02d}.edf") for r in (3, 7, 11)]
+    data = {"files": files, "events": S001_EVENTS, "rename": "eegbci", "tmin": 0.5, "tmax": 2.5,
+            "picks": {"types": ["eeg"]}, "resample": 80.0, "split": {"method": "holdout", "by": "run", "test": ["11"]}}
+    return {"data": data, "stream": Path(files[-1]), "actions": S001_ACTIONS}
+
+
+def offline_scores(confusion: list[list[int]], classes: list[str], rest: str = "rest") -> dict:
+    c = np.asarray(confusion, dtype=float)
+    recall = np.diag(c) / np.maximum(c.sum(1), 1)
+    r = classes.index(rest)
+    moving = [i for i in range(len(classes)) if i != r]
+    rest_ok = c[r, r] / max(c[r].sum(), 1)
+    move_ok = c[np.ix_(moving, moving)].sum() / max(c[moving].sum(), 1)
+    return {"balanced_accuracy": float(recall.mean()),
+            "movement_accuracy": float(np.trace(c[np.ix_(moving, moving)]) / max(c[moving].sum(), 1)),
+            "gate_accuracy": float((rest_ok + move_ok) / 2)}
+
+
+def stream_scores(model_path: Path, recording: Path, data_cfg: dict, actions: dict, sweep: bool = False) -> dict:
+    from datasets.config import DataConfig
+    from datasets.reading import read_raw
+    from datasets.typed import from_mapping
+    from exports.onnx import read_model_metadata
+    from exports.runtime.closed_loop import decode_recording, score_commands
+
+    meta = read_model_metadata(model_path)
+    cfg = from_mapping(DataConfig, data_cfg, "data")
+    raw = read_raw(recording, cfg)
+    data = raw.get_data(picks=meta["preprocessing"]["ch_names"]).astype(np.float32)
+    events = cfg.events
+    cues = [(float(a["onset"]), events[a["description"]]) for a in raw.annotations if a["description"] in events]
+    cue_s = float(np.median([float(a["duration"]) for a in raw.annotations if a["description"] in events]))
+    scores = score_commands(decode_recording(model_path, data, actions=actions), cues, cue_s)
+    if sweep:  # the gate's trade-off on the same stream (not used to choose the defaults)
+        scores["gate_sweep"] = {
+            f"{thr:.1f}": score_commands(decode_recording(model_path, data, actions=actions, gate={"threshold": thr}),
+                                         cues, cue_s) for thr in GATE_SWEEP}
+    return scores
+
+
+def run(name: str, spec: dict, bands: list[str], seeds: list[int], tmp: Path, quick: bool) -> dict:
+    from exports.onnx import export_run
+    from pipeline.config import config_from_mapping
+    from pipeline.train import run_training
+
+    out = {}
+    for band in bands:
+        for kind, model in MODELS.items():
+            rows = []
+            for seed in seeds:
+                t0 = time.monotonic()
+                raw = {"data": {**spec["data"], **BANDS[band], "cache_dir": str(tmp / "cache")}, "model": model,
+                       "trainer": {"enable_progress_bar": False, **({"target_steps": 600} if quick else {})},
+                       "tracking": {"mode": "disabled"}, "runs_dir": str(tmp / "runs"), "seed": seed}
+                summary = run_training(config_from_mapping(raw, []), ROOT, progress=False)
+                run_dir = Path(summary["run_dir"])
+                exported = export_run(run_dir, out=run_dir / "model.onnx")
+                row = offline_scores(summary["test_confusion_matrix"], summary["classes"])
+                row |= stream_scores(exported.path, spec["stream"], raw["data"], spec["actions"], sweep=kind == "gated")
+                rows.append(row)
+                print(f"{name:>14} {band:>8} {kind:>6} seed {seed}: bacc {row['balanced_accuracy']:.3f} "
+                      f"move {row['movement_accuracy']:.3f} gate {row['gate_accuracy']:.3f} | false/min "
+                      f"{row['false_movements_per_min']:.2f} rest-moving {row['movement_time_during_rest']:.2f} "
+                      f"hits {row['movement_hit_rate']:.2f} t {row['time_to_correct_s']} ({time.monotonic() - t0:.0f} s)",
+                      flush=True)
+                for thr, sw in row.get("gate_sweep", {}).items():
+                    print(f"{'':>30} gate threshold {thr}: false/min {sw['false_movements_per_min']:.2f} rest-moving "
+                          f"{sw['movement_time_during_rest']:.2f} hits {sw['movement_hit_rate']:.2f} t {sw['time_to_correct_s']}",
+                          flush=True)
+            out[f"{band}/{kind}"] = {key: _mean([r[key] for r in rows]) for key in rows[0]
+                                     if not key.startswith("n_") and key != "gate_sweep"} \
+                | {k: rows[0][k] for k in rows[0] if k.startswith("n_")} | {"seeds": seeds, "per_seed": rows}
+    return out
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return round(float(np.mean(values)), 4) if values else None
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="fewer trials and optimiser steps (minutes, not tens)")
+    p.add_argument("--datasets", default="synthetic_eeg,synthetic_meg,s001",
+                   help="comma-separated: synthetic_eeg, synthetic_meg, s001")
+    p.add_argument("--bands", default="mu_beta,wide", help=f"comma-separated: {', '.join(BANDS)}")
+    p.add_argument("--seeds", default="0", help="comma-separated training seeds")
+    p.add_argument("--out", default=str(ROOT / "bench_results" / "gate.json"), help="results file (JSON)")
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    bands = args.bands.split(",")
+    unknown = [b for b in bands if b not in BANDS]
+    if unknown:
+        p.error(f"--bands: unknown {unknown}; known: {', '.join(BANDS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    results = {"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(), "quick": args.quick,
+               "command": " ".join(["scripts/bench_gate.py", *(argv if argv is not None else sys.argv[1:])]),
+               "models": MODELS, "bands": BANDS, "results": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for name in args.datasets.split(","):
+            if name == "synthetic_eeg":
+                spec = synthetic("eeg", tmp, args.quick)
+            elif name == "synthetic_meg":
+                spec = synthetic("meg", tmp, args.quick)
+            elif name == "s001":
+                spec = s001(tmp, args.quick)
+                if spec is None:
+                    print(f"s001: skipped, no recordings at {EEGMMIDB}", flush=True)
+                    continue
+            else:
+                p.error(f"--datasets: unknown {name!r}; known: synthetic_eeg, synthetic_meg, s001")
+            results["results"][name] = run(name, spec, bands, seeds, tmp, args.quick)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
