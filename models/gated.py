@@ -130,6 +130,18 @@ class GatedDecoder(Decoder):
         self.register_buffer("order", torch.tensor(order, dtype=torch.long), persistent=False)
 
     @classmethod
+    def check_nested_params(cls, params: dict[str, Any]) -> None:
+        """Each stage's name and parameters (``models.check_params``), before any data are read."""
+        from .registry import check_params
+
+        for key, default in (("gate", DEFAULT_GATE), ("type", DEFAULT_TYPE)):
+            name, member = _member_spec(key, params.get(key) or default)
+            try:
+                check_params(name, member)
+            except TypeError as err:
+                raise TypeError(f"'{key}': {err}") from None
+
+    @classmethod
     def member_default(cls, params: dict[str, Any], key: str, fallback: Any) -> Any:
         """Training defaults from the stages' (``models.default_setting``): one optimiser for both, so the
         smaller of their learning rates; the type decoder's augmentation (it separates the movements)."""

@@ -45,6 +45,9 @@ def check_params(name: str, params: dict[str, Any]) -> None:
     unknown = [k for k in params if k not in valid]
     if unknown:
         raise TypeError(f"Model {name!r} has no parameter(s) {unknown}; valid: {', '.join(valid)}.")
+    nested = getattr(cls, "check_nested_params", None)  # a composite decoder checks its members' too
+    if nested is not None:
+        nested(params)
 
 
 def default_setting(name: str, params: dict[str, Any], key: str, fallback: Any) -> Any:

@@ -88,3 +88,26 @@ def test_onnx_has_the_gate_output(tmp_path):
     np.testing.assert_allclose(logits, ref_logits, atol=1e-4)
     np.testing.assert_allclose(gate, ref_gate, atol=1e-5)
     np.testing.assert_allclose(probs[:, 2], 1 - gate, atol=1e-5)
+
+
+def test_stage_errors_are_found_before_any_data_are_read():
+    with pytest.raises(TypeError, match=r"'type': Model 'eegnet' has no parameter\(s\) \['bogus'\]"):
+        models.check_params("gated", {"type": {"name": "eegnet", "bogus": 1}})
+    with pytest.raises(ValueError, match=r"Unknown model 'nope'"):
+        models.check_params("gated", {"gate": "nope"})
+    models.check_params("gated", {"gate": "shallow", "type": {"name": "logvar", "n_filters": 4}})
+
+
+def test_the_shipped_gated_config_is_valid():
+    """configs/gated_eegmmidb.yaml loads, names a buildable gated decoder, and resolves its named band."""
+    from pathlib import Path
+
+    from pipeline.config import load_config
+    from pipeline.train import check_config
+
+    cfg, _ = load_config(Path(__file__).resolve().parents[2] / "configs" / "gated_eegmmidb.yaml")
+    check_config(cfg)
+    assert cfg.model.name == "gated" and cfg.data.bandpass == [8.0, 30.0]
+    assert list(cfg.data.events.values())[cfg.model.params["rest_index"]] == "rest"
+    net = models.build("gated", n_chans=64, n_times=160, n_outputs=3, sfreq=80.0, **cfg.model.params)
+    assert net.gate_threshold == 0.7
