@@ -70,6 +70,11 @@ def describe(meta: dict) -> str:
         f"normalise    {norm.get('kind')}" + (f", Euclidean alignment for {sorted(norm['alignment'])}" if norm.get("alignment") else ""),
         f"run          {run['run_id']} (code {run.get('code_version')}, data {run.get('data_hash')})",
     ]
+    gate = meta.get("gate")
+    if gate:  # a gated decoder: what the server does with its gate
+        lines.insert(4, f"gate         rest ({gate['rest_class']}) below {gate['threshold']:g}; opens at "
+                        f"{gate['threshold'] + gate['hysteresis']:g} held {gate['dwell_s'] * 1000:g} ms; "
+                        f"type threshold {gate['type_threshold']:g}")
     for stage in ("val", "test"):
         m = (run.get("metrics") or {}).get(stage) or {}
         if m:

@@ -126,6 +126,15 @@ def test_the_server_holds_the_hand_while_the_gate_is_below_threshold(constant_ga
     assert stats["gate"]["threshold"] == 0.85 and stats["gate"]["dwell_s"] == 0.2
 
 
+def test_inspect_describes_the_gate(constant_gate_model):
+    from exports.cli import describe
+    from exports.onnx import read_model_metadata
+
+    text = describe(read_model_metadata(constant_gate_model))
+    assert "-> logits, probabilities, gate" in text
+    assert "gate         rest (rest) below 0.7; opens at 0.8 held 200 ms; type threshold 0" in text
+
+
 def test_gate_options_need_a_gated_model(exported, tmp_path):
     server = bmi("serve", str(exported.path), "--input", f"tcp://127.0.0.1:{free_port()}", "--output",
                  f"udp://127.0.0.1:{free_port()}", "--gate-threshold", "0.7", "--no-status")
