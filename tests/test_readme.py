@@ -1,4 +1,4 @@
-"""The README cannot drift from the code: every fenced ``bmi ...`` command of the three journeys runs and exits 0.
+"""The README cannot drift from the code: every fenced ``bmi ...`` command of the journeys runs and exits 0.
 
 The commands run in order, as a user would type them from the project root, in a copy of the project's
 ``configs/`` (so ``runs/``, ``data/`` and the caches land in a temporary folder): on the synthetic recordings
@@ -32,13 +32,17 @@ CANNOT_RUN_HERE = {
     "bmi serve": "needs a live LSL stream of the model's channels (tests/exports/runtime)",
     "bmi rig": "listens until stopped (tests/exports/runtime, the demo)",
     "bmi play": "streams until the file ends (tests/exports/runtime)",
+    "bmi amp": "streams until stopped (tests/datasets/test_amp_recorder.py)",
+    "bmi calibrate": "records a live amplifier for minutes (tests/pipeline/test_calibrate.py runs the whole day)",
+    "bmi finetune sessions/": "needs a calibration day's recordings (tests/pipeline/test_small_data.py fine-tunes)",
+    "bmi session unblind": "needs the logs of planned sessions (tests/exports/runtime/test_session_plan.py)",
 }
 NEEDS_S001 = ("train_eegmmidb", "eegmmidb_real", "runs/s001")
 TRAINING = ("bmi train", "bmi cv", "bmi sweep", "bmi finetune")
 
 
 def journey_commands(text: str) -> list[str]:
-    """The ``bmi`` lines of the fenced shell blocks of the sections "Journey 1/2/3", in order."""
+    """The ``bmi`` lines of the fenced shell blocks of the sections "Journey N", in order."""
     commands = []
     for section in re.split(r"^## ", text, flags=re.M):
         if not section.startswith("Journey"):
