@@ -18,7 +18,8 @@ Data sets: ``synthetic_eeg`` / ``synthetic_meg`` (``datasets.synthetic``: rest /
 desynchronisation and slow movement-related potentials; runs 1-2 train, run 3 is streamed) and ``s001``
 (PhysioNet EEG Motor Movement/Imagery S001, when present beside the project: T0 rest, T1 left fist, T2 right
 fist, real movement runs 3 and 7 train, run 11 is streamed; left -> open, right -> grasp). Bands: ``mu_beta``
-(causal 8-30 Hz) and ``wide`` (causal low-pass 30 Hz: slow fields and rhythms in one input).
+(causal 8-30 Hz), ``wide`` (causal low-pass 30 Hz: slow fields and rhythms in one input) and ``slow`` (the
+slow-field preset: causal low-pass 5 Hz, decimated to >= 20 Hz; not in the default run).
 
     nice -n 10 .venv/bin/python scripts/bench_gate.py [--quick] [--datasets synthetic_eeg,s001]
         [--bands mu_beta,wide] [--seeds 0] [--out bench_results/gate.json]
@@ -40,7 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 EEGMMIDB = ROOT.parent / "shared" / "data" / "eegmmidb" / "S001"
 
-BANDS = {"mu_beta": {"bandpass": [8.0, 30.0]}, "wide": {"bandpass": [None, 30.0]}}
+BANDS = {"mu_beta": {"bandpass": [8.0, 30.0]}, "wide": {"bandpass": [None, 30.0]},
+         "slow": {"bandpass": "slow", "resample": "auto"}}
 #: the decoders compared: the flat one and the gated one built from the same architecture
 MODELS = {
     "flat": {"name": "logvar", "params": {}},
