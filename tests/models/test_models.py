@@ -11,7 +11,7 @@ from exports.torch_export import export_onnx
 torch.set_num_threads(1)
 
 # Listed explicitly: test_registry_is_fully_tested fails when a registered model is missing here.
-MODEL_NAMES = ["cnn_lstm", "deep", "eegnet", "gated", "gru", "logvar", "lstm", "shallow", "tcn"]
+MODEL_NAMES = ["bands", "cnn_lstm", "deep", "eegnet", "gated", "gru", "logvar", "lstm", "shallow", "tcn"]
 # (n_chans, n_times, sfreq): an EEG-like and an MEG-like shape, 2 s so DeepConvNet fits too.
 SHAPES = [(8, 250, 125.0), (12, 1000, 500.0)]
 
@@ -114,7 +114,8 @@ def test_a_decoder_describes_itself_however_it_is_built(name):
     net = cls(n_chans=5, n_times=250, n_outputs=3, sfreq=125.0)
     hp = models.hyperparameters(net)
     assert hp["name"] == name and (hp["n_chans"], hp["n_times"], hp["n_outputs"], hp["sfreq"]) == (5, 250, 3, 125.0)
-    assert ("gate_threshold" if name == "gated" else "dropout") in hp  # a default nobody passed is recorded too
+    default = {"gated": "gate_threshold", "bands": "fir_seconds"}.get(name, "dropout")
+    assert default in hp  # a default nobody passed is recorded too
     again = cls(**{k: v for k, v in hp.items() if k != "name"})
     assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in net.state_dict().items()}
 
