@@ -22,7 +22,7 @@ fist, real movement runs 3 and 7 train, run 11 is streamed; left -> open, right 
 slow-field preset: causal low-pass 5 Hz, decimated to >= 20 Hz; not in the default run).
 
     nice -n 10 .venv/bin/python scripts/bench_gate.py [--quick] [--datasets synthetic_eeg,s001]
-        [--bands mu_beta,wide] [--seeds 0] [--out bench_results/gate.json]
+        [--bands mu_beta,wide] [--models flat,gated] [--seeds 0] [--out bench_results/gate.json]
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ BANDS = {"mu_beta": {"bandpass": [8.0, 30.0]}, "wide": {"bandpass": [None, 30.0]
 MODELS = {
     "flat": {"name": "logvar", "params": {}},
     "gated": {"name": "gated", "params": {"gate": {"name": "logvar"}, "type": {"name": "logvar"}}},
+    # the two-branch model (not in the default run; meant for the wide band): the gate reads slow fields and
+    # mu/beta stacked as channels, the type decoder mu/beta, both cut from the one broadband input (models/bands.py)
+    "two_branch": {"name": "gated", "params": {"gate": {"name": "bands", "bands": [[None, 5.0], [8.0, 30.0]]},
+                                               "type": {"name": "bands", "bands": [[8.0, 30.0]]}}},
 }
 GATE_SWEEP = (0.5, 0.6, 0.7, 0.8)
 S001_EVENTS = {"T0": "rest", "T1": "left", "T2": "right"}
@@ -108,14 +112,15 @@ def stream_scores(model_path: Path, recording: Path, data_cfg: dict, actions: di
     return scores
 
 
-def run(name: str, spec: dict, bands: list[str], seeds: list[int], tmp: Path, quick: bool) -> dict:
+def run(name: str, spec: dict, bands: list[str], kinds: list[str], seeds: list[int], tmp: Path, quick: bool) -> dict:
     from exports.onnx import export_run
     from pipeline.config import config_from_mapping
     from pipeline.train import run_training
 
     out = {}
     for band in bands:
-        for kind, model in MODELS.items():
+        for kind in kinds:
+            model = MODELS[kind]
             rows = []
             for seed in seeds:
                 t0 = time.monotonic()
@@ -126,7 +131,7 @@ def run(name: str, spec: dict, bands: list[str], seeds: list[int], tmp: Path, qu
                 run_dir = Path(summary["run_dir"])
                 exported = export_run(run_dir, out=run_dir / "model.onnx")
                 row = offline_scores(summary["test_confusion_matrix"], summary["classes"])
-                row |= stream_scores(exported.path, spec["stream"], raw["data"], spec["actions"], sweep=kind == "gated")
+                row |= stream_scores(exported.path, spec["stream"], raw["data"], spec["actions"], sweep=model["name"] == "gated")
                 rows.append(row)
                 print(f"{name:>14} {band:>8} {kind:>6} seed {seed}: bacc {row['balanced_accuracy']:.3f} "
                       f"move {row['movement_accuracy']:.3f} gate {row['gate_accuracy']:.3f} | false/min "
@@ -154,6 +159,7 @@ def main(argv=None) -> None:
     p.add_argument("--datasets", default="synthetic_eeg,synthetic_meg,s001",
                    help="comma-separated: synthetic_eeg, synthetic_meg, s001")
     p.add_argument("--bands", default="mu_beta,wide", help=f"comma-separated: {', '.join(BANDS)}")
+    p.add_argument("--models", default="flat,gated", help=f"comma-separated: {', '.join(MODELS)}")
     p.add_argument("--seeds", default="0", help="comma-separated training seeds")
     p.add_argument("--out", default=str(ROOT / "bench_results" / "gate.json"), help="results file (JSON)")
     args = p.parse_args(argv)
@@ -164,6 +170,9 @@ def main(argv=None) -> None:
     unknown = [b for b in bands if b not in BANDS]
     if unknown:
         p.error(f"--bands: unknown {unknown}; known: {', '.join(BANDS)}")
+    kinds = args.models.split(",")
+    if [k for k in kinds if k not in MODELS]:
+        p.error(f"--models: unknown {[k for k in kinds if k not in MODELS]}; known: {', '.join(MODELS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
     results = {"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(), "quick": args.quick,
                "command": " ".join(["scripts/bench_gate.py", *(argv if argv is not None else sys.argv[1:])]),
@@ -182,7 +191,7 @@ def main(argv=None) -> None:
                     continue
             else:
                 p.error(f"--datasets: unknown {name!r}; known: synthetic_eeg, synthetic_meg, s001")
-            results["results"][name] = run(name, spec, bands, seeds, tmp, args.quick)
+            results["results"][name] = run(name, spec, bands, kinds, seeds, tmp, args.quick)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
