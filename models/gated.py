@@ -94,8 +94,7 @@ class GatedDecoder(Decoder):
 
     def __init__(self, n_chans=None, n_times=None, n_outputs=None, sfreq=None, gate=None, type=None, rest_index=0,
                  gate_threshold=0.7, gate_hysteresis=0.1, gate_dwell_s=0.2, type_threshold=0.0, gate_units=None, *,
-                 ch_names=None,
-                 input_window_seconds=None):
+                 ch_names=None, input_window_seconds=None):
         super().__init__(n_chans, n_times, n_outputs, sfreq, ch_names=ch_names,
                          input_window_seconds=input_window_seconds)
         if isinstance(rest_index, bool) or not isinstance(rest_index, int) or not 0 <= rest_index < self.n_outputs:
