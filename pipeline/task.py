@@ -109,6 +109,7 @@ class DecoderTask(pl.LightningModule):
         self.confusion = nn.ModuleDict({f"{s}_": ConfusionMatrix("multiclass", num_classes=n_classes, validate_args=False)
                                         for s in STAGES})
         self.test_confusion: torch.Tensor | None = None
+        self._monitors_read = True  # whether anything reads the logged monitor values (set when fitting starts)
         self.start_epoch = 0
         self._epoch: dict[str, list] = {s: [] for s in STAGES}
         #: the last epoch's metrics per stage, e.g. ``{"val": {"epoch": 3, "val/balanced_accuracy": 0.8, ...}}``
@@ -119,6 +120,9 @@ class DecoderTask(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._val_losses = list(checkpoint.get("val_losses", []))
+
+    def on_fit_start(self) -> None:
+        self._monitors_read = monitors_read(self.trainer, self.hparams.scheduler)
 
     def on_train_start(self) -> None:
         # after a resume Lightning has restored the loop: this is the first epoch this process trains
@@ -202,8 +206,9 @@ class DecoderTask(pl.LightningModule):
             self._val_losses.append(float(values["val/loss"]))
             window = self._val_losses[-self.hparams.smoothing_epochs :]
             values[SMOOTHED] = self.epoch_metrics[stage][SMOOTHED] = sum(window) / len(window)
-            self.log(MONITOR, values[MONITOR], prog_bar=True, logger=False, rank_zero_only=False, sync_dist=False)
-            self.log(SMOOTHED, values[SMOOTHED], logger=False, rank_zero_only=False, sync_dist=False)
+            if self._monitors_read:  # for the callbacks and scheduler that read them (each self.log ~1 ms)
+                self.log(MONITOR, values[MONITOR], prog_bar=True, logger=False, rank_zero_only=False, sync_dist=False)
+                self.log(SMOOTHED, values[SMOOTHED], logger=False, rank_zero_only=False, sync_dist=False)
         for logger in self.loggers:
             logger.log_metrics(self.epoch_metrics[stage], step=self.global_step)
 
@@ -236,6 +241,23 @@ class DecoderTask(pl.LightningModule):
         # combine with gradient clipping; every other precision (32, bf16-mixed) takes the fused kernel
         trainer = self._trainer
         return trainer is None or "16-mixed" != str(trainer.precision)
+
+
+def monitors_read(trainer: pl.Trainer, scheduler: str) -> bool:
+    """Whether a callback or the scheduler reads the logged validation values while fitting: a monitored
+    checkpoint, early stopping, the plateau scheduler or a progress bar (which shows the monitored metric)."""
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
+
+    if scheduler == "plateau":
+        return True
+    for callback in trainer.callbacks:
+        if isinstance(callback, (EarlyStopping, ProgressBar)):
+            return True
+        if isinstance(callback, ModelCheckpoint) and callback.monitor is not None:
+            return True
+        if type(callback).__module__.split(".")[0] not in ("pipeline", "pytorch_lightning", "lightning"):
+            return True  # a callback of someone else's may read them
+    return False
 
 
 def adamw(params, lr: float, weight_decay: float, fused_ok: bool = True) -> torch.optim.Optimizer:

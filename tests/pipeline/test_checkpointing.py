@@ -2,6 +2,8 @@
 final epoch (the schedule's last or the one early stopping ends), so --resume, ``checkpoint: last`` and the
 ensembles always find the run's last epoch there."""
 
+from pathlib import Path
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -27,8 +29,6 @@ def saves(monkeypatch):
 
 
 def _last_epoch(summary) -> int:
-    from pathlib import Path
-
     return torch.load(Path(summary["run_dir"]) / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)["epoch"]
 
 
@@ -55,3 +55,23 @@ def test_early_stopping_writes_the_epoch_it_ends(write_config, monkeypatch, save
     stopped = summary["epochs_trained"] - 1
     assert stopped < 39, "early stopping did not trigger: the test shows nothing"
     assert saves[0] == 0 and saves[-1] == stopped and _last_epoch(summary) == stopped
+
+
+def test_monitored_values_are_logged_when_something_reads_them():
+    """Each self.log costs ~1 ms per epoch: the task logs the monitored values only for a reader."""
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+    from pipeline.task import MONITOR, monitors_read
+    from pipeline.tracking import EpochMetricsCSV
+
+    def trainer(*callbacks, progress=False):
+        return pl.Trainer(callbacks=list(callbacks), enable_progress_bar=progress, logger=False,
+                          enable_model_summary=False, enable_checkpointing=bool(callbacks))
+
+    last = train.last_checkpoint_callback(Path("unused"))
+    csv_rows = EpochMetricsCSV(Path("unused.csv"))
+    assert not monitors_read(trainer(last, csv_rows), "cosine")
+    assert monitors_read(trainer(last, csv_rows), "plateau")
+    assert monitors_read(trainer(last, ModelCheckpoint(monitor=MONITOR, mode="max")), "cosine")
+    assert monitors_read(trainer(last, EarlyStopping(MONITOR, mode="max")), "cosine")
+    assert monitors_read(trainer(last, progress=True), "cosine")
