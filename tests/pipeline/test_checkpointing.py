@@ -1,6 +1,6 @@
 """When ``last.ckpt`` is written: after the first epoch, then once enough time has passed, and always after the
-final epoch (the schedule's last or the one early stopping ends), so --resume, ``checkpoint: last`` and the
-ensembles always find the run's last epoch there."""
+final epoch (the schedule's last or the one early stopping ends), so ``checkpoint: last`` (copied to best.ckpt)
+and a checkpoint named ``last`` always find the run's last epoch there; --resume loses at most the time limit."""
 
 from pathlib import Path
 
