@@ -305,7 +305,9 @@ def last_checkpoint_callback(ckpt_dir: Path, min_seconds: float = LAST_CHECKPOIN
         def on_train_epoch_end(self, trainer, pl_module) -> None:
             final = trainer.should_stop or (trainer.max_epochs is not None and trainer.max_epochs >= 0
                                             and trainer.current_epoch + 1 >= trainer.max_epochs)
-            if final or self._saved_at is None or time.monotonic() - self._saved_at >= min_seconds:
+            due = final or self._saved_at is None or time.monotonic() - self._saved_at >= min_seconds
+            # every DDP rank must take the same decision (saving meets at a barrier): rank zero's clock decides
+            if trainer.strategy.broadcast(bool(due), src=0):
                 super().on_train_epoch_end(trainer, pl_module)
                 self._saved_at = time.monotonic()
 
