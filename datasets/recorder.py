@@ -31,6 +31,7 @@ class FlushStats:
     seconds_total: float = 0.0
     seconds_max: float = 0.0
     interval_max: float = 0.0  # the longest stretch between two complete files on disk (the most a crash loses)
+    seconds_last: float = 0.0
     bytes_last: int = 0
 
 
@@ -129,12 +130,15 @@ class RecordingFile:
         self.stats.count += 1
         self.stats.seconds_total += done - started
         self.stats.seconds_max = max(self.stats.seconds_max, done - started)
+        self.stats.seconds_last = done - started
         self.stats.interval_max = max(self.stats.interval_max, done - self._flushed_at)
         self.stats.bytes_last = self.path.stat().st_size
         self._flushed_at, self._written_n = done, self.n
 
     def due(self, flush_seconds: float) -> bool:
-        interval = max(flush_seconds, 10 * (self.stats.seconds_max if self.stats.count else 0.0))
+        # the last write, not the longest: writes grow with the file, and one slow write (a busy disk, a
+        # collection) must not stretch every later interval
+        interval = max(flush_seconds, 10 * self.stats.seconds_last)
         return time.monotonic() - self._flushed_at >= interval
 
 
