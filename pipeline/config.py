@@ -109,14 +109,19 @@ class TrackingConfig:
 @dataclass
 class FinetuneConfig:
     """Start from a trained run's weights (``bmi finetune``): the classifier alone trains for ``frozen_epochs``
-    epochs (``auto``: a third of the run), then every layer."""
+    epochs (``auto``: a third of the run), then every layer, at the pretrained run's learning rate times
+    ``lr_scale`` unless ``optim.lr`` is given (small steps keep what the run learnt: 0.1 measured best, see
+    ``scripts/bench_sessions.py``)."""
 
     run: str
     frozen_epochs: int | Literal["auto"] = "auto"
+    lr_scale: float = 0.1
 
     def __post_init__(self) -> None:
         if self.frozen_epochs != "auto" and self.frozen_epochs < 0:
             raise ConfigError(f"'finetune.frozen_epochs' ({self.frozen_epochs}) must be >= 0 or 'auto'.")
+        if not 0 < self.lr_scale <= 1:
+            raise ConfigError(f"'finetune.lr_scale' ({self.lr_scale}) must be in (0, 1].")
 
 
 @dataclass

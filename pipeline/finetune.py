@@ -2,7 +2,8 @@
 
 A decoder pretrained on many subjects or sessions (``bmi train``) starts from its weights and trains on a few
 calibration trials of the new patient: first only its classifier (the last linear layer) for
-``finetune.frozen_epochs`` epochs, then every layer. The new patient's data go through the pretrained run's
+``finetune.frozen_epochs`` epochs, then every layer, with a tenth of the run's learning rate
+(``finetune.lr_scale``). The new patient's data go through the pretrained run's
 preprocessing (channels, band, rate, window: the network's input must not change), and are normalised on the
 patient's own training split; with ``data.euclidean_alignment`` each subject is aligned on its own data
 (He & Wu 2020, https://doi.org/10.1109/TBME.2019.2913914), which is what lets one decoder serve several heads.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,11 @@ def finetune_config(run_dir: str | Path, patient_config: str | Path, overrides: 
         if key in patient:
             raw[key] = patient[key]
     cfg = config_from_mapping(raw, overrides)
+    lr_given = "lr" in (patient.get("optim") or {}) or any(o.split("=", 1)[0].strip() == "optim.lr"
+                                                           for o in overrides or [])
+    base_lr = base["optim"].get("lr")
+    if not lr_given and isinstance(base_lr, (int, float)):  # a run's saved config holds the rate it used
+        cfg = replace(cfg, optim=replace(cfg.optim, lr=float(base_lr) * cfg.finetune.lr_scale))
     data = to_mapping(cfg)["data"]  # compared in their typed form: {types: [eeg]} is the run's full picks
     for key in INPUT_KEYS:
         if data.get(key) != base["data"].get(key):
@@ -111,7 +118,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", help="the pretrained run directory (bmi train on many subjects or sessions)")
     p.add_argument("--data", required=True, metavar="PATIENT.yaml",
                    help="config whose data: section names the patient's recordings and split (optional trainer:, "
-                        "optim:, augment:, finetune: {frozen_epochs} sections)")
+                        "optim:, augment:, finetune: {frozen_epochs, lr_scale} sections)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no training progress bar")
     add_verbose(p)

@@ -192,6 +192,10 @@ def test_finetune_starts_from_the_pretrained_weights_and_freezes_all_but_the_cla
     }))
     ft_cfg, ft_dir = finetune_config(pre["run_dir"], patient)
     assert ft_cfg.model.name == "shallow" and ft_cfg.finetune.run == str(Path(pre["run_dir"]).resolve())
+    ran_lr = yaml.safe_load((Path(pre["run_dir"]) / "config.yaml").read_text())["optim"]["lr"]
+    assert ft_cfg.optim.lr == pytest.approx(0.1 * ran_lr)  # small steps from the pretrained weights by default
+    assert finetune_config(pre["run_dir"], patient, ["optim.lr=0.5"])[0].optim.lr == 0.5  # a given rate wins
+    assert finetune_config(pre["run_dir"], patient, ["finetune.lr_scale=0.5"])[0].optim.lr == pytest.approx(0.5 * ran_lr)
     summary = run_training(ft_cfg, ft_dir, progress=False)
     assert summary["finetuned_from"] == ft_cfg.finetune.run and summary["n_test"] == 12
     b = load_network(Path(pre["run_dir"]))[0].state_dict()
