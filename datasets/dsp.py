@@ -278,6 +278,11 @@ class CausalPreprocessor:
         return (self._phase - 1) % self.spec.decim
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
+        """Filter and decimate: the spec's output rate."""
+        return self.decimate(self.filter(chunk))
+
+    def filter(self, chunk: np.ndarray) -> np.ndarray:
+        """Re-reference and filter at the input rate (state carried); :meth:`decimate` takes the output."""
         x = np.asarray(chunk, dtype=np.float64)
         if x.ndim != 2 or x.shape[0] != self._n_chans:
             raise ValueError(f"chunk must have shape [{self._n_chans}, n_samples], got {x.shape}.")
@@ -288,6 +293,10 @@ class CausalPreprocessor:
             if self._zi is None:  # steady state for the first sample held forever: no start-up transient
                 self._zi = signal.sosfilt_zi(self._sos)[:, None, :] * x[None, :, :1]
             x, self._zi = signal.sosfilt(self._sos, x, axis=1, zi=self._zi)
+        return x
+
+    def decimate(self, x: np.ndarray) -> np.ndarray:
+        """Every ``decim``-th filtered sample, counted from the first one after the last reset."""
         decim = self.spec.decim
         if decim > 1:
             first = (-self._phase) % decim  # index in this chunk of the next kept sample

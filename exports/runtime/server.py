@@ -4,8 +4,12 @@ controller out.
 One thread, no waiting on the stream: every pass pulls what has arrived, feeds it through the SAME
 causal preprocessing as training (``datasets.dsp``, filter state carried across chunks), and once a hop of
 samples (on the stream's sample clock) has arrived decodes the newest window, the one ending at the newest
-sample, so a decision never waits for a hop boundary inside a chunk. The safe state is the default; the
-server leaves it only for a window that is
+sample, so a decision never waits for a hop boundary inside a chunk. With decimation the filtered signal is
+kept at the input rate and the window is every ``decim``-th sample counted back from the newest one (the
+decimation's phase follows the newest sample, not the stream's first: training windows start at any phase
+too), so no decision waits up to ``decim - 1`` input samples for a sample the decimation keeps.
+
+The safe state is the default; the server leaves it only for a window that is
 
 - fresh: its last sample was acquired at most ``max_age_ms`` ago on the local clock (a backlog after a
   stall is filtered, to keep the filter state, but never decoded);
@@ -161,7 +165,8 @@ class Server:
         self.sham = ShamDecoder(self.classes, cfg.hop_ms / 1000, cfg.sham_source, seed=cfg.sham_seed,
                                 level_pair=cfg.level_classes) if cfg.sham else None
         self.raw_ring = RingBuffer(len(self.spec.ch_names), self.n_times * decim)
-        self.proc_ring = RingBuffer(len(self.spec.ch_names), self.n_times)
+        self.proc_ring = RingBuffer(len(self.spec.ch_names), self.n_times * decim)  # filtered, at the input rate
+        self._window = np.empty((len(self.spec.ch_names), self.n_times), dtype=np.float32)
         self.state = SafetyState()
         self.seq = 0
         self.samples_total = 0
@@ -174,7 +179,7 @@ class Server:
         self._since_hop = 0  # samples since the last decision point
         self._unchecked = 0  # samples the jump detector has not seen yet
         self.superseded_hops = 0  # hop points merged into a later decision (several hops in one chunk)
-        self._settle_left = self.spec.settle_out
+        self._settle_left = self.spec.settle_out * decim  # input samples; whole decimation steps
         self._running = True
         self._log: SessionLog | None = None
         self._next_heartbeat = 0.0
@@ -257,7 +262,7 @@ class Server:
         self.raw_ring.clear()
         self.proc_ring.clear()
         self._since_hop = self._unchecked = 0
-        self._settle_left = self.spec.settle_out
+        self._settle_left = self.spec.settle_out * self.spec.decim
         self.smoother.reset()
         if self.jumps is not None:
             self.jumps.reset()
@@ -292,7 +297,7 @@ class Server:
         """Why the newest window may not be decoded yet (other than its age), or None."""
         if self.amplitude.failures and not self.amplitude.passed:
             return "amplitude"
-        if self._settle_left or self.proc_ring.count < self.n_times:
+        if self._settle_left or self.proc_ring.count < self.proc_ring.capacity:
             return "settling"
         if not self.amplitude.passed:
             return "checking_amplitude"
@@ -330,7 +335,10 @@ class Server:
         reason = self._withheld_reason()
         if reason is None and (self.source.clock() - t_window_end) * 1000 > self.cfg.max_age_ms:
             reason = "late"  # a backlog: filtered (state kept) but never decoded
-        proc = self.proc_ring.latest(self.n_times) if reason is None else None
+        proc = None
+        if reason is None:  # every decim-th filtered sample up to the newest, gathered into one reused array
+            proc = self._window
+            np.copyto(proc, self.proc_ring.latest(self.proc_ring.capacity)[:, self.spec.decim - 1 :: self.spec.decim])
         if proc is not None and self._artifact_limit is not None and (np.abs(proc) > self._artifact_limit).any():
             reason = "artifact"
         if reason is not None:
@@ -377,7 +385,7 @@ class Server:
         self._emit(msg)
 
     def _settled(self, out: np.ndarray) -> np.ndarray:
-        """Drop the filters' settling samples after a (re)start."""
+        """Drop the filters' settling samples (input rate) after a (re)start."""
         if self._settle_left:
             drop = min(self._settle_left, out.shape[1])
             self._settle_left -= drop
@@ -385,7 +393,8 @@ class Server:
         return out
 
     def _calibrate(self, out: np.ndarray) -> None:
-        """The first settled samples of a connection check the amplitude and may estimate the alignment."""
+        """The first settled samples of a connection (at the model's rate, decimated from the first settled
+        sample on, as offline) check the amplitude and may estimate the alignment."""
         failure = self.amplitude.add(out)
         if failure:
             self.events["amplitude_mismatch"] += 1
@@ -419,17 +428,17 @@ class Server:
             return
         n = chunk.shape[1]
         self.raw_ring.append(chunk)
-        out = self._settled(self.pre.process(chunk).astype(np.float32))
+        out = self._settled(self.pre.filter(chunk).astype(np.float32))
         if out.shape[1]:
             self.proc_ring.append(out)
-            self._calibrate(out)
+            self._calibrate(self.pre.decimate(out))
         self.samples_total += n
         self._unchecked += n
         self._since_hop += n
         if self._since_hop >= self.hop_in:  # decide once, on the newest window: older hops in this chunk are superseded
             self.superseded_hops += self._since_hop // self.hop_in - 1
             self._since_hop %= self.hop_in
-            self._hop(t_last - self.pre.lag / self.spec.sfreq_in, t_received)
+            self._hop(t_last, t_received)  # the window ends at the newest sample
 
     # -- the loop --------------------------------------------------------------------------------------------
     def _pull(self, now: float) -> bool:

@@ -2,7 +2,6 @@
 
 import csv
 import json
-import math
 import subprocess
 import sys
 import time
@@ -43,27 +42,33 @@ def test_server_process_never_loads_torch_lightning_or_mne(exported, recording_a
     assert proc.stdout.splitlines()[-1] == "MODULES []"
 
 
-def offline_reference(meta, data: np.ndarray) -> np.ndarray:
+def offline_filtered(meta, data: np.ndarray) -> np.ndarray:
     """Independent of the runtime's classes: one ``scipy.signal.sosfilt`` over the whole recording, started at
-    the steady state of its first sample, then every ``decim``-th sample (the model's input rate)."""
+    the steady state of its first sample (at the input rate)."""
     from scipy import signal
 
-    spec = meta["preprocessing"]
-    sos = np.asarray(spec["sos"], dtype=np.float64).reshape(-1, 6)
+    sos = np.asarray(meta["preprocessing"]["sos"], dtype=np.float64).reshape(-1, 6)
     x = np.asarray(data, dtype=np.float64)
-    filtered, _ = signal.sosfilt(sos, x, axis=1, zi=signal.sosfilt_zi(sos)[:, None, :] * x[None, :, :1])
-    return filtered[:, :: spec["decim"]]
+    return signal.sosfilt(sos, x, axis=1, zi=signal.sosfilt_zi(sos)[:, None, :] * x[None, :, :1])[0]
+
+
+def offline_reference(meta, data: np.ndarray) -> np.ndarray:
+    """:func:`offline_filtered`, then every ``decim``-th sample from the first (the model's rate)."""
+    return offline_filtered(meta, data)[:, :: meta["preprocessing"]["decim"]]
 
 
 def assert_matches_offline(decisions, meta, data, model_path, start_index=0, atol=1e-4):
-    """Each logged decision's probabilities equal the model run on the reference window ending at its sample
-    (``start_index``: the stream sample where ``data`` begins)."""
-    offline = offline_reference(meta, data)
+    """Each logged decision's probabilities equal the model run on the reference window ending at its newest
+    sample: every ``decim``-th filtered sample counted back from it (``start_index``: the stream sample where
+    ``data`` begins)."""
+    filtered = offline_filtered(meta, data)
     session = ort.InferenceSession(str(model_path))
     decim, n_times, worst = meta["preprocessing"]["decim"], meta["window"]["n_times"], 0.0
     for row in decisions:
-        end = math.ceil((int(row["sample_index"]) - start_index) / decim)
-        window = apply_normalization(offline[:, end - n_times : end].astype(np.float32), meta["normalization"])
+        newest = int(row["sample_index"]) - start_index - 1
+        window = filtered[:, newest - (n_times - 1) * decim : newest + 1 : decim]
+        assert window.shape[1] == n_times
+        window = apply_normalization(window.astype(np.float32), meta["normalization"])
         expected = session.run(["probabilities"], {"signals": window[None]})[0][0]
         online = json.loads(row["probabilities"])
         worst = max(worst, max(abs(online[c] - p) for c, p in zip(meta["classes"], expected)))
