@@ -272,11 +272,6 @@ class CausalPreprocessor:
         self._zi = None  # set from the first sample of the next chunk
         self._phase = 0  # input samples seen, modulo decim
 
-    @property
-    def lag(self) -> int:
-        """Input samples after the newest output sample (0 without decimation)."""
-        return (self._phase - 1) % self.spec.decim
-
     def process(self, chunk: np.ndarray) -> np.ndarray:
         """Filter and decimate: the spec's output rate."""
         return self.decimate(self.filter(chunk))

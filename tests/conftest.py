@@ -1,6 +1,7 @@
 """Shared test set-up: offline tracking, headless plots, CPU-friendly threads, the shared real data."""
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,9 @@ import pytest
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# A shell's `cmd &` starts the tests with SIGINT ignored, and every process they start would inherit that, so
+# the Ctrl-C tests would fail; a handler (unlike "ignore") is reset to the default in a started process.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

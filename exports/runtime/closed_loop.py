@@ -1,8 +1,9 @@
 """A recording through the rig's own decision chain, as fast as the CPU goes, and what the hand did during it.
 
 :func:`decode_recording` feeds a recording (already in the model's channel order and units) through the pieces
-``bmi serve`` runs (:class:`datasets.dsp.CausalPreprocessor` chunk by chunk, the settling time, the
-normaliser, :class:`~exports.runtime.model.DecoderSession`, then :class:`~exports.runtime.smoothing.Smoother` or,
+``bmi serve`` runs (:class:`datasets.dsp.CausalPreprocessor` chunk by chunk, the settling time, the window of
+every ``decim``-th filtered sample ending at the newest one, the normaliser,
+:class:`~exports.runtime.model.DecoderSession`, then :class:`~exports.runtime.smoothing.Smoother` or,
 for a gated decoder, :class:`~exports.runtime.smoothing.GatedSmoother`), one decision per hop on the stream's
 sample clock, without the network, the wall clock or the stream checks (a recording has no stalls).
 :func:`score_commands` measures the commands against the session's cues: false movement commands per minute
@@ -63,26 +64,28 @@ def decode_recording(model_path: str | Path, data: np.ndarray, *, hop_ms: float 
         smoother = Smoother(classes, smoothing)
     pre, norm = CausalPreprocessor(spec), Normalizer(dict(meta["normalization"], alignment=None), None)
     hop = max(1, int(round(hop_ms / 1000 * spec.sfreq_in)))
-    n_times, settle = decoder.n_times, spec.settle_out
-    processed = []
-    have = 0  # settled output samples so far
+    decim = spec.decim
+    need, settle = decoder.n_times * decim, spec.settle_out * decim  # input samples, as the server counts them
+    filtered = []
+    have = 0  # filtered input samples so far
     t, commands, actions_out, probs_out, gates = [], [], [], [], []
     for start in range(0, data.shape[1] - hop + 1, hop):
-        out = pre.process(np.asarray(data[:, start : start + hop], dtype=np.float32)).astype(np.float32)
-        processed.append(out)
+        out = pre.filter(np.asarray(data[:, start : start + hop], dtype=np.float32)).astype(np.float32)
+        filtered.append(out)
         have += out.shape[1]
         end_in = start + hop
-        if have - settle < n_times:
+        if have - settle < need:
             continue
-        window = np.concatenate(processed, axis=1)[:, -n_times:] if len(processed) > 1 else processed[0][:, -n_times:]
-        processed = [window]  # keep only what the next window needs
+        recent = np.concatenate(filtered, axis=1)[:, -need:] if len(filtered) > 1 else filtered[0][:, -need:]
+        filtered = [recent]  # keep only what the next window needs
+        window = recent[:, decim - 1 :: decim]  # every decim-th sample up to the newest, as the server takes it
         probs = decoder.predict(norm(window))
         time_s = end_in / spec.sfreq_in
         if decoder.gated:
             command = smoother.update(probs, time_s, decoder.gate)[0]
         else:
             command = smoother.update(probs, time_s)[0]
-        t.append(time_s - pre.lag / spec.sfreq_in)
+        t.append(time_s)
         commands.append(command)
         actions_out.append(act[command])
         probs_out.append(probs)
