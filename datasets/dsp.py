@@ -3,8 +3,9 @@
 The training data and the real-time server both run :class:`CausalPreprocessor` built from the same
 :class:`PreprocessingSpec`: re-reference, IIR notch and band-pass as second-order sections applied
 forward only with their state carried from chunk to chunk, then integer decimation with its phase
-carried too. Processing a recording in one call or in any chunking gives the same samples, which is
-what makes offline/online parity exact. Zero-phase filtering exists for offline analysis only and the
+carried too. Processing a recording in one call or in any chunking gives the same samples (to
+float64 rounding: short chunks go through a matrix product, long ones through ``sosfilt``), which is what
+makes offline/online parity exact at the float32 the decoder sees. Zero-phase filtering exists for offline analysis only and the
 spec says so (``causal=False``); it cannot be run online.
 
 The filters start settled: at the first sample after a (re)start their state is the steady state for
@@ -254,7 +255,14 @@ class CausalPreprocessor:
     one call on the concatenated input. ``reset`` starts again: the next sample sets the filter state to
     its steady state (``sosfilt_zi`` scaled by that sample, per channel), so a constant offset passes
     without a transient; :attr:`PreprocessingSpec.settle_samples` says when the rest has died out.
+
+    Short chunks (the rig's few milliseconds) are filtered as one matrix product: the cascade is linear,
+    so (state, chunk) -> (output, next state) is a fixed matrix per chunk length, built once by running
+    ``sosfilt`` itself on unit states and unit impulses. That costs microseconds where a ``sosfilt`` call
+    costs a few hundred (its per-call overhead); long chunks (files, backlogs) go through ``sosfilt``.
     """
+
+    BLOCK_MAX = 64  # longest chunk filtered by matrix product (cost grows with its square)
 
     def __init__(self, spec: PreprocessingSpec):
         if not spec.causal:
@@ -266,10 +274,16 @@ class CausalPreprocessor:
         self._sos = np.asarray(spec.sos, dtype=np.float64).reshape(-1, 6)
         n = len(spec.ch_names)
         self._n_chans = n
+        self._n_state = 2 * self._sos.shape[0]
+        self._blocks: dict[int, np.ndarray] = {}  # chunk length -> its block matrix
+        b, a = self._sos[:, :3].sum(axis=1), self._sos[:, 3:].sum(axis=1)
+        dc_gain = float(np.prod(b / a))
+        self._dc_gain = dc_gain if abs(dc_gain) > 1e-9 else 0.0  # a band-pass or high-pass blocks DC
         self.reset()
 
     def reset(self) -> None:
-        self._zi = None  # set from the first sample of the next chunk
+        self._z = None  # filter state [n_chans, 2 x sections] of the input minus its offset
+        self._offset = None  # the first sample after the reset, per channel
         self._phase = 0  # input samples seen, modulo decim
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
@@ -281,14 +295,40 @@ class CausalPreprocessor:
         x = np.asarray(chunk, dtype=np.float64)
         if x.ndim != 2 or x.shape[0] != self._n_chans:
             raise ValueError(f"chunk must have shape [{self._n_chans}, n_samples], got {x.shape}.")
-        if x.shape[1] == 0:
+        n = x.shape[1]
+        if n == 0:
             return np.zeros((self._n_chans, 0))
         x = rereference(self.spec, x)
-        if self._sos.shape[0]:
-            if self._zi is None:  # steady state for the first sample held forever: no start-up transient
-                self._zi = signal.sosfilt_zi(self._sos)[:, None, :] * x[None, :, :1]
-            x, self._zi = signal.sosfilt(self._sos, x, axis=1, zi=self._zi)
-        return x
+        if not self._n_state:
+            return x
+        # Started at the steady state of the first sample c held forever: by linearity that is the filter of
+        # x - c started at rest, plus the DC gain times c. Filtering x - c keeps a DC offset (often thousands
+        # of times the signal) out of the state, where its rounding would swamp the signal.
+        if self._z is None:
+            self._z, self._offset = np.zeros((self._n_chans, self._n_state)), x[:, :1].copy()
+        x = x - self._offset
+        if n > self.BLOCK_MAX:
+            zi = self._z.reshape(self._n_chans, -1, 2).transpose(1, 0, 2)
+            y, zf = signal.sosfilt(self._sos, x, axis=1, zi=zi)
+            self._z = zf.transpose(1, 0, 2).reshape(self._n_chans, -1)
+        else:
+            out = np.concatenate([self._z, x], axis=1) @ self._block(n)  # [output | next state]
+            y, self._z = out[:, :n], out[:, n:]
+        return y + self._dc_gain * self._offset if self._dc_gain else y
+
+    def _block(self, n: int) -> np.ndarray:
+        """``[state | chunk] @ M = [output | next state]`` for chunks of ``n`` samples: the rows are the
+        cascade's response to each unit state (zero input) and to each unit impulse (zero state)."""
+        block = self._blocks.get(n)
+        if block is None:
+            s = self._n_state
+            probes = np.zeros((s + n, n))
+            probes[s:] = np.eye(n)
+            zi = np.zeros((s + n, s))
+            zi[:s] = np.eye(s)
+            y, zf = signal.sosfilt(self._sos, probes, axis=1, zi=zi.reshape(s + n, -1, 2).transpose(1, 0, 2))
+            block = self._blocks[n] = np.concatenate([y, zf.transpose(1, 0, 2).reshape(s + n, s)], axis=1)
+        return block
 
     def decimate(self, x: np.ndarray) -> np.ndarray:
         """Every ``decim``-th filtered sample, counted from the first one after the last reset."""
@@ -361,14 +401,21 @@ class Normalizer:
         self.mean = np.asarray(norm["mean"], dtype=np.float32)[:, None] if kind == "standardize" else None
         self.std = np.asarray(norm["std"], dtype=np.float32)[:, None] if kind == "standardize" else None
 
-    def __call__(self, windows: np.ndarray) -> np.ndarray:
-        """Normalise ``[..., n_chans, n_times]`` windows (float32)."""
+    def __call__(self, windows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Normalise ``[..., n_chans, n_times]`` windows (float32), into ``out`` when given (the rig's decoder
+        input: no allocation per window)."""
         x = np.asarray(windows, dtype=np.float32)
+        if out is None:
+            out = np.empty(x.shape, dtype=np.float32)
         if self.matrix is not None:
-            x = np.einsum("ij,...jt->...it", self.matrix, x).astype(np.float32)
+            np.einsum("ij,...jt->...it", self.matrix, x, out=out)
+            x = out
         if self.mean is not None:
-            x = (x - self.mean) / self.std
-        return x.astype(np.float32, copy=False)
+            np.subtract(x, self.mean, out=out)
+            np.divide(out, self.std, out=out)
+        elif x is not out:
+            np.copyto(out, x)
+        return out
 
 
 def apply_normalization(windows: np.ndarray, norm: dict[str, Any] | None, subject: str | None = None) -> np.ndarray:

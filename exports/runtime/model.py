@@ -42,9 +42,16 @@ class DecoderSession:
         for _ in range(warmup):  # first runs allocate and pick kernels; keep that off the first real window
             self.session.run(self._outputs, {"signals": self._input})
 
-    def predict(self, window: np.ndarray) -> np.ndarray:
-        """Class probabilities of one window (a gated decoder's gate probability goes to :attr:`gate`)."""
-        self._input[0] = window
+    @property
+    def window(self) -> np.ndarray:
+        """The input window ``[n_chans, n_times]`` (float32): write into it, then :meth:`predict` with no argument."""
+        return self._input[0]
+
+    def predict(self, window: np.ndarray | None = None) -> np.ndarray:
+        """Class probabilities of one window, or of :attr:`window` as written (a gated decoder's gate
+        probability goes to :attr:`gate`)."""
+        if window is not None:
+            self._input[0] = window
         out = self.session.run(self._outputs, {"signals": self._input})
         if self.gated:
             self.gate = float(out[1][0])

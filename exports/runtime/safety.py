@@ -59,11 +59,48 @@ def check_chunk(chunk: np.ndarray, cfg: SafetyConfig) -> str | None:
     return None
 
 
-def check_window(raw_window: np.ndarray, cfg: SafetyConfig) -> str | None:
-    """Problem with the newest raw samples (the last ``flat_ms``): a flat channel, or None."""
-    if raw_window.shape[1] > 1 and (np.ptp(raw_window, axis=1) <= cfg.flat_threshold).any():
-        return "flat"
-    return None
+class FlatDetector:
+    """A flat channel (a stuck amplifier, a lost electrode): peak-to-peak at most ``threshold`` over
+    ``flat_samples``, watched as each chunk arrives so that a decision costs nothing.
+
+    The stream is cut into blocks of a quarter of ``flat_samples`` whose minimum and maximum are kept; each
+    time a block completes, the newest whole blocks that fit in ``flat_samples`` are checked together. A
+    flat stretch is caught once it is ``flat_samples`` plus one block long, wherever it starts.
+    """
+
+    def __init__(self, n_chans: int, flat_samples: int, threshold: float):
+        self.block = max(1, flat_samples // 4)
+        self.blocks = flat_samples // self.block  # blocks per checked stretch (at most flat_samples long)
+        self.threshold = threshold
+        self._lo = np.zeros((self.blocks, n_chans))
+        self._hi = np.zeros((self.blocks, n_chans))
+        self.reset()
+
+    def reset(self) -> None:
+        self._whole = 0  # whole blocks held (at most self.blocks)
+        self._fill = 0  # samples in the block being filled
+        self._slot = 0  # the slot of the block being filled
+
+    def add(self, chunk: np.ndarray) -> bool:
+        """Feed raw samples ``[n_chans, n]``; True when a flat stretch completed within them."""
+        samples = np.ascontiguousarray(chunk.T)  # [n, n_chans]: numpy reduces fast over the outer axis
+        flat, i, n = False, 0, len(samples)
+        while i < n:
+            part = samples[i : i + self.block - self._fill]
+            lo, hi, k = part.min(axis=0), part.max(axis=0), self._slot
+            if self._fill:
+                np.minimum(self._lo[k], lo, out=self._lo[k])
+                np.maximum(self._hi[k], hi, out=self._hi[k])
+            else:
+                self._lo[k], self._hi[k] = lo, hi
+            self._fill += len(part)
+            i += len(part)
+            if self._fill == self.block:
+                self._fill, self._slot = 0, (k + 1) % self.blocks
+                self._whole = min(self.blocks, self._whole + 1)
+                if self._whole == self.blocks:
+                    flat |= bool((self._hi.max(axis=0) - self._lo.min(axis=0) <= self.threshold).any())
+        return flat
 
 
 class AmplitudeCheck:
@@ -114,26 +151,48 @@ class JumpDetector:
     """A step in the raw signal (an electrode pop, a DC jump): a sample-to-sample change far beyond the
     channel's running typical change. Caught at the first hop that holds it, before the band-pass rings.
 
-    On the PhysioNet S001 recordings the largest change within a hop is 35 times the running mean change
-    (runs 3-13), so the default ratio of 100 leaves a margin of about three; a 1 mV step on EEG is several
-    hundred times the mean change.
+    Chunks are added as they arrive (the largest and the summed change per channel); :meth:`check` at each
+    hop compares the largest change since the last check with ``ratio`` x the running mean change, then
+    updates that mean with the hop's. On the PhysioNet S001 recordings the largest change within a hop is
+    35 times the running mean change (runs 3-13), so the default ratio of 100 leaves a margin of about
+    three; a 1 mV step on EEG is several hundred times the mean change.
     """
 
     def __init__(self, ratio: float, alpha: float = 0.05):
         self.ratio, self.alpha = ratio, alpha
-        self.scale: np.ndarray | None = None
+        self.reset()
 
     def reset(self) -> None:
-        self.scale = None
+        self.scale: np.ndarray | None = None
+        self._last: np.ndarray | None = None  # the previous sample (none after a reset)
+        self._sum: np.ndarray | float = 0.0
+        self._max: np.ndarray | float = 0.0
+        self._n = 0
 
-    def check(self, recent: np.ndarray) -> bool:
-        """``recent``: the newest raw samples ``[n_chans, n]`` (one hop and the sample before it)."""
-        change = np.abs(np.diff(recent, axis=1))
-        mean = change.mean(axis=1)
+    def add(self, chunk: np.ndarray) -> None:
+        """Feed raw samples ``[n_chans, n]``."""
+        if not chunk.shape[1]:
+            return
+        samples = chunk.T if self._last is None else np.concatenate([self._last, chunk.T])  # [n, n_chans]
+        samples = np.ascontiguousarray(samples)  # numpy reduces fast over the outer axis
+        self._last = samples[-1:].copy()
+        if len(samples) < 2:
+            return
+        change = np.abs(np.diff(samples, axis=0))
+        self._sum = self._sum + change.sum(axis=0, dtype=np.float64)
+        self._max = np.maximum(self._max, change.max(axis=0))
+        self._n += len(change)
+
+    def check(self) -> bool:
+        """True when a change since the last check is a jump."""
+        if not self._n:
+            return False
+        mean, peak = self._sum / self._n, self._max
+        self._sum, self._max, self._n = 0.0, 0.0, 0
         if self.scale is None:
             self.scale = mean
             return False
-        if (change.max(axis=1) > self.ratio * np.maximum(self.scale, 1e-30)).any():
+        if (peak > self.ratio * np.maximum(self.scale, 1e-30)).any():
             return True
         self.scale += self.alpha * (mean - self.scale)
         return False

@@ -45,12 +45,12 @@ from datasets.dsp import CausalPreprocessor, Normalizer, PreprocessingSpec
 
 from .actions import SAFE_ACTION, level_classes, plan_actions
 from .alignment import choose_alignment, estimate_alignment, save_alignment
-from .buffer import RingBuffer
+from .buffer import PhaseRings, RingBuffer
 from .inputs import open_input
 from .layout import Layout, StreamDescription, StreamMismatch, plan_layout
 from .model import DecoderSession
 from .outputs import OutputSet, encode
-from .safety import AmplitudeCheck, JumpDetector, SafetyConfig, SafetyState, check_chunk, check_window
+from .safety import AmplitudeCheck, FlatDetector, JumpDetector, SafetyConfig, SafetyState, check_chunk
 from .session_log import SessionLog
 from .sham import ShamDecoder
 from .smoothing import GateConfig, GatedSmoother, SmoothingConfig, Smoother
@@ -156,17 +156,21 @@ class Server:
         decim = self.spec.decim
         self.hop_in = max(1, int(round(cfg.hop_ms / 1000 * self.spec.sfreq_in)))
         self.flat_samples = max(2, int(round(cfg.safety.flat_ms / 1000 * self.spec.sfreq_in)))
+        # the raw checks run on each chunk as it arrives; a decision only reads what they found
+        self.flat = FlatDetector(len(self.spec.ch_names), self.flat_samples, cfg.safety.flat_threshold)
         self.jumps = JumpDetector(cfg.jump_ratio) if cfg.jump_ratio else None
+        self._flat_seen = False
         rms = np.asarray(self.norm["rms"], dtype=np.float32)
         self._artifact_limit = np.where(rms > 0, cfg.artifact_ratio * rms, np.inf).astype(np.float32)[:, None] \
             if cfg.artifact_ratio else None
+        self._window_span = (self.n_times - 1) * decim  # input samples from a window's first to its last
+        self._since_artifact = np.inf  # filtered samples after the newest one above the artifact limit
         self.amplitude = AmplitudeCheck(self.norm["rms"], self.spec.ch_names,
                                         int(cfg.check_seconds * self.spec.sfreq_out), cfg.max_amplitude_ratio)
         self.sham = ShamDecoder(self.classes, cfg.hop_ms / 1000, cfg.sham_source, seed=cfg.sham_seed,
                                 level_pair=cfg.level_classes) if cfg.sham else None
-        self.raw_ring = RingBuffer(len(self.spec.ch_names), self.n_times * decim)
-        self.proc_ring = RingBuffer(len(self.spec.ch_names), self.n_times * decim)  # filtered, at the input rate
-        self._window = np.empty((len(self.spec.ch_names), self.n_times), dtype=np.float32)
+        self.raw_ring = RingBuffer(len(self.spec.ch_names), self.flat_samples)  # the console's channel view
+        self.proc_ring = PhaseRings(len(self.spec.ch_names), self.n_times, decim)  # filtered; the window is a view
         self.state = SafetyState()
         self.seq = 0
         self.samples_total = 0
@@ -177,7 +181,6 @@ class Server:
         self.decisions = 0
         self.clock_ahead_max = 0.0
         self._since_hop = 0  # samples since the last decision point
-        self._unchecked = 0  # samples the jump detector has not seen yet
         self.superseded_hops = 0  # hop points merged into a later decision (several hops in one chunk)
         self._settle_left = self.spec.settle_out * decim  # input samples; whole decimation steps
         self._running = True
@@ -261,11 +264,14 @@ class Server:
         self.pre.reset()
         self.raw_ring.clear()
         self.proc_ring.clear()
-        self._since_hop = self._unchecked = 0
+        self._since_hop = 0
         self._settle_left = self.spec.settle_out * self.spec.decim
         self.smoother.reset()
+        self.flat.reset()
+        self._flat_seen = False
         if self.jumps is not None:
             self.jumps.reset()
+        self._since_artifact = np.inf
 
     # -- messages --------------------------------------------------------------------------------------------
     def _emit(self, msg: dict[str, Any]) -> None:
@@ -297,7 +303,7 @@ class Server:
         """Why the newest window may not be decoded yet (other than its age), or None."""
         if self.amplitude.failures and not self.amplitude.passed:
             return "amplitude"
-        if self._settle_left or self.proc_ring.count < self.proc_ring.capacity:
+        if self._settle_left or self.proc_ring.count < self.n_times:
             return "settling"
         if not self.amplitude.passed:
             return "checking_amplitude"
@@ -306,16 +312,12 @@ class Server:
         return None
 
     def _restart_reason(self) -> str | None:
-        """Raw data since the last check that make the filter state worthless: start again, as after a dropout."""
-        new, self._unchecked = min(self._unchecked, self.raw_ring.count - 1), 0
-        if new <= 0:
-            return None
-        span = min(self.raw_ring.count, new + self.flat_samples - 1)  # every flat-ms stretch that ends in the new data
-        recent = self.raw_ring.latest(span)
-        for end in range(span, self.flat_samples - 1, -max(1, self.flat_samples // 4)):
-            if check_window(recent[:, end - self.flat_samples : end], self.cfg.safety):
-                return "flat"  # a stuck amplifier or a lost electrode
-        if self.jumps is not None and self.jumps.check(self.raw_ring.latest(new + 1)):
+        """Raw data since the last hop that make the filter state worthless: start again, as after a dropout."""
+        flat, self._flat_seen = self._flat_seen, False
+        jump = self.jumps is not None and self.jumps.check()
+        if flat:
+            return "flat"  # a stuck amplifier or a lost electrode
+        if jump:
             return "jump"  # restarted filters settle at the new level instead of ringing for a second
         return None
 
@@ -335,18 +337,15 @@ class Server:
         reason = self._withheld_reason()
         if reason is None and (self.source.clock() - t_window_end) * 1000 > self.cfg.max_age_ms:
             reason = "late"  # a backlog: filtered (state kept) but never decoded
-        proc = None
-        if reason is None:  # every decim-th filtered sample up to the newest, gathered into one reused array
-            proc = self._window
-            np.copyto(proc, self.proc_ring.latest(self.proc_ring.capacity)[:, self.spec.decim - 1 :: self.spec.decim])
-        if proc is not None and self._artifact_limit is not None and (np.abs(proc) > self._artifact_limit).any():
+        if reason is None and self._since_artifact <= self._window_span:
             reason = "artifact"
         if reason is not None:
             self.withheld[reason] += 1
             self._enter_safe(reason)
             return
-        window = self.normalizer(proc)
-        probs = self.decoder.predict(window)
+        # every decim-th filtered sample up to the newest (a view), normalised straight into the decoder's input
+        self.normalizer(self.proc_ring.latest(self.n_times), out=self.decoder.window)
+        probs = self.decoder.predict()
         gate = self.decoder.gate
         if self.sham is not None:  # the decoder still runs, so timing is identical; its output is not used
             fake = self.sham.next()
@@ -383,6 +382,16 @@ class Server:
         if self.gated:
             msg["gate"] = round(float(gate), 6)
         self._emit(msg)
+
+    def _watch_artifacts(self, out: np.ndarray) -> None:
+        """Track the newest filtered sample above the artifact limit (a window holding it is not decoded)."""
+        if self._artifact_limit is None:
+            return
+        over = np.abs(out) > self._artifact_limit
+        if over.any():
+            self._since_artifact = out.shape[1] - 1 - np.flatnonzero(over.any(axis=0))[-1]
+        else:
+            self._since_artifact += out.shape[1]
 
     def _settled(self, out: np.ndarray) -> np.ndarray:
         """Drop the filters' settling samples (input rate) after a (re)start."""
@@ -428,12 +437,15 @@ class Server:
             return
         n = chunk.shape[1]
         self.raw_ring.append(chunk)
+        self._flat_seen |= self.flat.add(chunk)
+        if self.jumps is not None:
+            self.jumps.add(chunk)
         out = self._settled(self.pre.filter(chunk).astype(np.float32))
         if out.shape[1]:
             self.proc_ring.append(out)
+            self._watch_artifacts(out)
             self._calibrate(self.pre.decimate(out))
         self.samples_total += n
-        self._unchecked += n
         self._since_hop += n
         if self._since_hop >= self.hop_in:  # decide once, on the newest window: older hops in this chunk are superseded
             self.superseded_hops += self._since_hop // self.hop_in - 1

@@ -108,7 +108,7 @@ class ConsoleLink:
         s = self.server
         if not s.proc_ring.count:
             return None
-        window = s.proc_ring.latest(s.proc_ring.count)[:, :: s.spec.decim]  # the model's rate is enough for an RMS
+        window = s.proc_ring.latest(s.proc_ring.count)  # at the model's rate
         rms = np.sqrt(np.mean(np.square(window, dtype=np.float64), axis=1))
         train = np.asarray(s.norm["rms"], dtype=np.float64)
         ratio = np.where(train > 0, rms / np.where(train > 0, train, 1), 1.0)

@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exports.runtime.buffer import RingBuffer
+from exports.runtime.buffer import PhaseRings, RingBuffer
 from exports.runtime.protocol import HEADER, FrameParser, ProtocolError, encode_data, encode_hello
-from exports.runtime.safety import SafetyConfig, check_chunk, check_window
+from exports.runtime.safety import FlatDetector, JumpDetector, SafetyConfig, check_chunk
 from exports.runtime.smoothing import SmoothingConfig, Smoother
 
 
@@ -90,8 +90,68 @@ def test_safety_checks():
     assert check_chunk(np.array([[0.1, np.nan]]), cfg) == "nonfinite"
     assert check_chunk(np.array([[0.1, 1.5]]), cfg) == "saturated"
     assert check_chunk(np.array([[0.1, 0.2]]), cfg) is None
-    assert check_window(np.array([[1.0, 2.0], [3.0, 3.0]]), cfg) == "flat"
-    assert check_window(np.array([[1.0, 2.0], [3.0, 3.5]]), cfg) is None
+
+
+def feed_in_chunks(detector, data, sizes):
+    """Per chunk: whether the detector found a flat stretch in it."""
+    found, i = [], 0
+    for n in sizes:
+        found.append(detector.add(data[:, i : i + n]))
+        i += n
+    return found
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.05])
+def test_a_flat_stretch_is_caught_within_one_block_of_its_length_in_any_chunking(threshold):
+    """Against a brute-force reference: every stretch of flat_samples (100) ending at each sample. Noise stays
+    above the threshold; one channel is stuck (or within the threshold) from sample 1037 on. The detector
+    must stay silent before the stretch is 100 samples long and fire before it is 125 (one block) long."""
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((3, 1400)).astype(np.float32)
+    data[1, 1037:] = 0.7 + threshold * 0.9 * rng.random(363)
+    ptp_ok = lambda end: (np.ptp(data[:, end - 100 : end], axis=1) <= threshold).any()  # noqa: E731
+    first_flat_end = next(e for e in range(100, 1401) if ptp_ok(e))
+    assert first_flat_end == 1137
+    for sizes in ([10] * 140, [1] * 1400, [7, 93, 250, 1, 49] * 4 + [400], [1400]):
+        found = feed_in_chunks(FlatDetector(3, 100, threshold), data, sizes)
+        ends = np.cumsum(sizes)
+        fired_at = ends[found.index(True)]
+        assert first_flat_end <= fired_at, sizes
+        assert fired_at < first_flat_end + 25 + max(sizes), sizes  # within one block (plus the chunk it ends in)
+    assert not any(feed_in_chunks(FlatDetector(3, 100, threshold), data[:, :1100], [10] * 110))
+
+
+def test_a_raw_step_is_a_jump_in_any_chunking_and_real_noise_is_not():
+    rng = np.random.default_rng(1)
+    data = rng.standard_normal((2, 3000)).astype(np.float32)
+    stepped = data.copy()
+    stepped[0, 2020:] += 500.0  # a 500-sigma DC step
+    for sizes in ([10] * 300, [3, 17, 30] * 100):
+        for signal, want in ((data, False), (stepped, True)):
+            jumps, fired, checked_at, i, since_hop = JumpDetector(100.0), [], [], 0, 0
+            for n in sizes:
+                jumps.add(signal[:, i : i + n])
+                i, since_hop = i + n, since_hop + n
+                if since_hop >= 50:  # a hop
+                    since_hop = 0
+                    fired.append(jumps.check())
+                    checked_at.append(i)
+            assert sum(fired) == int(want), (sizes, want)
+            if want:  # at the first hop that holds the step
+                assert checked_at[fired.index(True)] == min(p for p in checked_at if p > 2020)
+
+
+def test_phase_rings_hold_every_decim_th_sample_ending_at_the_newest():
+    stream = np.arange(3 * 200, dtype=np.float32).reshape(3, 200)
+    rings, i = PhaseRings(3, 10, 4), 0
+    for n in (1, 2, 3, 5, 8, 13, 21, 34, 50, 63):
+        rings.append(stream[:, i : i + n])
+        i += n
+        if rings.count >= 10:
+            np.testing.assert_array_equal(rings.latest(10), stream[:, :i][:, ::-1][:, ::4][:, :10][:, ::-1])
+    assert i == 200 and rings.count == 10
+    rings.clear()
+    assert rings.count == 0
 
 
 def test_units_are_read_in_every_spelling_and_other_quantities_refused():
