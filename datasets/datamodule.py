@@ -323,6 +323,11 @@ class EpochsDataModule(pl.LightningDataModule):
         X = self._tensors[stage][0]
         return X[..., -self.crop_samples :] if self.crop_samples else X
 
+    def model_labels(self, stage: str) -> torch.Tensor:
+        """A split's class indices, in the order of :meth:`model_windows`."""
+        self.setup()
+        return self._tensors[stage][1]
+
     # -- loaders ----------------------------------------------------------------------------------------
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
         self.setup()

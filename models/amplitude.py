@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -77,9 +79,10 @@ class AmplitudeNet(Decoder):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(n_filters * (n_bins + int(self.log_variance)), n_outputs)
         self.register_buffer("whitening", torch.eye(n_chans))
+        self._folded = False  # the whitening already in the spatial filters (inference_module)
 
     @torch.no_grad()
-    def fit_data(self, X: torch.Tensor) -> None:
+    def fit_data(self, X: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """Set the whitening matrix from the training windows ``[n, n_chans, n_times]`` (nothing if ``whiten`` is off)."""
         if not self.whiten or len(X) == 0:
             return
@@ -94,7 +97,7 @@ class AmplitudeNet(Decoder):
         """Mean amplitude per filter and bin (then log variances): ``[batch, n_filters * (n_bins [+ 1])]``."""
         if self.demean:
             x = x - x.mean(dim=-1, keepdim=True)
-        z = self.spatial(torch.einsum("dc,bct->bdt", self.whitening, x))  # [B, F, T]
+        z = self.spatial(x if self._folded else torch.einsum("dc,bct->bdt", self.whitening, x))  # [B, F, T]
         used = z[..., z.shape[-1] - self.n_bins * self.bin_len :]
         bins = used.reshape(z.shape[0], z.shape[1], self.n_bins, self.bin_len).mean(dim=-1).flatten(1)
         if not self.log_variance:
@@ -105,3 +108,16 @@ class AmplitudeNet(Decoder):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(self.features(x)))
+
+    def inference_module(self) -> nn.Module:
+        """The same function (eval mode) with the whitening folded into the spatial filters: one
+        ``n_filters x n_chans`` mix instead of a ``n_chans x n_chans`` one before it (the channel mix commutes
+        with the per-channel steps before the spatial filters). At 306 channels about 20x fewer multiply-adds."""
+        fast = copy.deepcopy(self).eval()
+        with torch.no_grad():
+            weight = fast.spatial.weight  # [F, C, 1], or [bands * F, 1, C, 1] for the filter bank
+            flat = weight.reshape(weight.shape[0], -1)
+            weight.copy_((flat.double() @ fast.whitening.double()).float().reshape(weight.shape))  # one rounding
+            fast.whitening.copy_(torch.eye(len(fast.whitening)))
+        fast._folded = True
+        return fast

@@ -137,9 +137,9 @@ class BandStack(Decoder):
         return nn.functional.conv1d(x, self.fir, groups=x.shape[1])
 
     @torch.no_grad()
-    def fit_data(self, X: torch.Tensor) -> None:
+    def fit_data(self, X: torch.Tensor, y: torch.Tensor | None = None) -> None:
         if hasattr(self.decoder, "fit_data"):
-            self.decoder.fit_data(self.stack(X))
+            self.decoder.fit_data(self.stack(X), y)
 
     def apply_constraints(self) -> None:
         if hasattr(self.decoder, "apply_constraints"):

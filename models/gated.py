@@ -165,11 +165,15 @@ class GatedDecoder(Decoder):
         return out
 
     @torch.no_grad()
-    def fit_data(self, X: torch.Tensor) -> None:
-        """Each stage's data-dependent set-up (e.g. logvar's whitening) on the training windows."""
-        for member in self._members():
-            if hasattr(member, "fit_data"):
-                member.fit_data(X)
+    def fit_data(self, X: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        """Each stage's data-dependent set-up (e.g. logvar's whitening) on the training windows, with labels
+        as the stage sees them: the gate's output positions (when its units are the classes), the type
+        decoder's movement classes (-1 for rest windows, which it never learns from)."""
+        pos = None if y is None else self.order[y]
+        if hasattr(self.gate, "fit_data"):
+            self.gate.fit_data(X, pos if self.tied else None)
+        if self.type_decoder is not None and hasattr(self.type_decoder, "fit_data"):
+            self.type_decoder.fit_data(X, None if pos is None else pos - 1)
 
     def apply_constraints(self) -> None:
         for member in self._members():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -46,6 +48,9 @@ class LogVarNet(Decoder):
         Dropout on the log-variance features.
     whiten : bool
         Learn the spatial filters on whitened channels (:meth:`fit_data`).
+    init : {"random", "csp"}
+        ``csp``: :meth:`fit_data` also sets the spatial filters by CSP and the linear layer by a shrinkage LDA
+        on the training windows, so training starts from the classical pipeline's solution and refines it.
 
     References
     ----------
@@ -63,7 +68,7 @@ class LogVarNet(Decoder):
     default_augment = {"ft_surrogate": 0.5, "scale": 0.2}
 
     def __init__(self, n_chans=None, n_times=None, n_outputs=None, sfreq=None, n_filters=16, n_bands=1,
-                 kernel_seconds=0.25, n_segments=1, dropout=0.25, whiten=True, *, ch_names=None,
+                 kernel_seconds=0.25, n_segments=1, dropout=0.25, whiten=True, init="random", *, ch_names=None,
                  input_window_seconds=None):
         super().__init__(n_chans, n_times, n_outputs, sfreq, ch_names=ch_names,
                          input_window_seconds=input_window_seconds)
@@ -75,7 +80,11 @@ class LogVarNet(Decoder):
             raise ValueError(f"'dropout' ({dropout!r}) must be in [0, 1).")
         if n_times < 2 * n_segments:
             raise ValueError(f"'n_times' ({n_times}) is too short for {n_segments} segments of at least 2 samples.")
-        self.n_bands, self.n_segments = n_bands, n_segments
+        if init not in ("random", "csp"):
+            raise ValueError(f"'init' ({init!r}) must be 'random' or 'csp'.")
+        if init == "csp" and n_bands > 1:
+            raise ValueError("'init: csp' sets the spatial filters of the input's band: it needs 'n_bands: 1'.")
+        self.n_bands, self.n_segments, self.init = n_bands, n_segments, init
         if n_bands > 1:
             kern = max(2, int(round(kernel_seconds * self.sfreq)))
             self.temporal = nn.Conv2d(1, n_bands, (1, kern), padding=(0, kern // 2), bias=False)
@@ -87,22 +96,61 @@ class LogVarNet(Decoder):
         self.classifier = nn.Linear(n_bands * n_filters * n_segments, n_outputs)
         self.whiten = whiten
         self.register_buffer("whitening", torch.eye(n_chans))
+        self._folded = False  # the whitening already in the spatial filters (inference_module)
 
     @torch.no_grad()
-    def fit_data(self, X: torch.Tensor) -> None:
-        """Set the whitening matrix from the training windows ``[n, n_chans, n_times]`` (nothing if ``whiten`` is off)."""
-        if not self.whiten or len(X) == 0:
+    def fit_data(self, X: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        """Data-dependent set-up from the training windows ``[n, n_chans, n_times]`` and their labels: the
+        whitening matrix (``whiten``), then with ``init: csp`` and labels, CSP filters and an LDA classifier."""
+        if len(X) == 0:
             return
-        X = X.double()
-        X = X - X.mean(dim=-1, keepdim=True)
-        cov = torch.einsum("nct,ndt->cd", X, X) / (X.shape[0] * X.shape[2])
-        cov = cov + 1e-6 * torch.trace(cov) / len(cov) * torch.eye(len(cov), dtype=cov.dtype)  # rank-deficient data
-        evals, evecs = torch.linalg.eigh(cov)
-        self.whitening.copy_((evecs @ torch.diag(evals.clamp_min(1e-12) ** -0.5) @ evecs.T).float())
+        if self.whiten:
+            Xc = X.double() - X.double().mean(dim=-1, keepdim=True)
+            cov = torch.einsum("nct,ndt->cd", Xc, Xc) / (Xc.shape[0] * Xc.shape[2])
+            cov = cov + 1e-6 * torch.trace(cov) / len(cov) * torch.eye(len(cov), dtype=cov.dtype)  # rank-deficient
+            evals, evecs = torch.linalg.eigh(cov)
+            self.whitening.copy_((evecs @ torch.diag(evals.clamp_min(1e-12) ** -0.5) @ evecs.T).float())
+        if self.init == "csp" and y is not None and (y >= 0).any():  # label -1: a window this stage does not learn
+            self._init_csp_lda(X[y >= 0], y[y >= 0])
+
+    def _init_csp_lda(self, X: torch.Tensor, y: torch.Tensor) -> None:
+        """Start where CSP + LDA ends: per class, the spatial filters along which that class has the most power
+        relative to the mean over classes (one-vs-rest CSP on the whitened, trace-normalised covariances; two
+        classes: the two ends of the CSP spectrum), then a shrinkage LDA on the resulting log-variance features
+        as the linear layer (Blankertz et al. 2008; Lotte & Guan 2011, doi:10.1109/TBME.2010.2082539)."""
+        Z = torch.einsum("dc,bct->bdt", self.whitening, X.float()).double()
+        Z = Z - Z.mean(dim=-1, keepdim=True)
+        covs = torch.einsum("nct,ndt->ncd", Z, Z)
+        covs = covs / covs.diagonal(dim1=1, dim2=2).sum(-1)[:, None, None]
+        classes = [int(k) for k in torch.unique(y)]
+        means = {k: covs[y == k].mean(0) for k in classes}
+        overall = torch.stack(list(means.values())).mean(0)
+        n_filters = self.spatial.weight.shape[0]
+        per_class = -(-n_filters // len(classes))
+        filters = []
+        for k in classes:
+            _, vecs = torch.linalg.eigh(means[k] - overall)  # ascending: the last ones favour class k
+            filters.append(vecs[:, -per_class:].T.flip(0))
+        filters = torch.stack(filters, 1).reshape(-1, Z.shape[1])[:n_filters]  # interleaved: class 0, 1, ... best first
+        self.spatial.weight.copy_(filters.float()[:, :, None])
+        F = self.features(X.float()).double()
+        mu = torch.stack([F[y == k].mean(0) for k in classes])
+        within = torch.cat([F[y == k] - mu[i] for i, k in enumerate(classes)])
+        S = within.T @ within / max(1, len(F) - len(classes))
+        S = 0.9 * S + 0.1 * torch.trace(S) / len(S) * torch.eye(len(S), dtype=S.dtype)  # shrinkage
+        W = torch.linalg.solve(S, mu.T).T  # [classes, features]
+        prior = torch.tensor([float((y == k).float().mean()) for k in classes], dtype=S.dtype)
+        bias = -0.5 * (W * mu).sum(1) + prior.log()
+        self.classifier.weight.zero_()
+        self.classifier.bias.fill_(float(bias.min()) - 10.0)  # a class absent from the training data: unlikely
+        for i, k in enumerate(classes):
+            self.classifier.weight[k] = W[i].float()
+            self.classifier.bias[k] = bias[i].float()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Log variance of every spatial filter (per band and segment): ``[batch, n_bands * n_filters * n_segments]``."""
-        x = torch.einsum("dc,bct->bdt", self.whitening, x)
+        if not self._folded:
+            x = torch.einsum("dc,bct->bdt", self.whitening, x)
         if self.temporal is None:
             z = self.spatial(x)  # [B, F, T]
         else:
@@ -115,3 +163,16 @@ class LogVarNet(Decoder):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(self.features(x)))
+
+    def inference_module(self) -> nn.Module:
+        """The same function (eval mode) with the whitening folded into the spatial filters: one
+        ``n_filters x n_chans`` mix instead of a ``n_chans x n_chans`` one before it (the channel mix commutes
+        with the per-channel steps before the spatial filters). At 306 channels about 20x fewer multiply-adds."""
+        fast = copy.deepcopy(self).eval()
+        with torch.no_grad():
+            weight = fast.spatial.weight  # [F, C, 1], or [bands * F, 1, C, 1] for the filter bank
+            flat = weight.reshape(weight.shape[0], -1)
+            weight.copy_((flat.double() @ fast.whitening.double()).float().reshape(weight.shape))  # one rounding
+            fast.whitening.copy_(torch.eye(len(fast.whitening)))
+        fast._folded = True
+        return fast

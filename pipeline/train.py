@@ -172,8 +172,8 @@ def build_network(run: Run, dm):
         return net
     net = models.build(cfg.model.name, n_chans=dm.n_chans, n_times=dm.n_times, n_outputs=len(dm.classes),
                        sfreq=dm.sfreq, **cfg.model.params)
-    if hasattr(net, "fit_data") and run.resume_from is None:  # data-dependent set-up (logvar's whitening)
-        net.fit_data(dm.model_windows("train"))
+    if hasattr(net, "fit_data") and run.resume_from is None:  # data-dependent set-up (logvar's whitening, CSP init)
+        net.fit_data(dm.model_windows("train"), dm.model_labels("train"))
     return net
 
 

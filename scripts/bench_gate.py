@@ -20,8 +20,9 @@ desynchronisation and slow movement-related potentials; runs 1-2 train, run 3 is
 fist, real movement runs 3 and 7 train, run 11 is streamed; left -> open, right -> grasp). Bands: ``mu_beta``
 (causal 8-30 Hz), ``wide`` (causal low-pass 30 Hz: slow fields and rhythms in one input) and ``slow`` (the
 slow-field preset: causal low-pass 5 Hz, decimated to >= 20 Hz; not in the default run). Beside ``flat`` and
-``gated`` (log-variance stages), ``--models`` takes ``two_branch``, ``amplitude``, ``gated_amplitude`` and
-``slow_gate`` (slow-field amplitude stages, ``models/amplitude.py``; see ``MODELS``).
+``gated`` (log-variance stages), ``--models`` takes ``flat_csp`` and ``gated_csp`` (the same, started from CSP +
+LDA), ``two_branch``, ``amplitude``, ``gated_amplitude`` and ``slow_gate`` (slow-field amplitude stages,
+``models/amplitude.py``; see ``MODELS``).
 
     nice -n 10 .venv/bin/python scripts/bench_gate.py [--quick] [--datasets synthetic_eeg,s001]
         [--bands mu_beta,wide] [--models flat,gated] [--seeds 0] [--out bench_results/gate.json]
@@ -53,6 +54,10 @@ MODELS = {
     # mu/beta stacked as channels, the type decoder mu/beta, both cut from the one broadband input (models/bands.py)
     "two_branch": {"name": "gated", "params": {"gate": {"name": "bands", "bands": [[None, 5.0], [8.0, 30.0]]},
                                                "type": {"name": "bands", "bands": [[8.0, 30.0]]}}},
+    # log-variance stages started from CSP + LDA on the training windows (init: csp)
+    "flat_csp": {"name": "logvar", "params": {"init": "csp"}},
+    "gated_csp": {"name": "gated", "params": {"gate": {"name": "logvar", "init": "csp"},
+                                              "type": {"name": "logvar", "init": "csp"}}},
     # slow-field amplitude (models/amplitude.py), the reference system's features: flat and gated on the slow band
     "amplitude": {"name": "amplitude", "params": {}},
     "gated_amplitude": {"name": "gated", "params": {"gate": {"name": "amplitude"}, "type": {"name": "amplitude"}}},

@@ -46,6 +46,30 @@ def test_onnxruntime_matches_torch_and_report_is_written(exported, trained_run):
     np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-5)
 
 
+def test_parity_tolerance_follows_the_logits_scale(tmp_path):
+    """float32 rounding grows with the values: logits in the hundreds (a decoder started from LDA) are held to
+    1e-4 of their scale, and a file holding another decoder fails however large the logits."""
+    import models
+    from exports.onnx import check_parity
+    from exports.torch_export import export_onnx
+
+    def big(seed):
+        torch.manual_seed(seed)
+        net = models.build("logvar", n_chans=8, n_times=100, n_outputs=2, sfreq=100.0).eval()
+        with torch.no_grad():
+            net.classifier.weight.mul_(1000.0)
+        return net
+
+    net = big(0)
+    path = export_onnx(net, 8, 100, tmp_path / "big.onnx")
+    X = np.random.default_rng(0).standard_normal((64, 8, 100)).astype(np.float32)
+    parity = check_parity(net, path, X)
+    with torch.no_grad():
+        scale = float(net(torch.from_numpy(X)).abs().max())
+    assert scale > 10 and parity["tolerance"] == pytest.approx(1e-4 * scale) and parity["passed"], parity
+    assert not check_parity(big(1), path, X)["passed"]
+
+
 def test_failed_parity_leaves_no_file(trained_run, tmp_path, monkeypatch):
     import exports.onnx as onnx_mod
 

@@ -127,3 +127,27 @@ def test_later_pools_fit_and_are_the_papers_where_that_fits(kernel):
         for p in alternative:
             n_alt = (n_alt - kernel + 1) // p if n_alt - kernel + 1 > 0 else 0
         assert n_alt < 1  # adapts only where the paper's layout does not fit
+
+
+@pytest.mark.parametrize("name, params", [("logvar", {}), ("logvar", {"n_bands": 3, "n_segments": 2}),
+                                          ("amplitude", {"log_variance": True})],
+                         ids=["logvar", "logvar_filter_bank", "amplitude"])
+def test_whitening_folded_into_the_spatial_filters_keeps_the_function(name, params, tmp_path):
+    """With a whitening fitted to correlated data (an identity one would hide a folding mistake), the exported
+    graph mixes the channels once (n_filters x n_chans) and gives the trained module's logits."""
+    n_chans, n_times = 30, 125
+    torch.manual_seed(4)
+    net = models.build(name, n_chans=n_chans, n_times=n_times, n_outputs=3, sfreq=250.0, **params)
+    X = torch.einsum("dc,bct->bdt", torch.randn(n_chans, n_chans), torch.randn(60, n_chans, n_times)) + 2.0
+    net.fit_data(X)
+    assert not torch.allclose(net.whitening, torch.eye(n_chans))
+    net.eval()
+    fast = net.inference_module()
+    assert torch.equal(fast.whitening, torch.eye(n_chans)) and not torch.equal(net.whitening, torch.eye(n_chans))
+    x = X[:5].numpy()
+    with torch.no_grad():
+        ref = net(X[:5]).numpy()
+        assert np.abs(fast(X[:5]).numpy() - ref).max() < 1e-4
+    path = export_onnx(net, n_chans, n_times, tmp_path / f"{name}.onnx")
+    logits = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["logits"], {"signals": x})[0]
+    assert np.abs(logits - ref).max() < 1e-4
