@@ -120,19 +120,26 @@ def test_planned_sessions_run_their_condition_and_log_only_the_code(exported, re
         assert "sham" not in err.lower() and codes[n] in err
     assert set(planned["1"][0][0]) == set(planned["2"][0][0]) == set(reference[0])  # the same columns
 
-    def agreement(rows):  # the decoder's own argmax, against the ordinary session's at the same sample
-        ref = {r["sample_index"]: np.argmax(list(json.loads(r["probabilities"]).values()))
+    def agreement(rows, same):  # share of decisions that match the ordinary session's at the same sample
+        ref = {r["sample_index"]: np.array(list(json.loads(r["probabilities"]).values()))
                for r in reference if r["type"] == "decision"}
-        same = [np.argmax(list(json.loads(r["probabilities"]).values())) == ref[r["sample_index"]]
-                for r in rows if r["type"] == "decision" and r["sample_index"] in ref]
-        assert len(same) > 50
-        return float(np.mean(same))
+        matches = [same(np.array(list(json.loads(r["probabilities"]).values())), ref[r["sample_index"]])
+                   for r in rows if r["type"] == "decision" and r["sample_index"] in ref]
+        assert len(matches) > 50
+        return float(np.mean(matches))
+
+    def same_class(p, q):
+        return p.argmax() == q.argmax()
+
+    def same_output(p, q):
+        return np.allclose(p, q, atol=1e-4)
 
     for n, (rows, _, _) in planned.items():
-        if conditions[n] == "real":
-            assert agreement(rows) == 1.0  # the planned real session decodes the signal
-        else:
-            assert agreement(rows) < 0.8  # the planned sham ignores it
+        if conditions[n] == "real":  # the planned real session decodes the signal
+            assert agreement(rows, same_class) == 1.0 and agreement(rows, same_output) == 1.0
+        else:  # the planned sham never passes the decoder's output on (its class agrees only by chance: an
+            # unseeded sham holds each class ~1.5 s, so over a few seconds it may share the decoder's class a lot)
+            assert agreement(rows, same_output) == 0.0
     # only the key says which was which
     logs = [tmp_path / "planned1.csv", tmp_path / "planned2.csv"]
     assert [r["condition"] for r in unblind_logs(key, logs)] == [conditions["1"], conditions["2"]]
