@@ -3,10 +3,10 @@
 The training data and the real-time server both run :class:`CausalPreprocessor` built from the same
 :class:`PreprocessingSpec`: re-reference, IIR notch and band-pass as second-order sections applied
 forward only with their state carried from chunk to chunk, then integer decimation with its phase
-carried too. Processing a recording in one call or in any chunking gives the same samples (to
-float64 rounding: short chunks go through a matrix product, long ones through ``sosfilt``), which is what
-makes offline/online parity exact at the float32 the decoder sees. Zero-phase filtering exists for offline analysis only and the
-spec says so (``causal=False``); it cannot be run online.
+carried too. Processing a recording in one call or in any chunking gives the same samples (to float64
+rounding: short chunks go through a matrix product, long ones through ``sosfilt``), which is what makes
+offline/online parity exact at the float32 the decoder sees. Zero-phase filtering exists for offline
+analysis only and the spec says so (``causal=False``); it cannot be run online.
 
 The filters start settled: at the first sample after a (re)start their state is the steady state for
 that sample held forever (``sosfilt_zi`` scaled per channel, as mne-lsl does), so a DC offset causes no

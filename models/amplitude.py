@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
 from .base import Decoder
 from .registry import register
+from .whitening import folded, whitening_matrix
 
 
 @register("amplitude")
@@ -83,15 +82,9 @@ class AmplitudeNet(Decoder):
 
     @torch.no_grad()
     def fit_data(self, X: torch.Tensor, y: torch.Tensor | None = None) -> None:
-        """Set the whitening matrix from the training windows ``[n, n_chans, n_times]`` (nothing if ``whiten`` is off)."""
-        if not self.whiten or len(X) == 0:
-            return
-        X = X.double()
-        X = X - X.mean(dim=-1, keepdim=True)
-        cov = torch.einsum("nct,ndt->cd", X, X) / (X.shape[0] * X.shape[2])
-        cov = cov + 1e-6 * torch.trace(cov) / len(cov) * torch.eye(len(cov), dtype=cov.dtype)  # rank-deficient data
-        evals, evecs = torch.linalg.eigh(cov)
-        self.whitening.copy_((evecs @ torch.diag(evals.clamp_min(1e-12) ** -0.5) @ evecs.T).float())
+        """The whitening matrix from the training windows ``[n, n_chans, n_times]`` (with ``whiten``)."""
+        if self.whiten and len(X):
+            self.whitening.copy_(whitening_matrix(X))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Mean amplitude per filter and bin (then log variances): ``[batch, n_filters * (n_bins [+ 1])]``."""
@@ -110,14 +103,6 @@ class AmplitudeNet(Decoder):
         return self.classifier(self.dropout(self.features(x)))
 
     def inference_module(self) -> nn.Module:
-        """The same function (eval mode) with the whitening folded into the spatial filters: one
-        ``n_filters x n_chans`` mix instead of a ``n_chans x n_chans`` one before it (the channel mix commutes
-        with the per-channel steps before the spatial filters). At 306 channels about 20x fewer multiply-adds."""
-        fast = copy.deepcopy(self).eval()
-        with torch.no_grad():
-            weight = fast.spatial.weight  # [F, C, 1], or [bands * F, 1, C, 1] for the filter bank
-            flat = weight.reshape(weight.shape[0], -1)
-            weight.copy_((flat.double() @ fast.whitening.double()).float().reshape(weight.shape))  # one rounding
-            fast.whitening.copy_(torch.eye(len(fast.whitening)))
-        fast._folded = True
-        return fast
+        """The same function (eval mode) with the whitening folded into the spatial filters
+        (:func:`models.whitening.folded`: the steps before the spatial filters act on each channel alike)."""
+        return folded(self)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
 from .base import Decoder
 from .registry import register
+from .whitening import folded, whitening_matrix
 
 
 @register("logvar")
@@ -105,11 +104,7 @@ class LogVarNet(Decoder):
         if len(X) == 0:
             return
         if self.whiten:
-            Xc = X.double() - X.double().mean(dim=-1, keepdim=True)
-            cov = torch.einsum("nct,ndt->cd", Xc, Xc) / (Xc.shape[0] * Xc.shape[2])
-            cov = cov + 1e-6 * torch.trace(cov) / len(cov) * torch.eye(len(cov), dtype=cov.dtype)  # rank-deficient
-            evals, evecs = torch.linalg.eigh(cov)
-            self.whitening.copy_((evecs @ torch.diag(evals.clamp_min(1e-12) ** -0.5) @ evecs.T).float())
+            self.whitening.copy_(whitening_matrix(X))
         if self.init == "csp" and y is not None and (y >= 0).any():  # label -1: a window this stage does not learn
             self._init_csp_lda(X[y >= 0], y[y >= 0])
 
@@ -165,14 +160,6 @@ class LogVarNet(Decoder):
         return self.classifier(self.dropout(self.features(x)))
 
     def inference_module(self) -> nn.Module:
-        """The same function (eval mode) with the whitening folded into the spatial filters: one
-        ``n_filters x n_chans`` mix instead of a ``n_chans x n_chans`` one before it (the channel mix commutes
-        with the per-channel steps before the spatial filters). At 306 channels about 20x fewer multiply-adds."""
-        fast = copy.deepcopy(self).eval()
-        with torch.no_grad():
-            weight = fast.spatial.weight  # [F, C, 1], or [bands * F, 1, C, 1] for the filter bank
-            flat = weight.reshape(weight.shape[0], -1)
-            weight.copy_((flat.double() @ fast.whitening.double()).float().reshape(weight.shape))  # one rounding
-            fast.whitening.copy_(torch.eye(len(fast.whitening)))
-        fast._folded = True
-        return fast
+        """The same function (eval mode) with the whitening folded into the spatial filters
+        (:func:`models.whitening.folded`: the steps before the spatial filters act on each channel alike)."""
+        return folded(self)
