@@ -26,9 +26,9 @@ INPUT_KEYS = ("tmin", "tmax", "picks", "montage", "rename", "reference", "notch"
 def finetune_config(run_dir: str | Path, patient_config: str | Path, overrides: list[str] | None = None):
     """The fine-tuning run's config: the pretrained run's, with the patient's recordings and split and a
     ``finetune`` section pointing at the run. Returns (config, folder the patient's paths are relative to)."""
-    from datasets.typed import ConfigError, load_yaml, to_mapping
+    from datasets.typed import ConfigError, apply_overrides, load_yaml, to_mapping
 
-    from .config import config_from_mapping
+    from .config import ExperimentConfig, config_from_mapping
     from .run_record import read_config
 
     run_dir = Path(run_dir).resolve()
@@ -56,11 +56,13 @@ def finetune_config(run_dir: str | Path, patient_config: str | Path, overrides: 
     for key in ("runs_dir", "seed", "data_seed"):
         if key in patient:
             raw[key] = patient[key]
-    cfg = config_from_mapping(raw, overrides)
-    lr_given = "lr" in (patient.get("optim") or {}) or any(o.split("=", 1)[0].strip() == "optim.lr"
-                                                           for o in overrides or [])
     base_lr = base["optim"].get("lr")
-    if not lr_given and isinstance(base_lr, (int, float)):  # a run's saved config holds the rate it used
+    scale_base = isinstance(base_lr, (int, float)) and "lr" not in (patient.get("optim") or {})
+    if scale_base:  # a run's saved config holds the rate it used; the patient's, if given, comes with the overrides
+        raw["optim"] = {k: v for k, v in raw["optim"].items() if k != "lr"}
+    raw = apply_overrides(raw, overrides, ExperimentConfig)
+    cfg = config_from_mapping(raw)
+    if scale_base and "lr" not in (raw.get("optim") or {}):
         cfg = replace(cfg, optim=replace(cfg.optim, lr=float(base_lr) * cfg.finetune.lr_scale))
     data = to_mapping(cfg)["data"]  # compared in their typed form: {types: [eeg]} is the run's full picks
     for key in INPUT_KEYS:

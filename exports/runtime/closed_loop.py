@@ -22,6 +22,7 @@ import numpy as np
 from datasets.dsp import CausalPreprocessor, Normalizer, PreprocessingSpec
 
 from .actions import SAFE_ACTION, plan_actions
+from .buffer import PhaseRings
 from .model import DecoderSession
 from .smoothing import GateConfig, GatedSmoother, SmoothingConfig, Smoother
 
@@ -66,7 +67,7 @@ def decode_recording(model_path: str | Path, data: np.ndarray, *, hop_ms: float 
     hop = max(1, int(round(hop_ms / 1000 * spec.sfreq_in)))
     decim = spec.decim
     need, settle = decoder.n_times * decim, spec.settle_out * decim  # input samples, as the server counts them
-    filtered = []
+    filtered = PhaseRings(data.shape[0], decoder.n_times, decim)  # the server's window: a view of one ring
     have = 0  # filtered input samples so far
     t, commands, actions_out, probs_out, gates = [], [], [], [], []
     for start in range(0, data.shape[1] - hop + 1, hop):
@@ -76,10 +77,8 @@ def decode_recording(model_path: str | Path, data: np.ndarray, *, hop_ms: float 
         end_in = start + hop
         if have - settle < need:
             continue
-        recent = np.concatenate(filtered, axis=1)[:, -need:] if len(filtered) > 1 else filtered[0][:, -need:]
-        filtered = [recent]  # keep only what the next window needs
-        window = recent[:, decim - 1 :: decim]  # every decim-th sample up to the newest, as the server takes it
-        probs = decoder.predict(norm(window))
+        # every decim-th filtered sample up to the newest, normalised into the decoder's input as the server does
+        probs = decoder.predict(norm(filtered.latest(decoder.n_times), out=decoder.window))
         time_s = end_in / spec.sfreq_in
         if decoder.gated:
             command = smoother.update(probs, time_s, decoder.gate)[0]

@@ -169,7 +169,7 @@ class Server:
                                         int(cfg.check_seconds * self.spec.sfreq_out), cfg.max_amplitude_ratio)
         self.sham = ShamDecoder(self.classes, cfg.hop_ms / 1000, cfg.sham_source, seed=cfg.sham_seed,
                                 level_pair=cfg.level_classes) if cfg.sham else None
-        self.raw_ring = RingBuffer(len(self.spec.ch_names), self.flat_samples)  # the console's channel view
+        self.raw_ring = RingBuffer(len(self.spec.ch_names), self.flat_samples)  # the console's channel view only
         self.proc_ring = PhaseRings(len(self.spec.ch_names), self.n_times, decim)  # filtered; the window is a view
         self.state = SafetyState()
         self.seq = 0
@@ -436,7 +436,8 @@ class Server:
             self._reset_pipeline()
             return
         n = chunk.shape[1]
-        self.raw_ring.append(chunk)
+        if self.console is not None:
+            self.raw_ring.append(chunk)
         self._flat_seen |= self.flat.add(chunk)
         if self.jumps is not None:
             self.jumps.add(chunk)
