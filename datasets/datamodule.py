@@ -110,6 +110,9 @@ class EpochsDataModule(pl.LightningDataModule):
         Use these statistics instead of fitting them (evaluating a trained run on other recordings).
     eval_only : bool
         Every epoch goes to the test split (with ``normalization`` from the trained run).
+    train_on_val : bool
+        The validation trials join the training split (and its normalisation statistics): the refit after a
+        first fit (``trainer.refit``). The validation split stays the same trials, for the record only.
     """
 
     def __init__(
@@ -120,6 +123,7 @@ class EpochsDataModule(pl.LightningDataModule):
         seed: int = 0,
         normalization: dict[str, Any] | None = None,
         eval_only: bool = False,
+        train_on_val: bool = False,
         num_workers: int = 0,
     ):
         super().__init__()
@@ -128,6 +132,7 @@ class EpochsDataModule(pl.LightningDataModule):
         self.seed = seed
         self.normalization = normalization
         self.eval_only = eval_only
+        self.train_on_val = train_on_val
         self.num_workers = num_workers
         self.epochs: EpochsData | None = None
         self._tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -186,6 +191,8 @@ class EpochsDataModule(pl.LightningDataModule):
             parts = {"train": split.train, "val": split.val, "test": split.test}
         calibration = self._take_alignment_calibration(subjects, parts)
         self._apply_reject(ep, parts)
+        if self.train_on_val:
+            parts["train"] = np.sort(np.concatenate([parts["train"], parts["val"]]))
         self.split_summary = {k: self._describe(v) for k, v in parts.items() if not (self.eval_only and k != "test")}
         if self.rejected is not None:
             self.split_summary["rejected"] = {**self.rejected, "threshold": self.cfg.reject,

@@ -69,6 +69,17 @@ def all_baselines(dm) -> dict[str, Any]:
     return out
 
 
+def refit_baselines(first_dm, refit_dm) -> dict[str, Any]:
+    """With ``trainer.refit``, each reference is fitted as the kept decoder was: its test score from the training
+    and validation trials together, its validation score from the training trials alone."""
+    first, refitted = all_baselines(first_dm), all_baselines(refit_dm)
+    out: dict[str, Any] = {}
+    for name, ref in refitted.items():
+        out[name] = ref if "error" in ref else {**ref, "val": first[name].get("val"),
+                                                "test_fitted_on": "training + validation trials"}
+    return out
+
+
 def versus_baselines(test: dict[str, float], baselines: dict[str, Any], metric: str = "balanced_accuracy") -> dict[str, Any]:
     """The decoder's test ``metric`` minus each reference's (positive: the decoder beat it)."""
     out: dict[str, Any] = {}

@@ -38,6 +38,13 @@ class TrainerConfig:
     (highest validation balanced accuracy of any single epoch, which a validation set of a few trials can
     fool). ``recalibrate_batchnorm`` re-estimates BatchNorm statistics on the training windows before every
     validation, so every checkpoint's statistics match its weights.
+
+    ``refit`` trains the decoder once more, from the start, on the training and validation trials together, for
+    the number of epochs the first fit ran (or, with ``best`` / ``smoothed``, chose), and keeps that model:
+    with a few dozen trials the fifth held out for validation is data the decoder needs. The run's validation
+    scores are the first fit's (the refitted model has seen those trials); its test score is the refitted
+    model's, and the classical references are fitted on the same trials as it. ``auto``: on below
+    ``pipeline.recipe.SMALL_DATA_WINDOWS`` training windows, off above (and on more than one device).
     """
 
     accelerator: str = "auto"
@@ -53,6 +60,7 @@ class TrainerConfig:
     checkpoint: Literal["last", "smoothed", "best"] = "last"
     smoothing_epochs: int = 10
     recalibrate_batchnorm: bool = True
+    refit: bool | Literal["auto"] = "auto"
     gradient_clip_val: float | None = 1.0
     deterministic: bool = True
     keep_freed_memory: bool = True  # glibc keeps freed activation buffers mapped (pipeline/allocator.py)

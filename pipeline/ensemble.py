@@ -84,8 +84,11 @@ def build_ensemble(members: list[str | Path], out_dir: str | Path | None = None,
         if same_split:
             net, _, _, _ = load_ensemble(tmp)
             split = _member_split(dirs[0], infos[0])
+            refitted = any(s.get("refit") for s in member_summaries)
+            if refitted:
+                summary["note"] = "members were refitted on their validation trials (trainer.refit): no validation score"
             for stage, (X, y) in split.items():
-                if len(y):
+                if len(y) and not (refitted and stage == "val"):
                     summary[stage] = scores(y, predict_proba(net, X).argmax(1))
             summary["baselines"] = member_summaries[0].get("baselines")
             if summary["test"] and summary.get("baselines"):

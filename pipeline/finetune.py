@@ -48,8 +48,8 @@ def finetune_config(run_dir: str | Path, patient_config: str | Path, overrides: 
     for section in ("trainer", "optim", "augment", "tracking"):
         if section in patient:
             raw[section] = {**base.get(section, {}), **patient[section]}
-    # the pretrained run's epochs were chosen for its data size: 'auto' again for the patient's unless given
-    raw["trainer"] = {**base["trainer"], "max_epochs": "auto", **patient.get("trainer", {})}
+    # the pretrained run's epochs and refit were chosen for its data size: 'auto' again for the patient's unless given
+    raw["trainer"] = {**base["trainer"], "max_epochs": "auto", "refit": "auto", **patient.get("trainer", {})}
     raw["model"] = {"name": summary["model"], "params": summary.get("model_params", {})}
     raw["finetune"] = {**patient.get("finetune", {}), "run": str(run_dir)}
     raw["name"] = None

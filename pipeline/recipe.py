@@ -72,6 +72,12 @@ def resolve(cfg, dm) -> tuple[Any, list[str]]:
         epochs = choose_epochs(steps, trainer.target_steps)
         trainer = replace(trainer, max_epochs=epochs)
         notes.append(f"trainer.max_epochs auto -> {epochs} (~{epochs * steps} optimiser steps)")
+    if trainer.refit == "auto":
+        refit = n_train < SMALL_DATA_WINDOWS
+        trainer = replace(trainer, refit=refit)
+        notes.append(f"trainer.refit auto -> {str(refit).lower()} ({n_train} training windows "
+                     + ("< " if refit else ">= ") + f"{SMALL_DATA_WINDOWS})"
+                     + (": the kept decoder trains again on training + validation trials" if refit else ""))
     return replace(cfg, model=model, data=data, trainer=trainer, optim=optim, augment=augment), notes
 
 

@@ -78,7 +78,8 @@ def run_training(
         val, test = score_kept_model(trainer, task, dm, best)
         if not trainer.is_global_zero:
             return {"run_id": run.run_id, "run_dir": str(run.run_dir), "val": val, "test": test}
-        summary = write_summary(run, trainer, task, dm, logger, best, val, test, train_seconds, kept)
+        refitted = refit(run, dm, refit_epochs(run, trainer, best), progress) if wants_refit(run, trainer) else None
+        summary = write_summary(run, trainer, task, dm, logger, best, val, test, train_seconds, kept, refitted)
         finish_tracking(logger, summary, run.cfg.tracking.log_checkpoint)
         run_record.mark_ended(run.run_dir, None)
         return summary
@@ -219,15 +220,17 @@ class _Kept:
     early_stopping: Any
 
 
-def build_trainer(run: Run, logger, progress: bool):
-    """The Lightning Trainer with the run's checkpoints, per-epoch records and (for fine-tuning) freezing."""
+def build_trainer(run: Run, logger, progress: bool, *, refit: bool = False):
+    """The Lightning Trainer with the run's checkpoints, per-epoch records and (for fine-tuning) freezing.
+    For the refit (:func:`refit`): its own checkpoint folder, no per-epoch records, one validation at the end
+    (which re-estimates BatchNorm statistics for the final weights)."""
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
     from .task import MONITOR, SMOOTHED
     from .tracking import EpochMetricsCSV, progress_bar
 
-    cfg, ckpt_dir = run.cfg, run.run_dir / run_record.CHECKPOINTS
+    cfg, ckpt_dir = run.cfg, run.run_dir / run_record.CHECKPOINTS / ("refit" if refit else "")
     # which model the run keeps: 'best' / 'smoothed' write best.ckpt when their monitor improves; 'last' keeps
     # the model at the end of the schedule (last.ckpt)
     monitor, mode = (MONITOR, "max") if cfg.trainer.checkpoint == "best" else (SMOOTHED, "min")
@@ -240,7 +243,8 @@ def build_trainer(run: Run, logger, progress: bool):
     # LAST_CHECKPOINT_SECONDS, and after the final epoch).
     last_checkpoint = last_checkpoint_callback(ckpt_dir, LAST_CHECKPOINT_SECONDS)
     callbacks = [c for c in (checkpoint, last_checkpoint) if c is not None]
-    callbacks.append(EpochMetricsCSV(run.run_dir / run_record.METRICS_CSV))
+    if not refit:
+        callbacks.append(EpochMetricsCSV(run.run_dir / run_record.METRICS_CSV))
     show_progress = progress and cfg.trainer.enable_progress_bar
     if show_progress:
         callbacks.append(progress_bar())
@@ -271,6 +275,7 @@ def build_trainer(run: Run, logger, progress: bool):
         log_every_n_steps=cfg.trainer.log_every_n_steps,
         limit_train_batches=cfg.trainer.limit_train_batches,
         limit_val_batches=cfg.trainer.limit_val_batches,
+        check_val_every_n_epoch=cfg.trainer.max_epochs if refit else 1,
         num_sanity_val_steps=0,
         default_root_dir=str(run.run_dir),
         use_distributed_sampler=False,  # our batch sampler shards by rank itself
@@ -344,6 +349,69 @@ def keep_checkpoint(run: Run, trainer, kept: _Kept) -> str:
     return best
 
 
+@dataclass
+class _Refit:
+    """The decoder trained again on training + validation trials (``trainer.refit``): the model the run keeps."""
+
+    dm: Any  # the data module whose training split holds the validation trials too
+    task: Any
+    best: str  # checkpoints/best.ckpt, a copy of the refit's last epoch
+    test: dict[str, float]
+    seconds: float
+    epochs: int
+    steps: int
+
+
+def wants_refit(run: Run, trainer) -> bool:
+    """``trainer.refit`` (resolved from ``auto``), on one process: under DDP the run keeps its first fit."""
+    if not run.cfg.trainer.refit:
+        return False
+    if trainer.world_size > 1:
+        run.notes.append(f"trainer.refit skipped: the refit runs on one device, this run used {trainer.world_size}; "
+                         "the kept decoder is the first fit's")
+        print(run.notes[-1], flush=True)
+        return False
+    return True
+
+
+def refit_epochs(run: Run, trainer, best: str) -> int:
+    """As many epochs as the first fit ran (``checkpoint: last``, early stopping included) or chose."""
+    if run.cfg.trainer.checkpoint == "last":
+        return max(1, trainer.current_epoch)
+    kept = _checkpoint_epoch(Path(best))
+    return (kept + 1) if kept is not None else max(1, trainer.current_epoch)
+
+
+def refit(run: Run, dm, epochs: int, progress: bool) -> _Refit:
+    """Train the decoder again from the start (same seed, same recipe) on the training and validation trials
+    for ``epochs`` epochs, and make it the run's kept model (``checkpoints/best.ckpt``); the first fit's kept
+    model stays as ``checkpoints/first_fit.ckpt``."""
+    from dataclasses import replace
+
+    import pytorch_lightning as pl
+
+    from datasets.datamodule import EpochsDataModule
+
+    cfg = run.cfg
+    trainer_cfg = replace(cfg.trainer, max_epochs=epochs, checkpoint="last", early_stopping_patience=None, min_steps=0)
+    refit_run = replace(run, cfg=replace(cfg, trainer=trainer_cfg), resume_from=None, notes=[])
+    print(f"refit: training again on training + validation trials for {epochs} epochs (trainer.refit)", flush=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    refit_dm = EpochsDataModule(cfg.data, run.config_dir, seed=run_record.data_seed(cfg), train_on_val=True)
+    refit_dm.epochs = dm.epochs  # already read and preprocessed
+    refit_dm.setup("fit")
+    task = build_task(refit_run, build_network(refit_run, refit_dm), refit_dm)
+    trainer, _ = build_trainer(refit_run, None, progress, refit=True)
+    seconds = fit(refit_run, trainer, task, refit_dm)
+    ckpt_dir = run.run_dir / run_record.CHECKPOINTS
+    copy_file(ckpt_dir / "best.ckpt", ckpt_dir / "first_fit.ckpt")
+    best = str(copy_file(ckpt_dir / "refit" / "last.ckpt", ckpt_dir / "best.ckpt"))
+    _quiet_progress(trainer)
+    trainer.test(task, datamodule=refit_dm, ckpt_path=best, verbose=False)
+    test = _metrics(task.epoch_metrics.get("test", {}), "test")
+    return _Refit(refit_dm, task, best, test, seconds, epochs, trainer.global_step)
+
+
 def score_kept_model(trainer, task, dm, best: str) -> tuple[dict[str, float], dict[str, float]]:
     """Validation and test scores of the kept model."""
     _quiet_progress(trainer)
@@ -353,14 +421,18 @@ def score_kept_model(trainer, task, dm, best: str) -> tuple[dict[str, float], di
 
 
 def write_summary(run: Run, trainer, task, dm, logger, best: str, val, test, train_seconds: float,
-                  kept: _Kept) -> dict[str, Any]:
+                  kept: _Kept, refitted: _Refit | None = None) -> dict[str, Any]:
     """``data_info.json``, the plots and ``summary.json`` (written last), with the classical references beside
-    the decoder; prints the run's warnings and its last line."""
+    the decoder; prints the run's warnings and its last line. With a refit, the kept model (checkpoint, test
+    score, data statistics, classical references' training trials) is the refit's; validation is the first fit's."""
     from . import plots
-    from .baseline import all_baselines, versus_baselines
+    from .baseline import all_baselines, refit_baselines, versus_baselines
 
     cfg, run_dir = run.cfg, run.run_dir
     kept_epoch = _checkpoint_epoch(Path(best))
+    first_dm, first_task, first_fit_test = dm, task, test
+    if refitted is not None:
+        dm, task, best, test = refitted.dm, refitted.task, refitted.best, refitted.test
     new_warnings = recipe.training_warnings(
         cfg, trainer.global_step, kept_epoch, trainer.current_epoch - 1,
         # a stop on the last epoch itself ended nothing early
@@ -381,14 +453,14 @@ def write_summary(run: Run, trainer, task, dm, logger, best: str, val, test, tra
         "model": cfg.model.name,
         "model_params": dict(cfg.model.params),
         "best_checkpoint": str(Path(best).relative_to(run_dir)) if best else None,
-        "best_epoch": kept_epoch,
+        "best_epoch": kept_epoch,  # of the first fit (the refit keeps its last epoch)
         "checkpoint_rule": cfg.trainer.checkpoint,
         "epochs_trained": trainer.current_epoch,
         "optimizer_steps": trainer.global_step,
         "recipe": run.notes,
         "finetuned_from": cfg.finetune.run if cfg.finetune is not None else None,
         "warnings": run.warnings + new_warnings,
-        "resumed_from_epoch": task.start_epoch if run.resume_from else None,
+        "resumed_from_epoch": first_task.start_epoch if run.resume_from else None,
         "val": val,
         "test": test,
         "test_confusion_matrix": confusion.tolist() if confusion is not None else None,
@@ -400,8 +472,13 @@ def write_summary(run: Run, trainer, task, dm, logger, best: str, val, test, tra
         "seed": cfg.seed,
         "group": run.group,
         "tags": list(cfg.tracking.tags),
-        "n_train": dm.split_summary["train"]["n_epochs"],
-        "n_val": dm.split_summary["val"]["n_epochs"],
+        "refit": None if refitted is None else {
+            "epochs": refitted.epochs, "optimizer_steps": refitted.steps, "train_seconds": round(refitted.seconds, 2),
+            "n_train": refitted.dm.split_summary["train"]["n_epochs"],
+            "first_fit_checkpoint": str((run_dir / run_record.CHECKPOINTS / "first_fit.ckpt").relative_to(run_dir)),
+            "first_fit_test": first_fit_test, "note": "val: the first fit's score on trials the refit then trained on"},
+        "n_train": first_dm.split_summary["train"]["n_epochs"],
+        "n_val": first_dm.split_summary["val"]["n_epochs"],
         "n_test": dm.split_summary["test"]["n_epochs"],
         "precision": _precision(cfg),
         "accelerator": str(trainer.accelerator.__class__.__name__),
@@ -413,7 +490,7 @@ def write_summary(run: Run, trainer, task, dm, logger, best: str, val, test, tra
     if dm.test_kept is not None:  # 'reject': the test score on every epoch (above) and on the epochs it keeps
         summary["test_without_rejected"] = _subset_scores(task.net, dm, dm.test_kept)
         summary["n_test_rejected"] = int((~dm.test_kept).sum())
-    summary["baselines"] = all_baselines(dm)
+    summary["baselines"] = all_baselines(dm) if refitted is None else refit_baselines(first_dm, dm)
     summary["baseline"] = summary["baselines"]["csp_lda"]  # the CSP+LDA reference, as before
     summary["versus_baselines"] = versus_baselines(test, summary["baselines"])
     write_json(run_dir / run_record.SUMMARY, summary)

@@ -5,13 +5,15 @@ Real data: PhysioNet EEG Motor Movement/Imagery, subject S001 (when present besi
 train, the last run(s) test: left/right fist real (3, 7 / 11), imagined (4, 8 / 12), fists/feet real and
 imagined (5, 6, 9, 10 / 13, 14). Synthetic: a MEG-like set (306 channels, 1 kHz, 2 subjects, run 03 tests).
 Every recipe sees the same windows (0.5-2.5 s after the cue, causal 8-30 Hz, train-only standardisation);
-validation is 20% of the training trials (whole trials); figures are test balanced accuracy, mean +- standard
-deviation over the seeds (each seed draws its own validation trials and initial weights).
+validation is 20% of the training trials (whole trials), on which the small-data default then refits
+(``trainer.refit``; the classical references are fitted on the same trials); figures are test balanced accuracy,
+mean +- standard deviation over the seeds (each seed draws its own validation trials and initial weights).
 
 Recipes:
   default         ``bmi train`` with no tuning (model.name auto and every other default)
   eegnet          ``model.name: eegnet`` and nothing else
   eegnet_augment  EEGNet with augmentation (time shift 0.1 s, Gaussian noise 0.1, channel dropout 0.1)
+  logvar32        the log-variance network with 32 spatial filters instead of 16 (``model.params.n_filters: 32``)
   logvar_ea       the log-variance network with Euclidean alignment (``data.euclidean_alignment: true``)
   default_no_augment / default_smoothed / default_best_epoch
                   the default without its augmentation, or keeping the checkpoint of the lowest smoothed
@@ -60,6 +62,7 @@ RECIPES = {
     "default": [],
     "eegnet": ["model.name=eegnet"],
     "eegnet_augment": ["model.name=eegnet", "augment={time_shift: 0.1, noise: 0.1, channel_dropout: 0.1}"],
+    "logvar32": ["model.name=logvar", "model.params={n_filters: 32}"],
     "logvar_ea": ["model.name=logvar", "data.euclidean_alignment=true"],
     "logvar_csp": ["model.name=logvar", "model.params.init=csp"],
     "logvar_csp_slow": ["model.name=logvar", "model.params.init=csp", "optim.lr=0.003"],
@@ -70,7 +73,7 @@ RECIPES = {
     "braindecode_eegnet": ["model.name=braindecode_eegnet"],
     "braindecode_shallow": ["model.name=braindecode_shallow"],
 }
-ENSEMBLES = ("default", "logvar_ea")
+ENSEMBLES = ("default", "logvar32", "logvar_ea")
 
 
 def register_braindecode() -> bool:
@@ -249,7 +252,7 @@ def main() -> int:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (at least 3 for a spread)")
     parser.add_argument("--quick", action="store_true", help="one seed, default recipe and references only")
     parser.add_argument("--tasks", help=f"comma-separated among {', '.join(TASKS)}, synthetic_meg, transfer")
-    parser.add_argument("--recipes", default="default,eegnet,braindecode_eegnet,finetune",
+    parser.add_argument("--recipes", default="default,logvar32,eegnet,braindecode_eegnet,finetune",
                         help=f"comma-separated among {', '.join([*RECIPES, 'finetune'])} (default: %(default)s)")
     parser.add_argument("--meg-recipes", default="default", help="recipes on the 306-channel set (default: %(default)s; "
                         "the convolutional decoders take ~10x longer there)")

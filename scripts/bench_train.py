@@ -71,9 +71,9 @@ def _experiment(data_dir: Path, runs_dir: Path, workload: str, model: str, epoch
     return {
         "data": data,
         "model": {"name": model, "params": {}},
-        # the loop's own cost against a plain loop: no BatchNorm re-estimation pass (a plain loop has none)
+        # the loop's own cost against a plain loop: no BatchNorm re-estimation pass (a plain loop has none), one fit
         "trainer": {"max_epochs": epochs, "early_stopping_patience": None, "enable_progress_bar": False,
-                    "recalibrate_batchnorm": False, "min_steps": 0},
+                    "recalibrate_batchnorm": False, "min_steps": 0, "refit": False},
         "optim": {"lr": 0.001, "scheduler": "cosine"},
         "tracking": {"mode": "disabled"},
         "seed": 0,

@@ -26,7 +26,8 @@ def experiment(files: list[str], runs_dir: Path, **sections) -> dict:
             "cache_dir": "cache",
         },
         "model": {"name": "shallow", "params": {"n_filters": 8}},
-        "trainer": {"max_epochs": 1, "enable_progress_bar": False, "early_stopping_patience": None},
+        # one fit per test (the refit on training + validation trials has its own tests in test_small_data.py)
+        "trainer": {"max_epochs": 1, "enable_progress_bar": False, "early_stopping_patience": None, "refit": False},
         "optim": {"lr": 0.003},
         "tracking": {"mode": "disabled"},
         "seed": 0,

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_two_process_ddp_on_cpu(write_config, tmp_path):
     path = write_config("ddp.yaml", trainer={"max_epochs": 2, "enable_progress_bar": False,
-                                             "early_stopping_patience": None})
+                                             "early_stopping_patience": None, "refit": "auto"})
     env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "BMI_RUN_ID")}
     env.update(PL_TORCH_DISTRIBUTED_BACKEND="gloo", OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "pipeline.cli", "train", str(path), "--no-progress",
@@ -31,6 +31,8 @@ def test_two_process_ddp_on_cpu(write_config, tmp_path):
     assert sorted(hashes) == ["weights_rank0.sha256", "weights_rank1.sha256"]
     assert len(set(hashes.values())) == 1, hashes
     summary = json.loads((run_dir / "summary.json").read_text())
+    # small data asks for a refit, which runs on one device: the run keeps its first fit and says so
+    assert summary["refit"] is None and any("trainer.refit skipped" in n for n in summary["recipe"])
     assert summary["run_id"] == run_dir.name and set(summary["test"]) == {"accuracy", "balanced_accuracy", "kappa",
                                                                        "f1_macro"}
     # test windows are counted once across the ranks (no padding duplicates): the DDP score equals one process

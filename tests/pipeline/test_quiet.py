@@ -17,7 +17,8 @@ NOISE = ("GPU available", "litlogger", "anonymous setting", "LeafSpec", "smaller
 
 
 def _train(write_config, tmp_path, *extra):
-    path = write_config(tracking={"mode": "offline"}, trainer={"max_epochs": 2, "enable_progress_bar": True})
+    # refit on: both fits of a default small-data run stay quiet
+    path = write_config(tracking={"mode": "offline"}, trainer={"max_epochs": 2, "enable_progress_bar": True, "refit": True})
     env = {"WANDB_MODE": "offline", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "COLUMNS": "100"}
     out = subprocess.run([sys.executable, "-m", "pipeline.cli", "train", str(path), *extra], cwd=ROOT,
                          capture_output=True, text=True, timeout=180, env=env)

@@ -28,7 +28,7 @@ def test_auto_batch_size_and_epochs_give_enough_steps():
 def test_auto_recipe_says_what_it_chose_and_warns_about_few_steps(write_config, capsys):
     from pipeline.train import run_training
 
-    path = write_config(model={"name": "auto", "params": {}}, trainer={"max_epochs": 2},
+    path = write_config(model={"name": "auto", "params": {}}, trainer={"max_epochs": 2, "refit": "auto"},
                         data={"batch_size": "auto", "split": {"method": "holdout", "by": "run"}})
     cfg, config_dir = load_config(path)
     summary = run_training(cfg, config_dir, progress=False)
@@ -43,6 +43,49 @@ def test_auto_recipe_says_what_it_chose_and_warns_about_few_steps(write_config, 
     saved = yaml.safe_load((Path(summary["run_dir"]) / "config.yaml").read_text())
     assert saved["model"]["name"] == "logvar" and saved["data"]["batch_size"] == 8  # the resolved recipe is saved
     assert set(summary["baselines"]) == {"csp_lda", "tangent_space"} and "beat_all" in summary["versus_baselines"]
+    # small data: the kept decoder is trained again on the training and validation trials
+    assert "trainer.refit auto -> true" in out and "refit: training again" in out
+    assert summary["refit"]["n_train"] == summary["n_train"] + summary["n_val"]
+
+
+def test_refit_keeps_a_decoder_trained_on_training_and_validation_trials(write_config):
+    from datasets.epochs import load_epochs
+    from datasets.splits import make_split
+    from pipeline.train import run_training
+
+    path = write_config(trainer={"max_epochs": 3, "refit": True})
+    cfg, config_dir = load_config(path)
+    summary = run_training(cfg, config_dir, progress=False)
+    run_dir, refit = Path(summary["run_dir"]), summary["refit"]
+    n_union = summary["n_train"] + summary["n_val"]
+    assert refit["n_train"] == n_union and refit["epochs"] == 3
+    assert refit["optimizer_steps"] == 3 * -(-n_union // 16) and summary["optimizer_steps"] == 3 * -(-summary["n_train"] // 16)
+    # the kept checkpoint is the refit's last epoch, not the first fit's model
+    best = torch.load(run_dir / "checkpoints/best.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    first = torch.load(run_dir / refit["first_fit_checkpoint"], map_location="cpu", weights_only=False)["state_dict"]
+    assert best.keys() == first.keys() and any(not torch.equal(best[k], first[k]) for k in best)
+    # the data statistics exported with it come from the training and validation windows (computed here from the
+    # split itself), and differ from the training windows' alone
+    ep = load_epochs(cfg.data, config_dir)
+    split = make_split(cfg.data.split, ep.y, ep.groups, ep.trial, seed=cfg.seed)
+    rms = lambda idx: np.sqrt((np.asarray(ep.X[np.sort(idx)], dtype=np.float64) ** 2).mean(axis=(0, 2)))  # noqa: E731
+    saved = np.array(json.loads((run_dir / "data_info.json").read_text())["normalization"]["rms"])
+    np.testing.assert_allclose(saved, rms(np.concatenate([split.train, split.val])), rtol=1e-6)
+    assert not np.allclose(saved, rms(split.train), rtol=1e-3)
+    # the test score is the kept model with those statistics: bmi evaluate on the test run reproduces it
+    from pipeline.evaluate import evaluate_run
+
+    test_run = path.parent / "refit_test_run.yaml"
+    test_run.write_text(yaml.safe_dump({"data": {"files": [p.name for p in path.parent.glob("*run-03_raw.fif")],
+                                                 "events": cfg.data.events}}))
+    assert evaluate_run(run_dir, test_run)["kappa"] == pytest.approx(summary["test"]["kappa"], abs=1e-5)
+    assert summary["baselines"]["csp_lda"]["test_fitted_on"] == "training + validation trials"
+    # an ensemble of refitted runs has no held-out validation trials left to score
+    from pipeline.ensemble import build_ensemble
+
+    other = run_training(load_config(path, ["seed=1", "data_seed=0"])[0], config_dir, progress=False)
+    ensemble = build_ensemble([run_dir, other["run_dir"]], runs_dir=run_dir.parent)
+    assert ensemble["val"] == {} and "refitted" in ensemble["note"] and ensemble["test"]
 
 
 def test_a_first_epoch_model_is_announced(write_config, capsys):

@@ -1,6 +1,6 @@
 """The issue's claim, measured: on a synthetic session (rest / grasp / open with slow potentials), a gated decoder
 separates movement from rest and, streamed through the rig's decision chain, commands the hand to move during
-rest cues less than the flat decoder trained on the same windows, on the same stream."""
+rest cues less than the flat decoder trained on the same windows, on the same stream (means over three seeds)."""
 
 from pathlib import Path
 
@@ -23,7 +23,7 @@ def session(tmp_path_factory):
     return folder, files
 
 
-def train_and_export(folder: Path, files, model: dict, name: str):
+def train_and_export(folder: Path, files, model: dict, name: str, seed: int):
     from exports.onnx import export_run
     from pipeline.config import config_from_mapping
     from pipeline.train import run_training
@@ -32,9 +32,9 @@ def train_and_export(folder: Path, files, model: dict, name: str):
                     "tmin": 0.5, "tmax": 2.5, "picks": {"types": ["eeg"]}, "bandpass": [8.0, 30.0], "resample": 125.0,
                     "split": {"method": "holdout", "by": "run", "test": ["03"]}, "cache_dir": str(folder / "cache")},
            "model": model, "trainer": {"enable_progress_bar": False, "target_steps": 600},
-           "tracking": {"mode": "disabled"}, "runs_dir": str(folder / "runs"), "seed": 0}
+           "tracking": {"mode": "disabled"}, "runs_dir": str(folder / "runs"), "seed": seed}
     summary = run_training(config_from_mapping(raw, []), folder, progress=False)
-    return summary, export_run(Path(summary["run_dir"]), out=folder / f"{name}.onnx").path
+    return summary, export_run(Path(summary["run_dir"]), out=folder / f"{name}-{seed}.onnx").path
 
 
 def gate_accuracy(confusion, classes) -> float:
@@ -44,28 +44,32 @@ def gate_accuracy(confusion, classes) -> float:
     return (c[r, r] / c[r].sum() + c[np.ix_(moving, moving)].sum() / c[moving].sum()) / 2
 
 
+#: one seed's 12 rest cues decide little (one onset is 1.7 per minute): the claim is about the mean of three
+SEEDS = (0, 1, 2)
+
+
 def test_gated_decoder_holds_the_hand_at_rest_more_than_the_flat_one(session):
+    from exports.onnx import read_model_metadata
     from exports.runtime.closed_loop import decode_recording, score_commands
 
     folder, files = session
-    flat_summary, flat_model = train_and_export(folder, files, {"name": "logvar"}, "flat")
-    gated_summary, gated_model = train_and_export(folder, files, {"name": "gated"}, "gated")
-    accuracy = gate_accuracy(gated_summary["test_confusion_matrix"], gated_summary["classes"])
-    assert accuracy >= GATE_ACCURACY, f"gate accuracy {accuracy:.3f} below the stated {GATE_ACCURACY}"
-
     raw = mne.io.read_raw(files[-1], preload=True, verbose="error")  # the held-out run, streamed
     cues = [(float(a["onset"]), a["description"]) for a in raw.annotations]
-    scores = {}
-    for kind, model in (("flat", flat_model), ("gated", gated_model)):
-        from exports.onnx import read_model_metadata
-
-        data = raw.get_data(picks=read_model_metadata(model)["preprocessing"]["ch_names"]).astype(np.float32)
-        decisions = decode_recording(model, data)
-        scores[kind] = score_commands(decisions, cues, 3.0)
-        if kind == "gated":  # the rest command whenever the gate is closed: never a movement on a low gate
-            moving = np.array([a != "hold" for a in decisions.action])
-            assert not moving[decisions.gate < 0.05].any()
-    flat, gated = scores["flat"], scores["gated"]
+    scores = {"flat": [], "gated": []}
+    for seed in SEEDS:
+        for kind, model in (("flat", {"name": "logvar"}), ("gated", {"name": "gated"})):
+            summary, path = train_and_export(folder, files, model, kind, seed)
+            if kind == "gated":
+                accuracy = gate_accuracy(summary["test_confusion_matrix"], summary["classes"])
+                assert accuracy >= GATE_ACCURACY, f"seed {seed}: gate accuracy {accuracy:.3f} below the stated {GATE_ACCURACY}"
+            data = raw.get_data(picks=read_model_metadata(path)["preprocessing"]["ch_names"]).astype(np.float32)
+            decisions = decode_recording(path, data)
+            scores[kind].append(score_commands(decisions, cues, 3.0))
+            if kind == "gated":  # the rest command whenever the gate is closed: never a movement on a low gate
+                moving = np.array([a != "hold" for a in decisions.action])
+                assert not moving[decisions.gate < 0.05].any()
+    flat, gated = ({key: np.mean([s[key] for s in scores[kind]]) for key in scores[kind][0]
+                    if isinstance(scores[kind][0][key], float)} for kind in ("flat", "gated"))
     assert gated["movement_time_during_rest"] < flat["movement_time_during_rest"], scores
-    assert gated["false_movements_per_min"] <= flat["false_movements_per_min"], scores
+    assert gated["false_movements_per_min"] < flat["false_movements_per_min"], scores
     assert gated["movement_hit_rate"] >= 0.75, scores  # the hand still moves when asked to
