@@ -356,6 +356,7 @@ class _Refit:
     dm: Any  # the data module whose training split holds the validation trials too
     task: Any
     best: str  # checkpoints/best.ckpt, a copy of the refit's last epoch
+    first_fit: str  # checkpoints/first_fit.ckpt, the first fit's kept model
     test: dict[str, float]
     seconds: float
     epochs: int
@@ -404,12 +405,12 @@ def refit(run: Run, dm, epochs: int, progress: bool) -> _Refit:
     trainer, _ = build_trainer(refit_run, None, progress, refit=True)
     seconds = fit(refit_run, trainer, task, refit_dm)
     ckpt_dir = run.run_dir / run_record.CHECKPOINTS
-    copy_file(ckpt_dir / "best.ckpt", ckpt_dir / "first_fit.ckpt")
+    first_fit = str(copy_file(ckpt_dir / "best.ckpt", ckpt_dir / "first_fit.ckpt"))
     best = str(copy_file(ckpt_dir / "refit" / "last.ckpt", ckpt_dir / "best.ckpt"))
     _quiet_progress(trainer)
     trainer.test(task, datamodule=refit_dm, ckpt_path=best, verbose=False)
     test = _metrics(task.epoch_metrics.get("test", {}), "test")
-    return _Refit(refit_dm, task, best, test, seconds, epochs, trainer.global_step)
+    return _Refit(refit_dm, task, best, first_fit, test, seconds, epochs, trainer.global_step)
 
 
 def score_kept_model(trainer, task, dm, best: str) -> tuple[dict[str, float], dict[str, float]]:
@@ -475,7 +476,7 @@ def write_summary(run: Run, trainer, task, dm, logger, best: str, val, test, tra
         "refit": None if refitted is None else {
             "epochs": refitted.epochs, "optimizer_steps": refitted.steps, "train_seconds": round(refitted.seconds, 2),
             "n_train": refitted.dm.split_summary["train"]["n_epochs"],
-            "first_fit_checkpoint": str((run_dir / run_record.CHECKPOINTS / "first_fit.ckpt").relative_to(run_dir)),
+            "first_fit_checkpoint": str(Path(refitted.first_fit).relative_to(run_dir)),
             "first_fit_test": first_fit_test, "note": "val: the first fit's score on trials the refit then trained on"},
         "n_train": first_dm.split_summary["train"]["n_epochs"],
         "n_val": first_dm.split_summary["val"]["n_epochs"],
