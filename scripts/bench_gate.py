@@ -13,6 +13,9 @@ smoothing with its defaults, and the gate for the gated decoder; one decision pe
   movement_time_during_rest  online: share of rest-cue decisions that commanded a movement
   movement_hit_rate      online: share of movement cues that got their own command within the cue
   time_to_correct_s      online: median time from a movement cue to its first correct command
+  online_rest_auc        online: ROC AUC of the movement evidence (the gate for a gated decoder, 1 - P(rest) for
+                         a flat one) between decisions 1 s to the end of rest cues and of movement cues: how well
+                         the decoder itself tells rest from movement on the stream, before any smoothing rule
 
 Data sets: ``synthetic_eeg`` / ``synthetic_meg`` (``datasets.synthetic``: rest / grasp / open, lateralised
 desynchronisation and slow movement-related potentials; runs 1-2 train, run 3 is streamed) and ``s001``
@@ -22,10 +25,11 @@ fist, real movement runs 3 and 7 train, run 11 is streamed; left -> open, right 
 slow-field preset: causal low-pass 5 Hz, decimated to >= 20 Hz; not in the default run). Beside ``flat`` and
 ``gated`` (log-variance stages), ``--models`` takes ``flat_csp`` and ``gated_csp`` (the same, started from CSP +
 LDA), ``two_branch``, ``amplitude``, ``gated_amplitude`` and ``slow_gate`` (slow-field amplitude stages,
-``models/amplitude.py``; see ``MODELS``).
+``models/amplitude.py``; see ``MODELS``). A decoder without a gate is streamed twice: as it is, and under a rest gate
+(``KIND+rest_gate``: ``bmi serve --gate-rest-class rest``, the gate's rules on 1 - P(rest)), which gets the gate sweep as a gated decoder does.
 
     nice -n 10 .venv/bin/python scripts/bench_gate.py [--quick] [--datasets synthetic_eeg,s001]
-        [--bands mu_beta,wide] [--models flat,gated] [--seeds 0] [--out bench_results/gate.json]
+        [--bands mu_beta,wide] [--models flat,gated] [--seeds 0] [--session-seed 7] [--out bench_results/gate.json]
 """
 
 from __future__ import annotations
@@ -67,16 +71,17 @@ MODELS = {
                  "decoder": {"name": "amplitude", "log_variance": True}},
         "type": {"name": "bands", "bands": [[8.0, 30.0]]}}},
 }
-GATE_SWEEP = (0.5, 0.6, 0.7, 0.8)
+#: the gate's trade-off, re-streamed: (threshold, dwell_s) with the default hysteresis
+GATE_SWEEP = tuple((thr, dwell) for thr in (0.5, 0.6, 0.7, 0.75, 0.8) for dwell in (0.2, 0.5))
 S001_EVENTS = {"T0": "rest", "T1": "left", "T2": "right"}
 S001_ACTIONS = {"left": "open", "right": "grasp"}
 
 
-def synthetic(modality: str, folder: Path, quick: bool) -> dict:
+def synthetic(modality: str, folder: Path, quick: bool, seed: int = 7) -> dict:
     from datasets.synthetic import write_synthetic
 
     files = write_synthetic(folder / modality, modality=modality, n_subjects=1, n_runs=3,
-                            trials_per_class=12 if quick else 25, seed=7,
+                            trials_per_class=12 if quick else 25, seed=seed,
                             sfreq=None if modality == "eeg" else 500.0)
     data = {"files": [str(f) for f in files], "events": {"rest": "rest", "grasp": "grasp", "open": "open"},
             "tmin": 0.5, "tmax": 2.5, "picks": {"types": ["eeg" if modality == "eeg" else "grad"]},
@@ -105,7 +110,8 @@ def offline_scores(confusion: list[list[int]], classes: list[str], rest: str = "
             "gate_accuracy": float((rest_ok + move_ok) / 2)}
 
 
-def stream_scores(model_path: Path, recording: Path, data_cfg: dict, actions: dict, sweep: bool = False) -> dict:
+def stream_scores(model_path: Path, recording: Path, data_cfg: dict, actions: dict, sweep: bool = False,
+                  rest_gate: str | None = None) -> dict:
     from datasets.config import DataConfig
     from datasets.reading import read_raw
     from datasets.typed import from_mapping
@@ -119,12 +125,29 @@ def stream_scores(model_path: Path, recording: Path, data_cfg: dict, actions: di
     events = cfg.events
     cues = [(float(a["onset"]), events[a["description"]]) for a in raw.annotations if a["description"] in events]
     cue_s = float(np.median([float(a["duration"]) for a in raw.annotations if a["description"] in events]))
-    scores = score_commands(decode_recording(model_path, data, actions=actions), cues, cue_s)
+    decisions = decode_recording(model_path, data, actions=actions, rest_gate=rest_gate)
+    scores = score_commands(decisions, cues, cue_s) | {"online_rest_auc": online_rest_auc(decisions, cues, cue_s)}
     if sweep:  # the gate's trade-off on the same stream (not used to choose the defaults)
         scores["gate_sweep"] = {
-            f"{thr:.1f}": score_commands(decode_recording(model_path, data, actions=actions, gate={"threshold": thr}),
-                                         cues, cue_s) for thr in GATE_SWEEP}
+            f"{thr:g}/{dwell:g}": score_commands(decode_recording(model_path, data, actions=actions, rest_gate=rest_gate,
+                                                                  gate={"threshold": thr, "dwell_s": dwell}), cues, cue_s)
+            for thr, dwell in GATE_SWEEP}
     return scores
+
+
+def online_rest_auc(decisions, cues, cue_s: float, rest: str = "rest", skip_s: float = 1.0) -> float:
+    """ROC AUC of the per-window movement evidence (gate, or 1 - P(rest)) between decisions ``skip_s`` into
+    rest cues and into movement cues (the first second's windows still hold the time before the cue)."""
+    from sklearn.metrics import roc_auc_score
+
+    t = decisions.t
+    evidence = decisions.gate if np.isfinite(decisions.gate).all() and len(t) else \
+        1 - decisions.probabilities[:, decisions.classes.index(rest)]
+    label = np.full(len(t), -1)
+    for onset, name in cues:
+        label[(t >= onset + skip_s) & (t < onset + cue_s)] = int(name != rest)
+    keep = label >= 0
+    return float(roc_auc_score(label[keep], evidence[keep]))
 
 
 def run(name: str, spec: dict, bands: list[str], kinds: list[str], seeds: list[int], tmp: Path, quick: bool) -> dict:
@@ -136,7 +159,9 @@ def run(name: str, spec: dict, bands: list[str], kinds: list[str], seeds: list[i
     for band in bands:
         for kind in kinds:
             model = MODELS[kind]
-            rows = []
+            # a decoder without a gate is also streamed under a rest gate (bmi serve --gate-rest-class rest)
+            variants = [kind] if model["name"] == "gated" else [kind, f"{kind}+rest_gate"]
+            rows = {variant: [] for variant in variants}
             for seed in seeds:
                 t0 = time.monotonic()
                 raw = {"data": {**spec["data"], **BANDS[band], "cache_dir": str(tmp / "cache")}, "model": model,
@@ -145,21 +170,46 @@ def run(name: str, spec: dict, bands: list[str], kinds: list[str], seeds: list[i
                 summary = run_training(config_from_mapping(raw, []), ROOT, progress=False)
                 run_dir = Path(summary["run_dir"])
                 exported = export_run(run_dir, out=run_dir / "model.onnx")
-                row = offline_scores(summary["test_confusion_matrix"], summary["classes"])
-                row |= stream_scores(exported.path, spec["stream"], raw["data"], spec["actions"], sweep=model["name"] == "gated")
-                rows.append(row)
-                print(f"{name:>14} {band:>8} {kind:>6} seed {seed}: bacc {row['balanced_accuracy']:.3f} "
-                      f"move {row['movement_accuracy']:.3f} gate {row['gate_accuracy']:.3f} | false/min "
-                      f"{row['false_movements_per_min']:.2f} rest-moving {row['movement_time_during_rest']:.2f} "
-                      f"hits {row['movement_hit_rate']:.2f} t {row['time_to_correct_s']} ({time.monotonic() - t0:.0f} s)",
-                      flush=True)
-                for thr, sw in row.get("gate_sweep", {}).items():
-                    print(f"{'':>30} gate threshold {thr}: false/min {sw['false_movements_per_min']:.2f} rest-moving "
-                          f"{sw['movement_time_during_rest']:.2f} hits {sw['movement_hit_rate']:.2f} t {sw['time_to_correct_s']}",
-                          flush=True)
-            out[f"{band}/{kind}"] = {key: _mean([r[key] for r in rows]) for key in rows[0]
-                                     if not key.startswith("n_") and key != "gate_sweep"} \
-                | {k: rows[0][k] for k in rows[0] if k.startswith("n_")} | {"seeds": seeds, "per_seed": rows}
+                offline = offline_scores(summary["test_confusion_matrix"], summary["classes"])
+                for variant in variants:
+                    rest_gate = "rest" if variant.endswith("+rest_gate") else None
+                    row = offline | stream_scores(exported.path, spec["stream"], raw["data"], spec["actions"],
+                                                  sweep=model["name"] == "gated" or rest_gate is not None,
+                                                  rest_gate=rest_gate)
+                    rows[variant].append(row)
+                    _print_row(name, band, variant, seed, row, time.monotonic() - t0)
+            for variant, variant_rows in rows.items():
+                out[f"{band}/{variant}"] = _summarise(name, band, variant, seeds, variant_rows)
+    return out
+
+
+def _print_row(name: str, band: str, kind: str, seed: int, row: dict, seconds: float) -> None:
+    print(f"{name:>14} {band:>8} {kind:>6} seed {seed}: bacc {row['balanced_accuracy']:.3f} "
+          f"move {row['movement_accuracy']:.3f} gate {row['gate_accuracy']:.3f} | false/min "
+          f"{row['false_movements_per_min']:.2f} rest-moving {row['movement_time_during_rest']:.2f} "
+          f"hits {row['movement_hit_rate']:.2f} t {row['time_to_correct_s']} auc {row['online_rest_auc']:.3f} "
+          f"({seconds:.0f} s)", flush=True)
+    for key, sw in row.get("gate_sweep", {}).items():
+        print(f"{'':>30} gate threshold/dwell {key}: false/min {sw['false_movements_per_min']:.2f} rest-moving "
+              f"{sw['movement_time_during_rest']:.2f} hits {sw['movement_hit_rate']:.2f} t {sw['time_to_correct_s']}",
+              flush=True)
+
+
+def _summarise(name: str, band: str, kind: str, seeds: list[int], rows: list[dict]) -> dict:
+    """Means over seeds (the per-seed rows kept), and the gate sweep's means."""
+    out = {key: _mean([r[key] for r in rows]) for key in rows[0] if not key.startswith("n_") and key != "gate_sweep"} \
+        | {k: rows[0][k] for k in rows[0] if k.startswith("n_")} | {"seeds": seeds, "per_seed": rows}
+    if "gate_sweep" in rows[0]:
+        out["gate_sweep"] = {key: {m: _mean([r["gate_sweep"][key][m] for r in rows]) for m in rows[0]["gate_sweep"][key]
+                                   if not m.startswith("n_")} for key in rows[0]["gate_sweep"]}
+    if len(seeds) > 1:
+        print(f"{name:>14} {band:>8} {kind:>6} mean of {len(seeds)} seeds: false/min {out['false_movements_per_min']:.2f} "
+              f"rest-moving {out['movement_time_during_rest']:.3f} hits {out['movement_hit_rate']:.3f} "
+              f"t {out['time_to_correct_s']} auc {out['online_rest_auc']:.3f}", flush=True)
+        for key, sw in out.get("gate_sweep", {}).items():
+            print(f"{name:>14} {band:>8} {kind:>6} mean of {len(seeds)} seeds, gate threshold/dwell {key}: "
+                  f"false/min {sw['false_movements_per_min']:.2f} rest-moving {sw['movement_time_during_rest']:.3f} "
+                  f"hits {sw['movement_hit_rate']:.3f} t {sw['time_to_correct_s']}", flush=True)
     return out
 
 
@@ -176,6 +226,8 @@ def main(argv=None) -> None:
     p.add_argument("--bands", default="mu_beta,wide", help=f"comma-separated: {', '.join(BANDS)}")
     p.add_argument("--models", default="flat,gated", help=f"comma-separated: {', '.join(MODELS)}")
     p.add_argument("--seeds", default="0", help="comma-separated training seeds")
+    p.add_argument("--session-seed", type=int, default=7,
+                   help="seed of the synthetic recordings (7: the slow gate test's session)")
     p.add_argument("--out", default=str(ROOT / "bench_results" / "gate.json"), help="results file (JSON)")
     args = p.parse_args(argv)
     import torch
@@ -196,9 +248,9 @@ def main(argv=None) -> None:
         tmp = Path(tmp)
         for name in args.datasets.split(","):
             if name == "synthetic_eeg":
-                spec = synthetic("eeg", tmp, args.quick)
+                spec = synthetic("eeg", tmp, args.quick, args.session_seed)
             elif name == "synthetic_meg":
-                spec = synthetic("meg", tmp, args.quick)
+                spec = synthetic("meg", tmp, args.quick, args.session_seed)
             elif name == "s001":
                 spec = s001(tmp, args.quick)
                 if spec is None:

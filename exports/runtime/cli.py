@@ -27,14 +27,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="hand action of a class: grasp, open or hold (default grasp/close->grasp, open->open, "
                         "rest->hold; other classes must be given; repeatable)")
     g.add_argument("--level-classes", help="A,B: control level = P(A) - P(B) (default: the classes mapped to grasp, open)")
+    g.add_argument("--gate-rest-class", metavar="CLASS",
+                   help="a model without a gate: gate its commands on 1 - P(CLASS) with the gated decoders' rules "
+                        "(rest while below --gate-threshold, default 0.7; hysteresis 0.1, dwell 200 ms)")
     g.add_argument("--gate-threshold", type=float,
-                   help="gated models: the rest command while the gate's movement probability is below this "
-                        "(default: the model's metadata)")
+                   help="gated models (or --gate-rest-class): the rest command while the gate's movement probability "
+                        "is below this (default: the model's metadata)")
     g.add_argument("--gate-hysteresis", type=float,
-                   help="gated models: the gate opens only at threshold + this (default: the model's metadata)")
+                   help="the gate opens only at threshold + this (default: the model's metadata)")
     g.add_argument("--gate-dwell-ms", type=float,
-                   help="gated models: stream time the gate must stay above its opening level before movement "
-                        "commands (default: the model's metadata)")
+                   help="stream time the gate must stay above its opening level before movement commands "
+                        "(default: the model's metadata)")
     g = p.add_argument_group("safety")
     g.add_argument("--max-age-ms", type=float, default=150.0,
                    help="a window whose last sample is older than this is never decoded (default 150)")
@@ -172,7 +175,7 @@ def _serve(args: argparse.Namespace) -> int:
         gate={k: v for k, v in (("threshold", args.gate_threshold), ("hysteresis", args.gate_hysteresis),
                                 ("dwell_s", None if args.gate_dwell_ms is None else args.gate_dwell_ms / 1000))
               if v is not None},
-        actions=parse_action_args(args.action), rename=_rename_rule(args.rename), units=args.units,
+        gate_rest_class=args.gate_rest_class, actions=parse_action_args(args.action), rename=_rename_rule(args.rename), units=args.units,
         on_unit_mismatch=args.on_unit_mismatch, max_amplitude_ratio=args.max_amplitude_ratio,
         check_seconds=args.check_seconds, artifact_ratio=args.artifact_ratio, jump_ratio=args.jump_ratio,
         subject=args.subject, align_seconds=args.align_seconds, alignment_path=args.alignment,

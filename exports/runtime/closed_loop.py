@@ -4,7 +4,7 @@
 ``bmi serve`` runs (:class:`datasets.dsp.CausalPreprocessor` chunk by chunk, the settling time, the window of
 every ``decim``-th filtered sample ending at the newest one, the normaliser,
 :class:`~exports.runtime.model.DecoderSession`, then :class:`~exports.runtime.smoothing.Smoother` or,
-for a gated decoder, :class:`~exports.runtime.smoothing.GatedSmoother`), one decision per hop on the stream's
+for a gated decoder or a rest gate, :class:`~exports.runtime.smoothing.GatedSmoother`), one decision per hop on the stream's
 sample clock, without the network, the wall clock or the stream checks (a recording has no stalls).
 :func:`score_commands` measures the commands against the session's cues: false movement commands per minute
 during rest cues, and for every movement cue the time to its first correct command. Used by
@@ -24,7 +24,7 @@ from datasets.dsp import CausalPreprocessor, Normalizer, PreprocessingSpec
 from .actions import SAFE_ACTION, plan_actions
 from .buffer import PhaseRings
 from .model import DecoderSession
-from .smoothing import GateConfig, GatedSmoother, SmoothingConfig, Smoother
+from .smoothing import GatedSmoother, SmoothingConfig, Smoother, gate_in_force
 
 
 @dataclass
@@ -42,9 +42,11 @@ class Decisions:
 
 def decode_recording(model_path: str | Path, data: np.ndarray, *, hop_ms: float = 50.0,
                      smoothing: SmoothingConfig | None = None, gate: dict[str, float] | None = None,
-                     actions: dict[str, str] | None = None) -> Decisions:
+                     actions: dict[str, str] | None = None, rest_gate: str | None = None) -> Decisions:
     """Decisions on ``data`` (``[n_chans, n_samples]``, the model's channels in its order and units), arriving in
-    chunks of one hop: one decision per hop once the filters have settled and a window has filled."""
+    chunks of one hop: one decision per hop once the filters have settled and a window has filled. ``gate``
+    overrides the gate's settings; ``rest_gate`` names the rest class of a model without a gate to gate it on
+    ``1 - P(rest_gate)`` (``bmi serve --gate-rest-class``)."""
     decoder = DecoderSession(model_path, warmup=1)
     meta = decoder.meta
     spec = PreprocessingSpec.from_dict(meta["preprocessing"])
@@ -56,13 +58,10 @@ def decode_recording(model_path: str | Path, data: np.ndarray, *, hop_ms: float 
     classes = meta["classes"]
     act = plan_actions(classes, actions or {})
     smoothing = smoothing or SmoothingConfig()
-    if meta.get("gate") is not None:
-        settings = {k: v for k, v in meta["gate"].items() if k != "output"} | (gate or {})
-        smoother: Any = GatedSmoother(classes, smoothing, GateConfig(**settings))
-    else:
-        if gate:
-            raise ValueError("'gate' settings were given but the model has no gate.")
-        smoother = Smoother(classes, smoothing)
+    gate_cfg = gate_in_force(meta, rest_gate, gate or {})
+    gated = gate_cfg is not None
+    rest = classes.index(rest_gate) if rest_gate is not None else None  # a rest gate: 1 - P(rest) is the gate
+    smoother: Any = GatedSmoother(classes, smoothing, gate_cfg) if gated else Smoother(classes, smoothing)
     pre, norm = CausalPreprocessor(spec), Normalizer(dict(meta["normalization"], alignment=None), None)
     hop = max(1, int(round(hop_ms / 1000 * spec.sfreq_in)))
     decim = spec.decim
@@ -80,15 +79,13 @@ def decode_recording(model_path: str | Path, data: np.ndarray, *, hop_ms: float 
         # every decim-th filtered sample up to the newest, normalised into the decoder's input as the server does
         probs = decoder.predict(norm(filtered.latest(decoder.n_times), out=decoder.window))
         time_s = end_in / spec.sfreq_in
-        if decoder.gated:
-            command = smoother.update(probs, time_s, decoder.gate)[0]
-        else:
-            command = smoother.update(probs, time_s)[0]
+        g = decoder.gate if rest is None else 1.0 - float(probs[rest])
+        command = smoother.update(probs, time_s, g)[0] if gated else smoother.update(probs, time_s)[0]
         t.append(time_s)
         commands.append(command)
         actions_out.append(act[command])
         probs_out.append(probs)
-        gates.append(decoder.gate if decoder.gated else np.nan)
+        gates.append(g if gated else np.nan)
     return Decisions(np.asarray(t), commands, actions_out, np.asarray(probs_out).reshape(len(t), len(classes)),
                      np.asarray(gates, dtype=np.float64), classes)
 

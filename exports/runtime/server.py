@@ -53,7 +53,7 @@ from .outputs import OutputSet, encode
 from .safety import AmplitudeCheck, FlatDetector, JumpDetector, SafetyConfig, SafetyState, check_chunk
 from .session_log import SessionLog
 from .sham import ShamDecoder
-from .smoothing import GateConfig, GatedSmoother, SmoothingConfig, Smoother
+from .smoothing import GatedSmoother, SmoothingConfig, Smoother, gate_in_force
 
 LOG_FIELDS = ["type", "seq", "t_wall", "t_window_end", "sample_index", "command", "action", "confidence", "level",
               "probabilities", "latency_ms", "age_ms", "safe", "reason", "sham", "condition_code", "gate"]
@@ -66,7 +66,8 @@ class ServeConfig:
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     level_classes: tuple[str, str] | None = None
-    gate: dict[str, float] = field(default_factory=dict)  # a gated model's gate settings over its metadata's
+    gate: dict[str, float] = field(default_factory=dict)  # the gate's settings over the metadata's (or the defaults)
+    gate_rest_class: str | None = None  # a model without a gate: gate its commands on 1 - P(this class)
     actions: dict[str, str] = field(default_factory=dict)  # class -> grasp|open|hold, beyond the defaults
     rename: str | Mapping[str, str] | None = None  # None: none for live streams, the training rule for replay:
     units: str | None = None  # override the stream's declared units
@@ -142,13 +143,11 @@ class Server:
             self.norm["alignment"] = {"session": self.alignment.matrix.tolist()}
         self.normalizer = Normalizer(self.norm, "session" if self.norm["alignment"] else None)
         self._align_data: list[np.ndarray] = []
-        self.gated = self.decoder.gated
-        if cfg.gate and not self.gated:
-            raise ValueError(f"{', '.join('--gate-' + k.replace('_', '-') for k in cfg.gate)}: the model has no gate "
-                             "(only a gated decoder's, models.gated, does).")
+        self.gate_cfg = gate_in_force(meta, cfg.gate_rest_class, cfg.gate)
+        self.gated = self.gate_cfg is not None
+        # a rest gate on a decoder without a gate output: the gate is 1 - P(rest class) of each window
+        self.rest_gate = self.classes.index(cfg.gate_rest_class) if cfg.gate_rest_class is not None else None
         if self.gated:  # the rest command until the gate opens (GatedSmoother); the level from the gate
-            gate = {k: v for k, v in meta["gate"].items() if k != "output"} | cfg.gate
-            self.gate_cfg = GateConfig(**gate)
             self.smoother = GatedSmoother(self.classes, cfg.smoothing, self.gate_cfg, cfg.level_classes)
         else:
             self.smoother = Smoother(self.classes, cfg.smoothing, cfg.level_classes)
@@ -346,7 +345,7 @@ class Server:
         # every decim-th filtered sample up to the newest (a view), normalised straight into the decoder's input
         self.normalizer(self.proc_ring.latest(self.n_times), out=self.decoder.window)
         probs = self.decoder.predict()
-        gate = self.decoder.gate
+        gate = self.decoder.gate if self.rest_gate is None else 1.0 - float(probs[self.rest_gate])
         if self.sham is not None:  # the decoder still runs, so timing is identical; its output is not used
             fake = self.sham.next()
             command, confidence, level, probs = fake["command"], fake["confidence"], fake["level"], fake["probabilities"]
@@ -626,7 +625,8 @@ class Server:
                           "ratio_max": float(ratio.max()) if ratio is not None else None},
             "alignment": self.alignment.source,
             "actions": self.actions,
-            "gate": dataclasses.asdict(self.gate_cfg) if self.gated else None,
+            "gate": dataclasses.asdict(self.gate_cfg) | {"source": "model" if self.rest_gate is None else "rest_class"}
+            if self.gated else None,
             "outputs": self.outputs.stats,
             "session_log": None if self._log is None else {"rows": self._log.rows_written, "error": self._log.error},
             "cues": self._cue_scores(),

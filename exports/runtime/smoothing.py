@@ -103,6 +103,30 @@ class GateConfig:
             raise ValueError(f"'gate-dwell' ({self.dwell_s * 1000:g} ms) must be >= 0.")
 
 
+#: a rest gate's settings on a decoder without a gate output (``1 - P(rest class)``): models.gated's defaults
+REST_GATE_DEFAULTS = {"threshold": 0.7, "hysteresis": 0.1, "dwell_s": 0.2}
+
+
+def gate_in_force(meta: dict, rest_class: str | None, overrides: dict[str, float]) -> GateConfig | None:
+    """The gate the server applies, or None: a gated model's own (its metadata's settings under ``overrides``),
+    or, on any other model with ``rest_class`` given, a rest gate on ``1 - P(rest_class)`` (the same rules,
+    :data:`REST_GATE_DEFAULTS` under ``overrides``)."""
+    if meta.get("gate") is not None:
+        if rest_class is not None:
+            raise ValueError(f"--gate-rest-class ({rest_class!r}): the model has its own gate (rest class "
+                             f"{meta['gate']['rest_class']!r}); leave it out.")
+        return GateConfig(**({k: v for k, v in meta["gate"].items() if k != "output"} | overrides))
+    if rest_class is None:
+        if overrides:
+            flags = ", ".join("--gate-dwell-ms" if k == "dwell_s" else f"--gate-{k}" for k in overrides)
+            raise ValueError(f"{flags}: the model has no gate; "
+                             "add --gate-rest-class CLASS to gate its commands on 1 - P(CLASS).")
+        return None
+    if rest_class not in meta["classes"]:
+        raise ValueError(f"--gate-rest-class ({rest_class!r}) is not one of the classes {meta['classes']}.")
+    return GateConfig(rest_class, **(REST_GATE_DEFAULTS | overrides))
+
+
 class GatedSmoother:
     """The server's smoothing for a gated decoder: the gate decides rest or movement, the type smoother which.
 

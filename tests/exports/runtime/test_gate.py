@@ -1,5 +1,6 @@
 """The server's gate for gated decoders: the rest command while the gate is below its threshold, its own
-hysteresis and dwell in stream time, the level from the gate; the gate in the decision message and the log."""
+hysteresis and dwell in stream time, the level from the gate; the gate in the decision message and the log.
+The same rules as a rest gate on any decoder with a rest class (``--gate-rest-class``: the gate is 1 - P(rest))."""
 
 import csv
 import json
@@ -139,4 +140,91 @@ def test_gate_options_need_a_gated_model(exported, tmp_path):
     server = bmi("serve", str(exported.path), "--input", f"tcp://127.0.0.1:{free_port()}", "--output",
                  f"udp://127.0.0.1:{free_port()}", "--gate-threshold", "0.7", "--no-status")
     code, _, err = wait(server, 30)
-    assert code != 0 and "--gate-threshold: the model has no gate" in err
+    assert code != 0 and "--gate-threshold: the model has no gate; add --gate-rest-class CLASS" in err
+
+
+def test_which_gate_is_in_force():
+    import inspect
+
+    from exports.runtime.smoothing import REST_GATE_DEFAULTS, gate_in_force
+    from models.gated import GatedDecoder
+
+    flat = {"classes": CLASSES}
+    gated = {"classes": CLASSES, "gate": {"output": "gate", "rest_class": "rest", "threshold": 0.6, "hysteresis": 0.05,
+                                          "dwell_s": 0.1, "type_threshold": 0.0}}
+    assert gate_in_force(flat, None, {}) is None
+    assert gate_in_force(gated, None, {"dwell_s": 0.4}) == GateConfig("rest", 0.6, 0.05, 0.4)
+    assert gate_in_force(flat, "rest", {"threshold": 0.8}) == GateConfig("rest", 0.8, 0.1, 0.2)
+    defaults = inspect.signature(GatedDecoder).parameters  # a rest gate starts where a gated decoder does
+    assert REST_GATE_DEFAULTS == {k: defaults[f"gate_{k}"].default for k in ("threshold", "hysteresis", "dwell_s")}
+    with pytest.raises(ValueError, match=r"--gate-rest-class \('rest'\): the model has its own gate"):
+        gate_in_force(gated, "rest", {})
+    with pytest.raises(ValueError, match=r"--gate-rest-class \('idle'\) is not one of the classes"):
+        gate_in_force(flat, "idle", {})
+    with pytest.raises(ValueError, match=r"--gate-dwell-ms: the model has no gate"):
+        gate_in_force(flat, None, {"dwell_s": 0.3})
+
+
+@pytest.fixture(scope="module")
+def constant_flat_model(exported, tmp_path_factory):
+    """A flat decoder (no gate output) giving P(rest) = 0.2 and 0.4 to each movement for every window: a real
+    ONNX file with the trained run's data description."""
+    import models
+    from exports.onnx import embed_metadata
+    from exports.torch_export import export_onnx
+
+    meta = json.loads(json.dumps(exported.metadata))
+    n_chans, n_times = meta["io"]["input_shape"][1:]
+    net = models.build("logvar", n_chans=n_chans, n_times=n_times, n_outputs=3, sfreq=meta["sfreq"], n_filters=2).eval()
+    with torch.no_grad():
+        net.classifier.weight.zero_()
+        net.classifier.bias.copy_(torch.tensor([float(np.log(2.0)) * (c != "rest") for c in meta["classes"]]))
+    path = export_onnx(net, n_chans, n_times, tmp_path_factory.mktemp("flat") / "flat.onnx")
+    embed_metadata(path, meta)
+    return path
+
+
+def test_a_rest_gate_holds_a_flat_decoder_until_its_movement_probability_opens_it(constant_flat_model, recording_array):
+    """Through the rig's decision chain: ungated, the flat decoder commands a movement on every window (0.4
+    beats rest's 0.2); with a rest gate the hand holds while 1 - P(rest) = 0.8 is below the threshold, and
+    moves once it stays above the opening level for the dwell."""
+    from exports.onnx import read_model_metadata
+    from exports.runtime.closed_loop import decode_recording
+
+    data, ch_names, sfreq, _ = recording_array
+    meta = read_model_metadata(constant_flat_model)
+    data = data[[ch_names.index(c) for c in meta["preprocessing"]["ch_names"]], : int(8 * sfreq)]
+    plain = decode_recording(constant_flat_model, data)
+    assert len(plain.t) > 20 and all(a != "hold" for a in plain.action) and np.isnan(plain.gate).all()
+    held = decode_recording(constant_flat_model, data, rest_gate="rest", gate={"threshold": 0.85, "hysteresis": 0.05})
+    assert set(held.command) == {"rest"} and np.allclose(held.gate, 0.8, atol=1e-5)
+    opens = decode_recording(constant_flat_model, data, rest_gate="rest", gate={"threshold": 0.6, "dwell_s": 0.5})
+    moving = np.array([a != "hold" for a in opens.action])
+    first = opens.t[np.argmax(moving)]
+    assert not moving[opens.t < opens.t[0] + 0.5].any() and moving[opens.t >= first].all()
+
+
+def test_the_server_applies_a_rest_gate_to_a_flat_decoder(constant_flat_model, recording_array, tmp_path):
+    """A real `bmi serve` on a real TCP stream with --gate-rest-class: every decision carries the gate 1 - P(rest)
+    and, below the threshold, is the rest command, though a movement class beats rest in every window."""
+    data, ch_names, sfreq, _ = recording_array
+    data = data[:, : int(12 * sfreq)]
+    port, log = free_port(), tmp_path / "session.csv"
+    server = bmi("serve", str(constant_flat_model), "--input", f"tcp://127.0.0.1:{port}", "--output",
+                 f"udp://127.0.0.1:{free_port()}", "--gate-rest-class", "rest", "--gate-threshold", "0.85",
+                 "--gate-hysteresis", "0.05", "--log", str(log), "--duration", "7", "--no-status", "--stale-ms", "5000")
+    with connect(port) as sock:
+        send_recording(sock, data, ch_names, sfreq, [64], pace=0.005)
+        time.sleep(1.0)
+    code, out, err = wait(server, 30)
+    assert code == 0, err
+    decisions = [r for r in csv.DictReader(log.open()) if r["type"] == "decision"]
+    assert len(decisions) > 20
+    for row in decisions:
+        probs = json.loads(row["probabilities"])
+        assert max(probs["grasp"], probs["open"]) > probs["rest"]
+        assert float(row["gate"]) == pytest.approx(1 - probs["rest"], abs=1e-5)
+        assert (row["command"], row["action"], float(row["level"])) == ("rest", "hold", 0.0)
+    stats = json.loads(out.splitlines()[-1])
+    assert stats["gate"] == {"rest_class": "rest", "threshold": 0.85, "hysteresis": 0.05, "dwell_s": 0.2,
+                             "type_threshold": 0.0, "source": "rest_class"}
