@@ -50,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help="a smoke run of every step: one subject, few trials, one epoch, 8 s of streaming")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the synthetic recordings and the training runs (default 0)")
+    p.add_argument("--rest-gate", action="store_true",
+                   help="serve the best decoder under a rest gate (bmi serve --gate-rest-class rest): the hand holds "
+                        "until 1 - P(rest) is confidently high; a gated decoder uses its own gate either way")
     add_verbose(p)
     p.set_defaults(func=_main)
 
@@ -207,7 +210,8 @@ class _Player:
         self.player.stop()
 
 
-def _stream(model_path: Path, recording: Path, out: Path, seconds: float, console, verbose: bool) -> dict[str, Any]:
+def _stream(model_path: Path, recording: Path, out: Path, seconds: float, console, verbose: bool,
+            serve_args: list[str] = ()) -> dict[str, Any]:
     """Replay ``recording`` over LSL into ``bmi serve``, which drives ``bmi rig``; returns paths and timing."""
     port = _free_udp_port()
     name = f"bmi-demo-{os.getpid()}"
@@ -219,7 +223,8 @@ def _stream(model_path: Path, recording: Path, out: Path, seconds: float, consol
         with _Player(recording, name, verbose) as t_start:
             serve = children.start("serve", ["serve", str(model_path), "--input", f"lsl:{name}", "--output",
                                               f"udp://127.0.0.1:{port}", "--log", str(session_log), "--duration",
-                                              str(seconds), "--no-status", *(["--verbose"] if verbose else [])])
+                                              str(seconds), "--no-status", *serve_args,
+                                              *(["--verbose"] if verbose else [])])
             with _progress(console, "streaming", seconds) as tick:
                 deadline = time.monotonic() + seconds + 30
                 while serve.poll() is None and time.monotonic() < deadline:
@@ -278,6 +283,9 @@ def _run(args, out: Path, console, progress: Progress) -> None:
     progress.begin(console, 1)
     data_path, raw = _write_data(args, out, console)
     raw_data = raw.get("data", raw)
+    if args.rest_gate and "rest" not in set((raw_data.get("events") or {}).values()):
+        raise ValueError(f"--rest-gate needs a class named 'rest'; the data's classes are "
+                         f"{sorted(set((raw_data.get('events') or {}).values()))}.")
 
     progress.begin(console, 2)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -305,7 +313,12 @@ def _run(args, out: Path, console, progress: Progress) -> None:
     progress.begin(console, 5)
     recording = _held_out_file(raw_data, best_dir)
     console.print(f"replaying held-out recording {recording.name} as a live LSL stream for {args.stream_seconds:g} s")
-    streamed = _stream(exported.path, recording, out, args.stream_seconds, console, args.verbose)
+    serve_args = []
+    if args.rest_gate and not exported.metadata.get("gate"):
+        serve_args = ["--gate-rest-class", "rest"]
+        console.print("serving under a rest gate (the hand holds while 1 - P(rest) is below 0.7)")
+    s["rest_gate"] = bool(serve_args)
+    streamed = _stream(exported.path, recording, out, args.stream_seconds, console, args.verbose, serve_args)
 
     progress.begin(console, 6)
     s["online"] = online_results(streamed, recording, exported.metadata, raw_data, model_path=exported.path)
@@ -347,7 +360,7 @@ def _print_summary(console, s: dict[str, Any]) -> None:
     if s.get("baseline_test"):
         table.add_row("CSP+LDA reference (test)", f"{s['baseline_test']['balanced_accuracy']:.3f}")
     table.add_row("ONNX parity, max |logit diff|", f"{s['parity_max_abs_diff']:.2e}")
-    table.add_row("online decisions", str(online["n_decisions"]))
+    table.add_row("online decisions", str(online["n_decisions"]) + ("  (under a rest gate)" if s.get("rest_gate") else ""))
     table.add_row("online agreement with cues", f"{online['cue_agreement']:.3f} over {online['n_cue_decisions']} decisions "
                   f"(chance {online['chance']:.3f})")
     aligned = online.get("aligned") or {}

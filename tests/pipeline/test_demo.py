@@ -39,6 +39,30 @@ def test_quick_demo_runs_every_step_and_reports(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_quick_demo_under_a_rest_gate_holds_the_hand_while_rest_is_likely(tmp_path):
+    """`bmi demo --rest-gate`: the server gates the flat decoder on 1 - P(rest); every logged decision carries
+    that gate, and none below the default threshold (0.7) commands a movement."""
+    import csv
+
+    out = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "demo", "--out", str(out), "--quick", "--stream-seconds", "6",
+         "--models", "logvar", "--rest-gate"], capture_output=True, text=True, timeout=580,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads((out / "summary.json").read_text())["rest_gate"] is True
+    assert "under a rest gate" in proc.stdout
+    decisions = [r for r in csv.DictReader((out / "session_log.csv").open()) if r["type"] == "decision"]
+    assert len(decisions) > 20
+    for row in decisions:
+        gate = float(row["gate"])
+        assert gate == pytest.approx(1 - json.loads(row["probabilities"])["rest"], abs=1e-5)
+        if gate < 0.7:
+            assert row["action"] == "hold", row
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_an_interrupted_demo_says_where_it_stopped_and_leaves_no_child(tmp_path):
     """Ctrl-C while the live stream runs: exit code 130, a summary that says INTERRUPTED and in which step,
