@@ -159,7 +159,7 @@ def run_shape(name: str, n_chans: int, sfreq: float, seconds: float, folder: Pat
     lat = np.array(latencies) if latencies else np.array([np.nan])
     return {
         "channels": n_chans, "sfreq": sfreq, "seconds": seconds, "hop_ms": HOP_MS, "chunk_ms": CHUNK_MS,
-        "console_browser": console,
+        "console_browser": console, "server_cpu_share": stats.get("cpu_share"),
         "latency_ms": {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)), "max": float(lat.max())},
         "server_processing_ms": stats.get("latency_ms"),
         "samples_pushed": pushed, "samples_received": stats.get("samples_received"),
@@ -176,6 +176,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _line(r: dict) -> str:
+    return (f"latency p50 {r['latency_ms']['p50']:.2f} p99 {r['latency_ms']['p99']:.2f} max {r['latency_ms']['max']:.2f} ms "
+            f"| server p50 {r['server_processing_ms']['p50']:.2f} p99 {r['server_processing_ms']['p99']:.2f} ms | server CPU "
+            f"{r['server_cpu_share']:.0%} of a core | dropped samples {r['dropped_samples']} | missed hops {r['missed_hops']} "
+            f"of {r['decisions_expected']} | late hops {r['late_hops']}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -190,10 +197,7 @@ def main() -> int:
             for console in (False,) if args.no_console else (False, True):
                 r = run_shape(name, n_chans, sfreq, seconds, Path(tmp), console=console)
                 (with_console if console else results)[name] = r
-                print(f"{name}{' + console + browser' if console else ''}: latency p50 {r['latency_ms']['p50']:.2f} "
-                      f"p99 {r['latency_ms']['p99']:.2f} max {r['latency_ms']['max']:.2f} ms | server p99 "
-                      f"{r['server_processing_ms']['p99']:.2f} ms | dropped samples {r['dropped_samples']} | missed hops "
-                      f"{r['missed_hops']} of {r['decisions_expected']} | late hops {r['late_hops']}")
+                print(f"{name}{' + console + browser' if console else ''}: {_line(r)}")
     if with_console:  # the same session with a browser on the live page: how much it moves the loop's p99
         results["with_console_browser"] = with_console
         results["console_p99_delta_ms"] = {
