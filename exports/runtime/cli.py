@@ -175,7 +175,8 @@ def _serve(args: argparse.Namespace) -> int:
         gate={k: v for k, v in (("threshold", args.gate_threshold), ("hysteresis", args.gate_hysteresis),
                                 ("dwell_s", None if args.gate_dwell_ms is None else args.gate_dwell_ms / 1000))
               if v is not None},
-        gate_rest_class=args.gate_rest_class, actions=parse_action_args(args.action), rename=_rename_rule(args.rename), units=args.units,
+        gate_rest_class=args.gate_rest_class, actions=parse_action_args(args.action), rename=_rename_rule(args.rename),
+        units=args.units,
         on_unit_mismatch=args.on_unit_mismatch, max_amplitude_ratio=args.max_amplitude_ratio,
         check_seconds=args.check_seconds, artifact_ratio=args.artifact_ratio, jump_ratio=args.jump_ratio,
         subject=args.subject, align_seconds=args.align_seconds, alignment_path=args.alignment,
