@@ -609,6 +609,12 @@ class Server:
         return self.cfg.sham
 
     # -- reporting -------------------------------------------------------------------------------------------
+    def gate_settings(self) -> dict[str, Any] | None:
+        """The gate in force and where it comes from (the model's own, or a rest gate on a class), or None."""
+        if not self.gated:
+            return None
+        return dataclasses.asdict(self.gate_cfg) | {"source": "model" if self.rest_gate is None else "rest_class"}
+
     def stats(self, seconds: float) -> dict[str, Any]:
         ratio = self.amplitude.last_ratio
         return {
@@ -625,8 +631,7 @@ class Server:
                           "ratio_max": float(ratio.max()) if ratio is not None else None},
             "alignment": self.alignment.source,
             "actions": self.actions,
-            "gate": dataclasses.asdict(self.gate_cfg) | {"source": "model" if self.rest_gate is None else "rest_class"}
-            if self.gated else None,
+            "gate": self.gate_settings(),
             "outputs": self.outputs.stats,
             "session_log": None if self._log is None else {"rows": self._log.rows_written, "error": self._log.error},
             "cues": self._cue_scores(),

@@ -26,7 +26,7 @@ class ConsoleLink:
                            "positions": meta["channels"].get("positions"), "sfreq_in": spec.sfreq_in,
                            "window_s": meta["window"]["seconds"], "settle_s": spec.settle_samples / spec.sfreq_in},
                  "hop_ms": cfg.hop_ms, "max_age_ms": cfg.max_age_ms, "outputs": server.outputs.specs,
-                 "log_path": str(cfg.log_path) if cfg.log_path else None}
+                 "log_path": str(cfg.log_path) if cfg.log_path else None, "gate": server.gate_settings()}
         self.bridge = ConsoleBridge(listen, token=cfg.token, allow_remote=cfg.allow_remote, runs_dir=cfg.runs_dir,
                                     hello=hello, cue_outlet=cfg.cue_outlet)
         self.url = self.bridge.url
@@ -39,7 +39,7 @@ class ConsoleLink:
             self.bridge.send({"kind": "decision", "seq": msg["seq"], "t": msg["t_wall"], "command": msg["command"],
                               "action": msg["action"], "level": msg["level"],
                               "probabilities": list(msg["probabilities"].values()),
-                              "latency_ms": msg["latency_ms"], "age_ms": msg["age_ms"]})
+                              "latency_ms": msg["latency_ms"], "age_ms": msg["age_ms"], "gate": msg.get("gate")})
         elif msg["type"] != "heartbeat":
             self.bridge.send({"kind": "safe", "type": msg["type"], "reason": msg["reason"], "t": msg["t_wall"]})
 

@@ -81,6 +81,7 @@ def test_live_page_emergency_stop_and_resume(browser, exported, recording_array,
     time.sleep(2.5)  # the rate counts the last 2 s
     assert float(page.get_by_test_id("decision-rate").inner_text()) > 15  # one per 50 ms hop
     assert float(page.get_by_test_id("latency-p99").inner_text()) > 0
+    assert page.get_by_test_id("gate").is_hidden()  # no gate in force: no gate on the page
     screenshot(page, "console-live.png", tmp_path)
 
     clicked = time.time()
@@ -171,6 +172,41 @@ def test_a_sham_session_looks_real_until_unblinded_and_marks_are_logged(browser,
     assert [r["reason"] for r in rows if r["type"] == "mark"] == ["patient reports pain 4/10"]
     assert [r["reason"] for r in rows if r["type"] == "unblind"] == ["sham"]
     assert any(json.loads(s[0]).get("reason") == "patient reports pain 4/10" for s in samples if '"mark"' in s[0])
+
+
+def test_the_live_page_shows_the_gate_in_force(browser, exported, recording_array, tmp_path, tmp_path_factory):
+    """A rest gate (`--gate-rest-class rest`) on the page: its rule, and every decision's gate, which is
+    1 - P(rest) of the same decision's probabilities."""
+    import numpy as np
+
+    data, ch_names, sfreq, _ = recording_array
+    replay = tmp_path_factory.mktemp("gate-recording") / "rec.npz"
+    np.savez(replay, data=data[:, : int(30 * sfreq)], ch_names=np.array(ch_names), sfreq=sfreq)
+    port = free_port()
+    server = bmi("serve", str(exported.path), "--input", f"replay:{replay}", "--output", f"udp://127.0.0.1:{free_port()}",
+                 "--console", f"127.0.0.1:{port}", "--duration", "25", "--no-status", "--gate-rest-class", "rest",
+                 "--gate-threshold", "0.6")
+    page = open_page(browser, f"http://127.0.0.1:{port}/")
+    page.wait_for_function("document.querySelector('[data-testid=safety-state]').textContent === 'DECODING'", timeout=20000)
+    gate = page.get_by_test_id("gate")
+    assert gate.is_visible() and gate.get_attribute("data-threshold") == "0.6"
+    assert float(gate.get_attribute("data-opens-at")) == pytest.approx(0.7)
+    assert "rest while below 0.60; opens at 0.70 held 200 ms" in page.locator("#gate-rule").inner_text()
+    assert "1 − P(rest)" in page.locator("#gate-source").inner_text()
+    rest = page.evaluate("[...document.querySelectorAll('#probabilities .row')].findIndex("
+                                      "(r) => r.dataset.class === 'rest')")
+    for _ in range(5):  # the gate and the probabilities of one decision, read together
+        page.wait_for_function("document.querySelector('[data-testid=gate]').dataset.value !== ''")
+        value, probability = page.evaluate(
+            f"[Number(document.querySelector('[data-testid=gate]').dataset.value), "
+            f"Number(document.querySelectorAll('#probabilities .row .p')[{rest}].textContent)]")
+        assert value == pytest.approx(1 - probability, abs=0.006)
+        time.sleep(0.3)
+    screenshot(page, "console-gate.png", tmp_path)
+    page.close()
+    server.send_signal(2)
+    code, _, err = wait(server, 30)
+    assert code == 0, err
 
 
 def test_cue_page_follows_a_paradigm_with_lsl_markers(browser, trained_run, tmp_path):

@@ -34,6 +34,30 @@ function onHello(hello) {
                    el("div", {class: "track"}, el("div", {class: "fill"})), el("span", {class: "p", text: "–"})));
   }
   drawSensors(null);
+  showGate(hello.gate);
+}
+
+function showGate(gate) {
+  $("gate-panel").hidden = !gate;
+  if (!gate) return;
+  const opens = gate.threshold + gate.hysteresis;
+  $("gate-close").style.left = (100 * gate.threshold) + "%";
+  $("gate-open").style.left = (100 * opens) + "%";
+  $("gate").dataset.threshold = String(gate.threshold);
+  $("gate").dataset.opensAt = String(opens);
+  $("gate-source").textContent = gate.source === "rest_class" ? `(1 − P(${gate.rest_class}))` : "(the model's gate)";
+  $("gate-rule").textContent = `rest while below ${gate.threshold.toFixed(2)}; opens at ${opens.toFixed(2)} ` +
+    `held ${Math.round(gate.dwell_s * 1000)} ms`;
+}
+
+function setGate(value) {
+  if (value === null || value === undefined || $("gate-panel").hidden) return;
+  $("gate-fill").style.width = (100 * value).toFixed(1) + "%";
+  $("gate").dataset.value = value.toFixed(3);
+  const opens = Number($("gate").dataset.opensAt), closes = Number($("gate").dataset.threshold);
+  $("gate-fill").classList.toggle("above", value >= opens);  // green: at or above the opening level
+  $("gate-fill").classList.toggle("band", value >= closes && value < opens);  // amber: the hysteresis band
+  $("gate-value").textContent = value.toFixed(2);
 }
 
 function onDecision(d) {
@@ -49,6 +73,7 @@ function onDecision(d) {
     row.querySelector(".p").textContent = d.probabilities[i].toFixed(2);
   });
   setLevel(d.level);
+  setGate(d.gate);
   S.action = d.action;
   S.level = d.level;
   S.latencies.push(d.latency_ms);
