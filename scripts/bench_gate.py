@@ -53,6 +53,8 @@ BANDS = {"mu_beta": {"bandpass": [8.0, 30.0]}, "wide": {"bandpass": [None, 30.0]
 #: the decoders compared: the flat one and the gated one built from the same architecture
 MODELS = {
     "flat": {"name": "logvar", "params": {}},
+    # the log-variance network with 32 filters (bench_accuracy's logvar32 recipe; not in the default run)
+    "flat32": {"name": "logvar", "params": {"n_filters": 32}},
     "gated": {"name": "gated", "params": {"gate": {"name": "logvar"}, "type": {"name": "logvar"}}},
     # the two-branch model (not in the default run; meant for the wide band): the gate reads slow fields and
     # mu/beta stacked as channels, the type decoder mu/beta, both cut from the one broadband input (models/bands.py)
