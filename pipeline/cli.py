@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "pipeline.bench",          # bmi bench
     "datasets.amp",            # bmi amp
     "pipeline.calibrate",      # bmi calibrate
+    "pipeline.rehearse",       # bmi rehearse
     "exports.runtime.session_plan",  # bmi session plan / unblind
 ]
 

@@ -8,7 +8,8 @@ Every ``import`` in the project's source (module level or inside a function, rel
   ``pipeline.config`` and ``pipeline.metrics``), never the training loop;
 - ``exports.runtime`` (the rig) takes from the project only the pure signal and metadata modules, and from
   outside only the light libraries the rig installs;
-- ``pipeline.cli``, ``pipeline.demo`` and ``pipeline.calibrate`` orchestrate every layer and may import anything.
+- ``pipeline.cli``, ``pipeline.demo``, ``pipeline.calibrate`` and ``pipeline.rehearse`` orchestrate every layer and
+  may import anything.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("datasets", "models", "pipeline", "exports")
-ORCHESTRATORS = {"pipeline.cli", "pipeline.demo", "pipeline.calibrate"}
+ORCHESTRATORS = {"pipeline.cli", "pipeline.demo", "pipeline.calibrate", "pipeline.rehearse"}
 #: what export may take from training: the run record and the light modules it stands on
 RUN_RECORD = {"pipeline", "pipeline.run_record", "pipeline.config", "pipeline.metrics"}
 #: what the rig's runtime may take from the rest of the project

@@ -228,3 +228,38 @@ def test_the_server_applies_a_rest_gate_to_a_flat_decoder(constant_flat_model, r
     stats = json.loads(out.splitlines()[-1])
     assert stats["gate"] == {"rest_class": "rest", "threshold": 0.85, "hysteresis": 0.05, "dwell_s": 0.2,
                              "type_threshold": 0.0, "source": "rest_class"}
+
+
+def test_rehearse_scores_a_gate_against_the_cues(constant_flat_model, recording_array, tmp_path):
+    """`bmi rehearse` on a cued recording with the flat decoder that always prefers a movement (P(rest) = 0.2):
+    ungated it moves the hand in every rest decision and answers exactly the cues of the movement class it
+    prefers; a rest gate that cannot open (0.85 + 0.05 above the gate's 0.8) never moves it; one that opens at
+    0.7 moves it from its first dwell on."""
+    import mne
+    import yaml
+
+    from exports.onnx import read_model_metadata
+
+    _, _, _, path = recording_array
+    config = tmp_path / "cued.yaml"
+    config.write_text(yaml.safe_dump({"data": {"files": [str(path)], "events": {c: c for c in CLASSES}}}))
+    classes = read_model_metadata(constant_flat_model)["classes"]
+    preferred = next(c for c in classes if c != "rest")  # the first of the two tied movement classes
+    cues = [a["description"] for a in mne.io.read_raw(path, verbose="error").annotations]
+    share = cues.count(preferred) / sum(c != "rest" for c in cues)
+
+    def rehearse(*options):
+        proc = bmi("rehearse", str(constant_flat_model), "--data", str(config), "--json", *options)
+        code, out, err = wait(proc, 120)
+        assert code == 0, err
+        return json.loads(out.splitlines()[-1])["rows"]
+
+    plain = rehearse()[0]
+    assert plain["movement_time_during_rest"] == 1.0 and plain["movement_hit_rate"] == pytest.approx(share)
+    closed, opens = rehearse("--gate-rest-class", "rest", "--gate-threshold", "0.85,0.6", "--gate-dwell-ms", "200")
+    assert closed["gate"] == {"threshold": 0.85, "dwell_s": 0.2}
+    assert (closed["false_movements_per_min"], closed["movement_time_during_rest"], closed["movement_hit_rate"]) == (0, 0, 0)
+    assert opens["movement_time_during_rest"] > 0.95 and opens["movement_hit_rate"] == pytest.approx(share)
+    proc = bmi("rehearse", str(constant_flat_model), "--data", str(config), "--gate-threshold", "0.7")
+    code, _, err = wait(proc, 120)
+    assert code != 0 and "--gate-threshold: the model has no gate; add --gate-rest-class CLASS" in err

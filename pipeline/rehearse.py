@@ -1,0 +1,143 @@
+"""``bmi rehearse``: an exported model's closed loop on cued recordings, scored against their cues.
+
+Each recording goes through the rig's own decision chain (:func:`exports.runtime.closed_loop.decode_recording`:
+the causal filters chunk by chunk, onnxruntime, the server's smoothing and gate, one decision per hop) as fast as
+the CPU goes, and the commands are scored against the recording's cues
+(:func:`~exports.runtime.closed_loop.score_commands`): false movement commands per minute of rest cues, the share
+of rest decisions that moved the hand, the share of movement cues answered by their own command, and the time to
+it. Comma-separated gate settings are each tried, so a lab can choose a gate's threshold and dwell on a held-out
+calibration run of its own patient (the trade-off the README measures on the project's data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "rehearse", help="score an exported model's closed loop (commands, gate) against a cued recording's cues",
+        description="Stream cued recordings through the rig's own decision chain (causal filters chunk by chunk, "
+                    "onnxruntime, the server's smoothing and gate, one decision per hop) as fast as the CPU goes and "
+                    "score the commands against the cues: false movement commands per minute of rest cues, the share "
+                    "of rest decisions that moved the hand, the share of movement cues answered by their own command "
+                    "and the time to it. Comma-separated gate settings are each tried, to choose a gate's threshold "
+                    "and dwell on a held-out calibration run of the patient.")
+    p.add_argument("model", help="an ONNX file from bmi export")
+    p.add_argument("--data", required=True, metavar="CONFIG.yaml",
+                   help="config whose data: section names the cued recordings (files, events, rename)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override of that config")
+    p.add_argument("--gate-rest-class", metavar="CLASS",
+                   help="a model without a gate: gate it on 1 - P(CLASS), as bmi serve --gate-rest-class")
+    p.add_argument("--gate-threshold", metavar="T[,T...]", help="gate thresholds to try (default: the model's or 0.7)")
+    p.add_argument("--gate-dwell-ms", metavar="MS[,MS...]", help="gate dwells to try (default: the model's or 200)")
+    p.add_argument("--rest-class", default="rest", help="the class whose cues are rest (default rest)")
+    p.add_argument("--action", action="append", metavar="CLASS=ACTION",
+                   help="hand action of a class, as bmi serve --action (repeatable)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_main)
+
+
+def _values(text: str | None, name: str, scale: float = 1.0) -> list[float | None]:
+    if text is None:
+        return [None]
+    try:
+        return [float(v) * scale for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"'{name}' ({text!r}) must be numbers separated by commas, e.g. 0.6,0.7,0.8.") from None
+
+
+def read_cued(files: list[Path], data_cfg, ch_names: list[str]) -> list[tuple[Path, np.ndarray, list, float]]:
+    """Each recording as (path, the model's channels in its order [n_chans, n], cues (onset s, class), cue s)."""
+    from datasets.reading import read_raw
+
+    out = []
+    for path in files:
+        raw = read_raw(path, data_cfg)
+        missing = [c for c in ch_names if c not in raw.ch_names]
+        if missing:
+            raise ValueError(f"{path} lacks the model's channels {missing[:5]}{' ...' if len(missing) > 5 else ''} "
+                             "(set data.rename if the names differ only in style).")
+        cued = [a for a in raw.annotations if a["description"] in data_cfg.events]
+        if not cued:
+            raise ValueError(f"{path} has no cue the config's events name ({sorted(data_cfg.events)}); its annotations "
+                             f"are {sorted(set(raw.annotations.description))[:10]}.")
+        # onsets on the data's own clock (0 at its first sample), as the decisions' times are
+        offset = raw.first_time if raw.annotations.orig_time is not None else 0.0
+        cues = [(float(a["onset"]) - offset, data_cfg.events[a["description"]]) for a in cued]
+        out.append((path, raw.get_data(picks=ch_names).astype(np.float32), cues,
+                    float(np.median([float(a["duration"]) for a in cued]))))
+    return out
+
+
+def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]], rest_gate: str | None = None,
+             rest_class: str = "rest", actions: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """One row per gate setting: the scores over every recording (counts summed, then the rates)."""
+    from exports.runtime.closed_loop import decode_recording, score_commands
+
+    rows = []
+    for gate in gate_settings:
+        false_onsets = rest_minutes = rest_decisions = rest_moving = hits = n_movement = 0.0
+        latencies = []
+        for _, data, cues, cue_s in recordings:
+            decisions = decode_recording(model, data, gate=gate or None, rest_gate=rest_gate, actions=actions)
+            s = score_commands(decisions, cues, cue_s, rest_class=rest_class)
+            minutes = s["n_rest_cues"] * cue_s / 60
+            rest_minutes += minutes
+            false_onsets += (s["false_movements_per_min"] or 0.0) * minutes
+            n_rest = sum(1 for t in decisions.t for onset, c in cues if c == rest_class and onset <= t < onset + cue_s)
+            rest_decisions += n_rest
+            rest_moving += (s["movement_time_during_rest"] or 0.0) * n_rest
+            hits += (s["movement_hit_rate"] or 0.0) * s["n_movement_cues"]
+            n_movement += s["n_movement_cues"]
+            if s["time_to_correct_s"] is not None:
+                latencies.append(s["time_to_correct_s"])
+        rows.append({"gate": gate, "false_movements_per_min": false_onsets / rest_minutes if rest_minutes else None,
+                     "movement_time_during_rest": rest_moving / rest_decisions if rest_decisions else None,
+                     "movement_hit_rate": hits / n_movement if n_movement else None,
+                     "time_to_correct_s": float(np.median(latencies)) if latencies else None,
+                     "rest_minutes": round(rest_minutes, 3), "movement_cues": int(n_movement)})
+    return rows
+
+
+def _main(args: argparse.Namespace) -> int:
+    from datasets.config import DataConfig
+    from datasets.reading import resolve_files
+    from datasets.typed import apply_overrides, from_mapping, load_yaml
+    from exports.onnx import read_model_metadata
+    from exports.runtime.actions import parse_action_args
+
+    meta = read_model_metadata(args.model)
+    raw = apply_overrides(load_yaml(args.data), args.set)
+    data_cfg = from_mapping(DataConfig, raw.get("data", raw), "data")
+    if args.rest_class not in data_cfg.class_names:
+        raise ValueError(f"'--rest-class' ({args.rest_class!r}) is not one of the config's classes {data_cfg.class_names}.")
+    files = resolve_files(data_cfg.files, Path(args.data).resolve().parent)
+    recordings = read_cued(files, data_cfg, meta["preprocessing"]["ch_names"])
+    settings = [{k: v for k, v in (("threshold", t), ("dwell_s", d)) if v is not None}
+                for t, d in itertools.product(_values(args.gate_threshold, "--gate-threshold"),
+                                              _values(args.gate_dwell_ms, "--gate-dwell-ms", 1 / 1000))]
+    rows = rehearse(args.model, recordings, settings, args.gate_rest_class, args.rest_class,
+                    parse_action_args(args.action))
+    if args.json:
+        print(json.dumps({"model": str(args.model), "recordings": [str(r[0]) for r in recordings], "rows": rows}))
+        return 0
+    from exports.runtime.smoothing import gate_in_force
+
+    rest_min = rows[0]["rest_minutes"]
+    print(f"{len(recordings)} recording(s): {rest_min:.1f} min of rest cues, {rows[0]['movement_cues']} movement cues")
+    print(f"{'gate threshold / dwell':>24}  {'false moves/min at rest':>23}  {'moving at rest':>14}  {'hits':>5}  "
+          f"{'time to correct (s)':>19}")
+    for r in rows:
+        g = gate_in_force(meta, args.gate_rest_class, r["gate"])  # the settings in force, defaults included
+        label = "no gate" if g is None else f"{g.threshold:g} / {g.dwell_s * 1000:g} ms"
+        fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+        print(f"{label:>24}  {fmt(r['false_movements_per_min'], '23.2f')}  {fmt(r['movement_time_during_rest'], '14.3f')}  "
+              f"{fmt(r['movement_hit_rate'], '5.2f')}  {fmt(r['time_to_correct_s'], '19.2f')}")
+    return 0
