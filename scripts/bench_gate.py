@@ -115,18 +115,14 @@ def offline_scores(confusion: list[list[int]], classes: list[str], rest: str = "
 def stream_scores(model_path: Path, recording: Path, data_cfg: dict, actions: dict, sweep: bool = False,
                   rest_gate: str | None = None) -> dict:
     from datasets.config import DataConfig
-    from datasets.reading import read_raw
     from datasets.typed import from_mapping
     from exports.onnx import read_model_metadata
     from exports.runtime.closed_loop import decode_recording, score_commands
+    from pipeline.rehearse import read_cued
 
     meta = read_model_metadata(model_path)
     cfg = from_mapping(DataConfig, data_cfg, "data")
-    raw = read_raw(recording, cfg)
-    data = raw.get_data(picks=meta["preprocessing"]["ch_names"]).astype(np.float32)
-    events = cfg.events
-    cues = [(float(a["onset"]), events[a["description"]]) for a in raw.annotations if a["description"] in events]
-    cue_s = float(np.median([float(a["duration"]) for a in raw.annotations if a["description"] in events]))
+    _, data, cues, cue_s = read_cued([Path(recording)], cfg, meta["preprocessing"]["ch_names"])[0]
     decisions = decode_recording(model_path, data, actions=actions, rest_gate=rest_gate)
     scores = score_commands(decisions, cues, cue_s) | {"online_rest_auc": online_rest_auc(decisions, cues, cue_s)}
     if sweep:  # the gate's trade-off on the same stream (not used to choose the defaults)
