@@ -78,7 +78,8 @@ def read_cued(files: list[Path], data_cfg, ch_names: list[str]) -> list[tuple[Pa
 
 def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]], rest_gate: str | None = None,
              rest_class: str = "rest", actions: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """One row per gate setting: the scores over every recording (counts summed, then the rates)."""
+    """One row per gate setting: the scores over every recording (counts summed, then the rates; the time to a
+    correct command is the median of the recordings' medians)."""
     from exports.runtime.closed_loop import decode_recording, score_commands
 
     rows = []
@@ -108,7 +109,7 @@ def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]
 
 def _main(args: argparse.Namespace) -> int:
     from datasets.config import DataConfig
-    from datasets.reading import resolve_files
+    from datasets.reading import list_recordings
     from datasets.typed import apply_overrides, from_mapping, load_yaml
     from exports.onnx import read_model_metadata
     from exports.runtime.actions import parse_action_args
@@ -118,7 +119,7 @@ def _main(args: argparse.Namespace) -> int:
     data_cfg = from_mapping(DataConfig, raw.get("data", raw), "data")
     if args.rest_class not in data_cfg.class_names:
         raise ValueError(f"'--rest-class' ({args.rest_class!r}) is not one of the config's classes {data_cfg.class_names}.")
-    files = resolve_files(data_cfg.files, Path(args.data).resolve().parent)
+    files = [r.path for r in list_recordings(data_cfg, Path(args.data).resolve().parent)]  # files or BIDS
     recordings = read_cued(files, data_cfg, meta["preprocessing"]["ch_names"])
     settings = [{k: v for k, v in (("threshold", t), ("dwell_s", d)) if v is not None}
                 for t, d in itertools.product(_values(args.gate_threshold, "--gate-threshold"),
@@ -134,10 +135,13 @@ def _main(args: argparse.Namespace) -> int:
     print(f"{len(recordings)} recording(s): {rest_min:.1f} min of rest cues, {rows[0]['movement_cues']} movement cues")
     print(f"{'gate threshold / dwell':>24}  {'false moves/min at rest':>23}  {'moving at rest':>14}  {'hits':>5}  "
           f"{'time to correct (s)':>19}")
+
+    def fmt(value, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
     for r in rows:
         g = gate_in_force(meta, args.gate_rest_class, r["gate"])  # the settings in force, defaults included
         label = "no gate" if g is None else f"{g.threshold:g} / {g.dwell_s * 1000:g} ms"
-        fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
         print(f"{label:>24}  {fmt(r['false_movements_per_min'], '23.2f')}  {fmt(r['movement_time_during_rest'], '14.3f')}  "
               f"{fmt(r['movement_hit_rate'], '5.2f')}  {fmt(r['time_to_correct_s'], '19.2f')}")
     return 0
