@@ -78,32 +78,22 @@ def read_cued(files: list[Path], data_cfg, ch_names: list[str]) -> list[tuple[Pa
 
 def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]], rest_gate: str | None = None,
              rest_class: str = "rest", actions: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """One row per gate setting: the scores over every recording (counts summed, then the rates; the time to a
-    correct command is the median of the recordings' medians)."""
+    """One row per gate setting: the scores over every recording (their counts pooled, then the rates)."""
     from exports.runtime.closed_loop import decode_recording, score_commands
 
     rows = []
     for gate in gate_settings:
-        false_onsets = rest_minutes = rest_decisions = rest_moving = hits = n_movement = 0.0
-        latencies = []
-        for _, data, cues, cue_s in recordings:
-            decisions = decode_recording(model, data, gate=gate or None, rest_gate=rest_gate, actions=actions)
-            s = score_commands(decisions, cues, cue_s, rest_class=rest_class)
-            minutes = s["n_rest_cues"] * cue_s / 60
-            rest_minutes += minutes
-            false_onsets += (s["false_movements_per_min"] or 0.0) * minutes
-            n_rest = sum(1 for t in decisions.t for onset, c in cues if c == rest_class and onset <= t < onset + cue_s)
-            rest_decisions += n_rest
-            rest_moving += (s["movement_time_during_rest"] or 0.0) * n_rest
-            hits += (s["movement_hit_rate"] or 0.0) * s["n_movement_cues"]
-            n_movement += s["n_movement_cues"]
-            if s["time_to_correct_s"] is not None:
-                latencies.append(s["time_to_correct_s"])
-        rows.append({"gate": gate, "false_movements_per_min": false_onsets / rest_minutes if rest_minutes else None,
-                     "movement_time_during_rest": rest_moving / rest_decisions if rest_decisions else None,
-                     "movement_hit_rate": hits / n_movement if n_movement else None,
+        scores = [score_commands(decode_recording(model, data, gate=gate or None, rest_gate=rest_gate, actions=actions),
+                                 cues, cue_s, rest_class=rest_class) for _, data, cues, cue_s in recordings]
+        n = {k: sum(s["counts"][k] for s in scores)
+             for k in ("false_onsets", "rest_minutes", "rest_decisions", "rest_moving", "hits", "movement_cues")}
+        latencies = [x for s in scores for x in s["counts"]["latencies_s"]]
+        rows.append({"gate": gate,
+                     "false_movements_per_min": n["false_onsets"] / n["rest_minutes"] if n["rest_minutes"] else None,
+                     "movement_time_during_rest": n["rest_moving"] / n["rest_decisions"] if n["rest_decisions"] else None,
+                     "movement_hit_rate": n["hits"] / n["movement_cues"] if n["movement_cues"] else None,
                      "time_to_correct_s": float(np.median(latencies)) if latencies else None,
-                     "rest_minutes": round(rest_minutes, 3), "movement_cues": int(n_movement)})
+                     "rest_minutes": round(n["rest_minutes"], 3), "movement_cues": n["movement_cues"]})
     return rows
 
 

@@ -195,11 +195,11 @@ def _print_row(name: str, band: str, kind: str, seed: int, row: dict, seconds: f
 
 def _summarise(name: str, band: str, kind: str, seeds: list[int], rows: list[dict]) -> dict:
     """Means over seeds (the per-seed rows kept), and the gate sweep's means."""
-    out = {key: _mean([r[key] for r in rows]) for key in rows[0] if not key.startswith("n_") and key != "gate_sweep"} \
+    out = {key: _mean([r[key] for r in rows]) for key in _scores(rows[0])} \
         | {k: rows[0][k] for k in rows[0] if k.startswith("n_")} | {"seeds": seeds, "per_seed": rows}
     if "gate_sweep" in rows[0]:
-        out["gate_sweep"] = {key: {m: _mean([r["gate_sweep"][key][m] for r in rows]) for m in rows[0]["gate_sweep"][key]
-                                   if not m.startswith("n_")} for key in rows[0]["gate_sweep"]}
+        out["gate_sweep"] = {key: {m: _mean([r["gate_sweep"][key][m] for r in rows]) for m in _scores(rows[0]["gate_sweep"][key])}
+                             for key in rows[0]["gate_sweep"]}
     if len(seeds) > 1:
         print(f"{name:>14} {band:>8} {kind:>6} mean of {len(seeds)} seeds: false/min {out['false_movements_per_min']:.2f} "
               f"rest-moving {out['movement_time_during_rest']:.3f} hits {out['movement_hit_rate']:.3f} "
@@ -209,6 +209,11 @@ def _summarise(name: str, band: str, kind: str, seeds: list[int], rows: list[dic
                   f"false/min {sw['false_movements_per_min']:.2f} rest-moving {sw['movement_time_during_rest']:.3f} "
                   f"hits {sw['movement_hit_rate']:.3f} t {sw['time_to_correct_s']}", flush=True)
     return out
+
+
+def _scores(row: dict) -> list[str]:
+    """The keys averaged over seeds: the scores, not the n_ counts, the sweep or the pooled counts."""
+    return [k for k, v in row.items() if not k.startswith("n_") and k not in ("gate_sweep", "counts")]
 
 
 def _mean(values):

@@ -130,4 +130,7 @@ def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_
         "time_to_correct_s": float(np.median(latencies)) if latencies else None,
         "n_rest_cues": sum(1 for _, label in cues if label == rest_class), "n_movement_cues": n_movement,
         "n_decisions": int(len(t)),
+        # what the rates are made of, to pool several recordings (bmi rehearse)
+        "counts": {"false_onsets": false_onsets, "rest_minutes": rest_minutes, "rest_decisions": rest_decisions,
+                   "rest_moving": rest_moving, "hits": hits, "movement_cues": n_movement, "latencies_s": latencies},
     }
