@@ -6,7 +6,10 @@ the CPU goes, and the commands are scored against the recording's cues
 (:func:`~exports.runtime.closed_loop.score_commands`): false movement commands per minute of rest cues, the share
 of rest decisions that moved the hand, the share of movement cues answered by their own command, and the time to
 it. Comma-separated gate settings are each tried, so a lab can choose a gate's threshold and dwell on a held-out
-calibration run of its own patient (the trade-off the README measures on the project's data).
+calibration run of its own patient (the trade-off the README measures on the project's data). A model trained with
+Euclidean alignment takes the session's matrix as ``bmi serve`` does (``--subject``, ``--align-seconds``,
+``--alignment``); each recording is a session of its own. Cues that begin before a recording's first decision
+(filters settling, alignment being estimated) are not scored.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rest-class", default="rest", help="the class whose cues are rest (default rest)")
     p.add_argument("--action", action="append", metavar="CLASS=ACTION",
                    help="hand action of a class, as bmi serve --action (repeatable)")
+    g = p.add_argument_group("Euclidean alignment (models trained with it), as bmi serve")
+    g.add_argument("--subject", help="training subject whose alignment matrix to use")
+    g.add_argument("--align-seconds", type=float, metavar="N",
+                   help="estimate each recording's alignment from its first N seconds (no decisions meanwhile)")
+    g.add_argument("--alignment", type=Path, metavar="FILE", help="alignment file saved by bmi serve --save-alignment")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_main)
 
@@ -77,14 +85,28 @@ def read_cued(files: list[Path], data_cfg, ch_names: list[str]) -> list[tuple[Pa
 
 
 def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]], rest_gate: str | None = None,
-             rest_class: str = "rest", actions: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """One row per gate setting: the scores over every recording (their counts pooled, then the rates)."""
+             rest_class: str = "rest", actions: dict[str, str] | None = None,
+             alignment: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per gate setting: the scores over every recording (their counts pooled, then the rates).
+    ``alignment``: ``subject``, ``align_seconds`` or ``path``, as :func:`exports.runtime.alignment.choose_alignment`
+    takes them (each recording a session of its own)."""
+    from exports.onnx import read_model_metadata
+    from exports.runtime.alignment import choose_alignment
     from exports.runtime.closed_loop import decode_recording, score_commands
+
+    meta = read_model_metadata(model)
+    align = {"subject": None, "align_seconds": None, "path": None, **(alignment or {})}
+
+    def scored(data, cues, cue_s, gate):
+        decisions = decode_recording(model, data, gate=gate or None, rest_gate=rest_gate, actions=actions,
+                                     alignment=choose_alignment(meta, **align))
+        first = decisions.t[0] if len(decisions.t) else float("inf")
+        return dict(score_commands(decisions, cues, cue_s, rest_class=rest_class, from_s=first),
+                    alignment=decisions.alignment.source)
 
     rows = []
     for gate in gate_settings:
-        scores = [score_commands(decode_recording(model, data, gate=gate or None, rest_gate=rest_gate, actions=actions),
-                                 cues, cue_s, rest_class=rest_class) for _, data, cues, cue_s in recordings]
+        scores = [scored(data, cues, cue_s, gate) for _, data, cues, cue_s in recordings]
         n = {k: sum(s["counts"][k] for s in scores)
              for k in ("false_onsets", "rest_minutes", "rest_decisions", "rest_moving", "hits", "movement_cues")}
         latencies = [x for s in scores for x in s["counts"]["latencies_s"]]
@@ -93,7 +115,9 @@ def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]
                      "movement_time_during_rest": n["rest_moving"] / n["rest_decisions"] if n["rest_decisions"] else None,
                      "movement_hit_rate": n["hits"] / n["movement_cues"] if n["movement_cues"] else None,
                      "time_to_correct_s": float(np.median(latencies)) if latencies else None,
-                     "rest_minutes": round(n["rest_minutes"], 3), "movement_cues": n["movement_cues"]})
+                     "rest_minutes": round(n["rest_minutes"], 3), "movement_cues": n["movement_cues"],
+                     "cues_unscored": sum(s["n_cues_unscored"] for s in scores),
+                     "alignment": sorted({s["alignment"] for s in scores})})
     return rows
 
 
@@ -104,7 +128,11 @@ def _main(args: argparse.Namespace) -> int:
     from exports.onnx import read_model_metadata
     from exports.runtime.actions import parse_action_args
 
+    from exports.runtime.alignment import choose_alignment
+
     meta = read_model_metadata(args.model)
+    alignment = {"subject": args.subject, "align_seconds": args.align_seconds, "path": args.alignment}
+    choose_alignment(meta, **alignment)  # refuse a wrong choice before reading the recordings
     raw = apply_overrides(load_yaml(args.data), args.set)
     data_cfg = from_mapping(DataConfig, raw.get("data", raw), "data")
     if args.rest_class not in data_cfg.class_names:
@@ -115,14 +143,18 @@ def _main(args: argparse.Namespace) -> int:
                 for t, d in itertools.product(_values(args.gate_threshold, "--gate-threshold"),
                                               _values(args.gate_dwell_ms, "--gate-dwell-ms", 1 / 1000))]
     rows = rehearse(args.model, recordings, settings, args.gate_rest_class, args.rest_class,
-                    parse_action_args(args.action))
+                    parse_action_args(args.action), alignment)
     if args.json:
         print(json.dumps({"model": str(args.model), "recordings": [str(r[0]) for r in recordings], "rows": rows}))
         return 0
     from exports.runtime.smoothing import gate_in_force
 
     rest_min = rows[0]["rest_minutes"]
-    print(f"{len(recordings)} recording(s): {rest_min:.1f} min of rest cues, {rows[0]['movement_cues']} movement cues")
+    unscored = rows[0]["cues_unscored"]
+    print(f"{len(recordings)} recording(s): {rest_min:.1f} min of rest cues, {rows[0]['movement_cues']} movement cues"
+          + (f" ({unscored} cue(s) before the first decision not scored)" if unscored else ""))
+    if meta["normalization"].get("alignment"):
+        print(f"alignment: {'; '.join(rows[0]['alignment'])}")
     print(f"{'gate threshold / dwell':>24}  {'false moves/min at rest':>23}  {'moving at rest':>14}  {'hits':>5}  "
           f"{'time to correct (s)':>19}")
 

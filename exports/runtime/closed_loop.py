@@ -5,7 +5,9 @@
 every ``decim``-th filtered sample ending at the newest one, the normaliser,
 :class:`~exports.runtime.model.DecoderSession`, then :class:`~exports.runtime.smoothing.Smoother` or,
 for a gated decoder or a rest gate, :class:`~exports.runtime.smoothing.GatedSmoother`), one decision per hop on the stream's
-sample clock, without the network, the wall clock or the stream checks (a recording has no stalls).
+sample clock, without the network, the wall clock or the stream checks (a recording has no stalls). A model trained
+with Euclidean alignment takes the session's matrix as the server does (:mod:`~exports.runtime.alignment`): a
+training subject's, a saved one, or one estimated from the recording's first seconds, decisions withheld meanwhile.
 :func:`score_commands` measures the commands against the session's cues: false movement commands per minute
 during rest cues, and for every movement cue the time to its first correct command. Used by
 ``scripts/bench_gate.py`` and the gate's tests; light (numpy and the runtime's own modules).
@@ -22,6 +24,7 @@ import numpy as np
 from datasets.dsp import CausalPreprocessor, Normalizer, PreprocessingSpec
 
 from .actions import SAFE_ACTION, plan_actions
+from .alignment import AlignmentPlan, choose_alignment, estimate_alignment
 from .buffer import PhaseRings
 from .model import DecoderSession
 from .smoothing import GatedSmoother, SmoothingConfig, Smoother, gate_in_force
@@ -38,23 +41,25 @@ class Decisions:
     probabilities: np.ndarray
     gate: np.ndarray
     classes: list[str]
+    alignment: AlignmentPlan | None = None  # the matrix that aligned the windows and where it came from
 
 
 def decode_recording(model_path: str | Path, data: np.ndarray, *, hop_ms: float = 50.0,
                      smoothing: SmoothingConfig | None = None, gate: dict[str, float] | None = None,
-                     actions: dict[str, str] | None = None, rest_gate: str | None = None) -> Decisions:
+                     actions: dict[str, str] | None = None, rest_gate: str | None = None,
+                     alignment: AlignmentPlan | None = None) -> Decisions:
     """Decisions on ``data`` (``[n_chans, n_samples]``, the model's channels in its order and units), arriving in
     chunks of one hop: one decision per hop once the filters have settled and a window has filled. ``gate``
     overrides the gate's settings; ``rest_gate`` names the rest class of a model without a gate to gate it on
-    ``1 - P(rest_gate)`` (``bmi serve --gate-rest-class``)."""
+    ``1 - P(rest_gate)`` (``bmi serve --gate-rest-class``). ``alignment`` (from
+    :func:`~exports.runtime.alignment.choose_alignment`, as ``bmi serve --subject / --align-seconds / --alignment``)
+    is the session's alignment; by default the model's only training subject's, if it has alignment at all."""
     decoder = DecoderSession(model_path, warmup=1)
     meta = decoder.meta
     spec = PreprocessingSpec.from_dict(meta["preprocessing"])
     if data.shape[0] != len(spec.ch_names):
         raise ValueError(f"'data' has {data.shape[0]} channels; the model takes {len(spec.ch_names)} ({spec.ch_names}).")
-    if meta["normalization"].get("alignment"):
-        raise ValueError("decode_recording does not estimate a session's Euclidean alignment; serve the model with "
-                         "`bmi serve --align-seconds` instead.")
+    plan = alignment if alignment is not None else choose_alignment(meta, None, None, None)
     classes = meta["classes"]
     act = plan_actions(classes, actions or {})
     smoothing = smoothing or SmoothingConfig()
@@ -62,19 +67,27 @@ def decode_recording(model_path: str | Path, data: np.ndarray, *, hop_ms: float 
     gated = gate_cfg is not None
     rest = classes.index(rest_gate) if rest_gate is not None else None  # a rest gate: 1 - P(rest) is the gate
     smoother: Any = GatedSmoother(classes, smoothing, gate_cfg) if gated else Smoother(classes, smoothing)
-    pre, norm = CausalPreprocessor(spec), Normalizer(dict(meta["normalization"], alignment=None), None)
+    pre, norm = CausalPreprocessor(spec), _normalizer(meta, plan.matrix)
     hop = max(1, int(round(hop_ms / 1000 * spec.sfreq_in)))
     decim = spec.decim
     need, settle = decoder.n_times * decim, spec.settle_out * decim  # input samples, as the server counts them
     filtered = PhaseRings(data.shape[0], decoder.n_times, decim)  # the server's window: a view of one ring
     have = 0  # filtered input samples so far
+    to_align, aligning = plan.estimate_samples, []  # the session's own alignment: its first settled samples
     t, commands, actions_out, probs_out, gates = [], [], [], [], []
     for start in range(0, data.shape[1] - hop + 1, hop):
         out = pre.filter(np.asarray(data[:, start : start + hop], dtype=np.float32)).astype(np.float32)
         filtered.append(out)
         have += out.shape[1]
         end_in = start + hop
-        if have - settle < need:
+        if to_align:
+            aligning.append(out)
+            if -(-(have - settle) // decim) >= to_align:  # model-rate samples from the first settled one, as the server
+                first = np.concatenate(aligning, axis=1)[:, settle::decim][:, :to_align]
+                matrix = estimate_alignment(first, decoder.n_times)
+                plan = AlignmentPlan(matrix, plan.source)
+                norm, to_align, aligning = _normalizer(meta, matrix), 0, []
+        if have - settle < need or to_align:  # decisions withheld while the filters settle or the alignment is estimated
             continue
         # every decim-th filtered sample up to the newest, normalised into the decoder's input as the server does
         probs = decoder.predict(norm(filtered.latest(decoder.n_times), out=decoder.window))
@@ -87,12 +100,21 @@ def decode_recording(model_path: str | Path, data: np.ndarray, *, hop_ms: float 
         probs_out.append(probs)
         gates.append(g if gated else np.nan)
     return Decisions(np.asarray(t), commands, actions_out, np.asarray(probs_out).reshape(len(t), len(classes)),
-                     np.asarray(gates, dtype=np.float64), classes)
+                     np.asarray(gates, dtype=np.float64), classes, plan)
+
+
+def _normalizer(meta: dict[str, Any], matrix: np.ndarray | None) -> Normalizer:
+    """The model's normalisation with the session's alignment matrix (none: the model does not align)."""
+    if matrix is None:
+        return Normalizer(dict(meta["normalization"], alignment=None), None)
+    return Normalizer(dict(meta["normalization"], alignment={"session": matrix}), "session")
 
 
 def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_seconds: float,
-                   rest_class: str = "rest", respond_seconds: float | None = None) -> dict[str, Any]:
-    """The hand's behaviour against the cues ``(onset s, class)``, each lasting ``cue_seconds``.
+                   rest_class: str = "rest", respond_seconds: float | None = None,
+                   from_s: float | None = None) -> dict[str, Any]:
+    """The hand's behaviour against the cues ``(onset s, class)``, each lasting ``cue_seconds``; cues beginning
+    before ``from_s`` (e.g. the first decision) are left out and counted in ``n_cues_unscored``.
 
     - ``false_movements_per_min``: onsets of a movement command (an action other than hold, after a decision
       that was not that command) whose decision falls in a rest cue, per minute of rest cues;
@@ -102,6 +124,8 @@ def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_
       ``movement_hit_rate``, the share of movement cues that got one.
     """
     respond = cue_seconds if respond_seconds is None else respond_seconds
+    unscored = [c for c in cues if from_s is not None and c[0] < from_s]
+    cues = [c for c in cues if c not in unscored]
     t, command, action = decisions.t, decisions.command, decisions.action
     moving = np.array([a != SAFE_ACTION for a in action], dtype=bool)
     onset_of_movement = moving & np.r_[True, np.array(command[1:]) != np.array(command[:-1])]
@@ -129,7 +153,7 @@ def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_
         "movement_hit_rate": hits / n_movement if n_movement else None,
         "time_to_correct_s": float(np.median(latencies)) if latencies else None,
         "n_rest_cues": sum(1 for _, label in cues if label == rest_class), "n_movement_cues": n_movement,
-        "n_decisions": int(len(t)),
+        "n_decisions": int(len(t)), "n_cues_unscored": len(unscored),
         # what the rates are made of, to pool several recordings (bmi rehearse)
         "counts": {"false_onsets": false_onsets, "rest_minutes": rest_minutes, "rest_decisions": rest_decisions,
                    "rest_moving": rest_moving, "hits": hits, "movement_cues": n_movement, "latencies_s": latencies},

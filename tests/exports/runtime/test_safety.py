@@ -478,3 +478,54 @@ def test_a_dc_step_mid_session_is_never_decoded(guard, exported, recording_array
     assert not [i for i in indices if step < i < step + settle_in + window_in]  # nothing holding the ringing
     withheld = json.loads(stats.read_text())["withheld_hops"]
     assert withheld["jump"] == 1 if guard == "jump" else withheld["artifact"] > 10
+
+
+def test_a_rehearsal_aligns_each_recording_as_the_server_does(exported, recording_array, tmp_path):
+    """`bmi rehearse` / decode_recording on a model with per-subject alignment: refused without a choice, as the
+    server refuses; with --align-seconds the windows are aligned by the matrix of the recording's own first
+    seconds (the offline reference's, as training estimates it), no decision before, and cues from before the
+    first decision are not scored."""
+    import mne
+    import yaml
+
+    from datasets.dsp import alignment_matrix
+    from exports.runtime.alignment import AlignmentPlan, choose_alignment
+    from exports.runtime.closed_loop import decode_recording
+
+    data, ch_names, sfreq, path = recording_array
+    n = len(ch_names)
+    model = model_variant(exported, tmp_path, "ea", lambda m: m["normalization"].update(
+        alignment={"01": np.eye(n).tolist(), "02": (2 * np.eye(n)).tolist()}))
+    meta = read_model_metadata(model)
+    data = data[[ch_names.index(c) for c in meta["preprocessing"]["ch_names"]], : int(12 * sfreq)]
+    with pytest.raises(ValueError, match="choose --subject S"):
+        decode_recording(model, data)
+
+    estimated = decode_recording(model, data, alignment=choose_alignment(meta, None, 4.0, None))
+    decim, n_times = meta["preprocessing"]["decim"], meta["window"]["n_times"]
+    settle_out = int(np.ceil(meta["preprocessing"]["settle_seconds"] * sfreq / decim))
+    n_align = int(4 * meta["sfreq"])
+    assert estimated.t[0] >= (settle_out + n_align) * decim / sfreq  # withheld while aligning
+    assert estimated.alignment.source == "estimated from the session's first 4 s"
+    reference = offline_reference(meta, data)[:, settle_out : settle_out + n_align]
+    windows = reference[:, : (n_align // n_times) * n_times].reshape(len(reference), -1, n_times).transpose(1, 0, 2)
+    matrix = alignment_matrix(windows)
+    np.testing.assert_allclose(estimated.alignment.matrix, matrix, rtol=1e-3, atol=1e-3 * np.abs(matrix).max())
+    known = decode_recording(model, data, alignment=AlignmentPlan(matrix, "reference"))
+    identity = decode_recording(model, data, alignment=choose_alignment(meta, "01", None, None))
+    same = known.t >= estimated.t[0]
+    np.testing.assert_array_equal(known.t[same], estimated.t)
+    np.testing.assert_allclose(estimated.probabilities, known.probabilities[same], atol=1e-4)
+    assert np.abs(identity.probabilities[same] - estimated.probabilities).max() > 1e-2  # the matrix matters
+
+    config = tmp_path / "cued.yaml"
+    config.write_text(yaml.safe_dump({"data": {"files": [str(path)], "events": {c: c for c in ("rest", "grasp", "open")}}}))
+    code, _, err = wait(bmi("rehearse", str(model), "--data", str(config)), 60)
+    assert code == 1 and "choose --subject S" in err and "--align-seconds N" in err
+    code, out, err = wait(bmi("rehearse", str(model), "--data", str(config), "--align-seconds", "4", "--json"), 120)
+    assert code == 0, err
+    row = json.loads(out.splitlines()[-1])["rows"][0]
+    raw = mne.io.read_raw(path, verbose="error")
+    onsets = raw.annotations.onset - (raw.first_time if raw.annotations.orig_time is not None else 0.0)
+    assert row["alignment"] == ["estimated from the session's first 4 s"]
+    assert row["cues_unscored"] == sum(o < estimated.t[0] for o in onsets) > 0
