@@ -6,7 +6,8 @@
    rewritten atomically every few seconds, so a crash or Ctrl-C leaves readable files with the trials so far);
 3. trains the default recipe on them (the last run tests; Euclidean alignment on, so the next session can
    re-align with ``bmi serve --align-seconds``), beside the classical references every run reports;
-4. exports the decoder to ONNX (parity-checked) and prints the test accuracy and the ``bmi serve`` commands.
+4. exports the decoder to ONNX (parity-checked) and prints the test accuracy and the ``bmi serve`` commands,
+   with a rest class one under a rest gate chosen on the test run (:func:`pipeline.rehearse.choose_rest_gate`).
 
 One of the modules that orchestrate every layer (with ``pipeline.cli`` and ``pipeline.demo``): it records
 (datasets), trains (pipeline) and exports (exports).
@@ -256,11 +257,32 @@ def train_and_export(config_path: Path, overrides: list[str], out: Path) -> tupl
     return summary, result.path
 
 
-def serve_commands(model: Path, stream: str, cues: str, out: Path) -> dict[str, str]:
+def serve_commands(model: Path, stream: str, cues: str, out: Path, gate_options: list[str] | None = None) -> dict[str, str]:
+    """Today's and the next day's ``bmi serve`` commands; with ``gate_options``, today's under that rest gate too."""
     q = shlex.quote
     base = f"bmi serve {q(str(model))} --input lsl:{q(stream)} --output udp://127.0.0.1:9000"
-    return {"today": f"{base} --cues lsl:{q(cues)} --log {q(str(out / 'session.csv'))}",
-            "next_day": f"{base} --align-seconds 60 --cues lsl:{q(cues)} --log {q(str(out / 'session-next.csv'))}"}
+    commands = {"today": f"{base} --cues lsl:{q(cues)} --log {q(str(out / 'session.csv'))}",
+                "next_day": f"{base} --align-seconds 60 --cues lsl:{q(cues)} --log {q(str(out / 'session-next.csv'))}"}
+    if gate_options:
+        commands["rest_gate"] = f"{base} {shlex.join(gate_options)} --cues lsl:{q(cues)} --log {q(str(out / 'session.csv'))}"
+    return commands
+
+
+def gate_on_test_run(model: Path, config_path: Path, rest_class: str = "rest") -> dict[str, Any]:
+    """A rest gate for the decoder, chosen as ``bmi rehearse --min-hits`` chooses, on the calibration's test run
+    (the last one: never trained on)."""
+    from datasets.config import DataConfig
+    from datasets.reading import list_recordings
+    from datasets.typed import from_mapping, load_yaml
+    from exports.onnx import read_model_metadata
+
+    from .rehearse import choose_rest_gate, read_cued
+
+    data_cfg = from_mapping(DataConfig, load_yaml(config_path)["data"], "data")
+    test_run = [r.path for r in list_recordings(data_cfg, config_path.parent)][-1]
+    ch_names = read_model_metadata(model)["preprocessing"]["ch_names"]
+    choice = choose_rest_gate(model, read_cued([test_run], data_cfg, ch_names), rest_class)
+    return dict(choice, recording=test_run.name)
 
 
 # -- the command ---------------------------------------------------------------------------------------------
@@ -338,16 +360,18 @@ def _main(args: argparse.Namespace) -> int:
         return 0
     print("bmi calibrate: training the default recipe on the calibration ...", file=sys.stderr, flush=True)
     summary, model = train_and_export(config_path, args.set, out)
-    commands = serve_commands(model, stream, cues, out)
+    gate = gate_on_test_run(model, config_path) if "rest" in cfg.paradigm.classes else None
+    commands = serve_commands(model, stream, cues, out, gate and gate["serve_options"])
     report |= {"run_dir": summary["run_dir"], "model": str(model), "test": summary["test"],
                "baselines": {k: v.get("test") for k, v in summary["baselines"].items()},
-               "versus_baselines": summary["versus_baselines"], "serve": commands}
+               "versus_baselines": summary["versus_baselines"], "serve": commands,
+               **({"rest_gate": gate} if gate else {})}
     write_json(out / "calibration.json", report)
-    _print_result(summary, model, commands)
+    _print_result(summary, model, commands, gate)
     return 0
 
 
-def _print_result(summary: dict[str, Any], model: Path, commands: dict[str, str]) -> None:
+def _print_result(summary: dict[str, Any], model: Path, commands: dict[str, str], gate: dict[str, Any] | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -367,3 +391,14 @@ def _print_result(summary: dict[str, Any], model: Path, commands: dict[str, str]
     print(commands["today"], flush=True)  # plain, so it can be copied as is
     console.print("and the next day (re-aligned on the first minute):")
     print(commands["next_day"], flush=True)
+    if gate is None:
+        return
+    chosen = gate["chosen"]
+    if chosen is None:
+        console.print(f"no rest gate setting answered {gate['min_hits']:.0%} of the test run's movement cues; "
+                      "choose one on more cued data with bmi rehearse")
+        return
+    console.print(f"or today with a rest gate (the hand holds until 1 - P(rest) is high), chosen on the test run "
+                  f"{gate['recording']}: {chosen['false_movements_per_min']:.1f} false movements per minute at rest, "
+                  f"{chosen['movement_hit_rate']:.0%} of the movement cues answered:")
+    print(commands["rest_gate"], flush=True)

@@ -52,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the synthetic recordings and the training runs (default 0)")
     p.add_argument("--rest-gate", action="store_true",
                    help="serve the best decoder under a rest gate (bmi serve --gate-rest-class rest): the hand holds "
-                        "until 1 - P(rest) is confidently high; a gated decoder uses its own gate either way")
+                        "until 1 - P(rest) is confidently high, with the threshold and dwell chosen by bmi rehearse on "
+                        "the part of the held-out recording that is not streamed; a gated decoder uses its own gate")
     add_verbose(p)
     p.set_defaults(func=_main)
 
@@ -254,6 +255,43 @@ class _progress:
         self._bar.stop()
 
 
+MIN_CHOICE_SECONDS = 30.0  # the least of the held-out recording left after the streamed part to choose a gate on
+
+
+def _choose_rest_gate(model_path: Path, recording: Path, raw_data: dict[str, Any], streamed_s: float) -> dict[str, Any]:
+    """The rest gate's threshold and dwell, as a lab chooses them with ``bmi rehearse --min-hits``: the least
+    movement at rest that still answers 75 % of the movement cues, on the held-out recording after the part
+    that is streamed (never the streamed part). Too little left: the gate's defaults."""
+    from datasets.config import DataConfig
+    from datasets.typed import from_mapping
+    from exports.onnx import read_model_metadata
+    from exports.runtime.smoothing import gate_in_force
+
+    from .rehearse import choose_rest_gate, read_cued, serve_options
+
+    meta = read_model_metadata(model_path)
+    data_cfg = from_mapping(DataConfig, raw_data, "data")
+    ((path, data, cues, cue_s),) = read_cued([recording], data_cfg, meta["preprocessing"]["ch_names"])
+    start_s = streamed_s + 5.0  # the player's start-up and the last streamed cue kept out
+    left_s = data.shape[1] / meta["preprocessing"]["sfreq_in"] - start_s
+    defaults = {"serve_options": serve_options(gate_in_force(meta, "rest", {}), "rest"), "rehearsed_seconds": 0.0}
+    if left_s < MIN_CHOICE_SECONDS:
+        return dict(defaults, why=f"the gate's defaults (only {max(left_s, 0):.0f} s of the recording is not streamed)")
+    first = int(round(start_s * meta["preprocessing"]["sfreq_in"]))
+    rest_of_it = [(path, data[:, first:], [(t - start_s, c) for t, c in cues if t >= start_s], cue_s)]
+    choice = choose_rest_gate(model_path, rest_of_it)
+    chosen = choice["chosen"]
+    rehearsed = {"rehearsed_seconds": round(left_s, 1), "rehearsal": chosen, "rows": choice["rows"]}
+    if chosen is None:
+        return dict(defaults, **rehearsed, why=f"the gate's defaults (no setting answered {choice['min_hits']:.0%} of "
+                                               f"the movement cues in the recording's last {left_s:.0f} s)")
+    gate = gate_in_force(meta, "rest", chosen["gate"])
+    return dict(rehearsed, serve_options=choice["serve_options"],
+                why=f"threshold {gate.threshold:g}, dwell {gate.dwell_s * 1000:g} ms, chosen by bmi rehearse on the "
+                    f"recording's last {left_s:.0f} s (not streamed): {chosen['false_movements_per_min']:.1f} false "
+                    f"movements per minute at rest, hits {chosen['movement_hit_rate']:.2f}")
+
+
 def _main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -276,7 +314,7 @@ def _main(args: argparse.Namespace) -> int:
 def _run(args, out: Path, console, progress: Progress) -> None:
     from datasets.atomic import write_text
     from exports.runtime.rig import plot_aperture
-    from pipeline.demo_report import aperture_with_cues, online_results, summary_json, write_report
+    from pipeline.demo_report import aperture_with_cues, hand_at_rest, online_results, summary_json, write_report
 
     s = progress.summary
     s["output_dir"] = str(out)
@@ -315,16 +353,17 @@ def _run(args, out: Path, console, progress: Progress) -> None:
     console.print(f"replaying held-out recording {recording.name} as a live LSL stream for {args.stream_seconds:g} s")
     serve_args = []
     if args.rest_gate and not exported.metadata.get("gate"):
-        serve_args = ["--gate-rest-class", "rest"]
-        console.print("serving under a rest gate (the hand holds while 1 - P(rest) is below 0.7)")
-    s["rest_gate"] = bool(serve_args)
+        s["rest_gate"] = _choose_rest_gate(exported.path, recording, raw_data, args.stream_seconds)
+        serve_args = s["rest_gate"]["serve_options"]
+        console.print(f"serving under a rest gate: {s['rest_gate']['why']}")
     streamed = _stream(exported.path, recording, out, args.stream_seconds, console, args.verbose, serve_args)
 
     progress.begin(console, 6)
     s["online"] = online_results(streamed, recording, exported.metadata, raw_data, model_path=exported.path)
+    rows, cues = aperture_with_cues(streamed, s["online"])
+    s["online"]["hand_at_rest"] = hand_at_rest(rows, cues)
     s["seconds"] = round(time.monotonic() - progress.started, 1)
     s["report"] = str(write_report(out, s, summaries, best_dir))
-    rows, cues = aperture_with_cues(streamed, s["online"])
     plot_aperture(rows, out / "figures" / "aperture_vs_cues.png", cues)
     write_text(out / "summary.json", summary_json(s))
 
@@ -361,6 +400,12 @@ def _print_summary(console, s: dict[str, Any]) -> None:
         table.add_row("CSP+LDA reference (test)", f"{s['baseline_test']['balanced_accuracy']:.3f}")
     table.add_row("ONNX parity, max |logit diff|", f"{s['parity_max_abs_diff']:.2e}")
     table.add_row("online decisions", str(online["n_decisions"]) + ("  (under a rest gate)" if s.get("rest_gate") else ""))
+    if s.get("rest_gate"):
+        table.add_row("rest gate", s["rest_gate"]["why"])
+    rest = online.get("hand_at_rest") or {}
+    if rest.get("rest_cues"):
+        table.add_row("hand moved during rest cues", f"{rest['moved_in']} of {rest['rest_cues']} "
+                      f"(aperture travel {rest['travel']:.2f})")
     table.add_row("online agreement with cues", f"{online['cue_agreement']:.3f} over {online['n_cue_decisions']} decisions "
                   f"(chance {online['chance']:.3f})")
     aligned = online.get("aligned") or {}

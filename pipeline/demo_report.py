@@ -187,6 +187,25 @@ def aperture_with_cues(streamed: dict[str, Any], online: dict[str, Any]) -> tupl
     return rows, cues
 
 
+STILL = 0.02  # aperture travel (of the 0..1 range) below which the hand counts as still during a cue
+
+
+def hand_at_rest(rows: list[dict[str, Any]], cues: list[tuple], rest_class: str = "rest") -> dict[str, Any]:
+    """What the aperture plot shows during rest cues (``aperture_with_cues``' rows and cues, one time axis):
+    how many rest cues the hand moved in (travel of at least ``STILL``), and its travel over all of them."""
+    t = np.array([r["t_arrival"] for r in rows]) - (rows[0]["t_arrival"] if rows else 0.0)
+    aperture = np.array([r["aperture"] for r in rows])
+    travel = []
+    for start, end, name in cues:
+        if name != rest_class:
+            continue
+        inside = (t >= start) & (t <= end)
+        before = np.flatnonzero(t < start)  # the aperture the cue began with
+        path = np.r_[aperture[before[-1:]], aperture[inside]]
+        travel.append(float(np.abs(np.diff(path)).sum()) if len(path) > 1 else 0.0)
+    return {"rest_cues": len(travel), "moved_in": sum(x >= STILL for x in travel), "travel": round(sum(travel), 3)}
+
+
 def write_report(out: Path, summary: dict[str, Any], runs: list[dict[str, Any]], best_dir: Path) -> Path:
     """``report.md`` with its figures (``figures/``; the demo draws ``aperture_vs_cues.png`` there itself)."""
     figures = out / "figures"
@@ -231,6 +250,7 @@ def write_report(out: Path, summary: dict[str, Any], runs: list[dict[str, Any]],
         f"(chance {online['chance']:.3f}); per class: "
         + ", ".join(f"{k} {v:.2f}" for k, v in sorted(online["per_class_agreement"].items())),
         *_aligned_lines(online),
+        *_rest_lines(summary),
         f"- latency (chunk received -> command sent): p50 {online['latency_p50_ms']:.2f} ms, p99 {online['latency_p99_ms']:.2f} ms",
         f"- safety events: {online['safety_events']} {online['safety_reasons'] or ''}",
         "",
@@ -244,6 +264,19 @@ def write_report(out: Path, summary: dict[str, Any], runs: list[dict[str, Any]],
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _rest_lines(summary: dict[str, Any]) -> list[str]:
+    """The report's lines on the hand during rest cues, and the rest gate it was served under."""
+    lines = []
+    if summary.get("rest_gate"):
+        lines.append(f"- rest gate (`bmi serve {' '.join(summary['rest_gate']['serve_options'])}`): "
+                     f"{summary['rest_gate']['why']}")
+    rest = summary["online"].get("hand_at_rest")
+    if rest and rest["rest_cues"]:
+        lines.append(f"- the hand moved during {rest['moved_in']} of the {rest['rest_cues']} streamed rest cues "
+                     f"(aperture travel {rest['travel']:.2f} in all, of a 0..1 range)")
+    return lines
 
 
 def _aligned_lines(online: dict[str, Any]) -> list[str]:

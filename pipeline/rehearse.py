@@ -9,7 +9,8 @@ it. Comma-separated gate settings are each tried, so a lab can choose a gate's t
 calibration run of its own patient (the trade-off the README measures on the project's data). A model trained with
 Euclidean alignment takes the session's matrix as ``bmi serve`` does (``--subject``, ``--align-seconds``,
 ``--alignment``); each recording is a session of its own. Cues that begin before a recording's first decision
-(filters settling, alignment being estimated) are not scored.
+(filters settling, alignment being estimated) are not scored. ``--min-hits`` picks a setting
+(:func:`choose_gate`) and prints the ``bmi serve`` options that apply it.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--align-seconds", type=float, metavar="N",
                    help="estimate each recording's alignment from its first N seconds (no decisions meanwhile)")
     g.add_argument("--alignment", type=Path, metavar="FILE", help="alignment file saved by bmi serve --save-alignment")
+    p.add_argument("--min-hits", type=float, metavar="FRACTION",
+                   help="choose the setting that moves the hand least at rest (share of rest decisions, then false "
+                        "movements per minute) among those that answer at least FRACTION of the movement cues, and "
+                        "print its bmi serve options")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_main)
 
@@ -121,6 +126,50 @@ def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]
     return rows
 
 
+def choose_gate(rows: list[dict[str, Any]], min_hits: float) -> dict[str, Any] | None:
+    """The row that moves the hand least at rest among those answering at least ``min_hits`` of the movement
+    cues: the smallest share of rest decisions commanding a movement (what the aperture shows; continuous, so
+    less noisy than counting onsets on a short run), then the fewest false movements per minute, more hits, the
+    quicker correct command. None when no row answers enough cues."""
+    if not 0 <= min_hits <= 1:
+        raise ValueError(f"'--min-hits' ({min_hits:g}) must be a fraction of the movement cues, in [0, 1].")
+    eligible = [r for r in rows if r["movement_hit_rate"] is not None and r["movement_hit_rate"] >= min_hits - 1e-9]
+
+    def order(r):
+        return (r["movement_time_during_rest"] or 0.0, r["false_movements_per_min"] or 0.0, -r["movement_hit_rate"],
+                r["time_to_correct_s"] if r["time_to_correct_s"] is not None else float("inf"))
+
+    return min(eligible, key=order) if eligible else None
+
+
+#: what ``bmi demo --rest-gate`` and ``bmi calibrate`` try when they choose a rest gate on held-out data themselves
+CHOICE_GRID = tuple({"threshold": t, "dwell_s": d} for t in (0.6, 0.7, 0.8, 0.85) for d in (0.2, 0.35, 0.5))
+CHOICE_MIN_HITS = 0.75
+
+
+def choose_rest_gate(model: str | Path, recordings, rest_class: str = "rest",
+                     min_hits: float = CHOICE_MIN_HITS) -> dict[str, Any]:
+    """A rest gate on ``1 - P(rest_class)`` chosen on cued ``recordings`` (:func:`read_cued`) as ``bmi rehearse
+    --min-hits`` chooses, over :data:`CHOICE_GRID` less the settings a window with no evidence would open
+    (:func:`~exports.runtime.smoothing.gate_prior_warning`): ``chosen`` (a row, or None when none answers
+    ``min_hits`` of the movement cues), ``serve_options`` (None with it) and every row (``rows``)."""
+    from exports.onnx import read_model_metadata
+    from exports.runtime.smoothing import gate_in_force, gate_prior_warning
+
+    meta = read_model_metadata(model)
+    grid = [g for g in CHOICE_GRID if not gate_prior_warning(gate_in_force(meta, rest_class, g), meta["classes"])]
+    rows = rehearse(model, recordings, grid, rest_gate=rest_class)
+    chosen = choose_gate(rows, min_hits)
+    options = serve_options(gate_in_force(meta, rest_class, chosen["gate"]), rest_class) if chosen else None
+    return {"chosen": chosen, "serve_options": options, "rows": rows, "min_hits": min_hits}
+
+
+def serve_options(gate, rest_gate: str | None) -> list[str]:
+    """The ``bmi serve`` options that apply gate settings in force (a :class:`~exports.runtime.smoothing.GateConfig`)."""
+    return [*(["--gate-rest-class", rest_gate] if rest_gate else []), "--gate-threshold", f"{gate.threshold:g}",
+            "--gate-dwell-ms", f"{gate.dwell_s * 1000:g}"]
+
+
 def _main(args: argparse.Namespace) -> int:
     from datasets.config import DataConfig
     from datasets.reading import list_recordings
@@ -130,7 +179,11 @@ def _main(args: argparse.Namespace) -> int:
 
     from exports.runtime.alignment import choose_alignment
 
+    from exports.runtime.smoothing import gate_in_force, gate_prior_warning
+
     meta = read_model_metadata(args.model)
+    if args.min_hits is not None:
+        choose_gate([], args.min_hits)  # a bad fraction is refused before the work
     alignment = {"subject": args.subject, "align_seconds": args.align_seconds, "path": args.alignment}
     choose_alignment(meta, **alignment)  # refuse a wrong choice before reading the recordings
     raw = apply_overrides(load_yaml(args.data), args.set)
@@ -144,17 +197,22 @@ def _main(args: argparse.Namespace) -> int:
                                               _values(args.gate_dwell_ms, "--gate-dwell-ms", 1 / 1000))]
     rows = rehearse(args.model, recordings, settings, args.gate_rest_class, args.rest_class,
                     parse_action_args(args.action), alignment)
+    chosen = choose_gate(rows, args.min_hits) if args.min_hits is not None else None
+    in_force = gate_in_force(meta, args.gate_rest_class, chosen["gate"]) if chosen else None
     if args.json:
-        print(json.dumps({"model": str(args.model), "recordings": [str(r[0]) for r in recordings], "rows": rows}))
+        print(json.dumps({"model": str(args.model), "recordings": [str(r[0]) for r in recordings], "rows": rows,
+                          **({"chosen": chosen, "serve_options": serve_options(in_force, args.gate_rest_class) if in_force
+                              else None} if args.min_hits is not None else {})}))
         return 0
-    from exports.runtime.smoothing import gate_in_force
-
     rest_min = rows[0]["rest_minutes"]
     unscored = rows[0]["cues_unscored"]
     print(f"{len(recordings)} recording(s): {rest_min:.1f} min of rest cues, {rows[0]['movement_cues']} movement cues"
           + (f" ({unscored} cue(s) before the first decision not scored)" if unscored else ""))
     if meta["normalization"].get("alignment"):
         print(f"alignment: {'; '.join(rows[0]['alignment'])}")
+    gates = [gate_in_force(meta, args.gate_rest_class, r["gate"]) for r in rows]
+    for warning in sorted({gate_prior_warning(g, meta["classes"]) for g in gates if g} - {None}):
+        print(f"warning: {warning}")
     print(f"{'gate threshold / dwell':>24}  {'false moves/min at rest':>23}  {'moving at rest':>14}  {'hits':>5}  "
           f"{'time to correct (s)':>19}")
 
@@ -166,4 +224,13 @@ def _main(args: argparse.Namespace) -> int:
         label = "no gate" if g is None else f"{g.threshold:g} / {g.dwell_s * 1000:g} ms"
         print(f"{label:>24}  {fmt(r['false_movements_per_min'], '23.2f')}  {fmt(r['movement_time_during_rest'], '14.3f')}  "
               f"{fmt(r['movement_hit_rate'], '5.2f')}  {fmt(r['time_to_correct_s'], '19.2f')}")
+    if args.min_hits is None:
+        return 0
+    if chosen is None:
+        print(f"no setting answers {args.min_hits:.0%} of the movement cues; try lower thresholds or dwells")
+    elif in_force is None:
+        print("chosen: no gate (the model has none; add --gate-rest-class CLASS to try one)")
+    else:
+        print(f"chosen (least moving at rest with hits >= {args.min_hits:g}): {in_force.threshold:g} / "
+              f"{in_force.dwell_s * 1000:g} ms -> bmi serve {args.model} ... {' '.join(serve_options(in_force, args.gate_rest_class))}")
     return 0

@@ -35,6 +35,7 @@ LDA), ``two_branch``, ``amplitude``, ``gated_amplitude`` and ``slow_gate`` (slow
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import sys
@@ -232,6 +233,8 @@ def main(argv=None) -> None:
     p.add_argument("--session-seed", type=int, default=7,
                    help="seed of the synthetic recordings (7: the slow gate test's session)")
     p.add_argument("--out", default=str(ROOT / "bench_results" / "gate.json"), help="results file (JSON)")
+    p.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (recordings, runs, exported models) "
+                                                 "instead of a temporary folder, e.g. to bmi rehearse a model")
     args = p.parse_args(argv)
     import torch
 
@@ -247,8 +250,9 @@ def main(argv=None) -> None:
     results = {"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(), "quick": args.quick,
                "command": " ".join(["scripts/bench_gate.py", *(argv if argv is not None else sys.argv[1:])]),
                "models": MODELS, "bands": BANDS, "results": {}}
-    with tempfile.TemporaryDirectory() as tmp:
+    with (contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory()) as tmp:
         tmp = Path(tmp)
+        tmp.mkdir(parents=True, exist_ok=True)
         for name in args.datasets.split(","):
             if name == "synthetic_eeg":
                 spec = synthetic("eeg", tmp, args.quick, args.session_seed)

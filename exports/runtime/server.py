@@ -53,7 +53,7 @@ from .outputs import OutputSet, encode
 from .safety import AmplitudeCheck, FlatDetector, JumpDetector, SafetyConfig, SafetyState, check_chunk
 from .session_log import SessionLog
 from .sham import ShamDecoder
-from .smoothing import GatedSmoother, SmoothingConfig, Smoother, gate_in_force
+from .smoothing import GatedSmoother, SmoothingConfig, Smoother, gate_in_force, gate_prior_warning
 
 LOG_FIELDS = ["type", "seq", "t_wall", "t_window_end", "sample_index", "command", "action", "confidence", "level",
               "probabilities", "latency_ms", "age_ms", "safe", "reason", "sham", "condition_code", "gate"]
@@ -495,6 +495,8 @@ class Server:
         started, cpu_started = time.monotonic(), time.process_time()
         last_data, self._next_heartbeat, next_status, next_cues = started, started, started + 1.0, started
         self._emit(self._safe_message("safe", "starting"))
+        if self.gated and (warning := gate_prior_warning(self.gate_cfg, self.classes)):
+            self.notice(warning)
         try:
             while self._running:
                 now = time.monotonic()

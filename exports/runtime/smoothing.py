@@ -103,14 +103,41 @@ class GateConfig:
             raise ValueError(f"'gate-dwell' ({self.dwell_s * 1000:g} ms) must be >= 0.")
 
 
-#: a rest gate's settings on a decoder without a gate output (``1 - P(rest class)``): models.gated's defaults
+#: a rest gate's settings on a decoder without a gate output (``1 - P(rest class)``): models.gated's defaults,
+#: for two movement classes (see :func:`rest_gate_defaults`)
 REST_GATE_DEFAULTS = {"threshold": 0.7, "hysteresis": 0.1, "dwell_s": 0.2}
+
+
+def movement_prior(classes: list[str]) -> float:
+    """The gate of a window with no evidence: the movement classes' share, k / (k + 1), of a decoder trained on
+    balanced classes (k movement classes and rest)."""
+    k = len(classes) - 1
+    return k / (k + 1)
+
+
+def rest_gate_defaults(classes: list[str]) -> dict[str, float]:
+    """:data:`REST_GATE_DEFAULTS` for ``classes``: the gate opens where the movement odds are twice the
+    no-evidence odds k (0.8 with two movement classes, as models.gated's defaults; 0.857 with three, 0.889
+    with four), so a decoder with more movement classes is not opened by its own prior."""
+    k = len(classes) - 1
+    opening = 2 * k / (2 * k + 1)
+    return dict(REST_GATE_DEFAULTS, threshold=round(opening - REST_GATE_DEFAULTS["hysteresis"], 3))
+
+
+def gate_prior_warning(gate: GateConfig, classes: list[str]) -> str | None:
+    """A warning when the gate opens at or below :func:`movement_prior`: a window with no evidence opens it."""
+    prior, opening = movement_prior(classes), gate.threshold + gate.hysteresis
+    if opening > prior + 1e-9:
+        return None
+    return (f"the gate opens at {opening:g} (threshold + hysteresis), not above {prior:.3g}, the movement classes' "
+            f"share ({len(classes) - 1} of {len(classes)} classes): a window with no evidence of movement opens it; "
+            f"raise --gate-threshold above {prior - gate.hysteresis:.3g}")
 
 
 def gate_in_force(meta: dict, rest_class: str | None, overrides: dict[str, float]) -> GateConfig | None:
     """The gate the server applies, or None: a gated model's own (its metadata's settings under ``overrides``),
     or, on any other model with ``rest_class`` given, a rest gate on ``1 - P(rest_class)`` (the same rules,
-    :data:`REST_GATE_DEFAULTS` under ``overrides``)."""
+    :func:`rest_gate_defaults` under ``overrides``)."""
     if meta.get("gate") is not None:
         if rest_class is not None:
             raise ValueError(f"--gate-rest-class ({rest_class!r}): the model has its own gate (rest class "
@@ -124,7 +151,7 @@ def gate_in_force(meta: dict, rest_class: str | None, overrides: dict[str, float
         return None
     if rest_class not in meta["classes"]:
         raise ValueError(f"--gate-rest-class ({rest_class!r}) is not one of the classes {meta['classes']}.")
-    return GateConfig(rest_class, **(REST_GATE_DEFAULTS | overrides))
+    return GateConfig(rest_class, **(rest_gate_defaults(meta["classes"]) | overrides))
 
 
 class GatedSmoother:

@@ -36,3 +36,26 @@ def test_cues_outside_the_streamed_period_are_not_scored():
     decisions = _decisions(0.0, 0.05, 10.0, lambda t: "grasp")
     result = aligned_scores(decisions, {"t_start": 0.0}, cues, 40.0, META, offline=[1, 2])
     assert result["n_trials"] == 1 and result["online"]["accuracy"] == 1.0
+
+
+def test_hand_at_rest_counts_the_rest_cues_the_aperture_moved_in():
+    """The aperture plot as numbers: still through the first rest cue, moving 0.5 -> 0.8 inside the second, and
+    a movement that ended before the third leaves it still; movement cues do not count."""
+    from pipeline.demo_report import hand_at_rest
+
+    def aperture(t):
+        if t < 5:
+            return 0.5
+        if t < 6:
+            return 0.5 + 0.3 * (t - 5)  # inside rest cue 2 (4..7)
+        if t < 9:
+            return 0.8
+        if t < 10:
+            return 0.8 - 0.8 * (t - 9)  # inside the grasp cue (8..11) and before rest cue 3 (11..14)
+        return 0.0
+
+    rows = [{"t_arrival": 1000.0 + t, "aperture": aperture(t)} for t in np.arange(0, 15, 0.05)]
+    cues = [(0.5, 3.5, "rest"), (4.0, 7.0, "rest"), (8.0, 11.0, "grasp"), (11.0, 14.0, "rest")]
+    result = hand_at_rest(rows, cues)
+    assert result["rest_cues"] == 3 and result["moved_in"] == 1
+    assert abs(result["travel"] - 0.3) < 0.01

@@ -165,6 +165,26 @@ def test_which_gate_is_in_force():
         gate_in_force(flat, None, {"dwell_s": 0.3})
 
 
+@pytest.mark.parametrize("classes, threshold", [(["rest", "move"], 0.567), (CLASSES, 0.7),
+                                                (["rest", "grasp", "open", "pinch", "point"], 0.789)])
+def test_the_rest_gate_default_is_not_opened_by_the_movement_prior(classes, threshold):
+    """A decoder trained on balanced classes gives a window with no evidence 1 - P(rest) = k / (k + 1); the rest
+    gate's default opens where the odds are twice that (0.8 for grasp / open), never at the prior itself."""
+    from exports.runtime.smoothing import gate_in_force, gate_prior_warning, movement_prior
+
+    gate = gate_in_force({"classes": classes}, "rest", {})
+    assert gate.threshold == pytest.approx(threshold, abs=1e-3)
+    prior_odds, opening = len(classes) - 1, gate.threshold + gate.hysteresis
+    assert opening / (1 - opening) == pytest.approx(2 * prior_odds, rel=1e-2)
+    assert gate_prior_warning(gate, classes) is None
+    # the two-class default (opening 0.8) on four movement classes sits at their prior 0.8: warned
+    low = gate_in_force({"classes": classes}, "rest", {"threshold": 0.7})
+    warned = gate_prior_warning(low, classes)
+    assert (warned is not None) == (movement_prior(classes) >= 0.8 - 1e-9)
+    if warned:
+        assert "a window with no evidence of movement opens it" in warned and "raise --gate-threshold" in warned
+
+
 @pytest.fixture(scope="module")
 def constant_flat_model(exported, tmp_path_factory):
     """A flat decoder (no gate output) giving P(rest) = 0.2 and 0.4 to each movement for every window: a real
@@ -252,14 +272,43 @@ def test_rehearse_scores_a_gate_against_the_cues(constant_flat_model, recording_
         proc = bmi("rehearse", str(constant_flat_model), "--data", str(config), "--json", *options)
         code, out, err = wait(proc, 120)
         assert code == 0, err
-        return json.loads(out.splitlines()[-1])["rows"]
+        return json.loads(out.splitlines()[-1])
 
-    plain = rehearse()[0]
+    plain = rehearse()["rows"][0]
     assert plain["movement_time_during_rest"] == 1.0 and plain["movement_hit_rate"] == pytest.approx(share)
-    closed, opens = rehearse("--gate-rest-class", "rest", "--gate-threshold", "0.85,0.6", "--gate-dwell-ms", "200")
+    result = rehearse("--gate-rest-class", "rest", "--gate-threshold", "0.85,0.6", "--gate-dwell-ms", "200",
+                      "--min-hits", f"{share - 0.01:.3f}")
+    closed, opens = result["rows"]
+    # the closed gate has no false movement but answers no cue: the open one is chosen, with the options to serve it
+    assert result["chosen"] == opens
+    assert result["serve_options"] == ["--gate-rest-class", "rest", "--gate-threshold", "0.6", "--gate-dwell-ms", "200"]
     assert closed["gate"] == {"threshold": 0.85, "dwell_s": 0.2}
     assert (closed["false_movements_per_min"], closed["movement_time_during_rest"], closed["movement_hit_rate"]) == (0, 0, 0)
     assert opens["movement_time_during_rest"] > 0.95 and opens["movement_hit_rate"] == pytest.approx(share)
     proc = bmi("rehearse", str(constant_flat_model), "--data", str(config), "--gate-threshold", "0.7")
     code, _, err = wait(proc, 120)
     assert code != 0 and "--gate-threshold: the model has no gate; add --gate-rest-class CLASS" in err
+    proc = bmi("rehearse", str(constant_flat_model), "--data", str(config), "--gate-rest-class", "rest",
+               "--gate-threshold", "0.5,0.7")  # 0.5 opens at 0.6, below the movement prior 2/3
+    code, out, err = wait(proc, 120)
+    assert code == 0, err
+    assert out.count("warning: the gate opens at 0.6 (threshold + hysteresis), not above 0.667") == 1
+
+
+def test_rehearse_chooses_the_gate_that_moves_least_at_rest_and_still_answers_the_cues():
+    from pipeline.rehearse import choose_gate
+
+    def row(threshold, false, moving, hits, latency=1.5):
+        return {"gate": {"threshold": threshold}, "false_movements_per_min": false, "movement_time_during_rest": moving,
+                "movement_hit_rate": hits, "time_to_correct_s": latency}
+
+    rows = [row(0.5, 9.0, 0.2, 0.95), row(0.7, 3.0, 0.05, 0.80), row(0.75, 3.0, 0.03, 0.78),
+            row(0.8, 1.0, 0.01, 0.60), row(0.9, 0.0, 0.0, 0.0, None)]
+    assert choose_gate(rows, 0.75)["gate"] == {"threshold": 0.75}  # less moving at rest, the same false movements
+    onset_free = dict(row(0.72, 0.0, 0.2, 0.9), gate={"threshold": 0.72})  # moving through a rest cue, no onset in it
+    assert choose_gate([*rows, onset_free], 0.75)["gate"] == {"threshold": 0.75}
+    assert choose_gate(rows, 0.9)["gate"] == {"threshold": 0.5}
+    assert choose_gate(rows, 0.5)["gate"] == {"threshold": 0.8}
+    assert choose_gate(rows, 0.96) is None
+    with pytest.raises(ValueError, match="must be a fraction of the movement cues"):
+        choose_gate(rows, 75)
