@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -41,7 +43,17 @@ class EEGNetFeatures(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.block2(self.block1(x.unsqueeze(1)))  # [B, F2, 1, T']
+        """``block2(block1(x))`` computed with space filtered before time, in training too (see
+        :func:`spatial_first_block1`): the same function, several times less work than ``time_first``."""
+        pad, temporal, bn1, spatial, *rest = self.block1
+        z = spatial_first_block1(x, pad, temporal, bn1, spatial)
+        for layer in rest:
+            z = layer(z)
+        return self.block2(z)  # [B, F2, 1, T']
+
+    def time_first(self, x: torch.Tensor) -> torch.Tensor:
+        """The layers as written (temporal convolution over every channel first): the reference of ``forward``."""
+        return self.block2(self.block1(x.unsqueeze(1)))
 
     @property
     def spatial(self) -> nn.Conv2d:
@@ -63,6 +75,59 @@ class EEGNetFeatures(nn.Module):
         h = temporal.weight[:, 0, 0, :]  # [F1, K]
         fused = SpatialFirst(pad, w, (scale[:, None] * h).repeat_interleave(D, dim=0), shift.repeat_interleave(D) * w.sum(1))
         return nn.Sequential(fused, *rest, self.block2)
+
+
+def spatial_first_block1(x: torch.Tensor, pad: nn.ZeroPad2d, temporal: nn.Conv2d, bn: nn.BatchNorm2d,
+                         spatial: nn.Conv2d) -> torch.Tensor:
+    """``spatial(bn(temporal(pad(x))))`` for ``x`` ``[B, C, T]``, in training as in evaluation, with the channels
+    mixed first: ``F1 * D`` temporal convolutions instead of ``F1 * C``.
+
+    In evaluation ``bn`` is a fixed affine map. In training it normalises with the batch's own mean and variance
+    of ``y = h * x`` over (batch, channel, time), which this order never forms: they follow from the input's
+    lagged means and products, ``mean_f = h_f . mu`` and ``E[y_f^2] = h_f' A h_f`` with ``mu[k]`` the mean of
+    ``x[t + k]`` and ``A[k, k']`` the mean of ``x[t + k] x[t + k']`` over the padded input (exact at the edges:
+    prefix sums over time of each lag's products). The running statistics are updated as ``bn`` would.
+    """
+    xp = pad(x.unsqueeze(1))[:, 0]  # [B, C, n]: zero-padded along time
+    B, C, n = xp.shape
+    h = temporal.weight[:, 0, 0, :]  # [F1, K]
+    F1, K = h.shape
+    w = spatial.weight[:, 0, :, 0]  # [F1 * D, C]
+    D = w.shape[0] // F1
+    T = n - K + 1
+    use_batch = bn.training or bn.running_mean is None
+    if use_batch:  # in float32 whatever autocast says: a variance from sums of squares needs the precision
+        N = B * C * T
+        with torch.autocast(x.device.type, enabled=False), \
+                torch.no_grad() if not x.requires_grad else contextlib.nullcontext():
+            flat = xp.reshape(B * C, n).float()
+            total = torch.cat([flat.new_zeros(1), flat.sum(0).cumsum(0)])
+            lags = torch.arange(K, device=x.device)
+            mu = (total[lags + T] - total[lags]) / N  # [K]
+            ahead = nn.functional.pad(flat, (0, K - 1)).unfold(1, K, 1)  # [B*C, n, K]: x[s + L], 0 beyond the end
+            products = torch.einsum("is,isl->sl", flat, ahead)  # [n, K]: sum over (b, c) of x[s] x[s + L]
+            prefix = torch.cat([products.new_zeros(1, K), products.cumsum(0)])
+            lagged = (prefix[lags + T] - prefix[lags]) / N  # [K, K]: lagged[k, L] = mean of x[t + k] x[t + k + L]
+            lagged = lagged * torch.where(lags == 0, 1.0, 2.0)  # A is symmetric: each off-diagonal pair twice
+        with torch.autocast(x.device.type, enabled=False):
+            hf = h.float()
+            shifted = nn.functional.pad(hf, (0, K - 1)).unfold(1, K, 1)  # [F1, K, K]: h[f, k + L], 0 beyond
+            mean = hf @ mu
+            var = torch.einsum("fk,fkl,kl->f", hf, shifted, lagged) - mean**2  # biased, as BatchNorm normalises
+        if bn.training and bn.track_running_stats:
+            with torch.no_grad():
+                bn.num_batches_tracked += 1
+                m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+                bn.running_mean.mul_(1 - m).add_(m * mean)
+                bn.running_var.mul_(1 - m).add_(m * var * N / (N - 1))
+    else:
+        mean, var = bn.running_mean, bn.running_var
+    scale = bn.weight / torch.sqrt(var + bn.eps) if bn.affine else 1.0 / torch.sqrt(var + bn.eps)
+    shift = (bn.bias if bn.affine else 0.0) - mean * scale
+    mixed = torch.einsum("oc,bcn->bon", w, xp)  # [B, F1 * D, n]
+    filtered = nn.functional.conv1d(mixed, h.repeat_interleave(D, 0)[:, None, :], groups=F1 * D)  # [B, F1 * D, T]
+    out = filtered * scale.repeat_interleave(D)[:, None] + (shift.repeat_interleave(D) * w.sum(1))[:, None]
+    return out.unsqueeze(2)  # [B, F1 * D, 1, T]
 
 
 class SpatialFirst(nn.Module):
