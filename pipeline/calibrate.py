@@ -268,9 +268,9 @@ def serve_commands(model: Path, stream: str, cues: str, out: Path, gate_options:
     return commands
 
 
-def gate_on_test_run(model: Path, config_path: Path, rest_class: str = "rest") -> dict[str, Any]:
+def gate_on_test_run(model: Path, config_path: Path, rest_class: str = "rest") -> dict[str, Any] | None:
     """A rest gate for the decoder, chosen as ``bmi rehearse --min-hits`` chooses, on the calibration's test run
-    (the last one: never trained on)."""
+    (the last one: never trained on); None for a decoder with its own gate."""
     from datasets.config import DataConfig
     from datasets.reading import list_recordings
     from datasets.typed import from_mapping, load_yaml
@@ -278,10 +278,12 @@ def gate_on_test_run(model: Path, config_path: Path, rest_class: str = "rest") -
 
     from .rehearse import choose_rest_gate, read_cued
 
+    meta = read_model_metadata(model)
+    if meta.get("gate") is not None:
+        return None
     data_cfg = from_mapping(DataConfig, load_yaml(config_path)["data"], "data")
     test_run = [r.path for r in list_recordings(data_cfg, config_path.parent)][-1]
-    ch_names = read_model_metadata(model)["preprocessing"]["ch_names"]
-    choice = choose_rest_gate(model, read_cued([test_run], data_cfg, ch_names), rest_class)
+    choice = choose_rest_gate(model, read_cued([test_run], data_cfg, meta["preprocessing"]["ch_names"]), rest_class)
     return dict(choice, recording=test_run.name)
 
 
@@ -399,6 +401,7 @@ def _print_result(summary: dict[str, Any], model: Path, commands: dict[str, str]
                       "choose one on more cued data with bmi rehearse")
         return
     console.print(f"or today with a rest gate (the hand holds until 1 - P(rest) is high), chosen on the test run "
-                  f"{gate['recording']}: {chosen['false_movements_per_min']:.1f} false movements per minute at rest, "
+                  f"{gate['recording']}: {chosen['movement_time_during_rest']:.0%} of rest decisions moving, "
+                  f"{chosen['false_movements_per_min']:.1f} false movements per minute at rest, "
                   f"{chosen['movement_hit_rate']:.0%} of the movement cues answered:")
     print(commands["rest_gate"], flush=True)

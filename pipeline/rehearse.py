@@ -176,9 +176,7 @@ def _main(args: argparse.Namespace) -> int:
     from datasets.typed import apply_overrides, from_mapping, load_yaml
     from exports.onnx import read_model_metadata
     from exports.runtime.actions import parse_action_args
-
     from exports.runtime.alignment import choose_alignment
-
     from exports.runtime.smoothing import gate_in_force, gate_prior_warning
 
     meta = read_model_metadata(args.model)
@@ -197,12 +195,14 @@ def _main(args: argparse.Namespace) -> int:
                                               _values(args.gate_dwell_ms, "--gate-dwell-ms", 1 / 1000))]
     rows = rehearse(args.model, recordings, settings, args.gate_rest_class, args.rest_class,
                     parse_action_args(args.action), alignment)
+    gates = [gate_in_force(meta, args.gate_rest_class, r["gate"]) for r in rows]  # in force, defaults included
     chosen = choose_gate(rows, args.min_hits) if args.min_hits is not None else None
-    in_force = gate_in_force(meta, args.gate_rest_class, chosen["gate"]) if chosen else None
+    in_force = gates[rows.index(chosen)] if chosen else None
+    options = serve_options(in_force, args.gate_rest_class) if in_force else None
     if args.json:
+        choice = {"chosen": chosen, "serve_options": options} if args.min_hits is not None else {}
         print(json.dumps({"model": str(args.model), "recordings": [str(r[0]) for r in recordings], "rows": rows,
-                          **({"chosen": chosen, "serve_options": serve_options(in_force, args.gate_rest_class) if in_force
-                              else None} if args.min_hits is not None else {})}))
+                          **choice}))
         return 0
     rest_min = rows[0]["rest_minutes"]
     unscored = rows[0]["cues_unscored"]
@@ -210,7 +210,6 @@ def _main(args: argparse.Namespace) -> int:
           + (f" ({unscored} cue(s) before the first decision not scored)" if unscored else ""))
     if meta["normalization"].get("alignment"):
         print(f"alignment: {'; '.join(rows[0]['alignment'])}")
-    gates = [gate_in_force(meta, args.gate_rest_class, r["gate"]) for r in rows]
     for warning in sorted({gate_prior_warning(g, meta["classes"]) for g in gates if g} - {None}):
         print(f"warning: {warning}")
     print(f"{'gate threshold / dwell':>24}  {'false moves/min at rest':>23}  {'moving at rest':>14}  {'hits':>5}  "
@@ -219,8 +218,7 @@ def _main(args: argparse.Namespace) -> int:
     def fmt(value, spec: str) -> str:
         return "-" if value is None else format(value, spec)
 
-    for r in rows:
-        g = gate_in_force(meta, args.gate_rest_class, r["gate"])  # the settings in force, defaults included
+    for r, g in zip(rows, gates):
         label = "no gate" if g is None else f"{g.threshold:g} / {g.dwell_s * 1000:g} ms"
         print(f"{label:>24}  {fmt(r['false_movements_per_min'], '23.2f')}  {fmt(r['movement_time_during_rest'], '14.3f')}  "
               f"{fmt(r['movement_hit_rate'], '5.2f')}  {fmt(r['time_to_correct_s'], '19.2f')}")
@@ -232,5 +230,5 @@ def _main(args: argparse.Namespace) -> int:
         print("chosen: no gate (the model has none; add --gate-rest-class CLASS to try one)")
     else:
         print(f"chosen (least moving at rest with hits >= {args.min_hits:g}): {in_force.threshold:g} / "
-              f"{in_force.dwell_s * 1000:g} ms -> bmi serve {args.model} ... {' '.join(serve_options(in_force, args.gate_rest_class))}")
+              f"{in_force.dwell_s * 1000:g} ms -> bmi serve {args.model} ... {' '.join(options)}")
     return 0

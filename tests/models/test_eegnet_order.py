@@ -88,3 +88,16 @@ def test_batch_statistics_stay_exact_under_bf16_autocast():
         out = ours.body(x).float()
     torch.testing.assert_close(out, expected, rtol=0.05, atol=0.05 * expected.abs().max().item())
     torch.testing.assert_close(ours.body.block1[2].running_var, reference.body.block1[2].running_var, rtol=1e-4, atol=1e-6)
+
+
+def test_eeg_tcnet_front_end_trains_the_same_way():
+    from models.tcn import EEGTCNet
+
+    torch.manual_seed(0)
+    net = EEGTCNet(n_chans=12, n_times=100, n_outputs=3, sfreq=100.0)
+    reference = copy.deepcopy(net)
+    x = torch.randn(8, 12, 100)
+    torch.manual_seed(1)  # the same dropout masks on both sides
+    expected = reference.front.time_first(x)
+    torch.manual_seed(1)
+    torch.testing.assert_close(net.front(x), expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
