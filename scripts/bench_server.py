@@ -6,10 +6,12 @@ not depend on what the weights are), `bmi serve` runs as a subprocess reading th
 process pushes 10 ms chunks at real-time pace (each stamped with the LSL clock) and listens as the rig on
 UDP. Latency = LSL clock at arrival - timestamp of the window's last sample (both on one machine's clock).
 Each shape runs twice: alone, and with the operator console served and a headless Chromium showing its live
-page (``--no-console`` skips that), to show what a connected browser costs the decoding loop.
+page (``--no-console`` skips that), to show what a connected browser costs the decoding loop; ``--aligned`` adds
+a session per shape with a model trained with Euclidean alignment (the rig aligns every sample).
 Dropped samples = pushed - received by the server; missed hops = expected decisions - decisions received.
 
-    .venv/bin/python scripts/bench_server.py [--seconds 60] [--quick] [--out bench_results/server.json]
+    .venv/bin/python scripts/bench_server.py [--seconds 60] [--quick] [--no-console] [--aligned]
+                                             [--out bench_results/server.json]
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ HOP_MS, CHUNK_MS, MODEL_SFREQ, WINDOW_S = 50, 10, 250.0, 1.0
 CHECK_SECONDS = 2.0  # bmi serve's default amplitude check
 
 
-def export_model(n_chans: int, sfreq: float, folder: Path) -> Path:
-    """EEGNet (random weights) with the metadata the server needs, built by the exporter's own functions."""
+def export_model(n_chans: int, sfreq: float, folder: Path, aligned: bool = False) -> Path:
+    """EEGNet (random weights) with the metadata the server needs, built by the exporter's own functions;
+    ``aligned``: trained with Euclidean alignment (one subject's matrix, a random rotation), as bmi calibrate's."""
     import torch
 
     import models
@@ -54,6 +57,9 @@ def export_model(n_chans: int, sfreq: float, folder: Path) -> Path:
             "sfreq": MODEL_SFREQ, "n_times": n_times, "tmin": 0.0, "tmax": WINDOW_S, "preprocessing": spec.to_dict(),
             "normalization": {"kind": "standardize", "mean": [0.0] * n_chans, "std": [1.0] * n_chans, "alignment": None,
                               "rms": rms.tolist()}}
+    if aligned:
+        rotation = np.linalg.qr(np.random.default_rng(1).standard_normal((n_chans, n_chans)))[0]
+        info["normalization"]["alignment"] = {"01": rotation.astype(np.float32).tolist()}
     summary = {"model": "eegnet", "run_id": "bench-random-weights"}
     embed_metadata(path, build_metadata(summary, info, {}, net, int(sum(p.numel() for p in net.parameters()))))
     return path
@@ -85,12 +91,13 @@ with sync_playwright() as p:
 """
 
 
-def run_shape(name: str, n_chans: int, sfreq: float, seconds: float, folder: Path, console: bool = False) -> dict:
+def run_shape(name: str, n_chans: int, sfreq: float, seconds: float, folder: Path, console: bool = False,
+              aligned: bool = False) -> dict:
     """One session; with ``console`` the server also serves the operator console and a headless Chromium
     shows its live page for the whole session (the operator's view on the same computer)."""
     import pylsl
 
-    model = export_model(n_chans, sfreq, folder)
+    model = export_model(n_chans, sfreq, folder, aligned)
     stream = f"bench-{name}-{time.monotonic_ns()}"
     info = pylsl.StreamInfo(stream, "EEG", n_chans, sfreq, "float32", stream)
     chans = info.desc().append_child("channels")
@@ -189,6 +196,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="15 s per shape")
     parser.add_argument("--out", default="bench_results/server.json")
     parser.add_argument("--no-console", action="store_true", help="skip the sessions with the console and a browser")
+    parser.add_argument("--aligned", action="store_true",
+                        help="also a session per shape with a model trained with Euclidean alignment (bmi calibrate's "
+                             "default): the rig aligns every sample")
     args = parser.parse_args()
     seconds = 15.0 if args.quick else args.seconds
     results, with_console = {}, {}
@@ -198,6 +208,9 @@ def main() -> int:
                 r = run_shape(name, n_chans, sfreq, seconds, Path(tmp), console=console)
                 (with_console if console else results)[name] = r
                 print(f"{name}{' + console + browser' if console else ''}: {_line(r)}")
+            if args.aligned:
+                results[f"{name}_aligned"] = r = run_shape(name, n_chans, sfreq, seconds, Path(tmp), aligned=True)
+                print(f"{name}, Euclidean alignment: {_line(r)}")
     if with_console:  # the same session with a browser on the live page: how much it moves the loop's p99
         results["with_console_browser"] = with_console
         results["console_p99_delta_ms"] = {

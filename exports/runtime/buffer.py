@@ -73,6 +73,14 @@ class PhaseRings:
         """How many of every ``decim``-th sample, ending at the newest, are held."""
         return self._newest.count if self._seen else 0
 
+    def refill(self, source: "PhaseRings", transform) -> None:
+        """Hold ``transform`` of what ``source`` (same shape) holds, phase by phase."""
+        for ring, src in zip(self.rings, source.rings):
+            ring.clear()
+            if src.count:
+                ring.append(transform(src.latest(src.count)))
+        self._seen = source._seen
+
     def latest(self, n: int) -> np.ndarray:
         """The newest ``n`` of every ``decim``-th sample ending at the newest sample, oldest first (a view)."""
         if not self._seen:

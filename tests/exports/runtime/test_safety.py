@@ -449,6 +449,10 @@ def test_euclidean_alignment_on_the_rig(exported, recording_array, tmp_path):
     np.testing.assert_allclose(got, alignment_matrix(windows), rtol=1e-3, atol=1e-3 * np.abs(got).max())
     first = min(int(r["sample_index"]) for r in decisions_of(log))
     assert first >= (settle_out + n_align) * meta["preprocessing"]["decim"]  # withheld while aligning
+    # every decision after it is the model on windows aligned by that matrix, the first ones included, whose
+    # samples arrived before the estimate (the server normalises samples as they arrive, and again then)
+    session_norm = dict(meta, normalization=dict(meta["normalization"], alignment={"session": got.tolist()}))
+    assert_matches_offline(decisions_of(log), session_norm, data[:, : int(8 * sfreq)], model)
     code, out, err = wait(bmi(*base, "--output", f"udp://127.0.0.1:{free_port()}", "--alignment", str(saved),
                               "--duration", "4"), 40)
     assert code == 0, err
