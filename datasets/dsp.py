@@ -365,7 +365,7 @@ def alignment_matrix(X: np.ndarray) -> np.ndarray:
     """Euclidean alignment (He & Wu 2020, doi:10.1109/TBME.2019.2913914): R^-1/2 of the mean covariance
     of the windows ``X`` ``[n_windows, n_chans, n_times]``."""
     X = np.asarray(X, dtype=np.float64)
-    covs = np.einsum("nct,ndt->ncd", X, X) / X.shape[2]
+    covs = np.matmul(X, X.transpose(0, 2, 1)) / X.shape[2]  # BLAS: einsum took 0.5 s for a minute of 306 channels
     mean = covs.mean(axis=0)
     mean += 1e-10 * np.trace(mean) / len(mean) * np.eye(len(mean))
     vals, vecs = np.linalg.eigh(mean)  # symmetric positive definite: R^-1/2 = V diag(1/sqrt(w)) V^T
