@@ -71,13 +71,15 @@ def decode_recording(model_path: str | Path, data: np.ndarray, *, hop_ms: float 
     hop = max(1, int(round(hop_ms / 1000 * spec.sfreq_in)))
     decim = spec.decim
     need, settle = decoder.n_times * decim, spec.settle_out * decim  # input samples, as the server counts them
-    filtered = PhaseRings(data.shape[0], decoder.n_times, decim)  # the server's window: a view of one ring
+    filtered = PhaseRings(data.shape[0], decoder.n_times, decim)  # as the server: the filtered samples, and ...
+    normalized = PhaseRings(data.shape[0], decoder.n_times, decim)  # ... the same normalised as they arrive
     have = 0  # filtered input samples so far
     to_align, aligning = plan.estimate_samples, []  # the session's own alignment: its first settled samples
     t, commands, actions_out, probs_out, gates = [], [], [], [], []
     for start in range(0, data.shape[1] - hop + 1, hop):
         out = pre.filter(np.asarray(data[:, start : start + hop], dtype=np.float32)).astype(np.float32)
         filtered.append(out)
+        normalized.append(norm(out))
         have += out.shape[1]
         end_in = start + hop
         if to_align:
@@ -87,10 +89,12 @@ def decode_recording(model_path: str | Path, data: np.ndarray, *, hop_ms: float 
                 matrix = estimate_alignment(first, decoder.n_times)
                 plan = AlignmentPlan(matrix, plan.source)
                 norm, to_align, aligning = _normalizer(meta, matrix), 0, []
+                normalized.refill(filtered, norm)  # what it held was normalised unaligned
         if have - settle < need or to_align:  # decisions withheld while the filters settle or the alignment is estimated
             continue
-        # every decim-th filtered sample up to the newest, normalised into the decoder's input as the server does
-        probs = decoder.predict(norm(filtered.latest(decoder.n_times), out=decoder.window))
+        # every decim-th normalised sample up to the newest, copied into the decoder's input as the server does
+        np.copyto(decoder.window, normalized.latest(decoder.n_times))
+        probs = decoder.predict()
         time_s = end_in / spec.sfreq_in
         g = decoder.gate if rest is None else 1.0 - float(probs[rest])
         command = smoother.update(probs, time_s, g)[0] if gated else smoother.update(probs, time_s)[0]
