@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override of that config")
     p.add_argument("--gate-rest-class", metavar="CLASS",
                    help="a model without a gate: gate it on 1 - P(CLASS), as bmi serve --gate-rest-class")
-    p.add_argument("--gate-threshold", metavar="T[,T...]", help="gate thresholds to try (default: the model's or 0.7)")
+    p.add_argument("--gate-threshold", metavar="T[,T...]",
+                   help="gate thresholds to try (default: the model's, or bmi serve --gate-rest-class's)")
     p.add_argument("--gate-dwell-ms", metavar="MS[,MS...]", help="gate dwells to try (default: the model's or 200)")
     p.add_argument("--rest-class", default="rest", help="the class whose cues are rest (default rest)")
     p.add_argument("--action", action="append", metavar="CLASS=ACTION",

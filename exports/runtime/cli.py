@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--level-classes", help="A,B: control level = P(A) - P(B) (default: the classes mapped to grasp, open)")
     g.add_argument("--gate-rest-class", metavar="CLASS",
                    help="a model without a gate: gate its commands on 1 - P(CLASS) with the gated decoders' rules "
-                        "(rest while below --gate-threshold, default 0.7; hysteresis 0.1, dwell 200 ms)")
+                        "(rest while below --gate-threshold, default 0.7 with two movement classes, higher with more: "
+                        "it opens at twice the no-evidence movement odds; hysteresis 0.1, dwell 200 ms)")
     g.add_argument("--gate-threshold", type=float,
                    help="gated models (or --gate-rest-class): the rest command while the gate's movement probability "
                         "is below this (default: the model's metadata)")
