@@ -68,10 +68,13 @@ class GatedDecoder(Decoder):
         The two stages, each a registered decoder: a name, or ``{name: NAME, <its hyperparameters>}``.
     rest_index : int
         Position of the rest class among the outputs (the data's class order, ``data.events``).
-    gate_threshold : float
-        Gate probability at or above which the server lets movement commands through. 0.7 (above the balanced
-        0.5: the hand moves only on a confident gate) traded false movements at rest against late or missed
-        movements on the synthetic session (README, Gated decoders).
+    gate_threshold : float or None
+        Gate probability at or above which the server lets movement commands through. None: 0.7 with two
+        movement classes (above the balanced 0.5: the hand moves only on a confident gate; it traded false
+        movements at rest against late or missed movements on the synthetic session, README, Gated decoders),
+        and in general where the gate opens (threshold + 0.1) at twice the movement odds of a window with no
+        evidence, k for k movement classes trained in balance: 0.757 with three, 0.789 with four (the same rule
+        as ``bmi serve --gate-rest-class``'s default, ``exports.runtime.smoothing.rest_gate_defaults``).
     gate_hysteresis : float
         The gate opens only at ``gate_threshold + gate_hysteresis`` (it closes below ``gate_threshold``).
     gate_dwell_s : float
@@ -93,12 +96,15 @@ class GatedDecoder(Decoder):
     has_gate = True
 
     def __init__(self, n_chans=None, n_times=None, n_outputs=None, sfreq=None, gate=None, type=None, rest_index=0,
-                 gate_threshold=0.7, gate_hysteresis=0.1, gate_dwell_s=0.2, type_threshold=0.0, gate_units=None, *,
+                 gate_threshold=None, gate_hysteresis=0.1, gate_dwell_s=0.2, type_threshold=0.0, gate_units=None, *,
                  ch_names=None, input_window_seconds=None):
         super().__init__(n_chans, n_times, n_outputs, sfreq, ch_names=ch_names,
                          input_window_seconds=input_window_seconds)
         if isinstance(rest_index, bool) or not isinstance(rest_index, int) or not 0 <= rest_index < self.n_outputs:
             raise ValueError(f"'rest_index' ({rest_index!r}) must be an output position in 0..{self.n_outputs - 1}.")
+        if gate_threshold is None:  # opening at twice the no-evidence odds k: 0.8 - 0.1 with two movement classes
+            k = max(1, self.n_outputs - 1)
+            gate_threshold = round(2 * k / (2 * k + 1) - 0.1, 3)
         for key, value, low, high in (("gate_threshold", gate_threshold, 0.0, 1.0), ("gate_hysteresis", gate_hysteresis, 0.0, 1.0),
                                       ("type_threshold", type_threshold, 0.0, 1.0)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:

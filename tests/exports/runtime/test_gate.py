@@ -155,8 +155,9 @@ def test_which_gate_is_in_force():
     assert gate_in_force(flat, None, {}) is None
     assert gate_in_force(gated, None, {"dwell_s": 0.4}) == GateConfig("rest", 0.6, 0.05, 0.4)
     assert gate_in_force(flat, "rest", {"threshold": 0.8}) == GateConfig("rest", 0.8, 0.1, 0.2)
-    defaults = inspect.signature(GatedDecoder).parameters  # a rest gate starts where a gated decoder does
-    assert REST_GATE_DEFAULTS == {k: defaults[f"gate_{k}"].default for k in ("threshold", "hysteresis", "dwell_s")}
+    gated_net = GatedDecoder(n_chans=4, n_times=100, n_outputs=3, sfreq=100.0)  # a rest gate starts where it does
+    assert REST_GATE_DEFAULTS == {k: getattr(gated_net, f"gate_{k}") for k in ("threshold", "hysteresis", "dwell_s")}
+    assert inspect.signature(GatedDecoder).parameters["gate_hysteresis"].default == REST_GATE_DEFAULTS["hysteresis"]
     with pytest.raises(ValueError, match=r"--gate-rest-class \('rest'\): the model has its own gate"):
         gate_in_force(gated, "rest", {})
     with pytest.raises(ValueError, match=r"--gate-rest-class \('idle'\) is not one of the classes"):
@@ -172,8 +173,12 @@ def test_the_rest_gate_default_is_not_opened_by_the_movement_prior(classes, thre
     gate's default opens where the odds are twice that (0.8 for grasp / open), never at the prior itself."""
     from exports.runtime.smoothing import gate_in_force, gate_prior_warning, movement_prior
 
+    from models.gated import GatedDecoder
+
     gate = gate_in_force({"classes": classes}, "rest", {})
     assert gate.threshold == pytest.approx(threshold, abs=1e-3)
+    # a gated decoder trained on these classes starts from the same threshold
+    assert GatedDecoder(n_chans=4, n_times=100, n_outputs=len(classes), sfreq=100.0).gate_threshold == gate.threshold
     prior_odds, opening = len(classes) - 1, gate.threshold + gate.hysteresis
     assert opening / (1 - opening) == pytest.approx(2 * prior_odds, rel=1e-2)
     assert gate_prior_warning(gate, classes) is None
