@@ -114,14 +114,18 @@ def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]
     for gate in gate_settings:
         scores = [scored(data, cues, cue_s, gate) for _, data, cues, cue_s in recordings]
         n = {k: sum(s["counts"][k] for s in scores)
-             for k in ("false_onsets", "rest_minutes", "rest_decisions", "rest_moving", "hits", "movement_cues")}
+             for k in ("false_onsets", "rest_minutes", "rest_decisions", "rest_moving", "rest_cues", "rest_cues_moving",
+                       "hits", "movement_cues")}
         latencies = [x for s in scores for x in s["counts"]["latencies_s"]]
         rows.append({"gate": gate,
                      "false_movements_per_min": n["false_onsets"] / n["rest_minutes"] if n["rest_minutes"] else None,
                      "movement_time_during_rest": n["rest_moving"] / n["rest_decisions"] if n["rest_decisions"] else None,
+                     "rest_cues_moving": n["rest_cues_moving"] / n["rest_cues"] if n["rest_cues"] else None,
                      "movement_hit_rate": n["hits"] / n["movement_cues"] if n["movement_cues"] else None,
                      "time_to_correct_s": float(np.median(latencies)) if latencies else None,
-                     "rest_minutes": round(n["rest_minutes"], 3), "movement_cues": n["movement_cues"],
+                     "rest_minutes": round(n["rest_minutes"], 3), "rest_cues": n["rest_cues"],
+                     "rest_cues_moved_in": n["rest_cues_moving"],
+                     "movement_cues": n["movement_cues"],
                      "cues_unscored": sum(s["n_cues_unscored"] for s in scores),
                      "alignment": sorted({s["alignment"] for s in scores})})
     return rows
@@ -213,16 +217,20 @@ def _main(args: argparse.Namespace) -> int:
         print(f"alignment: {'; '.join(rows[0]['alignment'])}")
     for warning in sorted({gate_prior_warning(g, meta["classes"]) for g in gates if g} - {None}):
         print(f"warning: {warning}")
-    print(f"{'gate threshold / dwell':>24}  {'false moves/min at rest':>23}  {'moving at rest':>14}  {'hits':>5}  "
-          f"{'time to correct (s)':>19}")
+    print(f"{'gate threshold / dwell':>24}  {'false moves/min at rest':>23}  {'moving at rest':>14}  "
+          f"{'rest cues moved in':>18}  {'hits':>5}  {'time to correct (s)':>19}")
 
     def fmt(value, spec: str) -> str:
         return "-" if value is None else format(value, spec)
 
+    def moved_in(r) -> str:
+        return f"{r['rest_cues_moved_in']} of {r['rest_cues']}" if r["rest_cues"] else "-"
+
     for r, g in zip(rows, gates):
         label = "no gate" if g is None else f"{g.threshold:g} / {g.dwell_s * 1000:g} ms"
         print(f"{label:>24}  {fmt(r['false_movements_per_min'], '23.2f')}  {fmt(r['movement_time_during_rest'], '14.3f')}  "
-              f"{fmt(r['movement_hit_rate'], '5.2f')}  {fmt(r['time_to_correct_s'], '19.2f')}")
+              f"{moved_in(r):>18}  {fmt(r['movement_hit_rate'], '5.2f')}  "
+              f"{fmt(r['time_to_correct_s'], '19.2f')}")
     if args.min_hits is None:
         return 0
     if chosen is None:

@@ -123,6 +123,7 @@ def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_
     - ``false_movements_per_min``: onsets of a movement command (an action other than hold, after a decision
       that was not that command) whose decision falls in a rest cue, per minute of rest cues;
     - ``movement_time_during_rest``: the share of rest-cue decisions whose action is a movement;
+    - ``rest_cues_moving``: the share of rest cues with at least one such decision (the hand not still there);
     - ``time_to_correct_s``: for each movement cue, the first decision in [onset, onset + ``respond_seconds``
       (default the cue)] whose command is the cue's class: median seconds after the onset, and
       ``movement_hit_rate``, the share of movement cues that got one.
@@ -133,7 +134,7 @@ def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_
     t, command, action = decisions.t, decisions.command, decisions.action
     moving = np.array([a != SAFE_ACTION for a in action], dtype=bool)
     onset_of_movement = moving & np.r_[True, np.array(command[1:]) != np.array(command[:-1])]
-    rest_minutes, false_onsets, rest_decisions, rest_moving = 0.0, 0, 0, 0
+    rest_minutes, false_onsets, rest_decisions, rest_moving, rest_cues, rest_cues_moving = 0.0, 0, 0, 0, 0, 0
     latencies, hits, n_movement = [], 0, 0
     for onset, label in cues:
         inside = (t >= onset) & (t < onset + cue_seconds)
@@ -142,6 +143,8 @@ def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_
             false_onsets += int((onset_of_movement & inside).sum())
             rest_decisions += int(inside.sum())
             rest_moving += int((moving & inside).sum())
+            rest_cues += 1
+            rest_cues_moving += bool((moving & inside).any())
             continue
         if label not in decisions.classes:
             continue
@@ -154,11 +157,13 @@ def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_
     return {
         "false_movements_per_min": false_onsets / rest_minutes if rest_minutes else None,
         "movement_time_during_rest": rest_moving / rest_decisions if rest_decisions else None,
+        "rest_cues_moving": rest_cues_moving / rest_cues if rest_cues else None,
         "movement_hit_rate": hits / n_movement if n_movement else None,
         "time_to_correct_s": float(np.median(latencies)) if latencies else None,
         "n_rest_cues": sum(1 for _, label in cues if label == rest_class), "n_movement_cues": n_movement,
         "n_decisions": int(len(t)), "n_cues_unscored": len(unscored),
         # what the rates are made of, to pool several recordings (bmi rehearse)
         "counts": {"false_onsets": false_onsets, "rest_minutes": rest_minutes, "rest_decisions": rest_decisions,
-                   "rest_moving": rest_moving, "hits": hits, "movement_cues": n_movement, "latencies_s": latencies},
+                   "rest_moving": rest_moving, "rest_cues": rest_cues, "rest_cues_moving": rest_cues_moving,
+                   "hits": hits, "movement_cues": n_movement, "latencies_s": latencies},
     }

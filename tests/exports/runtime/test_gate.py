@@ -281,6 +281,7 @@ def test_rehearse_scores_a_gate_against_the_cues(constant_flat_model, recording_
 
     plain = rehearse()["rows"][0]
     assert plain["movement_time_during_rest"] == 1.0 and plain["movement_hit_rate"] == pytest.approx(share)
+    assert plain["rest_cues"] > 0 and plain["rest_cues_moved_in"] == plain["rest_cues"]  # the hand moved in every one
     result = rehearse("--gate-rest-class", "rest", "--gate-threshold", "0.85,0.6", "--gate-dwell-ms", "200",
                       "--min-hits", f"{share - 0.01:.3f}")
     closed, opens = result["rows"]
@@ -289,6 +290,7 @@ def test_rehearse_scores_a_gate_against_the_cues(constant_flat_model, recording_
     assert result["serve_options"] == ["--gate-rest-class", "rest", "--gate-threshold", "0.6", "--gate-dwell-ms", "200"]
     assert closed["gate"] == {"threshold": 0.85, "dwell_s": 0.2}
     assert (closed["false_movements_per_min"], closed["movement_time_during_rest"], closed["movement_hit_rate"]) == (0, 0, 0)
+    assert closed["rest_cues_moved_in"] == 0 and closed["rest_cues"] == plain["rest_cues"]
     assert opens["movement_time_during_rest"] > 0.95 and opens["movement_hit_rate"] == pytest.approx(share)
     proc = bmi("rehearse", str(constant_flat_model), "--data", str(config), "--gate-threshold", "0.7")
     code, _, err = wait(proc, 120)
