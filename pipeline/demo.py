@@ -352,7 +352,7 @@ def _run(args, out: Path, console, progress: Progress) -> None:
     progress.begin(console, 5)
     recording = _held_out_file(raw_data, best_dir)
     console.print(f"replaying held-out recording {recording.name} as a live LSL stream for {args.stream_seconds:g} s")
-    serve_args = []
+    serve_args, s["rest_gate"] = [], None  # None: served as trained (no rest gate, or the decoder's own gate)
     if args.rest_gate and not exported.metadata.get("gate"):
         s["rest_gate"] = _choose_rest_gate(exported.path, recording, raw_data, args.stream_seconds)
         serve_args = s["rest_gate"]["serve_options"]

@@ -27,6 +27,7 @@ def test_quick_demo_runs_every_step_and_reports(tmp_path):
     assert online["n_decisions"] > 20  # ~20 decisions/s once the first window is full
     assert online["rig_messages"] >= online["n_decisions"]  # decisions plus safe/heartbeat messages
     assert online["latency_p99_ms"] < 50
+    assert summary["rest_gate"] is None and set(online["hand_at_rest"]) == {"rest_cues", "moved_in", "travel"}
     report = Path(summary["report"]).read_text()
     assert "## Online" in report and summary["best"] in report
     # both ways of scoring online decisions: every decision in the cue period, and the training-aligned one
