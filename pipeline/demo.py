@@ -285,9 +285,9 @@ def _choose_rest_gate(model_path: Path, recording: Path, raw_data: dict[str, Any
     if chosen is None:
         return dict(defaults, **rehearsed, why=f"the gate's defaults (no setting answered {choice['min_hits']:.0%} of "
                                                f"the movement cues in the recording's last {left_s:.0f} s)")
-    gate = gate_in_force(meta, "rest", chosen["gate"])
+    gate = chosen["gate"]  # a setting of the grid: threshold and dwell both given
     return dict(rehearsed, serve_options=choice["serve_options"],
-                why=f"threshold {gate.threshold:g}, dwell {gate.dwell_s * 1000:g} ms, chosen by bmi rehearse on the "
+                why=f"threshold {gate['threshold']:g}, dwell {gate['dwell_s'] * 1000:g} ms, chosen by bmi rehearse on the "
                     f"recording's last {left_s:.0f} s (not streamed): {chosen['movement_time_during_rest']:.0%} of rest "
                     f"decisions moving, {chosen['false_movements_per_min']:.1f} false movements per minute at rest, "
                     f"hits {chosen['movement_hit_rate']:.2f}")

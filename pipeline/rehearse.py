@@ -93,41 +93,36 @@ def read_cued(files: list[Path], data_cfg, ch_names: list[str]) -> list[tuple[Pa
 def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]], rest_gate: str | None = None,
              rest_class: str = "rest", actions: dict[str, str] | None = None,
              alignment: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """One row per gate setting: the scores over every recording (their counts pooled, then the rates).
-    ``alignment``: ``subject``, ``align_seconds`` or ``path``, as :func:`exports.runtime.alignment.choose_alignment`
-    takes them (each recording a session of its own)."""
+    """One row per gate setting: the scores over every recording (their counts pooled, then the rates). Each
+    recording is decoded once; only the server's rules run again for each setting. ``alignment``: ``subject``,
+    ``align_seconds`` or ``path``, as :func:`exports.runtime.alignment.choose_alignment` takes them (each
+    recording a session of its own)."""
     from exports.onnx import read_model_metadata
     from exports.runtime.alignment import choose_alignment
-    from exports.runtime.closed_loop import decode_recording, score_commands
+    from exports.runtime.closed_loop import decide, decode_windows, score_commands
 
     meta = read_model_metadata(model)
     align = {"subject": None, "align_seconds": None, "path": None, **(alignment or {})}
-
-    def scored(data, cues, cue_s, gate):
-        decisions = decode_recording(model, data, gate=gate or None, rest_gate=rest_gate, actions=actions,
-                                     alignment=choose_alignment(meta, **align))
-        first = decisions.t[0] if len(decisions.t) else float("inf")
-        return dict(score_commands(decisions, cues, cue_s, rest_class=rest_class, from_s=first),
-                    alignment=decisions.alignment.source)
-
+    decoded = [(decode_windows(model, data, alignment=choose_alignment(meta, **align)), cues, cue_s)
+               for _, data, cues, cue_s in recordings]
     rows = []
     for gate in gate_settings:
-        scores = [scored(data, cues, cue_s, gate) for _, data, cues, cue_s in recordings]
+        scores = [score_commands(decide(windows, gate=gate or None, rest_gate=rest_gate, actions=actions), cues, cue_s,
+                                 rest_class=rest_class, from_s=windows.t[0] if len(windows.t) else float("inf"))
+                  for windows, cues, cue_s in decoded]
         n = {k: sum(s["counts"][k] for s in scores)
-             for k in ("false_onsets", "rest_minutes", "rest_decisions", "rest_moving", "rest_cues", "rest_cues_moving",
+             for k in ("false_onsets", "rest_minutes", "rest_decisions", "rest_moving", "rest_cues", "rest_cues_moved_in",
                        "hits", "movement_cues")}
         latencies = [x for s in scores for x in s["counts"]["latencies_s"]]
         rows.append({"gate": gate,
                      "false_movements_per_min": n["false_onsets"] / n["rest_minutes"] if n["rest_minutes"] else None,
                      "movement_time_during_rest": n["rest_moving"] / n["rest_decisions"] if n["rest_decisions"] else None,
-                     "rest_cues_moving": n["rest_cues_moving"] / n["rest_cues"] if n["rest_cues"] else None,
                      "movement_hit_rate": n["hits"] / n["movement_cues"] if n["movement_cues"] else None,
                      "time_to_correct_s": float(np.median(latencies)) if latencies else None,
                      "rest_minutes": round(n["rest_minutes"], 3), "rest_cues": n["rest_cues"],
-                     "rest_cues_moved_in": n["rest_cues_moving"],
-                     "movement_cues": n["movement_cues"],
+                     "rest_cues_moved_in": n["rest_cues_moved_in"], "movement_cues": n["movement_cues"],
                      "cues_unscored": sum(s["n_cues_unscored"] for s in scores),
-                     "alignment": sorted({s["alignment"] for s in scores})})
+                     "alignment": sorted({windows.alignment.source for windows, _, _ in decoded})})
     return rows
 
 
@@ -193,14 +188,14 @@ def _main(args: argparse.Namespace) -> int:
     data_cfg = from_mapping(DataConfig, raw.get("data", raw), "data")
     if args.rest_class not in data_cfg.class_names:
         raise ValueError(f"'--rest-class' ({args.rest_class!r}) is not one of the config's classes {data_cfg.class_names}.")
-    files = [r.path for r in list_recordings(data_cfg, Path(args.data).resolve().parent)]  # files or BIDS
-    recordings = read_cued(files, data_cfg, meta["preprocessing"]["ch_names"])
     settings = [{k: v for k, v in (("threshold", t), ("dwell_s", d)) if v is not None}
                 for t, d in itertools.product(_values(args.gate_threshold, "--gate-threshold"),
                                               _values(args.gate_dwell_ms, "--gate-dwell-ms", 1 / 1000))]
+    gates = [gate_in_force(meta, args.gate_rest_class, g) for g in settings]  # in force (defaults), or refused now
+    files = [r.path for r in list_recordings(data_cfg, Path(args.data).resolve().parent)]  # files or BIDS
+    recordings = read_cued(files, data_cfg, meta["preprocessing"]["ch_names"])
     rows = rehearse(args.model, recordings, settings, args.gate_rest_class, args.rest_class,
                     parse_action_args(args.action), alignment)
-    gates = [gate_in_force(meta, args.gate_rest_class, r["gate"]) for r in rows]  # in force, defaults included
     chosen = choose_gate(rows, args.min_hits) if args.min_hits is not None else None
     in_force = gates[rows.index(chosen)] if chosen else None
     options = serve_options(in_force, args.gate_rest_class) if in_force else None

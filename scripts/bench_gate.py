@@ -118,18 +118,19 @@ def stream_scores(model_path: Path, recording: Path, data_cfg: dict, actions: di
     from datasets.config import DataConfig
     from datasets.typed import from_mapping
     from exports.onnx import read_model_metadata
-    from exports.runtime.closed_loop import decode_recording, score_commands
+    from exports.runtime.closed_loop import decide, decode_windows, score_commands
     from pipeline.rehearse import read_cued
 
     meta = read_model_metadata(model_path)
     cfg = from_mapping(DataConfig, data_cfg, "data")
     _, data, cues, cue_s = read_cued([Path(recording)], cfg, meta["preprocessing"]["ch_names"])[0]
-    decisions = decode_recording(model_path, data, actions=actions, rest_gate=rest_gate)
+    windows = decode_windows(model_path, data)  # once; each gate setting only re-runs the server's rules
+    decisions = decide(windows, actions=actions, rest_gate=rest_gate)
     scores = score_commands(decisions, cues, cue_s) | {"online_rest_auc": online_rest_auc(decisions, cues, cue_s)}
     if sweep:  # the gate's trade-off on the same stream (not used to choose the defaults)
         scores["gate_sweep"] = {
-            f"{thr:g}/{dwell:g}": score_commands(decode_recording(model_path, data, actions=actions, rest_gate=rest_gate,
-                                                                  gate={"threshold": thr, "dwell_s": dwell}), cues, cue_s)
+            f"{thr:g}/{dwell:g}": score_commands(decide(windows, actions=actions, rest_gate=rest_gate,
+                                                        gate={"threshold": thr, "dwell_s": dwell}), cues, cue_s)
             for thr, dwell in GATE_SWEEP}
     return scores
 

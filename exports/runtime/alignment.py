@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from datasets.dsp import alignment_matrix
+from datasets.dsp import Normalizer, alignment_matrix
 
 
 @dataclass
@@ -57,6 +57,14 @@ def choose_alignment(meta: dict[str, Any], subject: str | None, align_seconds: f
         return AlignmentPlan(np.asarray(matrix, dtype=np.float32), f"training subject {only} (the only one)")
     raise ValueError(f"The model uses Euclidean alignment fitted per subject ({sorted(known)}): choose --subject S "
                      "for one of them, or --align-seconds N to estimate a new subject's from the first N seconds.")
+
+
+def session_normalizer(normalization: dict[str, Any], matrix: np.ndarray | None) -> Normalizer:
+    """The model's normalisation (its metadata's ``normalization``) with the session's alignment matrix, or none
+    when the model does not align."""
+    if matrix is None:
+        return Normalizer(dict(normalization, alignment=None), None)
+    return Normalizer(dict(normalization, alignment={"session": matrix}), "session")
 
 
 def estimate_alignment(data: np.ndarray, n_times: int) -> np.ndarray:

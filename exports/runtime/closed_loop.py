@@ -21,19 +21,32 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from datasets.dsp import CausalPreprocessor, Normalizer, PreprocessingSpec
+from datasets.dsp import CausalPreprocessor, PreprocessingSpec
 
 from .actions import SAFE_ACTION, plan_actions
-from .alignment import AlignmentPlan, choose_alignment, estimate_alignment
+from .alignment import AlignmentPlan, choose_alignment, estimate_alignment, session_normalizer
 from .buffer import PhaseRings
 from .model import DecoderSession
 from .smoothing import GatedSmoother, SmoothingConfig, Smoother, gate_in_force
 
 
 @dataclass
+class Windows:
+    """Every decision point of a recording, before any smoothing or gate rule: the stream time of its window's
+    last sample (s), the model's probabilities and (gated decoders) its raw gate probability (NaN otherwise)."""
+
+    t: np.ndarray
+    probabilities: np.ndarray
+    gate: np.ndarray
+    meta: dict[str, Any]
+    alignment: AlignmentPlan  # the matrix that aligned the windows and where it came from
+
+
+@dataclass
 class Decisions:
     """One row per decision: the stream time of its window's last sample (s), the command, its hand action,
-    the model's probabilities and (gated decoders) its raw gate probability (NaN otherwise)."""
+    the model's probabilities and the gate the rules saw (the model's, or 1 - P(rest) under a rest gate; NaN
+    without a gate)."""
 
     t: np.ndarray
     command: list[str]
@@ -48,26 +61,26 @@ def decode_recording(model_path: str | Path, data: np.ndarray, *, hop_ms: float 
                      smoothing: SmoothingConfig | None = None, gate: dict[str, float] | None = None,
                      actions: dict[str, str] | None = None, rest_gate: str | None = None,
                      alignment: AlignmentPlan | None = None) -> Decisions:
-    """Decisions on ``data`` (``[n_chans, n_samples]``, the model's channels in its order and units), arriving in
-    chunks of one hop: one decision per hop once the filters have settled and a window has filled. ``gate``
-    overrides the gate's settings; ``rest_gate`` names the rest class of a model without a gate to gate it on
-    ``1 - P(rest_gate)`` (``bmi serve --gate-rest-class``). ``alignment`` (from
-    :func:`~exports.runtime.alignment.choose_alignment`, as ``bmi serve --subject / --align-seconds / --alignment``)
-    is the session's alignment; by default the model's only training subject's, if it has alignment at all."""
+    """Decisions on ``data`` (``[n_chans, n_samples]``, the model's channels in its order and units):
+    :func:`decode_windows` then :func:`decide`."""
+    return decide(decode_windows(model_path, data, hop_ms=hop_ms, alignment=alignment), smoothing=smoothing,
+                  gate=gate, actions=actions, rest_gate=rest_gate)
+
+
+def decode_windows(model_path: str | Path, data: np.ndarray, *, hop_ms: float = 50.0,
+                   alignment: AlignmentPlan | None = None) -> Windows:
+    """The model on ``data`` (``[n_chans, n_samples]``, the model's channels in its order and units), arriving in
+    chunks of one hop: one window per hop once the filters have settled and a window has filled. ``alignment``
+    (from :func:`~exports.runtime.alignment.choose_alignment`, as ``bmi serve --subject / --align-seconds /
+    --alignment``) is the session's alignment; by default the model's only training subject's, if it has
+    alignment at all."""
     decoder = DecoderSession(model_path, warmup=1)
     meta = decoder.meta
     spec = PreprocessingSpec.from_dict(meta["preprocessing"])
     if data.shape[0] != len(spec.ch_names):
         raise ValueError(f"'data' has {data.shape[0]} channels; the model takes {len(spec.ch_names)} ({spec.ch_names}).")
     plan = alignment if alignment is not None else choose_alignment(meta, None, None, None)
-    classes = meta["classes"]
-    act = plan_actions(classes, actions or {})
-    smoothing = smoothing or SmoothingConfig()
-    gate_cfg = gate_in_force(meta, rest_gate, gate or {})
-    gated = gate_cfg is not None
-    rest = classes.index(rest_gate) if rest_gate is not None else None  # a rest gate: 1 - P(rest) is the gate
-    smoother: Any = GatedSmoother(classes, smoothing, gate_cfg) if gated else Smoother(classes, smoothing)
-    pre, norm = CausalPreprocessor(spec), _normalizer(meta, plan.matrix)
+    pre, norm = CausalPreprocessor(spec), session_normalizer(meta["normalization"], plan.matrix)
     hop = max(1, int(round(hop_ms / 1000 * spec.sfreq_in)))
     decim = spec.decim
     need, settle = decoder.n_times * decim, spec.settle_out * decim  # input samples, as the server counts them
@@ -75,43 +88,52 @@ def decode_recording(model_path: str | Path, data: np.ndarray, *, hop_ms: float 
     normalized = PhaseRings(data.shape[0], decoder.n_times, decim)  # ... the same normalised as they arrive
     have = 0  # filtered input samples so far
     to_align, aligning = plan.estimate_samples, []  # the session's own alignment: its first settled samples
-    t, commands, actions_out, probs_out, gates = [], [], [], [], []
+    t, probs_out, gates = [], [], []
     for start in range(0, data.shape[1] - hop + 1, hop):
         out = pre.filter(np.asarray(data[:, start : start + hop], dtype=np.float32)).astype(np.float32)
         filtered.append(out)
         normalized.append(norm(out))
         have += out.shape[1]
-        end_in = start + hop
         if to_align:
             aligning.append(out)
             if -(-(have - settle) // decim) >= to_align:  # model-rate samples from the first settled one, as the server
                 first = np.concatenate(aligning, axis=1)[:, settle::decim][:, :to_align]
                 matrix = estimate_alignment(first, decoder.n_times)
                 plan = AlignmentPlan(matrix, plan.source)
-                norm, to_align, aligning = _normalizer(meta, matrix), 0, []
+                norm, to_align, aligning = session_normalizer(meta["normalization"], matrix), 0, []
                 normalized.refill(filtered, norm)  # what it held was normalised unaligned
         if have - settle < need or to_align:  # decisions withheld while the filters settle or the alignment is estimated
             continue
         # every decim-th normalised sample up to the newest, copied into the decoder's input as the server does
         np.copyto(decoder.window, normalized.latest(decoder.n_times))
-        probs = decoder.predict()
-        time_s = end_in / spec.sfreq_in
-        g = decoder.gate if rest is None else 1.0 - float(probs[rest])
-        command = smoother.update(probs, time_s, g)[0] if gated else smoother.update(probs, time_s)[0]
-        t.append(time_s)
-        commands.append(command)
-        actions_out.append(act[command])
-        probs_out.append(probs)
-        gates.append(g if gated else np.nan)
-    return Decisions(np.asarray(t), commands, actions_out, np.asarray(probs_out).reshape(len(t), len(classes)),
-                     np.asarray(gates, dtype=np.float64), classes, plan)
+        probs_out.append(decoder.predict())
+        t.append((start + hop) / spec.sfreq_in)
+        gates.append(decoder.gate if decoder.gated else np.nan)
+    return Windows(np.asarray(t), np.asarray(probs_out).reshape(len(t), len(meta["classes"])),
+                   np.asarray(gates, dtype=np.float64), meta, plan)
 
 
-def _normalizer(meta: dict[str, Any], matrix: np.ndarray | None) -> Normalizer:
-    """The model's normalisation with the session's alignment matrix (none: the model does not align)."""
-    if matrix is None:
-        return Normalizer(dict(meta["normalization"], alignment=None), None)
-    return Normalizer(dict(meta["normalization"], alignment={"session": matrix}), "session")
+def decide(windows: Windows, *, smoothing: SmoothingConfig | None = None, gate: dict[str, float] | None = None,
+           actions: dict[str, str] | None = None, rest_gate: str | None = None) -> Decisions:
+    """The server's rules on decoded windows: :class:`~exports.runtime.smoothing.Smoother` or, for a gated
+    decoder or a rest gate, :class:`~exports.runtime.smoothing.GatedSmoother`, on stream time. ``gate`` overrides
+    the gate's settings; ``rest_gate`` names the rest class of a model without a gate to gate it on
+    ``1 - P(rest_gate)`` (``bmi serve --gate-rest-class``). The same windows can be decided under many settings."""
+    meta = windows.meta
+    classes = meta["classes"]
+    act = plan_actions(classes, actions or {})
+    smoothing = smoothing or SmoothingConfig()
+    gate_cfg = gate_in_force(meta, rest_gate, gate or {})
+    if gate_cfg is None:
+        smoother, gates = Smoother(classes, smoothing), np.full(len(windows.t), np.nan)
+    else:  # a rest gate: 1 - P(rest) is the gate
+        smoother = GatedSmoother(classes, smoothing, gate_cfg)
+        gates = windows.gate if rest_gate is None else \
+            1.0 - windows.probabilities[:, classes.index(rest_gate)].astype(np.float64)  # as the server's float()
+    commands = [(smoother.update(p, t) if gate_cfg is None else smoother.update(p, t, g))[0]
+                for t, p, g in zip(windows.t, windows.probabilities, gates)]
+    return Decisions(windows.t, commands, [act[c] for c in commands], windows.probabilities,
+                     np.asarray(gates, dtype=np.float64), classes, windows.alignment)
 
 
 def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_seconds: float,
@@ -129,12 +151,12 @@ def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_
       ``movement_hit_rate``, the share of movement cues that got one.
     """
     respond = cue_seconds if respond_seconds is None else respond_seconds
-    unscored = [c for c in cues if from_s is not None and c[0] < from_s]
-    cues = [c for c in cues if c not in unscored]
+    scored = [c for c in cues if from_s is None or c[0] >= from_s]
+    n_unscored, cues = len(cues) - len(scored), scored
     t, command, action = decisions.t, decisions.command, decisions.action
     moving = np.array([a != SAFE_ACTION for a in action], dtype=bool)
     onset_of_movement = moving & np.r_[True, np.array(command[1:]) != np.array(command[:-1])]
-    rest_minutes, false_onsets, rest_decisions, rest_moving, rest_cues, rest_cues_moving = 0.0, 0, 0, 0, 0, 0
+    rest_minutes, false_onsets, rest_decisions, rest_moving, rest_cues, rest_cues_moved_in = 0.0, 0, 0, 0, 0, 0
     latencies, hits, n_movement = [], 0, 0
     for onset, label in cues:
         inside = (t >= onset) & (t < onset + cue_seconds)
@@ -144,7 +166,7 @@ def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_
             rest_decisions += int(inside.sum())
             rest_moving += int((moving & inside).sum())
             rest_cues += 1
-            rest_cues_moving += bool((moving & inside).any())
+            rest_cues_moved_in += bool((moving & inside).any())
             continue
         if label not in decisions.classes:
             continue
@@ -157,13 +179,13 @@ def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_
     return {
         "false_movements_per_min": false_onsets / rest_minutes if rest_minutes else None,
         "movement_time_during_rest": rest_moving / rest_decisions if rest_decisions else None,
-        "rest_cues_moving": rest_cues_moving / rest_cues if rest_cues else None,
+        "rest_cues_moving": rest_cues_moved_in / rest_cues if rest_cues else None,
         "movement_hit_rate": hits / n_movement if n_movement else None,
         "time_to_correct_s": float(np.median(latencies)) if latencies else None,
         "n_rest_cues": sum(1 for _, label in cues if label == rest_class), "n_movement_cues": n_movement,
-        "n_decisions": int(len(t)), "n_cues_unscored": len(unscored),
+        "n_decisions": int(len(t)), "n_cues_unscored": n_unscored,
         # what the rates are made of, to pool several recordings (bmi rehearse)
         "counts": {"false_onsets": false_onsets, "rest_minutes": rest_minutes, "rest_decisions": rest_decisions,
-                   "rest_moving": rest_moving, "rest_cues": rest_cues, "rest_cues_moving": rest_cues_moving,
+                   "rest_moving": rest_moving, "rest_cues": rest_cues, "rest_cues_moved_in": rest_cues_moved_in,
                    "hits": hits, "movement_cues": n_movement, "latencies_s": latencies},
     }

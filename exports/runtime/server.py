@@ -41,10 +41,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from datasets.dsp import CausalPreprocessor, Normalizer, PreprocessingSpec
+from datasets.dsp import CausalPreprocessor, PreprocessingSpec
 
 from .actions import SAFE_ACTION, level_classes, plan_actions
-from .alignment import choose_alignment, estimate_alignment, save_alignment
+from .alignment import choose_alignment, estimate_alignment, save_alignment, session_normalizer
 from .buffer import PhaseRings, RingBuffer
 from .inputs import open_input
 from .layout import Layout, StreamDescription, StreamMismatch, plan_layout
@@ -138,10 +138,8 @@ class Server:
             if c not in self.classes:
                 raise ValueError(f"'level-classes' names {c!r}, not a class of the model {self.classes}.")
         self.alignment = choose_alignment(meta, cfg.subject, cfg.align_seconds, cfg.alignment_path)
-        self.norm = dict(meta["normalization"], alignment=None)
-        if self.alignment.matrix is not None:
-            self.norm["alignment"] = {"session": self.alignment.matrix.tolist()}
-        self.normalizer = Normalizer(self.norm, "session" if self.norm["alignment"] else None)
+        self.norm = meta["normalization"]
+        self.normalizer = session_normalizer(self.norm, self.alignment.matrix)
         self._align_data: list[np.ndarray] = []
         self.gate_cfg = gate_in_force(meta, cfg.gate_rest_class, cfg.gate)
         self.gated = self.gate_cfg is not None
@@ -418,8 +416,7 @@ class Server:
             if sum(d.shape[1] for d in self._align_data) >= self.alignment.estimate_samples:
                 data = np.concatenate(self._align_data, axis=1)[:, : self.alignment.estimate_samples]
                 matrix = estimate_alignment(data, self.n_times)
-                self.norm["alignment"] = {"session": matrix.tolist()}
-                self.normalizer = Normalizer(self.norm, "session")
+                self.normalizer = session_normalizer(self.norm, matrix)
                 self.model_ring.refill(self.proc_ring, self.normalizer)  # what it held was normalised unaligned
                 self.alignment.matrix, self.alignment.estimate_samples, self._align_data = matrix, 0, []
                 if self.cfg.save_alignment is not None:
