@@ -122,6 +122,7 @@ class GatedDecoder(Decoder):
             gate_units = max(1, self.n_outputs - 1)
         if isinstance(gate_units, bool) or not isinstance(gate_units, int) or gate_units < 1:
             raise ValueError(f"'gate_units' ({gate_units!r}) must be a positive integer (movement outputs of the gate).")
+        self.gate_units = gate_units
         self.gate = build(gate_name, n_outputs=1 + gate_units, **signal, **gate_params)
         # one movement class: the gate alone decides (no type decoder)
         self.type_decoder = build(type_name, n_outputs=self.n_outputs - 1, **signal, **type_params) \
@@ -177,7 +178,9 @@ class GatedDecoder(Decoder):
         decoder's movement classes (-1 for rest windows, which it never learns from)."""
         pos = None if y is None else self.order[y]
         if hasattr(self.gate, "fit_data"):
-            self.gate.fit_data(X, pos if self.tied else None)
+            # free units have no labels of their own, except a single one: rest (0) / movement (1)
+            single = pos is not None and not self.tied and self.gate_units == 1
+            self.gate.fit_data(X, pos if self.tied else (pos > 0).long() if single else None)
         if self.type_decoder is not None and hasattr(self.type_decoder, "fit_data"):
             self.type_decoder.fit_data(X, None if pos is None else pos - 1)
 

@@ -3,7 +3,8 @@
 Each recording goes through the rig's own decision chain (:func:`exports.runtime.closed_loop.decode_recording`:
 the causal filters chunk by chunk, onnxruntime, the server's smoothing and gate, one decision per hop) as fast as
 the CPU goes, and the commands are scored against the recording's cues
-(:func:`~exports.runtime.closed_loop.score_commands`): false movement commands per minute of rest cues, the share
+(:func:`~exports.runtime.closed_loop.score_commands`): false movement commands per minute of rest cues (and how
+many of them were late: the class of the movement cue just ended, while the window still held mostly it), the share
 of rest decisions that moved the hand, the share of movement cues answered by their own command, and the time to
 it. Comma-separated gate settings are each tried, so a lab can choose a gate's threshold and dwell on a held-out
 calibration run of its own patient (the trade-off the README measures on the project's data). A model trained with
@@ -105,17 +106,20 @@ def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]
     align = {"subject": None, "align_seconds": None, "path": None, **(alignment or {})}
     decoded = [(decode_windows(model, data, alignment=choose_alignment(meta, **align)), cues, cue_s)
                for _, data, cues, cue_s in recordings]
+    late_s = meta["window"]["seconds"] / 2  # while the window holds mostly the movement cue just ended
     rows = []
     for gate in gate_settings:
         scores = [score_commands(decide(windows, gate=gate or None, rest_gate=rest_gate, actions=actions), cues, cue_s,
-                                 rest_class=rest_class, from_s=windows.t[0] if len(windows.t) else float("inf"))
+                                 rest_class=rest_class, from_s=windows.t[0] if len(windows.t) else float("inf"),
+                                 late_s=late_s)
                   for windows, cues, cue_s in decoded]
         n = {k: sum(s["counts"][k] for s in scores)
-             for k in ("false_onsets", "rest_minutes", "rest_decisions", "rest_moving", "rest_cues", "rest_cues_moved_in",
+             for k in ("false_onsets", "late_onsets", "rest_minutes", "rest_decisions", "rest_moving", "rest_cues", "rest_cues_moved_in",
                        "hits", "movement_cues")}
         latencies = [x for s in scores for x in s["counts"]["latencies_s"]]
         rows.append({"gate": gate,
                      "false_movements_per_min": n["false_onsets"] / n["rest_minutes"] if n["rest_minutes"] else None,
+                     "late_onsets": n["late_onsets"],
                      "movement_time_during_rest": n["rest_moving"] / n["rest_decisions"] if n["rest_decisions"] else None,
                      "movement_hit_rate": n["hits"] / n["movement_cues"] if n["movement_cues"] else None,
                      "time_to_correct_s": float(np.median(latencies)) if latencies else None,
@@ -212,7 +216,7 @@ def _main(args: argparse.Namespace) -> int:
         print(f"alignment: {'; '.join(rows[0]['alignment'])}")
     for warning in sorted({gate_prior_warning(g, meta["classes"]) for g in gates if g} - {None}):
         print(f"warning: {warning}")
-    print(f"{'gate threshold / dwell':>24}  {'false moves/min at rest':>23}  {'moving at rest':>14}  "
+    print(f"{'gate threshold / dwell':>24}  {'false moves/min at rest':>23}  {'of them late':>12}  {'moving at rest':>14}  "
           f"{'rest cues moved in':>18}  {'hits':>5}  {'time to correct (s)':>19}")
 
     def fmt(value, spec: str) -> str:
@@ -223,7 +227,8 @@ def _main(args: argparse.Namespace) -> int:
 
     for r, g in zip(rows, gates):
         label = "no gate" if g is None else f"{g.threshold:g} / {g.dwell_s * 1000:g} ms"
-        print(f"{label:>24}  {fmt(r['false_movements_per_min'], '23.2f')}  {fmt(r['movement_time_during_rest'], '14.3f')}  "
+        print(f"{label:>24}  {fmt(r['false_movements_per_min'], '23.2f')}  {r['late_onsets']:>12}  "
+              f"{fmt(r['movement_time_during_rest'], '14.3f')}  "
               f"{moved_in(r):>18}  {fmt(r['movement_hit_rate'], '5.2f')}  "
               f"{fmt(r['time_to_correct_s'], '19.2f')}")
     if args.min_hits is None:

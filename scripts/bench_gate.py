@@ -10,12 +10,17 @@ smoothing with its defaults, and the gate for the gated decoder; one decision pe
   movement_accuracy      offline, the share of movement windows given their own class
   gate_accuracy          offline, balanced accuracy of rest vs any movement
   false_movements_per_min  online: onsets of a grasp/open command during rest cues, per minute of rest cue
+  spontaneous_movements_per_min  the same without the late onsets (``late_onsets``): those repeating the movement
+                         cue just before, less than half the decoder's window after it ended (the window still holds
+                         mostly that movement: the right command, late)
   movement_time_during_rest  online: share of rest-cue decisions that commanded a movement
   movement_hit_rate      online: share of movement cues that got their own command within the cue
   time_to_correct_s      online: median time from a movement cue to its first correct command
   online_rest_auc        online: ROC AUC of the movement evidence (the gate for a gated decoder, 1 - P(rest) for
                          a flat one) between decisions 1 s to the end of rest cues and of movement cues: how well
                          the decoder itself tells rest from movement on the stream, before any smoothing rule
+
+Cues that begin before the stream's first decision are not scored, as in ``bmi rehearse``.
 
 Data sets: ``synthetic_eeg`` / ``synthetic_meg`` (``datasets.synthetic``: rest / grasp / open, lateralised
 desynchronisation and slow movement-related potentials; runs 1-2 train, run 3 is streamed) and ``s001``
@@ -24,7 +29,8 @@ fist, real movement runs 3 and 7 train, run 11 is streamed; left -> open, right 
 (causal 8-30 Hz), ``wide`` (causal low-pass 30 Hz: slow fields and rhythms in one input) and ``slow`` (the
 slow-field preset: causal low-pass 5 Hz, decimated to >= 20 Hz; not in the default run). Beside ``flat`` and
 ``gated`` (log-variance stages), ``--models`` takes ``flat_csp`` and ``gated_csp`` (the same, started from CSP +
-LDA), ``two_branch``, ``amplitude``, ``gated_amplitude`` and ``slow_gate`` (slow-field amplitude stages,
+LDA), ``gated_free`` and ``gated_free_csp`` (a gate of one movement unit trained by rest / movement alone),
+``two_branch``, ``amplitude``, ``gated_amplitude`` and ``slow_gate`` (slow-field amplitude stages,
 ``models/amplitude.py``; see ``MODELS``). A decoder without a gate is streamed twice: as it is, and under a rest gate
 (``KIND+rest_gate``: ``bmi serve --gate-rest-class rest``, the gate's rules on 1 - P(rest)), which gets the gate sweep as a gated decoder does.
 
@@ -65,6 +71,11 @@ MODELS = {
     "flat_csp": {"name": "logvar", "params": {"init": "csp"}},
     "gated_csp": {"name": "gated", "params": {"gate": {"name": "logvar", "init": "csp"},
                                               "type": {"name": "logvar", "init": "csp"}}},
+    # a gate of its own: one movement unit trained by the rest / movement label alone (gate_units: 1), the type
+    # decoder by the movement windows; _csp: both stages started from CSP + LDA on their own labels
+    "gated_free": {"name": "gated", "params": {"gate": {"name": "logvar"}, "type": {"name": "logvar"}, "gate_units": 1}},
+    "gated_free_csp": {"name": "gated", "params": {"gate": {"name": "logvar", "init": "csp"},
+                                                   "type": {"name": "logvar", "init": "csp"}, "gate_units": 1}},
     # slow-field amplitude (models/amplitude.py), the reference system's features: flat and gated on the slow band
     "amplitude": {"name": "amplitude", "params": {}},
     "gated_amplitude": {"name": "gated", "params": {"gate": {"name": "amplitude"}, "type": {"name": "amplitude"}}},
@@ -125,12 +136,15 @@ def stream_scores(model_path: Path, recording: Path, data_cfg: dict, actions: di
     cfg = from_mapping(DataConfig, data_cfg, "data")
     _, data, cues, cue_s = read_cued([Path(recording)], cfg, meta["preprocessing"]["ch_names"])[0]
     windows = decode_windows(model_path, data)  # once; each gate setting only re-runs the server's rules
+    # as bmi rehearse: cues that begin before the first decision are not scored; a rest-cue onset repeating the
+    # movement cue just before while the window still holds mostly that cue is counted late, not spontaneous
+    scoring = {"from_s": windows.t[0] if len(windows.t) else float("inf"), "late_s": meta["window"]["seconds"] / 2}
     decisions = decide(windows, actions=actions, rest_gate=rest_gate)
-    scores = score_commands(decisions, cues, cue_s) | {"online_rest_auc": online_rest_auc(decisions, cues, cue_s)}
+    scores = score_commands(decisions, cues, cue_s, **scoring) | {"online_rest_auc": online_rest_auc(decisions, cues, cue_s)}
     if sweep:  # the gate's trade-off on the same stream (not used to choose the defaults)
         scores["gate_sweep"] = {
             f"{thr:g}/{dwell:g}": score_commands(decide(windows, actions=actions, rest_gate=rest_gate,
-                                                        gate={"threshold": thr, "dwell_s": dwell}), cues, cue_s)
+                                                        gate={"threshold": thr, "dwell_s": dwell}), cues, cue_s, **scoring)
             for thr, dwell in GATE_SWEEP}
     return scores
 
@@ -186,11 +200,12 @@ def run(name: str, spec: dict, bands: list[str], kinds: list[str], seeds: list[i
 def _print_row(name: str, band: str, kind: str, seed: int, row: dict, seconds: float) -> None:
     print(f"{name:>14} {band:>8} {kind:>6} seed {seed}: bacc {row['balanced_accuracy']:.3f} "
           f"move {row['movement_accuracy']:.3f} gate {row['gate_accuracy']:.3f} | false/min "
-          f"{row['false_movements_per_min']:.2f} rest-moving {row['movement_time_during_rest']:.2f} "
-          f"hits {row['movement_hit_rate']:.2f} t {row['time_to_correct_s']} auc {row['online_rest_auc']:.3f} "
+          f"{row['false_movements_per_min']:.2f} (spontaneous {row['spontaneous_movements_per_min']:.2f}) rest-moving "
+          f"{row['movement_time_during_rest']:.2f} hits {row['movement_hit_rate']:.2f} t {row['time_to_correct_s']} auc {row['online_rest_auc']:.3f} "
           f"({seconds:.0f} s)", flush=True)
     for key, sw in row.get("gate_sweep", {}).items():
-        print(f"{'':>30} gate threshold/dwell {key}: false/min {sw['false_movements_per_min']:.2f} rest-moving "
+        print(f"{'':>30} gate threshold/dwell {key}: false/min {sw['false_movements_per_min']:.2f} (spontaneous "
+              f"{sw['spontaneous_movements_per_min']:.2f}) rest-moving "
               f"{sw['movement_time_during_rest']:.2f} hits {sw['movement_hit_rate']:.2f} t {sw['time_to_correct_s']}",
               flush=True)
 
@@ -204,11 +219,12 @@ def _summarise(name: str, band: str, kind: str, seeds: list[int], rows: list[dic
                              for key in rows[0]["gate_sweep"]}
     if len(seeds) > 1:
         print(f"{name:>14} {band:>8} {kind:>6} mean of {len(seeds)} seeds: false/min {out['false_movements_per_min']:.2f} "
-              f"rest-moving {out['movement_time_during_rest']:.3f} hits {out['movement_hit_rate']:.3f} "
+              f"(spontaneous {out['spontaneous_movements_per_min']:.2f}) rest-moving {out['movement_time_during_rest']:.3f} hits {out['movement_hit_rate']:.3f} "
               f"t {out['time_to_correct_s']} auc {out['online_rest_auc']:.3f}", flush=True)
         for key, sw in out.get("gate_sweep", {}).items():
             print(f"{name:>14} {band:>8} {kind:>6} mean of {len(seeds)} seeds, gate threshold/dwell {key}: "
-                  f"false/min {sw['false_movements_per_min']:.2f} rest-moving {sw['movement_time_during_rest']:.3f} "
+                  f"false/min {sw['false_movements_per_min']:.2f} (spontaneous {sw['spontaneous_movements_per_min']:.2f}) "
+                  f"rest-moving {sw['movement_time_during_rest']:.3f} "
                   f"hits {sw['movement_hit_rate']:.3f} t {sw['time_to_correct_s']}", flush=True)
     return out
 

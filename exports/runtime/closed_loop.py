@@ -138,12 +138,15 @@ def decide(windows: Windows, *, smoothing: SmoothingConfig | None = None, gate: 
 
 def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_seconds: float,
                    rest_class: str = "rest", respond_seconds: float | None = None,
-                   from_s: float | None = None) -> dict[str, Any]:
+                   from_s: float | None = None, late_s: float | None = None) -> dict[str, Any]:
     """The hand's behaviour against the cues ``(onset s, class)``, each lasting ``cue_seconds``; cues beginning
     before ``from_s`` (e.g. the first decision) are left out and counted in ``n_cues_unscored``.
 
     - ``false_movements_per_min``: onsets of a movement command (an action other than hold, after a decision
       that was not that command) whose decision falls in a rest cue, per minute of rest cues;
+    - ``late_onsets``: those of them that repeat the class of the movement cue just before, less than
+      ``late_s`` after it ended (e.g. half the decoder's window: the window still holds mostly that movement):
+      the right command, late, rather than a movement from rest; ``spontaneous_movements_per_min`` the others;
     - ``movement_time_during_rest``: the share of rest-cue decisions whose action is a movement;
     - ``rest_cues_moving``: the share of rest cues with at least one such decision (the hand not still there);
     - ``time_to_correct_s``: for each movement cue, the first decision in [onset, onset + ``respond_seconds``
@@ -157,12 +160,16 @@ def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_
     moving = np.array([a != SAFE_ACTION for a in action], dtype=bool)
     onset_of_movement = moving & np.r_[True, np.array(command[1:]) != np.array(command[:-1])]
     rest_minutes, false_onsets, rest_decisions, rest_moving, rest_cues, rest_cues_moved_in = 0.0, 0, 0, 0, 0, 0
-    latencies, hits, n_movement = [], 0, 0
+    latencies, hits, n_movement, late_onsets, previous = [], 0, 0, 0, None
     for onset, label in cues:
         inside = (t >= onset) & (t < onset + cue_seconds)
+        before, previous = previous, (onset, label)
         if label == rest_class:
             rest_minutes += cue_seconds / 60
             false_onsets += int((onset_of_movement & inside).sum())
+            if late_s is not None and before is not None and before[1] != rest_class:
+                late = onset_of_movement & inside & (t < before[0] + cue_seconds + late_s)
+                late_onsets += sum(command[i] == before[1] for i in np.flatnonzero(late))
             rest_decisions += int(inside.sum())
             rest_moving += int((moving & inside).sum())
             rest_cues += 1
@@ -178,6 +185,8 @@ def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_
             latencies.append(float(t[correct[0]] - onset))
     return {
         "false_movements_per_min": false_onsets / rest_minutes if rest_minutes else None,
+        "late_onsets": late_onsets,
+        "spontaneous_movements_per_min": (false_onsets - late_onsets) / rest_minutes if rest_minutes else None,
         "movement_time_during_rest": rest_moving / rest_decisions if rest_decisions else None,
         "rest_cues_moving": rest_cues_moved_in / rest_cues if rest_cues else None,
         "movement_hit_rate": hits / n_movement if n_movement else None,
@@ -185,7 +194,7 @@ def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_
         "n_rest_cues": sum(1 for _, label in cues if label == rest_class), "n_movement_cues": n_movement,
         "n_decisions": int(len(t)), "n_cues_unscored": n_unscored,
         # what the rates are made of, to pool several recordings (bmi rehearse)
-        "counts": {"false_onsets": false_onsets, "rest_minutes": rest_minutes, "rest_decisions": rest_decisions,
+        "counts": {"false_onsets": false_onsets, "late_onsets": late_onsets, "rest_minutes": rest_minutes, "rest_decisions": rest_decisions,
                    "rest_moving": rest_moving, "rest_cues": rest_cues, "rest_cues_moved_in": rest_cues_moved_in,
                    "hits": hits, "movement_cues": n_movement, "latencies_s": latencies},
     }
