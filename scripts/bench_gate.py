@@ -35,7 +35,11 @@ LDA), ``gated_free`` and ``gated_free_csp`` (a gate of one movement unit trained
 (``KIND+rest_gate``: ``bmi serve --gate-rest-class rest``, the gate's rules on 1 - P(rest)), which gets the gate sweep as a gated decoder does.
 
     nice -n 10 .venv/bin/python scripts/bench_gate.py [--quick] [--datasets synthetic_eeg,s001]
-        [--bands mu_beta,wide] [--models flat,gated] [--seeds 0] [--session-seed 7] [--out bench_results/gate.json]
+        [--bands mu_beta,wide] [--models flat,gated] [--seeds 0] [--session-seed 7] [--window 2.0]
+        [--out bench_results/gate.json]
+
+``--window S``: the decoders' window, from 0.5 s after the cue (default 2 s): a shorter one answers sooner and
+clears the previous movement sooner, from less signal.
 """
 
 from __future__ import annotations
@@ -91,23 +95,23 @@ S001_EVENTS = {"T0": "rest", "T1": "left", "T2": "right"}
 S001_ACTIONS = {"left": "open", "right": "grasp"}
 
 
-def synthetic(modality: str, folder: Path, quick: bool, seed: int = 7) -> dict:
+def synthetic(modality: str, folder: Path, quick: bool, seed: int = 7, window: float = 2.0) -> dict:
     from datasets.synthetic import write_synthetic
 
     files = write_synthetic(folder / modality, modality=modality, n_subjects=1, n_runs=3,
                             trials_per_class=12 if quick else 25, seed=seed,
                             sfreq=None if modality == "eeg" else 500.0)
     data = {"files": [str(f) for f in files], "events": {"rest": "rest", "grasp": "grasp", "open": "open"},
-            "tmin": 0.5, "tmax": 2.5, "picks": {"types": ["eeg" if modality == "eeg" else "grad"]},
+            "tmin": 0.5, "tmax": 0.5 + window, "picks": {"types": ["eeg" if modality == "eeg" else "grad"]},
             "resample": 125.0, "split": {"method": "holdout", "by": "run", "test": ["03"]}}
     return {"data": data, "stream": files[-1], "actions": {}}
 
 
-def s001(folder: Path, quick: bool) -> dict | None:
+def s001(folder: Path, quick: bool, window: float = 2.0) -> dict | None:
     if not (EEGMMIDB / "S001R12.edf").is_file():
         return None
     files = [str(EEGMMIDB / f"S001R{r:02d}.edf") for r in (3, 7, 11)]
-    data = {"files": files, "events": S001_EVENTS, "rename": "eegbci", "tmin": 0.5, "tmax": 2.5,
+    data = {"files": files, "events": S001_EVENTS, "rename": "eegbci", "tmin": 0.5, "tmax": 0.5 + window,
             "picks": {"types": ["eeg"]}, "resample": 80.0, "split": {"method": "holdout", "by": "run", "test": ["11"]}}
     return {"data": data, "stream": Path(files[-1]), "actions": S001_ACTIONS}
 
@@ -247,12 +251,15 @@ def main(argv=None) -> None:
     p.add_argument("--bands", default="mu_beta,wide", help=f"comma-separated: {', '.join(BANDS)}")
     p.add_argument("--models", default="flat,gated", help=f"comma-separated: {', '.join(MODELS)}")
     p.add_argument("--seeds", default="0", help="comma-separated training seeds")
+    p.add_argument("--window", type=float, default=2.0, help="decoder window in seconds, from 0.5 s after the cue")
     p.add_argument("--session-seed", type=int, default=7,
                    help="seed of the synthetic recordings (7: the slow gate test's session)")
     p.add_argument("--out", default=str(ROOT / "bench_results" / "gate.json"), help="results file (JSON)")
     p.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (recordings, runs, exported models) "
                                                  "instead of a temporary folder, e.g. to bmi rehearse a model")
     args = p.parse_args(argv)
+    if not 0.25 <= args.window <= 3.5:
+        p.error(f"--window {args.window:g}: must be 0.25-3.5 s (from 0.5 s after the cue, within the 4.1 s cues of S001)")
     import torch
 
     torch.set_num_threads(1)
@@ -272,11 +279,11 @@ def main(argv=None) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         for name in args.datasets.split(","):
             if name == "synthetic_eeg":
-                spec = synthetic("eeg", tmp, args.quick, args.session_seed)
+                spec = synthetic("eeg", tmp, args.quick, args.session_seed, args.window)
             elif name == "synthetic_meg":
-                spec = synthetic("meg", tmp, args.quick, args.session_seed)
+                spec = synthetic("meg", tmp, args.quick, args.session_seed, args.window)
             elif name == "s001":
-                spec = s001(tmp, args.quick)
+                spec = s001(tmp, args.quick, args.window)
                 if spec is None:
                     print(f"s001: skipped, no recordings at {EEGMMIDB}", flush=True)
                     continue
