@@ -114,12 +114,12 @@ def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]
                                  late_s=late_s)
                   for windows, cues, cue_s in decoded]
         n = {k: sum(s["counts"][k] for s in scores)
-             for k in ("false_onsets", "late_onsets", "rest_minutes", "rest_decisions", "rest_moving", "rest_cues", "rest_cues_moved_in",
-                       "hits", "movement_cues")}
+             for k in ("false_onsets", "late_onsets", "rest_minutes", "rest_decisions", "rest_moving", "rest_cues",
+                       "rest_cues_moved_in", "hits", "movement_cues")}
         latencies = [x for s in scores for x in s["counts"]["latencies_s"]]
         rows.append({"gate": gate,
                      "false_movements_per_min": n["false_onsets"] / n["rest_minutes"] if n["rest_minutes"] else None,
-                     "late_onsets": n["late_onsets"],
+                     "false_onsets": n["false_onsets"], "late_onsets": n["late_onsets"],
                      "movement_time_during_rest": n["rest_moving"] / n["rest_decisions"] if n["rest_decisions"] else None,
                      "movement_hit_rate": n["hits"] / n["movement_cues"] if n["movement_cues"] else None,
                      "time_to_correct_s": float(np.median(latencies)) if latencies else None,
@@ -216,7 +216,7 @@ def _main(args: argparse.Namespace) -> int:
         print(f"alignment: {'; '.join(rows[0]['alignment'])}")
     for warning in sorted({gate_prior_warning(g, meta["classes"]) for g in gates if g} - {None}):
         print(f"warning: {warning}")
-    print(f"{'gate threshold / dwell':>24}  {'false moves/min at rest':>23}  {'of them late':>12}  {'moving at rest':>14}  "
+    print(f"{'gate threshold / dwell':>24}  {'false moves/min at rest':>23}  {'late onsets':>11}  {'moving at rest':>14}  "
           f"{'rest cues moved in':>18}  {'hits':>5}  {'time to correct (s)':>19}")
 
     def fmt(value, spec: str) -> str:
@@ -225,9 +225,12 @@ def _main(args: argparse.Namespace) -> int:
     def moved_in(r) -> str:
         return f"{r['rest_cues_moved_in']} of {r['rest_cues']}" if r["rest_cues"] else "-"
 
+    def late(r) -> str:
+        return f"{r['late_onsets']} of {r['false_onsets']}"
+
     for r, g in zip(rows, gates):
         label = "no gate" if g is None else f"{g.threshold:g} / {g.dwell_s * 1000:g} ms"
-        print(f"{label:>24}  {fmt(r['false_movements_per_min'], '23.2f')}  {r['late_onsets']:>12}  "
+        print(f"{label:>24}  {fmt(r['false_movements_per_min'], '23.2f')}  {late(r):>11}  "
               f"{fmt(r['movement_time_during_rest'], '14.3f')}  "
               f"{moved_in(r):>18}  {fmt(r['movement_hit_rate'], '5.2f')}  "
               f"{fmt(r['time_to_correct_s'], '19.2f')}")

@@ -194,7 +194,7 @@ def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_
         "n_rest_cues": sum(1 for _, label in cues if label == rest_class), "n_movement_cues": n_movement,
         "n_decisions": int(len(t)), "n_cues_unscored": n_unscored,
         # what the rates are made of, to pool several recordings (bmi rehearse)
-        "counts": {"false_onsets": false_onsets, "late_onsets": late_onsets, "rest_minutes": rest_minutes, "rest_decisions": rest_decisions,
-                   "rest_moving": rest_moving, "rest_cues": rest_cues, "rest_cues_moved_in": rest_cues_moved_in,
+        "counts": {"false_onsets": false_onsets, "late_onsets": late_onsets, "rest_minutes": rest_minutes,
+                   "rest_decisions": rest_decisions, "rest_moving": rest_moving, "rest_cues": rest_cues, "rest_cues_moved_in": rest_cues_moved_in,
                    "hits": hits, "movement_cues": n_movement, "latencies_s": latencies},
     }
