@@ -178,9 +178,12 @@ class GatedDecoder(Decoder):
         decoder's movement classes (-1 for rest windows, which it never learns from)."""
         pos = None if y is None else self.order[y]
         if hasattr(self.gate, "fit_data"):
-            # free units have no labels of their own, except a single one: rest (0) / movement (1)
-            single = pos is not None and not self.tied and self.gate_units == 1
-            self.gate.fit_data(X, pos if self.tied else (pos > 0).long() if single else None)
+            gate_labels = None  # free units have no labels of their own ...
+            if pos is not None and self.tied:
+                gate_labels = pos
+            elif pos is not None and self.gate_units == 1:  # ... except a single one: rest (0) / movement (1)
+                gate_labels = (pos > 0).long()
+            self.gate.fit_data(X, gate_labels)
         if self.type_decoder is not None and hasattr(self.type_decoder, "fit_data"):
             self.type_decoder.fit_data(X, None if pos is None else pos - 1)
 

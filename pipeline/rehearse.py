@@ -100,13 +100,13 @@ def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]
     recording a session of its own)."""
     from exports.onnx import read_model_metadata
     from exports.runtime.alignment import choose_alignment
-    from exports.runtime.closed_loop import decide, decode_windows, score_commands
+    from exports.runtime.closed_loop import decide, decode_windows, late_seconds, score_commands
 
     meta = read_model_metadata(model)
     align = {"subject": None, "align_seconds": None, "path": None, **(alignment or {})}
     decoded = [(decode_windows(model, data, alignment=choose_alignment(meta, **align)), cues, cue_s)
                for _, data, cues, cue_s in recordings]
-    late_s = meta["window"]["seconds"] / 2  # while the window holds mostly the movement cue just ended
+    late_s = late_seconds(meta)
     rows = []
     for gate in gate_settings:
         scores = [score_commands(decide(windows, gate=gate or None, rest_gate=rest_gate, actions=actions), cues, cue_s,

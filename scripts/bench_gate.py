@@ -133,7 +133,7 @@ def stream_scores(model_path: Path, recording: Path, data_cfg: dict, actions: di
     from datasets.config import DataConfig
     from datasets.typed import from_mapping
     from exports.onnx import read_model_metadata
-    from exports.runtime.closed_loop import decide, decode_windows, score_commands
+    from exports.runtime.closed_loop import decide, decode_windows, late_seconds, score_commands
     from pipeline.rehearse import read_cued
 
     meta = read_model_metadata(model_path)
@@ -142,7 +142,7 @@ def stream_scores(model_path: Path, recording: Path, data_cfg: dict, actions: di
     windows = decode_windows(model_path, data)  # once; each gate setting only re-runs the server's rules
     # as bmi rehearse: cues that begin before the first decision are not scored; a rest-cue onset repeating the
     # movement cue just before while the window still holds mostly that cue is counted late, not spontaneous
-    scoring = {"from_s": windows.t[0] if len(windows.t) else float("inf"), "late_s": meta["window"]["seconds"] / 2}
+    scoring = {"from_s": windows.t[0] if len(windows.t) else float("inf"), "late_s": late_seconds(meta)}
     decisions = decide(windows, actions=actions, rest_gate=rest_gate)
     scores = score_commands(decisions, cues, cue_s, **scoring) | {"online_rest_auc": online_rest_auc(decisions, cues, cue_s)}
     if sweep:  # the gate's trade-off on the same stream (not used to choose the defaults)

@@ -136,6 +136,12 @@ def decide(windows: Windows, *, smoothing: SmoothingConfig | None = None, gate: 
                      np.asarray(gates, dtype=np.float64), classes, windows.alignment)
 
 
+def late_seconds(meta: dict[str, Any]) -> float:
+    """How long after a movement cue ends a command repeating it counts as late (``score_commands``' ``late_s``):
+    half the model's window, while the window still holds mostly that movement."""
+    return meta["window"]["seconds"] / 2
+
+
 def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_seconds: float,
                    rest_class: str = "rest", respond_seconds: float | None = None,
                    from_s: float | None = None, late_s: float | None = None) -> dict[str, Any]:
@@ -191,10 +197,11 @@ def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_
         "rest_cues_moving": rest_cues_moved_in / rest_cues if rest_cues else None,
         "movement_hit_rate": hits / n_movement if n_movement else None,
         "time_to_correct_s": float(np.median(latencies)) if latencies else None,
-        "n_rest_cues": sum(1 for _, label in cues if label == rest_class), "n_movement_cues": n_movement,
+        "n_rest_cues": rest_cues, "n_movement_cues": n_movement,
         "n_decisions": int(len(t)), "n_cues_unscored": n_unscored,
         # what the rates are made of, to pool several recordings (bmi rehearse)
         "counts": {"false_onsets": false_onsets, "late_onsets": late_onsets, "rest_minutes": rest_minutes,
-                   "rest_decisions": rest_decisions, "rest_moving": rest_moving, "rest_cues": rest_cues, "rest_cues_moved_in": rest_cues_moved_in,
-                   "hits": hits, "movement_cues": n_movement, "latencies_s": latencies},
+                   "rest_decisions": rest_decisions, "rest_moving": rest_moving, "rest_cues": rest_cues,
+                   "rest_cues_moved_in": rest_cues_moved_in, "hits": hits, "movement_cues": n_movement,
+                   "latencies_s": latencies},
     }
