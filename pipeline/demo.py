@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import socket
@@ -18,14 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MODELS = "eegnet,gru"
+DEFAULT_MODELS = "logvar,eegnet,gru"
 STEPS = ("recordings", "training", "comparison", "export to ONNX", "live decoding", "summary")
 DESCRIPTION = """\
 Run the main job end to end, in a few minutes on a laptop CPU, under one output folder:
 
   1. write synthetic multi-subject hand-movement recordings as real FIF files (or use --data);
-  2. train a convolutional and a recurrent decoder, each tracked (W&B offline and local run records);
-  3. compare them and pick the best by validation balanced accuracy;
+  2. train the log-variance network (the small-data default), a convolutional and a recurrent decoder, each
+     tracked (W&B offline and local run records);
+  3. compare them and pick one by validation balanced accuracy (within one standard error of the best, the
+     smallest);
   4. export it to ONNX with verified parity;
   5. replay a held-out recording as a live LSL stream into bmi serve, which drives bmi rig (the simulated hand);
   6. print a summary and write report.md with plots.
@@ -51,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="a smoke run of every step: one subject, few trials, one epoch, 8 s of streaming")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the synthetic recordings and the training runs (default 0)")
     p.add_argument("--rest-gate", action="store_true",
-                   help="serve the best decoder under a rest gate (bmi serve --gate-rest-class rest): the hand holds "
+                   help="serve the chosen decoder under a rest gate (bmi serve --gate-rest-class rest): the hand holds "
                         "until 1 - P(rest) is confidently high, with the threshold and dwell chosen by bmi rehearse on "
                         "the part of the held-out recording that is not streamed; a gated decoder uses its own gate")
     add_verbose(p)
@@ -134,6 +137,27 @@ def _train(configs: list[dict[str, Any]], out: Path, console) -> list[dict[str, 
         console.print(f"training [bold]{raw['model']['name']}[/bold] ...")
         summaries.append(run_training(cfg, config_dir, group="demo", progress=True))
     return summaries
+
+
+def choose_decoder(summaries: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+    """The decoder to serve, by the one-standard-error rule: of the runs whose validation balanced accuracy is
+    within one standard error of the best (at least one validation window), the one with the fewest parameters.
+    With a few dozen validation windows, one window decides between the best and the next; the smaller model is
+    the safer bet then. Returns the run's summary and why it was chosen."""
+    score = lambda x: x["val"]["balanced_accuracy"]  # noqa: E731
+    top = max(summaries, key=score)
+    n_val = max(int(top.get("n_val") or 1), 1)
+    p = score(top)
+    margin = max(math.sqrt(p * (1 - p) / n_val), 1 / n_val)
+    close = [x for x in summaries if score(x) >= p - margin - 1e-9]
+    chosen = min(close, key=lambda x: (x["n_params"], -score(x)))
+    why = f"validation balanced accuracy {score(chosen):.3f} over {n_val} windows"
+    others = [x for x in close if x is not chosen]
+    if others:
+        why += (f"; within one standard error ({margin:.3f}) of the best, the one with the fewest parameters ("
+                + ", ".join(f"{x['model']} {score(x):.3f} with {x['n_params']}" for x in others)
+                + f", {chosen['model']} {chosen['n_params']})")
+    return chosen, why
 
 
 def _held_out_file(raw_data: dict[str, Any], run_dir: Path) -> Path:
@@ -336,11 +360,11 @@ def _run(args, out: Path, console, progress: Progress) -> None:
 
     comparison = compare_runs([Path(x["run_dir"]) for x in summaries], metrics=["val.balanced_accuracy", "test.balanced_accuracy"],
                               out=out / "compare")
-    best = max(summaries, key=lambda x: x["val"]["balanced_accuracy"])
+    best, s["chosen_by"] = choose_decoder(summaries)
     best_dir = Path(best["run_dir"])
     s.update(best=best["model"], offline_test=best["test"], baseline_test=best.get("baseline", {}).get("test"),
              comparison=str(comparison.get("report", "")))
-    console.print(f"best decoder by validation balanced accuracy: [bold]{best['model']}[/bold] ({best_dir.name})")
+    console.print(f"decoder: [bold]{best['model']}[/bold] ({best_dir.name}), {s['chosen_by']}")
 
     progress.begin(console, 4)
     from exports.onnx import export_run
@@ -380,7 +404,7 @@ def _print_interrupted(console, progress: Progress) -> None:
              seconds=round(time.monotonic() - progress.started, 1))
     table = Table(title="bmi demo: INTERRUPTED", show_header=False)
     table.add_row("stopped during", s["interrupted"])
-    for key, label in (("best", "best decoder"), ("onnx", "exported model")):
+    for key, label in (("best", "decoder served"), ("onnx", "exported model")):
         if s.get(key):
             table.add_row(label, str(s[key]))
     table.add_row("time", f"{s['seconds']:.0f} s")
@@ -395,7 +419,7 @@ def _print_summary(console, s: dict[str, Any]) -> None:
     table = Table(title="bmi demo: summary", show_header=False)
     test = s["offline_test"]
     online = s["online"]
-    table.add_row("best decoder", s["best"])
+    table.add_row("decoder served", f"{s['best']} ({s['chosen_by']})")
     table.add_row("offline test balanced accuracy", f"{test['balanced_accuracy']:.3f} (accuracy {test['accuracy']:.3f})")
     if s.get("baseline_test"):
         table.add_row("CSP+LDA reference (test)", f"{s['baseline_test']['balanced_accuracy']:.3f}")

@@ -232,7 +232,8 @@ def write_report(out: Path, summary: dict[str, Any], runs: list[dict[str, Any]],
                      f"`{Path(s['run_dir']).name}` |")
     lines += [
         "",
-        f"Best by validation balanced accuracy: **{summary['best']}**. Test sets: {runs[0].get('n_test')} trials.",
+        f"Served: **{summary['best']}**, {summary.get('chosen_by') or 'best by validation balanced accuracy'}. "
+        f"Test sets: {runs[0].get('n_test')} trials.",
         "",
         "![learning curves](figures/learning_curves.png)",
         "",

@@ -8,6 +8,31 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.demo import choose_decoder
+
+
+def _run(model, val, n_params, n_val=30):
+    return {"model": model, "val": {"balanced_accuracy": val}, "n_params": n_params, "n_val": n_val}
+
+
+def test_the_demo_serves_the_smallest_decoder_within_one_standard_error_of_the_best():
+    # 0.9 over 30 windows: standard error sqrt(0.9 * 0.1 / 30) = 0.055
+    runs = [_run("eegnet", 0.9, 2451), _run("gru", 0.733, 17011), _run("logvar", 0.867, 1075)]
+    chosen, why = choose_decoder(runs)
+    assert chosen["model"] == "logvar" and "eegnet 0.900 with 2451" in why and "0.055" in why
+    runs[2]["val"]["balanced_accuracy"] = 0.8  # now outside it: the best, however large
+    assert choose_decoder(runs)[0]["model"] == "eegnet"
+    # more windows, a smaller standard error (0.9 over 300: 0.017): one window's difference no longer decides
+    many = [_run("eegnet", 0.9, 2451, n_val=300), _run("logvar", 0.867, 1075, n_val=300)]
+    assert choose_decoder(many)[0]["model"] == "eegnet"
+    # a perfect best has no binomial error: one validation window is the least margin
+    perfect = [_run("eegnet", 1.0, 2451), _run("logvar", 1 - 1 / 30, 1075), _run("gru", 0.9, 10)]
+    chosen, why = choose_decoder(perfect)
+    assert chosen["model"] == "logvar" and "0.033" in why
+    alone, why = choose_decoder([_run("gru", 0.5, 10)])
+    assert alone["model"] == "gru" and why == "validation balanced accuracy 0.500 over 30 windows"
+
+
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
@@ -19,8 +44,8 @@ def test_quick_demo_runs_every_step_and_reports(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["models"]) == {"eegnet", "gru"}
-    assert summary["best"] in summary["models"]
+    assert set(summary["models"]) == {"logvar", "eegnet", "gru"}
+    assert summary["best"] in summary["models"] and "validation balanced accuracy" in summary["chosen_by"]
     assert 0.0 <= summary["offline_test"]["balanced_accuracy"] <= 1.0
     assert summary["parity_max_abs_diff"] < 1e-4
     online = summary["online"]
@@ -110,5 +135,5 @@ def test_an_interrupted_demo_says_where_it_stopped_and_leaves_no_child(tmp_path)
     assert text.rstrip().splitlines()[-1].startswith("partial results are under")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] == "step 5/6 (live decoding)" and (out / "decoder.onnx").is_file()
-    assert set(summary["models"]) == {"eegnet", "gru"}
+    assert set(summary["models"]) == {"logvar", "eegnet", "gru"}
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
