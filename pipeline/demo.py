@@ -152,11 +152,9 @@ def choose_decoder(summaries: list[dict[str, Any]]) -> tuple[dict[str, Any], str
     close = [x for x in summaries if score(x) >= p - margin - 1e-9]
     chosen = min(close, key=lambda x: (x["n_params"], -score(x)))
     why = f"validation balanced accuracy {score(chosen):.3f} over {n_val} windows"
-    others = [x for x in close if x is not chosen]
-    if others:
-        why += (f"; within one standard error ({margin:.3f}) of the best, the one with the fewest parameters ("
-                + ", ".join(f"{x['model']} {score(x):.3f} with {x['n_params']}" for x in others)
-                + f", {chosen['model']} {chosen['n_params']})")
+    if len(close) > 1:
+        why += (f"; the fewest parameters of those within one standard error ({margin:.3f}) of the best: "
+                + ", ".join(f"{x['model']} {score(x):.3f} with {x['n_params']}" for x in close))
     return chosen, why
 
 
