@@ -33,7 +33,6 @@ def test_the_demo_serves_the_smallest_decoder_within_one_standard_error_of_the_b
     assert alone["model"] == "gru" and why == "validation balanced accuracy 0.500 over 30 windows"
 
 
-
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_quick_demo_runs_every_step_and_reports(tmp_path):
