@@ -146,7 +146,7 @@ def choose_decoder(summaries: list[dict[str, Any]]) -> tuple[dict[str, Any], str
     the safer bet then. Returns the run's summary and why it was chosen."""
     score = lambda x: x["val"]["balanced_accuracy"]  # noqa: E731
     top = max(summaries, key=score)
-    n_val = max(int(top.get("n_val") or 1), 1)
+    n_val = max(top["n_val"], 1)
     p = score(top)
     margin = max(math.sqrt(p * (1 - p) / n_val), 1 / n_val)
     close = [x for x in summaries if score(x) >= p - margin - 1e-9]

@@ -232,7 +232,7 @@ def write_report(out: Path, summary: dict[str, Any], runs: list[dict[str, Any]],
                      f"`{Path(s['run_dir']).name}` |")
     lines += [
         "",
-        f"Served: **{summary['best']}**, {summary.get('chosen_by') or 'best by validation balanced accuracy'}. "
+        f"Served: **{summary['best']}**, {summary['chosen_by']}. "
         f"Test sets: {runs[0].get('n_test')} trials.",
         "",
         "![learning curves](figures/learning_curves.png)",

@@ -8,7 +8,7 @@ decisions moving, the rest cues the hand moved in, the movement cues answered by
 to it. The streamed part of the demo sees 2-6 rest cues; the rehearsal sees ~23 per seed.
 
     .venv/bin/python scripts/bench_demo_decoders.py [--seeds 0,1,2] [--models logvar,eegnet,gru]
-        [--out bench_results/demo_decoders]      # ~3 min per seed on 2 cores
+        [--out bench_results/demo_decoders]      # about 4 min per seed on 2 cores
 
 A seed whose demo folder already holds ``summary.json`` is not run again.
 """
@@ -28,9 +28,9 @@ BMI = [sys.executable, "-m", "pipeline.cli"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+def _run(args: list[str]) -> subprocess.CompletedProcess:
     env = dict(os.environ, WANDB_MODE=os.environ.get("WANDB_MODE", "offline"), WANDB_SILENT="true", MPLBACKEND="Agg")
-    return subprocess.run(BMI + args, check=True, text=True, capture_output=True, cwd=ROOT, env=env, **kwargs)
+    return subprocess.run(BMI + args, check=True, text=True, capture_output=True, cwd=ROOT, env=env)
 
 
 def rehearse_seed(folder: Path, seed: int, models: list[str]) -> list[dict]:
