@@ -7,11 +7,13 @@ process pushes 10 ms chunks at real-time pace (each stamped with the LSL clock) 
 UDP. Latency = LSL clock at arrival - timestamp of the window's last sample (both on one machine's clock).
 Each shape runs twice: alone, and with the operator console served and a headless Chromium showing its live
 page (``--no-console`` skips that), to show what a connected browser costs the decoding loop; ``--aligned`` adds
-a session per shape with a model trained with Euclidean alignment (the rig aligns every sample).
+a session per shape with a model trained with Euclidean alignment (the rig aligns every sample);
+``--compare-whole-graph N`` adds N pairs of sessions per shape alternating the server's default (EEGNet's
+leading channel mix applied to samples on arrival) with ``bmi serve --whole-graph``, and their ratio.
 Dropped samples = pushed - received by the server; missed hops = expected decisions - decisions received.
 
     .venv/bin/python scripts/bench_server.py [--seconds 60] [--quick] [--no-console] [--aligned]
-                                             [--out bench_results/server.json]
+                                             [--compare-whole-graph ROUNDS] [--out bench_results/server.json]
 """
 
 from __future__ import annotations
@@ -92,9 +94,10 @@ with sync_playwright() as p:
 
 
 def run_shape(name: str, n_chans: int, sfreq: float, seconds: float, folder: Path, console: bool = False,
-              aligned: bool = False) -> dict:
+              aligned: bool = False, whole_graph: bool = False) -> dict:
     """One session; with ``console`` the server also serves the operator console and a headless Chromium
-    shows its live page for the whole session (the operator's view on the same computer)."""
+    shows its live page for the whole session (the operator's view on the same computer); with
+    ``whole_graph`` the server runs EEGNet's whole graph on each window instead of mixing the channels on arrival."""
     import pylsl
 
     model = export_model(n_chans, sfreq, folder, aligned)
@@ -113,7 +116,7 @@ def run_shape(name: str, n_chans: int, sfreq: float, seconds: float, folder: Pat
         [sys.executable, "-m", "pipeline.cli", "serve", str(model), "--input", f"lsl:{stream}", "--output",
          f"udp://127.0.0.1:{rig.getsockname()[1]}", "--hop-ms", str(HOP_MS), "--duration", str(seconds + 6),
          "--stats", str(stats_path), "--no-status", "--stale-ms", "1000"]
-        + (["--console", f"127.0.0.1:{console_port}"] if console else []),
+        + (["--console", f"127.0.0.1:{console_port}"] if console else []) + (["--whole-graph"] if whole_graph else []),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if not outlet.wait_for_consumers(30):
         server.kill()
@@ -173,8 +176,33 @@ def run_shape(name: str, n_chans: int, sfreq: float, seconds: float, folder: Pat
         "dropped_samples": pushed - stats.get("samples_received", 0),
         "decisions_expected": int(expected), "decisions_received": decisions,
         "missed_hops": int(max(0, expected - decisions)), "late_hops": stats.get("late_hops"),
-        "events": stats.get("events"),
+        "events": stats.get("events"), "decoder_input": stats.get("decoder_input"),
     }
+
+
+def compare_whole_graph(name: str, n_chans: int, sfreq: float, seconds: float, folder: Path, rounds: int) -> dict:
+    """Sessions alternating the channel mix on arrival (bmi serve's default) with the whole graph per window:
+    each side's end-to-end and server p50 / p99 per round, and the medians of the per-round ratios."""
+    sides: dict[str, list[dict]] = {"mix_on_arrival": [], "whole_graph": []}
+    for _ in range(rounds):
+        for side in sides:
+            r = run_shape(name, n_chans, sfreq, seconds, folder, whole_graph=side == "whole_graph")
+            sides[side].append(r)
+            print(f"{name}, {side.replace('_', ' ')}: {_line(r)}")
+
+    def figures(r: dict) -> dict:
+        return {"end_to_end_p50": r["latency_ms"]["p50"], "end_to_end_p99": r["latency_ms"]["p99"],
+                "server_p50": r["server_processing_ms"]["p50"], "server_p99": r["server_processing_ms"]["p99"],
+                "cpu_share": r["server_cpu_share"], "dropped_samples": r["dropped_samples"],
+                "missed_hops": r["missed_hops"], "late_hops": r["late_hops"], "decoder_input": r["decoder_input"]}
+
+    out = {side: [figures(r) for r in rs] for side, rs in sides.items()}
+    out["ratio_mix_to_whole"] = {  # below 1: the default is faster
+        key: float(np.median([a[key] / b[key] for a, b in zip(out["mix_on_arrival"], out["whole_graph"])]))
+        for key in ("end_to_end_p50", "end_to_end_p99", "server_p50", "server_p99")}
+    print(f"{name}: mix on arrival / whole graph, medians of {rounds} paired rounds: "
+          + ", ".join(f"{k} {v:.2f}" for k, v in out["ratio_mix_to_whole"].items()))
+    return out
 
 
 def _free_port() -> int:
@@ -196,6 +224,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="15 s per shape")
     parser.add_argument("--out", default="bench_results/server.json")
     parser.add_argument("--no-console", action="store_true", help="skip the sessions with the console and a browser")
+    parser.add_argument("--compare-whole-graph", type=int, metavar="ROUNDS", default=0,
+                        help="also, per shape, ROUNDS pairs of sessions alternating the default (the channel mix on "
+                             "arrival) with bmi serve --whole-graph, and their ratio")
     parser.add_argument("--aligned", action="store_true",
                         help="also a session per shape with a model trained with Euclidean alignment (bmi calibrate's "
                              "default): the rig aligns every sample")
@@ -211,6 +242,9 @@ def main() -> int:
             if args.aligned:
                 results[f"{name}_aligned"] = r = run_shape(name, n_chans, sfreq, seconds, Path(tmp), aligned=True)
                 print(f"{name}, Euclidean alignment: {_line(r)}")
+            if args.compare_whole_graph:
+                results.setdefault("whole_graph_comparison", {})[name] = compare_whole_graph(
+                    name, n_chans, sfreq, seconds, Path(tmp), args.compare_whole_graph)
     if with_console:  # the same session with a browser on the live page: how much it moves the loop's p99
         results["with_console_browser"] = with_console
         results["console_p99_delta_ms"] = {

@@ -31,7 +31,7 @@ RUNTIME_PROJECT = {"datasets", "datasets.dsp", "datasets.channel_names", "datase
 #: the pure helpers those modules stand on (the metadata's typed schema): light too, never imported by the runtime
 RUNTIME_SUPPORT = {"datasets.typed", "datasets.data_info"}
 LIGHT = RUNTIME_PROJECT | RUNTIME_SUPPORT
-RUNTIME_THIRD_PARTY = {"numpy", "scipy", "onnxruntime", "pylsl", "serial", "yaml", "starlette", "uvicorn", "edfio",
+RUNTIME_THIRD_PARTY = {"numpy", "scipy", "onnx", "onnxruntime", "pylsl", "serial", "yaml", "starlette", "uvicorn", "edfio",
                        "matplotlib"}
 
 

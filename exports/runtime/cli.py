@@ -58,6 +58,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "filters (default 100; 0 = off)")
     g.add_argument("--safe-command", help="class reported in the safe state: a class or 'hold' "
                    "(default: rest when the model has that class, else hold); the hand action is always hold")
+    g = p.add_argument_group("decoder")
+    g.add_argument("--whole-graph", action="store_true",
+                   help="run the model's whole ONNX graph on every window; by default a model that begins with a "
+                        "channel mix (EEGNet, EEG-TCNet, the log-variance, GRU/LSTM and gated decoders) has that mix "
+                        "applied to the samples as they arrive, checked against the whole graph at start (faster "
+                        "decisions; the same commands)")
     g = p.add_argument_group("stream")
     g.add_argument("--rename", help="rename the stream's channels: eegbci, or a JSON/YAML file {old: new} "
                    "(replay: applies the model's training renaming by default)")
@@ -185,7 +191,7 @@ def _serve(args: argparse.Namespace) -> int:
         cue_outlet=args.cue_outlet, log_path=args.log, stats_path=args.stats, duration=args.duration,
         sham=sham, condition_code=code, sham_source=args.sham_source, sham_seed=args.sham_seed, status=not args.no_status,
         allow_remote=args.allow_remote, token=args.token, resolve_timeout=args.resolve_timeout,
-        hello_timeout=args.hello_timeout,
+        hello_timeout=args.hello_timeout, split_mix=not args.whole_graph,
     )
     stats = Server(args.model, args.input, args.output, cfg).run()
     sys.stderr.write(session_summary(stats) + "\n")

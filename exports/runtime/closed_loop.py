@@ -2,8 +2,8 @@
 
 :func:`decode_recording` feeds a recording (already in the model's channel order and units) through the pieces
 ``bmi serve`` runs (:class:`datasets.dsp.CausalPreprocessor` chunk by chunk, the settling time, the window of
-every ``decim``-th filtered sample ending at the newest one, the normaliser,
-:class:`~exports.runtime.model.DecoderSession`, then :class:`~exports.runtime.smoothing.Smoother` or,
+every ``decim``-th filtered sample ending at the newest one, the normaliser, the decoder's leading channel mix on
+arrival when it has one, :class:`~exports.runtime.model.DecoderSession`, then :class:`~exports.runtime.smoothing.Smoother` or,
 for a gated decoder or a rest gate, :class:`~exports.runtime.smoothing.GatedSmoother`), one decision per hop on the stream's
 sample clock, without the network, the wall clock or the stream checks (a recording has no stalls). A model trained
 with Euclidean alignment takes the session's matrix as the server does (:mod:`~exports.runtime.alignment`): a
@@ -85,14 +85,14 @@ def decode_windows(model_path: str | Path, data: np.ndarray, *, hop_ms: float = 
     decim = spec.decim
     need, settle = decoder.n_times * decim, spec.settle_out * decim  # input samples, as the server counts them
     filtered = PhaseRings(data.shape[0], decoder.n_times, decim)  # as the server: the filtered samples, and ...
-    normalized = PhaseRings(data.shape[0], decoder.n_times, decim)  # ... the same normalised as they arrive
+    normalized = PhaseRings(decoder.window.shape[0], decoder.n_times, decim)  # ... the decoder's rows of them
     have = 0  # filtered input samples so far
     to_align, aligning = plan.estimate_samples, []  # the session's own alignment: its first settled samples
     t, probs_out, gates = [], [], []
     for start in range(0, data.shape[1] - hop + 1, hop):
         out = pre.filter(np.asarray(data[:, start : start + hop], dtype=np.float32)).astype(np.float32)
         filtered.append(out)
-        normalized.append(norm(out))
+        normalized.append(decoder.input_rows(norm(out)))
         have += out.shape[1]
         if to_align:
             aligning.append(out)
@@ -101,7 +101,7 @@ def decode_windows(model_path: str | Path, data: np.ndarray, *, hop_ms: float = 
                 matrix = estimate_alignment(first, decoder.n_times)
                 plan = AlignmentPlan(matrix, plan.source)
                 norm, to_align, aligning = session_normalizer(meta["normalization"], matrix), 0, []
-                normalized.refill(filtered, norm)  # what it held was normalised unaligned
+                normalized.refill(filtered, lambda x: decoder.input_rows(norm(x)))  # it held them unaligned
         if have - settle < need or to_align:  # decisions withheld while the filters settle or the alignment is estimated
             continue
         # every decim-th normalised sample up to the newest, copied into the decoder's input as the server does

@@ -9,12 +9,21 @@ import numpy as np
 import onnxruntime as ort
 
 from ..metadata import parse_metadata_props
+from .channel_mix import ChannelMix, split_channel_mix
+
+#: largest difference in any output allowed between the whole graph and the split one (float32 rounding)
+SPLIT_TOLERANCE = 1e-5
 
 
 class DecoderSession:
-    """Load an exported model, check its metadata, warm it up; ``predict`` one window -> probabilities."""
+    """Load an exported model, check its metadata, warm it up; ``predict`` one window -> probabilities.
 
-    def __init__(self, path: str | Path, threads: int = 1, warmup: int = 20):
+    With ``split_mix`` (the default), a model that begins with a channel mix (:mod:`.channel_mix`) runs without
+    it: the caller feeds :meth:`input_rows` of its samples as they arrive and writes the newest of those rows
+    into :attr:`window` (K rows instead of the C channels). The split is used only when the two graphs agree
+    on random windows within :data:`SPLIT_TOLERANCE`; :attr:`mix` is None otherwise."""
+
+    def __init__(self, path: str | Path, threads: int = 1, warmup: int = 20, split_mix: bool = True):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {path}")
@@ -38,21 +47,56 @@ class DecoderSession:
         if missing:
             raise ValueError(f"{path}: the metadata names the outputs {self._outputs} but the graph lacks {sorted(missing)}.")
         self.gate: float | None = None  # the last window's gate probability (gated decoders)
-        self._input = np.zeros((1, self.n_chans, self.n_times), dtype=np.float32)
+        self.mix: ChannelMix | None = self._split(path, options) if split_mix else None
+        rows = self.n_chans if self.mix is None else len(self.mix.matrix)
+        self._input = np.zeros((1, rows, self.n_times), dtype=np.float32)
+        self._feed = self._feeds(self._input, self.mix)
         for _ in range(warmup):  # first runs allocate and pick kernels; keep that off the first real window
-            self.session.run(self._outputs, {"signals": self._input})
+            self.session.run(self._outputs, self._feed)
+
+    @staticmethod
+    def _feeds(buffer: np.ndarray, mix: ChannelMix | None) -> dict[str, np.ndarray]:
+        """The graph's inputs as views of ``buffer`` [1, rows, n_times]: written once per window, never copied."""
+        if mix is None:
+            return {"signals": buffer}
+        return {t.name: buffer[:, t.rows, None] if t.four_d else buffer[:, t.rows] for t in mix.inputs}
+
+    def _split(self, path: Path, options: ort.SessionOptions) -> ChannelMix | None:
+        """The model's leading channel mix and a session on the graph after it, if the two agree with the whole."""
+        import onnx
+
+        mix = split_channel_mix(onnx.load(str(path)))
+        if mix is None:
+            return None
+        tail = ort.InferenceSession(mix.tail, options, providers=["CPUExecutionProvider"])
+        windows = np.random.default_rng(0).standard_normal((4, 1, self.n_chans, self.n_times)).astype(np.float32)
+        for x in windows:
+            whole = self.session.run(self._outputs, {"signals": x})
+            rows = np.empty((1, len(mix.matrix), self.n_times), dtype=np.float32)
+            mix(x[0], out=rows[0])
+            split = tail.run(self._outputs, self._feeds(rows, mix))
+            if max(float(np.max(np.abs(a - b))) for a, b in zip(whole, split)) > SPLIT_TOLERANCE:
+                return None
+        self.session = tail
+        return mix
+
+    def input_rows(self, x: np.ndarray) -> np.ndarray:
+        """What :attr:`window` holds for normalised samples ``x`` [n_chans, n]: the samples, or their channel
+        mix when the graph runs without it (:attr:`mix`)."""
+        return x if self.mix is None else self.mix(x)
 
     @property
     def window(self) -> np.ndarray:
-        """The input window ``[n_chans, n_times]`` (float32): write into it, then :meth:`predict` with no argument."""
+        """The input window ``[rows, n_times]`` (float32), rows as :meth:`input_rows` gives them: write into it,
+        then :meth:`predict` with no argument."""
         return self._input[0]
 
     def predict(self, window: np.ndarray | None = None) -> np.ndarray:
-        """Class probabilities of one window, or of :attr:`window` as written (a gated decoder's gate
-        probability goes to :attr:`gate`)."""
+        """Class probabilities of one normalised window ``[n_chans, n_times]``, or of :attr:`window` as written
+        (a gated decoder's gate probability goes to :attr:`gate`)."""
         if window is not None:
-            self._input[0] = window
-        out = self.session.run(self._outputs, {"signals": self._input})
+            self._input[0] = self.input_rows(np.asarray(window, dtype=np.float32))
+        out = self.session.run(self._outputs, self._feed)
         if self.gated:
             self.gate = float(out[1][0])
         return out[0][0]

@@ -96,6 +96,7 @@ class ServeConfig:
     token: str | None = None
     resolve_timeout: float = 10.0
     hello_timeout: float = 2.0
+    split_mix: bool = True  # the decoder's leading channel mix on samples as they arrive (DecoderSession)
 
     def __post_init__(self) -> None:
         for name in ("hop_ms", "max_age_ms", "max_amplitude_ratio", "check_seconds"):
@@ -122,7 +123,7 @@ class Server:
         self.cfg = cfg
         self.events: Counter = Counter()
         self.notices: list[str] = []
-        self.decoder = DecoderSession(model_path)
+        self.decoder = DecoderSession(model_path, split_mix=cfg.split_mix)
         self.meta = meta = self.decoder.meta
         self.classes = meta["classes"]
         self.spec = PreprocessingSpec.from_dict(meta["preprocessing"])
@@ -167,11 +168,13 @@ class Server:
         self.sham = ShamDecoder(self.classes, cfg.hop_ms / 1000, cfg.sham_source, seed=cfg.sham_seed,
                                 level_pair=cfg.level_classes) if cfg.sham else None
         self.raw_ring = RingBuffer(len(self.spec.ch_names), self.flat_samples)  # the console's channel view only
-        self.proc_ring = PhaseRings(len(self.spec.ch_names), self.n_times, decim)  # filtered, in the data's units
+        # filtered, in the data's units: kept only for the console's view and the alignment's refill
+        self.proc_ring = PhaseRings(len(self.spec.ch_names), self.n_times, decim)
         # the same samples normalised as they arrive (the decoder's window is a copy of a view): a decision copies
         # its window instead of normalising it (0.18 -> 0.09 ms at 306 channels, cold caches; an aligned window
-        # was 306 x 306 x 250 multiply-adds per decision, now 306 x 306 per sample once)
-        self.model_ring = PhaseRings(len(self.spec.ch_names), self.n_times, decim)
+        # was 306 x 306 x 250 multiply-adds per decision, now 306 x 306 per sample once); and, when the decoder
+        # begins with a channel mix, mixed as they arrive too (DecoderSession.input_rows): K rows, not C channels
+        self.model_ring = PhaseRings(self.decoder.window.shape[0], self.n_times, decim)
         self.state = SafetyState()
         self.seq = 0
         self.samples_total = 0
@@ -305,7 +308,7 @@ class Server:
         """Why the newest window may not be decoded yet (other than its age), or None."""
         if self.amplitude.failures and not self.amplitude.passed:
             return "amplitude"
-        if self._settle_left or self.proc_ring.count < self.n_times:
+        if self._settle_left or self.model_ring.count < self.n_times:
             return "settling"
         if not self.amplitude.passed:
             return "checking_amplitude"
@@ -403,6 +406,11 @@ class Server:
             out = out[:, drop:]
         return out
 
+    def _model_rows(self, out: np.ndarray) -> np.ndarray:
+        """Filtered samples -> what the decoder's window holds: normalised (and aligned), then mixed when the
+        decoder's leading channel mix runs here instead of in its graph."""
+        return self.decoder.input_rows(self.normalizer(out))
+
     def _calibrate(self, out: np.ndarray) -> None:
         """The first settled samples of a connection (at the model's rate, decimated from the first settled
         sample on, as offline) check the amplitude and may estimate the alignment."""
@@ -417,7 +425,7 @@ class Server:
                 data = np.concatenate(self._align_data, axis=1)[:, : self.alignment.estimate_samples]
                 matrix = estimate_alignment(data, self.n_times)
                 self.normalizer = session_normalizer(self.norm, matrix)
-                self.model_ring.refill(self.proc_ring, self.normalizer)  # what it held was normalised unaligned
+                self.model_ring.refill(self.proc_ring, self._model_rows)  # what it held was normalised unaligned
                 self.alignment.matrix, self.alignment.estimate_samples, self._align_data = matrix, 0, []
                 if self.cfg.save_alignment is not None:
                     try:
@@ -445,8 +453,9 @@ class Server:
             self.jumps.add(chunk)
         out = self._settled(self.pre.filter(chunk).astype(np.float32))
         if out.shape[1]:
-            self.proc_ring.append(out)
-            self.model_ring.append(self.normalizer(out))
+            if self.console is not None or self.alignment.estimate_samples:  # its only readers: view, refill
+                self.proc_ring.append(out)
+            self.model_ring.append(self._model_rows(out))
             self._watch_artifacts(out)
             self._calibrate(self.pre.decimate(out))  # may estimate the alignment: the model ring is then refilled
         self.samples_total += n
@@ -636,6 +645,9 @@ class Server:
                           "ratio_min": float(ratio.min()) if ratio is not None else None,
                           "ratio_max": float(ratio.max()) if ratio is not None else None},
             "alignment": self.alignment.source,
+            # the rows of the decoder's window: the channels, or the leading channel mix run on arrival
+            "decoder_input": {"channels": self.decoder.n_chans, "rows": int(self.decoder.window.shape[0]),
+                              "channel_mix_on_arrival": self.decoder.mix is not None},
             "actions": self.actions,
             "gate": self.gate_settings(),
             "outputs": self.outputs.stats,

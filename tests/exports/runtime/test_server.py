@@ -96,6 +96,9 @@ def test_offline_and_online_probabilities_agree(exported, recording_array, tmp_p
     first = min(int(r["sample_index"]) for r in decisions)
     settle_in = meta["preprocessing"]["settle_seconds"] * sfreq
     assert first >= settle_in + meta["window"]["n_times"] * meta["preprocessing"]["decim"]  # never before settled
+    # EEGNet begins with a channel mix: the server mixed the samples on arrival, the reference ran the whole graph
+    assert json.loads(out.strip().splitlines()[-1])["decoder_input"] == {
+        "channels": len(ch_names), "rows": 16, "channel_mix_on_arrival": True}
     assert_matches_offline(decisions, meta, data, exported.path)
 
 
