@@ -402,7 +402,8 @@ def _print_interrupted(console, progress: Progress) -> None:
              seconds=round(time.monotonic() - progress.started, 1))
     table = Table(title="bmi demo: INTERRUPTED", show_header=False)
     table.add_row("stopped during", s["interrupted"])
-    for key, label in (("best", "decoder served"), ("onnx", "exported model")):
+    served = progress.step >= STEPS.index("live decoding") + 1  # before that it was chosen, not yet served
+    for key, label in (("best", "decoder served" if served else "decoder chosen"), ("onnx", "exported model")):
         if s.get(key):
             table.add_row(label, str(s[key]))
     table.add_row("time", f"{s['seconds']:.0f} s")

@@ -50,6 +50,20 @@ class ChannelMix:
             out += self.bias
         return out
 
+    def after(self, normalizer) -> "ChannelMix":
+        """This mix of ``normalizer``'s output (a :class:`datasets.dsp.Normalizer`: alignment A, then
+        (x - m) / s per channel) as one mix of its input, so that a chunk costs one product:
+        W ((A x - m) / s) + b = (W diag(1/s) A) x + (b - W diag(1/s) m)."""
+        w = self.matrix.astype(np.float64)
+        bias = np.zeros(len(w)) if self.bias is None else self.bias[:, 0].astype(np.float64)
+        if normalizer.mean is not None:
+            w = w / normalizer.std[:, 0].astype(np.float64)
+            bias = bias - w @ normalizer.mean[:, 0].astype(np.float64)
+        if normalizer.matrix is not None:
+            w = w @ normalizer.matrix.astype(np.float64)
+        return ChannelMix(np.ascontiguousarray(w, dtype=np.float32),
+                          bias.astype(np.float32)[:, None] if bias.any() else None, self.inputs, self.tail)
+
 
 def _attr(node: onnx.NodeProto, name: str, default=None):
     for a in node.attribute:

@@ -81,6 +81,7 @@ def decode_windows(model_path: str | Path, data: np.ndarray, *, hop_ms: float = 
         raise ValueError(f"'data' has {data.shape[0]} channels; the model takes {len(spec.ch_names)} ({spec.ch_names}).")
     plan = alignment if alignment is not None else choose_alignment(meta, None, None, None)
     pre, norm = CausalPreprocessor(spec), session_normalizer(meta["normalization"], plan.matrix)
+    rows = decoder.rows_from(norm)  # filtered samples -> the decoder's window rows, as the server
     hop = max(1, int(round(hop_ms / 1000 * spec.sfreq_in)))
     decim = spec.decim
     need, settle = decoder.n_times * decim, spec.settle_out * decim  # input samples, as the server counts them
@@ -92,7 +93,7 @@ def decode_windows(model_path: str | Path, data: np.ndarray, *, hop_ms: float = 
     for start in range(0, data.shape[1] - hop + 1, hop):
         out = pre.filter(np.asarray(data[:, start : start + hop], dtype=np.float32)).astype(np.float32)
         filtered.append(out)
-        normalized.append(decoder.input_rows(norm(out)))
+        normalized.append(rows(out))
         have += out.shape[1]
         if to_align:
             aligning.append(out)
@@ -101,7 +102,8 @@ def decode_windows(model_path: str | Path, data: np.ndarray, *, hop_ms: float = 
                 matrix = estimate_alignment(first, decoder.n_times)
                 plan = AlignmentPlan(matrix, plan.source)
                 norm, to_align, aligning = session_normalizer(meta["normalization"], matrix), 0, []
-                normalized.refill(filtered, lambda x: decoder.input_rows(norm(x)))  # it held them unaligned
+                rows = decoder.rows_from(norm)
+                normalized.refill(filtered, rows)  # what it held was normalised unaligned
         if have - settle < need or to_align:  # decisions withheld while the filters settle or the alignment is estimated
             continue
         # every decim-th normalised sample up to the newest, copied into the decoder's input as the server does

@@ -80,6 +80,11 @@ class DecoderSession:
         self.session = tail
         return mix
 
+    def rows_from(self, normalizer):
+        """Filtered samples [n_chans, n] -> the rows :attr:`window` holds: ``normalizer``'s output, or, when the
+        channel mix runs outside the graph, that mix folded with the normaliser (one product per chunk)."""
+        return normalizer if self.mix is None else self.mix.after(normalizer)
+
     def input_rows(self, x: np.ndarray) -> np.ndarray:
         """What :attr:`window` holds for normalised samples ``x`` [n_chans, n]: the samples, or their channel
         mix when the graph runs without it (:attr:`mix`)."""

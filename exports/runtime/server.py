@@ -141,6 +141,7 @@ class Server:
         self.alignment = choose_alignment(meta, cfg.subject, cfg.align_seconds, cfg.alignment_path)
         self.norm = meta["normalization"]
         self.normalizer = session_normalizer(self.norm, self.alignment.matrix)
+        self._model_rows = self.decoder.rows_from(self.normalizer)  # filtered samples -> the decoder's window rows
         self._align_data: list[np.ndarray] = []
         self.gate_cfg = gate_in_force(meta, cfg.gate_rest_class, cfg.gate)
         self.gated = self.gate_cfg is not None
@@ -247,6 +248,8 @@ class Server:
         self._connection = self.source.connection
         self.layout = self._next_layout
         self._scale = self.layout.scale[:, None] if (self.layout.scale != 1).any() else None
+        identity = np.array_equal(self.layout.order, np.arange(len(self.layout.order)))
+        self._order = None if identity else self.layout.order  # the stream in the model's order: nothing to gather
         for note in self.layout.notes:
             self.notice(f"{self.source.description.source}: {note}")
         self.amplitude.restart()
@@ -406,11 +409,6 @@ class Server:
             out = out[:, drop:]
         return out
 
-    def _model_rows(self, out: np.ndarray) -> np.ndarray:
-        """Filtered samples -> what the decoder's window holds: normalised (and aligned), then mixed when the
-        decoder's leading channel mix runs here instead of in its graph."""
-        return self.decoder.input_rows(self.normalizer(out))
-
     def _calibrate(self, out: np.ndarray) -> None:
         """The first settled samples of a connection (at the model's rate, decimated from the first settled
         sample on, as offline) check the amplitude and may estimate the alignment."""
@@ -425,6 +423,7 @@ class Server:
                 data = np.concatenate(self._align_data, axis=1)[:, : self.alignment.estimate_samples]
                 matrix = estimate_alignment(data, self.n_times)
                 self.normalizer = session_normalizer(self.norm, matrix)
+                self._model_rows = self.decoder.rows_from(self.normalizer)
                 self.model_ring.refill(self.proc_ring, self._model_rows)  # what it held was normalised unaligned
                 self.alignment.matrix, self.alignment.estimate_samples, self._align_data = matrix, 0, []
                 if self.cfg.save_alignment is not None:
@@ -435,7 +434,8 @@ class Server:
                 self.notice(f"alignment estimated from the first {self.cfg.align_seconds:g} s; decoding starts")
 
     def _feed(self, chunk: np.ndarray, t_last: float, t_received: float) -> None:
-        chunk = chunk[self.layout.order]
+        if self._order is not None:
+            chunk = chunk[self._order]
         if self._scale is not None:
             chunk = chunk * self._scale
         problem = check_chunk(chunk, self.cfg.safety)

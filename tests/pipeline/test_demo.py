@@ -131,6 +131,7 @@ def test_an_interrupted_demo_says_where_it_stopped_and_leaves_no_child(tmp_path)
     text = "".join(lines) + rest
     assert proc.returncode == 130, text[-3000:]
     assert "bmi demo: INTERRUPTED" in text and "step 5/6 (live decoding)" in text
+    assert "decoder served" in text and "decoder chosen" not in text  # stopped while it was being served
     assert text.rstrip().splitlines()[-1].startswith("partial results are under")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] == "step 5/6 (live decoding)" and (out / "decoder.onnx").is_file()

@@ -94,3 +94,27 @@ def test_a_split_that_disagrees_with_the_whole_graph_is_not_used(tmp_path, monke
     assert guarded.mix is None and guarded.window.shape == (n_chans, n_times)
     x = np.random.default_rng(3).standard_normal((n_chans, n_times)).astype(np.float32)
     np.testing.assert_array_equal(guarded.predict(x), whole.predict(x))
+
+
+def test_the_mix_folded_with_the_normaliser_mixes_raw_samples_as_the_two_in_turn(tmp_path):
+    """The server mixes filtered samples once per chunk: the mix folded with the session's alignment and
+    standardisation must equal the normaliser then the mix (float64 reference)."""
+    import onnx
+
+    from datasets.dsp import Normalizer
+
+    n_chans = 32
+    mix = split_channel_mix(onnx.load(str(export_random("gru", n_chans, 128, 128.0, tmp_path / "gru.onnx"))))
+    assert mix.bias is not None  # the GRU's spatial layer has one: it must survive the fold
+    rng = np.random.default_rng(4)
+    rotation = np.linalg.qr(rng.standard_normal((n_chans, n_chans)))[0]
+    norm = {"kind": "standardize", "mean": rng.normal(0, 1e-5, n_chans).tolist(),
+            "std": rng.uniform(5e-6, 2e-5, n_chans).tolist(), "alignment": {"s": rotation.tolist()}}
+    x = rng.normal(0, 1e-5, (n_chans, 40)).astype(np.float32)  # volts, as the filtered stream is
+    for normalizer in (Normalizer(norm, "s"), Normalizer(dict(norm, alignment=None)), Normalizer(None)):
+        a = np.eye(n_chans) if normalizer.matrix is None else normalizer.matrix.astype(np.float64)
+        z = a @ x.astype(np.float64)
+        if normalizer.mean is not None:
+            z = (z - normalizer.mean) / normalizer.std
+        expected = mix.matrix.astype(np.float64) @ z + mix.bias
+        np.testing.assert_allclose(mix.after(normalizer)(x), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())

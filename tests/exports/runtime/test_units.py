@@ -90,6 +90,13 @@ def test_safety_checks():
     assert check_chunk(np.array([[0.1, np.nan]]), cfg) == "nonfinite"
     assert check_chunk(np.array([[0.1, 1.5]]), cfg) == "saturated"
     assert check_chunk(np.array([[0.1, 0.2]]), cfg) is None
+    # every kind of non-finite sample, alone or cancelling another in a sum, in the float32 the server feeds
+    for bad in ([np.inf], [-np.inf], [np.inf, -np.inf], [np.nan, 1.0]):
+        chunk = np.zeros((3, 8), dtype=np.float32)
+        chunk[1, 2 : 2 + len(bad)] = bad
+        assert check_chunk(chunk, SafetyConfig()) == "nonfinite"
+    # the largest finite float32 values, many of them, are finite: their sum must not overflow into "nonfinite"
+    assert check_chunk(np.full((306, 64), np.finfo(np.float32).max, dtype=np.float32), SafetyConfig()) is None
 
 
 def feed_in_chunks(detector, data, sizes):
