@@ -19,8 +19,9 @@ class DecoderSession:
     """Load an exported model, check its metadata, warm it up; ``predict`` one window -> probabilities.
 
     With ``split_mix`` (the default), a model that begins with a channel mix (:mod:`.channel_mix`) runs without
-    it: the caller feeds :meth:`input_rows` of its samples as they arrive and writes the newest of those rows
-    into :attr:`window` (K rows instead of the C channels). The split is used only when the two graphs agree
+    it: the caller turns samples into rows as they arrive (:meth:`rows_from` a normaliser for filtered samples,
+    :meth:`input_rows` for normalised ones) and writes the newest of those rows into :attr:`window` (K rows
+    instead of the C channels). The split is used only when the two graphs agree
     on random windows within :data:`SPLIT_TOLERANCE`; :attr:`mix` is None otherwise."""
 
     def __init__(self, path: str | Path, threads: int = 1, warmup: int = 20, split_mix: bool = True):

@@ -174,7 +174,7 @@ class Server:
         # the same samples normalised as they arrive (the decoder's window is a copy of a view): a decision copies
         # its window instead of normalising it (0.18 -> 0.09 ms at 306 channels, cold caches; an aligned window
         # was 306 x 306 x 250 multiply-adds per decision, now 306 x 306 per sample once); and, when the decoder
-        # begins with a channel mix, mixed as they arrive too (DecoderSession.input_rows): K rows, not C channels
+        # begins with a channel mix, mixed as they arrive too (DecoderSession.rows_from): K rows, not C channels
         self.model_ring = PhaseRings(self.decoder.window.shape[0], self.n_times, decim)
         self.state = SafetyState()
         self.seq = 0
