@@ -7,7 +7,9 @@ fold their temporal + spatial + BatchNorm front end into one filter, see models/
 on the exported file; p50 and p99 of each, and onnxruntime's p99 against the 1 ms budget per window
 (``budget_ratio`` = p99 / 1 ms: <= 1 meets it). Where the exported graph differs from the trained module,
 onnxruntime also runs the module as trained (``onnxruntime_as_trained``), so the export's own gain is measured
-with the engine held fixed.
+with the engine held fixed. Where the file begins with a channel mix, onnxruntime also runs what ``bmi serve``
+runs per decision (``onnxruntime_rig``): the graph after that mix on the mixed rows, the mix itself having been
+applied to the samples as they arrived (exports/runtime/channel_mix.py).
 
 Shapes: EEG 64 channels x 1 s at 160 Hz; MEG 306 channels x 0.5 s as the decoder sees it at 1 kHz (no
 decimation), 250 Hz (the rig's decimation in scripts/bench_server.py) and 125 Hz (the MEG decimation of
@@ -70,6 +72,28 @@ def _as_trained(net):
     return AsTrained(net)
 
 
+def _rig_tail(path: Path, one: np.ndarray, opts):
+    """(session on the graph after the file's leading channel mix, its inputs for window ``one``, rows), as
+    ``bmi serve`` splits it, or None."""
+    import onnx
+    import onnxruntime as ort
+
+    from exports.runtime.channel_mix import split_channel_mix
+    from exports.runtime.model import DecoderSession
+
+    mix = split_channel_mix(onnx.load(str(path)))
+    if mix is None:
+        return None
+    rows = mix(one[0])[None]
+    session = ort.InferenceSession(mix.tail, opts, providers=["CPUExecutionProvider"])
+    feeds = DecoderSession._feeds(rows, mix)
+    whole = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    expected = whole.run(["probabilities"], {"signals": one})[0]
+    if np.abs(session.run(["probabilities"], feeds)[0] - expected).max() > 1e-5:
+        raise RuntimeError(f"{path.name}: the split graph disagrees with the whole one")
+    return session, feeds, len(mix.matrix)
+
+
 def bench_model(name: str, shape: tuple[int, int, float], iters: int, folder: Path) -> dict:
     import onnxruntime as ort
     import torch
@@ -110,6 +134,7 @@ def bench_model(name: str, shape: tuple[int, int, float], iters: int, folder: Pa
                                           opts, providers=["CPUExecutionProvider"])
     if net.training or deployable.training:
         raise RuntimeError(f"{name}: the benchmark must time the decoder in eval mode")
+    rig = _rig_tail(path, one, opts)  # the server's split: None when the file has no leading channel mix
 
     def fused_one():
         with torch.inference_mode():
@@ -132,13 +157,19 @@ def bench_model(name: str, shape: tuple[int, int, float], iters: int, folder: Pa
     def ort_as_trained():
         as_trained.run(["probabilities"], {"signals": one})
 
-    for fn in (torch_one, ort_one, torch_batch, ort_batch, *([ort_as_trained] if as_trained is not None else [])):  # warm-up
+    def ort_rig():
+        rig[0].run(["probabilities"], rig[1])
+
+    for fn in (torch_one, ort_one, torch_batch, ort_batch, *([ort_as_trained] if as_trained is not None else []),
+               *([ort_rig] if rig is not None else [])):  # warm-up
         _time(fn, 5)
-    t_one, f_one, o_one, a_one = [], [], [], []
+    t_one, f_one, o_one, a_one, r_one = [], [], [], [], []
     for block in range(iters // 10):  # interleave the engines in blocks
         t_one += _time(torch_one, 10)
         f_one += _time(fused_one, 10)
         o_one += _time(ort_one, 10)
+        if rig is not None:
+            r_one += _time(ort_rig, 10)
         if as_trained is not None and block % 5 == 0:  # a reference (up to 100x slower): every 5th block
             a_one += _time(ort_as_trained, 10)
     n_batch = max(3, iters // 20)
@@ -152,6 +183,8 @@ def bench_model(name: str, shape: tuple[int, int, float], iters: int, folder: Pa
     if a_one:  # the export's own gain, engine held fixed
         result["onnxruntime_as_trained"] = _percentiles(a_one)
         result["export_graph_speedup_p50"] = result["onnxruntime_as_trained"]["p50_ms"] / result["onnxruntime"]["p50_ms"]
+    if r_one:  # what the server runs per decision, the channel mix having run on arrival
+        result["onnxruntime_rig"] = _percentiles(r_one) | {"rows": int(rig[2])}
     result["speedup_p50"] = result["torch"]["p50_ms"] / result["onnxruntime"]["p50_ms"]
     # against eager on the same (reordered) graph the ONNX file holds: the engine's own share of the gain
     result["speedup_p50_same_graph"] = result["torch_inference_module"]["p50_ms"] / result["onnxruntime"]["p50_ms"]
@@ -197,7 +230,9 @@ def main() -> int:
                       f"p99/budget {r['budget_ratio']:5.2f} | b64 {e['throughput_windows_per_s_b64']:7.0f} vs "
                       f"{o['throughput_windows_per_s_b64']:7.0f} win/s"
                       + (f" | ort as trained {r['onnxruntime_as_trained']['p50_ms']:.3f}/{r['onnxruntime_as_trained']['p99_ms']:.3f}"
-                         if "onnxruntime_as_trained" in r else ""), flush=True)
+                         if "onnxruntime_as_trained" in r else "")
+                      + (f" | rig (mix on arrival, {r['onnxruntime_rig']['rows']} rows) {r['onnxruntime_rig']['p50_ms']:.3f}/"
+                         f"{r['onnxruntime_rig']['p99_ms']:.3f}" if "onnxruntime_rig" in r else ""), flush=True)
     results["over_budget"] = {shape: sorted(m for m, r in per.items() if not r.get("meets_budget", True))
                               for shape, per in results["shapes"].items()}
     if args.models or args.shapes:  # a subset: no goal summary
