@@ -78,15 +78,14 @@ def _rig_tail(path: Path, one: np.ndarray, opts):
     import onnx
     import onnxruntime as ort
 
-    from exports.runtime.channel_mix import split_channel_mix
-    from exports.runtime.model import DecoderSession
+    from exports.runtime.channel_mix import graph_feeds, split_channel_mix
 
     mix = split_channel_mix(onnx.load(str(path)))
     if mix is None:
         return None
     rows = mix(one[0])[None]
     session = ort.InferenceSession(mix.tail, opts, providers=["CPUExecutionProvider"])
-    feeds = DecoderSession._feeds(rows, mix)
+    feeds = graph_feeds(rows, mix)
     whole = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     expected = whole.run(["probabilities"], {"signals": one})[0]
     if np.abs(session.run(["probabilities"], feeds)[0] - expected).max() > 1e-5:

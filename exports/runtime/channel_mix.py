@@ -65,6 +65,14 @@ class ChannelMix:
                           bias.astype(np.float32)[:, None] if bias.any() else None, self.inputs, self.tail)
 
 
+def graph_feeds(buffer: np.ndarray, mix: ChannelMix | None) -> dict[str, np.ndarray]:
+    """A graph's inputs as views of ``buffer`` [1, rows, n_times]: the whole file's ``signals`` (``mix`` None), or
+    the tail's inputs, each its rows of the mixed signal. Written once per window, never copied."""
+    if mix is None:
+        return {INPUT: buffer}
+    return {t.name: buffer[:, t.rows, None] if t.four_d else buffer[:, t.rows] for t in mix.inputs}
+
+
 def _attr(node: onnx.NodeProto, name: str, default=None):
     for a in node.attribute:
         if a.name == name:

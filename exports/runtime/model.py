@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..metadata import parse_metadata_props
-from .channel_mix import ChannelMix, split_channel_mix
+from .channel_mix import ChannelMix, graph_feeds, split_channel_mix
 
 #: largest difference in any output allowed between the whole graph and the split one (float32 rounding)
 SPLIT_TOLERANCE = 1e-5
@@ -51,16 +51,9 @@ class DecoderSession:
         self.mix: ChannelMix | None = self._split(path, options) if split_mix else None
         rows = self.n_chans if self.mix is None else len(self.mix.matrix)
         self._input = np.zeros((1, rows, self.n_times), dtype=np.float32)
-        self._feed = self._feeds(self._input, self.mix)
+        self._feed = graph_feeds(self._input, self.mix)
         for _ in range(warmup):  # first runs allocate and pick kernels; keep that off the first real window
             self.session.run(self._outputs, self._feed)
-
-    @staticmethod
-    def _feeds(buffer: np.ndarray, mix: ChannelMix | None) -> dict[str, np.ndarray]:
-        """The graph's inputs as views of ``buffer`` [1, rows, n_times]: written once per window, never copied."""
-        if mix is None:
-            return {"signals": buffer}
-        return {t.name: buffer[:, t.rows, None] if t.four_d else buffer[:, t.rows] for t in mix.inputs}
 
     def _split(self, path: Path, options: ort.SessionOptions) -> ChannelMix | None:
         """The model's leading channel mix and a session on the graph after it, if the two agree with the whole."""
@@ -75,7 +68,7 @@ class DecoderSession:
             whole = self.session.run(self._outputs, {"signals": x})
             rows = np.empty((1, len(mix.matrix), self.n_times), dtype=np.float32)
             mix(x[0], out=rows[0])
-            split = tail.run(self._outputs, self._feeds(rows, mix))
+            split = tail.run(self._outputs, graph_feeds(rows, mix))
             if max(float(np.max(np.abs(a - b))) for a, b in zip(whole, split)) > SPLIT_TOLERANCE:
                 return None
         self.session = tail
