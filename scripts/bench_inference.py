@@ -72,9 +72,9 @@ def _as_trained(net):
     return AsTrained(net)
 
 
-def _rig_tail(path: Path, one: np.ndarray, opts):
+def _rig_tail(path: Path, one: np.ndarray, opts, whole):
     """(session on the graph after the file's leading channel mix, its inputs for window ``one``, rows), as
-    ``bmi serve`` splits it, or None."""
+    ``bmi serve`` splits it and checked against ``whole`` (the file's own session), or None."""
     import onnx
     import onnxruntime as ort
 
@@ -86,7 +86,6 @@ def _rig_tail(path: Path, one: np.ndarray, opts):
     rows = mix(one[0])[None]
     session = ort.InferenceSession(mix.tail, opts, providers=["CPUExecutionProvider"])
     feeds = graph_feeds(rows, mix)
-    whole = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     expected = whole.run(["probabilities"], {"signals": one})[0]
     if np.abs(session.run(["probabilities"], feeds)[0] - expected).max() > 1e-5:
         raise RuntimeError(f"{path.name}: the split graph disagrees with the whole one")
@@ -133,7 +132,7 @@ def bench_model(name: str, shape: tuple[int, int, float], iters: int, folder: Pa
                                           opts, providers=["CPUExecutionProvider"])
     if net.training or deployable.training:
         raise RuntimeError(f"{name}: the benchmark must time the decoder in eval mode")
-    rig = _rig_tail(path, one, opts)  # the server's split: None when the file has no leading channel mix
+    rig = _rig_tail(path, one, opts, session)  # the server's split: None when the file has no leading channel mix
 
     def fused_one():
         with torch.inference_mode():

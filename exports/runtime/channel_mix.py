@@ -139,16 +139,17 @@ def split_channel_mix(model: onnx.ModelProto) -> ChannelMix | None:
     used = {name for n in kept for name in n.input} | {o.name for o in graph.output}
     kept = [n for n in kept if n.op_type != "Constant" or n.output[0] in used]  # the Unsqueeze's axes, say
     tail_inputs, value_infos, start = [], [], 0
+    batch = dims[0].dim_param or dims[0].dim_value
     for conv, weight, _, four_d in mixes:
         k, name = len(weight), conv.output[0]
         tail_inputs.append(TailInput(name, slice(start, start + k), four_d))
-        batch = dims[0].dim_param or dims[0].dim_value
         value_infos.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT,
                                                          [batch, k, 1, dims[2].dim_value] if four_d else [batch, k, dims[2].dim_value]))
         start += k
+    now_inputs = {t.name for t in tail_inputs}
     tail = helper.make_graph(kept, graph.name + "_tail", value_infos, list(graph.output),
                              initializer=[i for i in graph.initializer if i.name in used],
-                             value_info=[v for v in graph.value_info if v.name not in {t.name for t in tail_inputs}])
+                             value_info=[v for v in graph.value_info if v.name not in now_inputs])
     tail_model = helper.make_model(tail, opset_imports=list(model.opset_import), ir_version=model.ir_version)
     matrix = np.concatenate([w for _, w, _, _ in mixes]).astype(np.float32)
     biases = [b if b is not None else np.zeros(len(w)) for _, w, b, _ in mixes]

@@ -80,8 +80,8 @@ def decode_windows(model_path: str | Path, data: np.ndarray, *, hop_ms: float = 
     if data.shape[0] != len(spec.ch_names):
         raise ValueError(f"'data' has {data.shape[0]} channels; the model takes {len(spec.ch_names)} ({spec.ch_names}).")
     plan = alignment if alignment is not None else choose_alignment(meta, None, None, None)
-    pre, norm = CausalPreprocessor(spec), session_normalizer(meta["normalization"], plan.matrix)
-    rows = decoder.rows_from(norm)  # filtered samples -> the decoder's window rows, as the server
+    pre = CausalPreprocessor(spec)
+    rows = decoder.rows_from(session_normalizer(meta["normalization"], plan.matrix))  # the window's rows, as the server
     hop = max(1, int(round(hop_ms / 1000 * spec.sfreq_in)))
     decim = spec.decim
     need, settle = decoder.n_times * decim, spec.settle_out * decim  # input samples, as the server counts them
@@ -101,8 +101,8 @@ def decode_windows(model_path: str | Path, data: np.ndarray, *, hop_ms: float = 
                 first = np.concatenate(aligning, axis=1)[:, settle::decim][:, :to_align]
                 matrix = estimate_alignment(first, decoder.n_times)
                 plan = AlignmentPlan(matrix, plan.source)
-                norm, to_align, aligning = session_normalizer(meta["normalization"], matrix), 0, []
-                rows = decoder.rows_from(norm)
+                rows = decoder.rows_from(session_normalizer(meta["normalization"], matrix))
+                to_align, aligning = 0, []
                 normalized.refill(filtered, rows)  # what it held was normalised unaligned
         if have - settle < need or to_align:  # decisions withheld while the filters settle or the alignment is estimated
             continue

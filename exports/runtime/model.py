@@ -34,8 +34,9 @@ class DecoderSession:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-wait between hops
+        model_bytes = path.read_bytes()  # read once: onnxruntime and the channel-mix split parse the same bytes
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own types for corrupt files
             raise ValueError(f"{path} is not a valid ONNX model (corrupted or truncated?): {err}") from None
         self.meta: dict[str, Any] = parse_metadata_props(self.session.get_modelmeta().custom_metadata_map, str(path))
@@ -48,25 +49,25 @@ class DecoderSession:
         if missing:
             raise ValueError(f"{path}: the metadata names the outputs {self._outputs} but the graph lacks {sorted(missing)}.")
         self.gate: float | None = None  # the last window's gate probability (gated decoders)
-        self.mix: ChannelMix | None = self._split(path, options) if split_mix else None
+        self.mix: ChannelMix | None = self._split(model_bytes, options) if split_mix else None
         rows = self.n_chans if self.mix is None else len(self.mix.matrix)
         self._input = np.zeros((1, rows, self.n_times), dtype=np.float32)
         self._feed = graph_feeds(self._input, self.mix)
         for _ in range(warmup):  # first runs allocate and pick kernels; keep that off the first real window
             self.session.run(self._outputs, self._feed)
 
-    def _split(self, path: Path, options: ort.SessionOptions) -> ChannelMix | None:
+    def _split(self, model_bytes: bytes, options: ort.SessionOptions) -> ChannelMix | None:
         """The model's leading channel mix and a session on the graph after it, if the two agree with the whole."""
         import onnx
 
-        mix = split_channel_mix(onnx.load(str(path)))
+        mix = split_channel_mix(onnx.load_from_string(model_bytes))
         if mix is None:
             return None
         tail = ort.InferenceSession(mix.tail, options, providers=["CPUExecutionProvider"])
         windows = np.random.default_rng(0).standard_normal((4, 1, self.n_chans, self.n_times)).astype(np.float32)
+        rows = np.empty((1, len(mix.matrix), self.n_times), dtype=np.float32)
         for x in windows:
             whole = self.session.run(self._outputs, {"signals": x})
-            rows = np.empty((1, len(mix.matrix), self.n_times), dtype=np.float32)
             mix(x[0], out=rows[0])
             split = tail.run(self._outputs, graph_feeds(rows, mix))
             if max(float(np.max(np.abs(a - b))) for a, b in zip(whole, split)) > SPLIT_TOLERANCE:

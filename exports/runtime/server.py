@@ -140,8 +140,8 @@ class Server:
                 raise ValueError(f"'level-classes' names {c!r}, not a class of the model {self.classes}.")
         self.alignment = choose_alignment(meta, cfg.subject, cfg.align_seconds, cfg.alignment_path)
         self.norm = meta["normalization"]
-        self.normalizer = session_normalizer(self.norm, self.alignment.matrix)
-        self._model_rows = self.decoder.rows_from(self.normalizer)  # filtered samples -> the decoder's window rows
+        # filtered samples -> the decoder's window rows: normalised (aligned), and mixed when the decoder's mix runs here
+        self._model_rows = self.decoder.rows_from(session_normalizer(self.norm, self.alignment.matrix))
         self._align_data: list[np.ndarray] = []
         self.gate_cfg = gate_in_force(meta, cfg.gate_rest_class, cfg.gate)
         self.gated = self.gate_cfg is not None
@@ -422,8 +422,7 @@ class Server:
             if sum(d.shape[1] for d in self._align_data) >= self.alignment.estimate_samples:
                 data = np.concatenate(self._align_data, axis=1)[:, : self.alignment.estimate_samples]
                 matrix = estimate_alignment(data, self.n_times)
-                self.normalizer = session_normalizer(self.norm, matrix)
-                self._model_rows = self.decoder.rows_from(self.normalizer)
+                self._model_rows = self.decoder.rows_from(session_normalizer(self.norm, matrix))
                 self.model_ring.refill(self.proc_ring, self._model_rows)  # what it held was normalised unaligned
                 self.alignment.matrix, self.alignment.estimate_samples, self._align_data = matrix, 0, []
                 if self.cfg.save_alignment is not None:
