@@ -74,6 +74,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--align-seconds", type=float, help="estimate a new subject's alignment from the first N seconds")
     g.add_argument("--alignment", type=Path, help="alignment file saved by an earlier session (--save-alignment)")
     g.add_argument("--save-alignment", type=Path, help="write the estimated alignment here")
+    g.add_argument("--poll-ahead-ms", type=float, default=0.5,
+                   help="poll the input from this long before the next chunk is due instead of sleeping until "
+                        "woken (default 0.5: decisions ~0.3 ms sooner for ~1%% of a core at 10 ms chunks; at most "
+                        "twice this per chunk interval, never more than half a core; 0 = always sleep until woken)")
     g.add_argument("--resolve-timeout", type=float, default=10.0, help="seconds to wait for an LSL stream")
     g.add_argument("--hello-timeout", type=float, default=2.0, help="seconds a TCP client has to send its hello")
     g.add_argument("--allow-remote", action="store_true", help="allow non-loopback addresses (needs --token)")
@@ -191,7 +195,7 @@ def _serve(args: argparse.Namespace) -> int:
         cue_outlet=args.cue_outlet, log_path=args.log, stats_path=args.stats, duration=args.duration,
         sham=sham, condition_code=code, sham_source=args.sham_source, sham_seed=args.sham_seed, status=not args.no_status,
         allow_remote=args.allow_remote, token=args.token, resolve_timeout=args.resolve_timeout,
-        hello_timeout=args.hello_timeout, split_mix=not args.whole_graph,
+        hello_timeout=args.hello_timeout, split_mix=not args.whole_graph, poll_ahead_ms=args.poll_ahead_ms,
     )
     stats = Server(args.model, args.input, args.output, cfg).run()
     sys.stderr.write(session_summary(stats) + "\n")

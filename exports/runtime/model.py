@@ -49,6 +49,7 @@ class DecoderSession:
         if missing:
             raise ValueError(f"{path}: the metadata names the outputs {self._outputs} but the graph lacks {sorted(missing)}.")
         self.gate: float | None = None  # the last window's gate probability (gated decoders)
+        self.split_refused: str | None = None  # why a channel mix found in the graph is not run on arrival
         self.mix: ChannelMix | None = self._split(model_bytes, options) if split_mix else None
         rows = self.n_chans if self.mix is None else len(self.mix.matrix)
         self._input = np.zeros((1, rows, self.n_times), dtype=np.float32)
@@ -70,7 +71,10 @@ class DecoderSession:
             whole = self.session.run(self._outputs, {"signals": x})
             mix(x[0], out=rows[0])
             split = tail.run(self._outputs, graph_feeds(rows, mix))
-            if max(float(np.max(np.abs(a - b))) for a, b in zip(whole, split)) > SPLIT_TOLERANCE:
+            differs = max(float(np.max(np.abs(a - b))) for a, b in zip(whole, split))
+            if not differs <= SPLIT_TOLERANCE:
+                self.split_refused = (f"the model's leading channel mix runs inside the graph: split off, its outputs "
+                                      f"differed from the whole graph's by {differs:.3g} (allowed {SPLIT_TOLERANCE:g})")
                 return None
         self.session = tail
         return mix

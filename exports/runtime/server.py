@@ -7,7 +7,9 @@ samples (on the stream's sample clock) has arrived decodes the newest window, th
 sample, so a decision never waits for a hop boundary inside a chunk. With decimation the filtered signal is
 kept at the input rate and the window is every ``decim``-th sample counted back from the newest one (the
 decimation's phase follows the newest sample, not the stream's first: training windows start at any phase
-too), so no decision waits up to ``decim - 1`` input samples for a sample the decimation keeps.
+too), so no decision waits up to ``decim - 1`` input samples for a sample the decimation keeps. Between
+chunks the loop sleeps until the input wakes it, or polls from shortly before the next chunk is due
+(:mod:`.pacing`).
 
 The safe state is the default; the server leaves it only for a window that is
 
@@ -49,6 +51,7 @@ from .buffer import PhaseRings, RingBuffer
 from .inputs import open_input
 from .layout import Layout, StreamDescription, StreamMismatch, plan_layout
 from .model import DecoderSession
+from .pacing import ArrivalPacer
 from .outputs import OutputSet, encode
 from .safety import AmplitudeCheck, FlatDetector, JumpDetector, SafetyConfig, SafetyState, check_chunk
 from .session_log import SessionLog
@@ -97,6 +100,7 @@ class ServeConfig:
     resolve_timeout: float = 10.0
     hello_timeout: float = 2.0
     split_mix: bool = True  # the decoder's leading channel mix on samples as they arrive (DecoderSession)
+    poll_ahead_ms: float = 0.5  # poll the input from this long before the next chunk is due (pacing.ArrivalPacer)
 
     def __post_init__(self) -> None:
         for name in ("hop_ms", "max_age_ms", "max_amplitude_ratio", "check_seconds"):
@@ -105,6 +109,8 @@ class ServeConfig:
         for name in ("artifact_ratio", "jump_ratio"):
             if getattr(self, name) < 0:
                 raise ValueError(f"'{name.replace('_', '-')}' ({getattr(self, name)}) must be >= 0 (0 turns the check off).")
+        if not self.poll_ahead_ms >= 0:
+            raise ValueError(f"'poll-ahead-ms' ({self.poll_ahead_ms}) must be >= 0 (0: always sleep until woken).")
         if self.max_amplitude_ratio < 1:
             raise ValueError(f"'max-amplitude-ratio' ({self.max_amplitude_ratio}) must be at least 1.")
         if self.on_unit_mismatch not in ("scale", "refuse"):
@@ -194,7 +200,10 @@ class Server:
         self._next_layout: Layout | None = None
         self._scored: deque[tuple[float, int, str]] = deque(maxlen=500_000)  # (window end, argmax, command)
         self.estopped = False  # the operator's emergency stop: safe until an explicit resume
+        self.pacer = ArrivalPacer(cfg.poll_ahead_ms / 1000)
         self.console = None
+        if self.decoder.split_refused:  # correct either way, only slower: the operator should know
+            self.notice(self.decoder.split_refused)
         self.decision_times: deque[float] = deque(maxlen=400)
         self.cue_inlet = self._open_cues(cfg.cues) if cfg.cues else None
         self.outputs = OutputSet(output_specs, self.events, allow_remote=cfg.allow_remote)
@@ -253,6 +262,7 @@ class Server:
         for note in self.layout.notes:
             self.notice(f"{self.source.description.source}: {note}")
         self.amplitude.restart()
+        self.pacer.restart()
         if self._connection > 1:
             self.events["stream_connections"] += 1
             self._enter_safe("new_connection")
@@ -487,6 +497,7 @@ class Server:
         if (now - last_data) * 1000 > self.cfg.safety.stale_ms and not (self.state.safe and self.state.reason == "stale"):
             self._enter_safe("stale")
             self._reset_pipeline()
+            self.pacer.restart()
 
     def _heartbeat(self, now: float) -> None:
         if self.state.safe and now >= self._next_heartbeat:
@@ -517,6 +528,7 @@ class Server:
                 got = self._pull(now)
                 if got:
                     last_data = now
+                    self.pacer.arrived(now)
                 else:
                     self._watchdog(now, last_data)
                 self._heartbeat(now)
@@ -529,9 +541,12 @@ class Server:
                 if cfg.status and now >= next_status:
                     self._status(now - started)
                     next_status = now + 1.0
-                if not got:  # wait for the next samples (woken as they arrive), never past the next duty
-                    self.source.wait(max(0.0, min(self._next_heartbeat if self.state.safe else now + 0.005,
-                                                  now + 0.005) - time.monotonic()))
+                if not got:  # wait for the next samples (woken as they arrive), never past the next duty,
+                    now = time.monotonic()  # or poll for them while the next chunk is due
+                    if self.pacer.poll_now(now):
+                        continue
+                    duty = min(self._next_heartbeat if self.state.safe else now + 0.005, now + 0.005)
+                    self.source.wait(max(0.0, self.pacer.wake_at(now, duty) - now))
         finally:
             self._shutdown()
         stats = self.stats(time.monotonic() - started)
@@ -647,6 +662,9 @@ class Server:
             # the rows of the decoder's window: the channels, or the leading channel mix run on arrival
             "decoder_input": {"channels": self.decoder.n_chans, "rows": int(self.decoder.window.shape[0]),
                               "channel_mix_on_arrival": self.decoder.mix is not None},
+            # how the loop met the chunks: their pace, and how many came while it was polling for them
+            "input_pacing": {"poll_ahead_ms": self.cfg.poll_ahead_ms, "chunk_interval_ms": self.pacer.interval_ms,
+                             "chunks": self.pacer.chunks, "chunks_met_polling": self.pacer.in_window},
             "actions": self.actions,
             "gate": self.gate_settings(),
             "outputs": self.outputs.stats,

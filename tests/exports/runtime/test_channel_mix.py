@@ -11,6 +11,7 @@ import models
 from exports.runtime import model as runtime_model
 from exports.runtime.channel_mix import ChannelMix, split_channel_mix
 from exports.runtime.model import DecoderSession
+from exports.runtime.server import ServeConfig, Server
 from exports.torch_export import export_onnx
 
 #: the registered decoders whose export graph begins with a channel mix (every other one runs whole)
@@ -79,19 +80,20 @@ def test_the_mix_is_the_first_layers_weights_applied_per_sample(tmp_path):
     np.testing.assert_allclose(np.concatenate([mix(x[:, a:a + 10]) for a in range(0, 128, 10)], axis=1), rows, atol=1e-6)
 
 
+def wrong_split(model):
+    """The mix of a different network: the tail would be fed the wrong rows."""
+    mix = split_channel_mix(model)
+    return ChannelMix(mix.matrix[::-1].copy(), mix.bias, mix.inputs, mix.tail)
+
+
 def test_a_split_that_disagrees_with_the_whole_graph_is_not_used(tmp_path, monkeypatch):
     n_chans, n_times = 64, 160
     path = export_random("logvar", n_chans, n_times, 160.0, tmp_path / "logvar.onnx")
     no_metadata(monkeypatch, n_chans, n_times)
-    real = runtime_model.split_channel_mix
-
-    def wrong(model):  # the mix of a different network: the tail would be fed the wrong rows
-        mix = real(model)
-        return ChannelMix(mix.matrix[::-1].copy(), mix.bias, mix.inputs, mix.tail)
-
-    monkeypatch.setattr(runtime_model, "split_channel_mix", wrong)
+    monkeypatch.setattr(runtime_model, "split_channel_mix", wrong_split)
     guarded, whole = sessions(path)
     assert guarded.mix is None and guarded.window.shape == (n_chans, n_times)
+    assert "differed from the whole graph's by" in guarded.split_refused and whole.split_refused is None
     x = np.random.default_rng(3).standard_normal((n_chans, n_times)).astype(np.float32)
     np.testing.assert_array_equal(guarded.predict(x), whole.predict(x))
 
@@ -118,3 +120,16 @@ def test_the_mix_folded_with_the_normaliser_mixes_raw_samples_as_the_two_in_turn
             z = (z - normalizer.mean) / normalizer.std
         expected = mix.matrix.astype(np.float64) @ z + mix.bias
         np.testing.assert_allclose(mix.after(normalizer)(x), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_the_server_tells_the_operator_when_a_split_was_refused(exported, recording_array, tmp_path, monkeypatch):
+    data, ch_names, sfreq, _ = recording_array
+    npz = tmp_path / "rec.npz"
+    np.savez(npz, data=data[:, : int(2 * sfreq)], ch_names=np.array(ch_names), sfreq=sfreq)
+    monkeypatch.setattr(runtime_model, "split_channel_mix", wrong_split)
+    server = Server(exported.path, f"replay:{npz}", ["udp://127.0.0.1:9"], ServeConfig(status=False))
+    try:
+        assert server.decoder.mix is None
+        assert [n for n in server.notices if "channel mix runs inside the graph" in n], server.notices
+    finally:
+        server._shutdown()

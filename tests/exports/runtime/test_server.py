@@ -97,8 +97,12 @@ def test_offline_and_online_probabilities_agree(exported, recording_array, tmp_p
     settle_in = meta["preprocessing"]["settle_seconds"] * sfreq
     assert first >= settle_in + meta["window"]["n_times"] * meta["preprocessing"]["decim"]  # never before settled
     # EEGNet begins with a channel mix: the server mixed the samples on arrival, the reference ran the whole graph
-    assert json.loads(out.strip().splitlines()[-1])["decoder_input"] == {
-        "channels": len(ch_names), "rows": 16, "channel_mix_on_arrival": True}
+    stats = json.loads(out.strip().splitlines()[-1])
+    assert stats["decoder_input"] == {"channels": len(ch_names), "rows": 16, "channel_mix_on_arrival": True}
+    # the loop learnt the chunks' pace (one every 10 ms) and polled for them: the decisions are the same
+    pacing = stats["input_pacing"]
+    assert pacing["poll_ahead_ms"] == 0.5 and 8 <= pacing["chunk_interval_ms"] <= 13, pacing
+    assert pacing["chunks_met_polling"] >= pacing["chunks"] / 2, pacing
     assert_matches_offline(decisions, meta, data, exported.path)
 
 
