@@ -51,8 +51,8 @@ from .buffer import PhaseRings, RingBuffer
 from .inputs import open_input
 from .layout import Layout, StreamDescription, StreamMismatch, plan_layout
 from .model import DecoderSession
-from .pacing import ArrivalPacer
 from .outputs import OutputSet, encode
+from .pacing import ArrivalPacer, yield_core
 from .safety import AmplitudeCheck, FlatDetector, JumpDetector, SafetyConfig, SafetyState, check_chunk
 from .session_log import SessionLog
 from .sham import ShamDecoder
@@ -544,6 +544,7 @@ class Server:
                 if not got:  # wait for the next samples (woken as they arrive), never past the next duty,
                     now = time.monotonic()  # or poll for them while the next chunk is due
                     if self.pacer.poll_now(now):
+                        yield_core()  # between polls, the stream library's receiving thread may need this core
                         continue
                     duty = min(self._next_heartbeat if self.state.safe else now + 0.005, now + 0.005)
                     self.source.wait(max(0.0, self.pacer.wake_at(now, duty) - now))
