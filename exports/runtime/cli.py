@@ -77,7 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--poll-ahead-ms", type=float, default=0.5,
                    help="poll the input from this long before the next chunk is due instead of sleeping until "
                         "woken (default 0.5: decisions ~0.3 ms sooner for ~1%% of a core at 10 ms chunks; at most "
-                        "twice this per chunk interval, never more than half a core; 0 = always sleep until woken)")
+                        "twice this per chunk interval, never more than half a core; 0 = always sleep until woken; a replay "
+                        "never polls)")
     g.add_argument("--resolve-timeout", type=float, default=10.0, help="seconds to wait for an LSL stream")
     g.add_argument("--hello-timeout", type=float, default=2.0, help="seconds a TCP client has to send its hello")
     g.add_argument("--allow-remote", action="store_true", help="allow non-loopback addresses (needs --token)")

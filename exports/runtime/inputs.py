@@ -5,7 +5,9 @@ a TCP client has been accepted), ``connection`` (a counter that grows with every
 the server restarts its pipeline on a new one), ``clock`` (the local clock), ``pull()``, which returns
 what has arrived without waiting: ``([n_chans, n] float32, acquisition time of the last sample on the
 local clock, or None)``, and ``wait(timeout)``, which blocks until something arrives (or the timeout), so
-the server sleeps on its input instead of polling it.
+the server sleeps on its input instead of polling it; ``wakes_on_arrival`` says whether that wait ends when data
+arrive (a stream) or when a clock says (a replay), i.e. whether polling just before a chunk is due can gain
+anything (:mod:`.pacing`).
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ class LSLInput:
     start and after a reconnect). liblsl recovers a lost stream by itself when an outlet with the same
     source id comes back; the watchdog covers the gap.
     """
+
+    wakes_on_arrival = True
 
     def __init__(self, name: str, source_id: str | None = None, resolve_timeout: float = 10.0):
         import pylsl
@@ -153,6 +157,8 @@ class TCPInput:
     current one (a reconnecting amplifier), and the server restarts its pipeline for it. A client that
     sends a malformed or oversized frame is dropped and counted; the server keeps running.
     """
+
+    wakes_on_arrival = True
 
     MAX_PENDING = 4
 
@@ -308,6 +314,8 @@ class ReplayInput:
     dimensions converted to volts). FIF needs MNE: replay it over LSL with ``mne_lsl.player.PlayerLSL``
     and serve ``lsl:NAME`` instead.
     """
+
+    wakes_on_arrival = False
 
     def __init__(self, path: str | Path, speed: float = 1.0):
         path = Path(path)

@@ -200,7 +200,6 @@ class Server:
         self._next_layout: Layout | None = None
         self._scored: deque[tuple[float, int, str]] = deque(maxlen=500_000)  # (window end, argmax, command)
         self.estopped = False  # the operator's emergency stop: safe until an explicit resume
-        self.pacer = ArrivalPacer(cfg.poll_ahead_ms / 1000)
         self.console = None
         if self.decoder.split_refused:  # correct either way, only slower: the operator should know
             self.notice(self.decoder.split_refused)
@@ -213,6 +212,8 @@ class Server:
                                      hello_timeout=cfg.hello_timeout, events=self.events)
             self.layout: Layout | None = None
             self._connection = 0
+            # a replay's samples come when its clock says: its sleep ends on time, nothing to poll for
+            self.pacer = ArrivalPacer(cfg.poll_ahead_ms / 1000 if self.source.wakes_on_arrival else 0.0)
             if self.source.description is not None:  # LSL and replay are known now; TCP when a client says hello
                 problem = self._accept_stream(self.source.description)
                 if problem:
@@ -664,7 +665,7 @@ class Server:
             "decoder_input": {"channels": self.decoder.n_chans, "rows": int(self.decoder.window.shape[0]),
                               "channel_mix_on_arrival": self.decoder.mix is not None},
             # how the loop met the chunks: their pace, and how many came while it was polling for them
-            "input_pacing": {"poll_ahead_ms": self.cfg.poll_ahead_ms, "chunk_interval_ms": self.pacer.interval_ms,
+            "input_pacing": {"poll_ahead_ms": self.pacer.ahead_s * 1000, "chunk_interval_ms": self.pacer.interval_ms,
                              "chunks": self.pacer.chunks, "chunks_met_polling": self.pacer.in_window},
             "actions": self.actions,
             "gate": self.gate_settings(),
