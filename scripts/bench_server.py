@@ -185,15 +185,14 @@ def run_shape(name: str, n_chans: int, sfreq: float, seconds: float, folder: Pat
 
 
 # a comparison's two sides: bmi serve's default, and the arguments that turn one of its features off
-COMPARISONS = {"whole_graph": ("mix_on_arrival", ("--whole-graph",)),
-               "poll_ahead": ("poll_ahead", ("--poll-ahead-ms", "0"))}
+COMPARISONS = {"whole_graph": ("mix_on_arrival", "whole_graph", ("--whole-graph",)),
+               "poll_ahead": ("poll_ahead", "no_poll_ahead", ("--poll-ahead-ms", "0"))}
 
 
 def compare(name: str, n_chans: int, sfreq: float, seconds: float, folder: Path, rounds: int, feature: str) -> dict:
     """Sessions alternating bmi serve's default with ``feature`` turned off: each side's end-to-end and server
     p50 / p99 per round, and the medians of the per-round ratios (default / off)."""
-    default, off_args = COMPARISONS[feature]
-    off = "whole_graph" if feature == "whole_graph" else f"no_{feature}"
+    default, off, off_args = COMPARISONS[feature]
     sides: dict[str, list[dict]] = {default: [], off: []}
     for _ in range(rounds):
         for side in sides:
@@ -205,7 +204,8 @@ def compare(name: str, n_chans: int, sfreq: float, seconds: float, folder: Path,
         return {"end_to_end_p50": r["latency_ms"]["p50"], "end_to_end_p99": r["latency_ms"]["p99"],
                 "server_p50": r["server_processing_ms"]["p50"], "server_p99": r["server_processing_ms"]["p99"],
                 "cpu_share": r["server_cpu_share"], "dropped_samples": r["dropped_samples"],
-                "missed_hops": r["missed_hops"], "late_hops": r["late_hops"], "decoder_input": r["decoder_input"]}
+                "missed_hops": r["missed_hops"], "late_hops": r["late_hops"], "decoder_input": r["decoder_input"],
+                "input_pacing": r["input_pacing"]}
 
     out = {side: [figures(r) for r in rs] for side, rs in sides.items()}
     out[f"ratio_{default}_to_{off}"] = ratios = {  # below 1: the default is faster
