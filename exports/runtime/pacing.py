@@ -8,7 +8,9 @@ then on: a running loop takes the chunk as it lands. The price is CPU: at most `
 interval (polling from ``ahead`` before the expected arrival to ``ahead`` after it, then sleeping again until
 woken), with ``ahead`` capped at a quarter of the interval, so never more than half of one core. Between polls
 the loop yields its core (:func:`yield_core`), so the library thread that receives the samples is never kept
-waiting by the loop polling for them (on two cores, polling without yielding raised the p99 latency).
+waiting by the loop polling for them (on two cores, polling without yielding raised the p99 latency). A stream
+whose chunks mostly land outside the window (a bursty pace) is not polled for: polling would cost the CPU and
+catch nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ yield_core = getattr(os, "sched_yield", None) or (lambda: time.sleep(0))
 MAX_SHARE = 0.25  # of the chunk interval polled ahead of (and, at most, behind) the expected arrival
 HISTORY = 32  # inter-arrival intervals the median is taken over (robust to a chunk split across two pulls)
 MIN_HISTORY = 8  # intervals needed before polling starts
+MIN_ON_TIME = 0.25  # share of the recent chunks that must land inside the window for polling to go on
 
 
 class ArrivalPacer:
@@ -36,6 +39,8 @@ class ArrivalPacer:
         self._last: float | None = None
         self._intervals: deque[float] = deque(maxlen=HISTORY)
         self._window = (math.inf, math.inf)  # (poll from, poll until) around the next expected arrival
+        self._on_time: deque[bool] = deque(maxlen=HISTORY)  # whether each recent chunk landed inside its window
+        self.polling = bool(ahead_s)  # off while too few chunks land inside the window
         self.chunks = 0  # arrivals seen
         self.in_window = 0  # ... of which while the loop was polling for them
         self.interval_ms: float | None = None  # the chunk interval last learnt (kept across restarts, for the stats)
@@ -43,7 +48,12 @@ class ArrivalPacer:
     def arrived(self, now: float) -> None:
         """Samples came at ``now`` (monotonic seconds)."""
         self.chunks += 1
-        self.in_window += self.poll_now(now)
+        on_time = self._window[0] <= now < self._window[1]  # judged even while not polling: the chunks' own pace
+        self.in_window += on_time and self.polling
+        if self._window[0] < math.inf:
+            self._on_time.append(on_time)
+            if len(self._on_time) >= MIN_HISTORY:
+                self.polling = bool(self.ahead_s) and sum(self._on_time) >= MIN_ON_TIME * len(self._on_time)
         if self._last is not None:
             self._intervals.append(now - self._last)
         self._last = now
@@ -51,8 +61,6 @@ class ArrivalPacer:
         if interval is None:
             return
         self.interval_ms = interval * 1000
-        if not self.ahead_s:
-            return
         ahead = min(self.ahead_s, MAX_SHARE * interval)
         expected = now + interval
         self._window = (expected - ahead, expected + ahead)
@@ -61,15 +69,17 @@ class ArrivalPacer:
         """A new connection or a gap: forget the pace (no polling until it is learnt again)."""
         self._last, self._window = None, (math.inf, math.inf)
         self._intervals.clear()
+        self._on_time.clear()
+        self.polling = bool(self.ahead_s)
 
     def poll_now(self, now: float) -> bool:
         """True while the next chunk is due: poll instead of sleeping."""
-        return self._window[0] <= now < self._window[1]
+        return self.polling and self._window[0] <= now < self._window[1]
 
     def wake_at(self, now: float, deadline: float) -> float:
         """When to wake from a sleep that would last until ``deadline``: the polling window's start if sooner."""
         start = self._window[0]
-        return min(deadline, start) if start > now else deadline
+        return min(deadline, start) if self.polling and start > now else deadline
 
     def _interval(self) -> float | None:
         """The median of the recent intervals (a few microseconds for 32 floats, after each chunk's work)."""

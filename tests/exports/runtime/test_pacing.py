@@ -1,5 +1,6 @@
 """The input pacer: when the decoding loop polls for the next chunk instead of sleeping until woken."""
 
+import numpy as np
 import pytest
 
 from exports.runtime.pacing import MIN_HISTORY, ArrivalPacer
@@ -68,3 +69,18 @@ def test_counts_the_chunks_that_came_while_it_polled():
     pacer.arrived(100.0902)  # inside the window: the loop was polling for it
     pacer.arrived(100.1050)  # 4.8 ms late: outside
     assert (pacer.chunks, pacer.in_window) == (MIN_HISTORY + 3, 1)
+
+
+def test_a_stream_whose_chunks_land_outside_the_window_is_not_polled_for_until_they_land_inside_again():
+    rng = np.random.default_rng(0)
+    pacer, t = ArrivalPacer(0.0005), 100.0
+    for _ in range(40):  # a bursty pace: 10 ms on average, +-6 ms from one chunk to the next
+        t += 0.010 + rng.uniform(-0.006, 0.006)
+        pacer.arrived(t)
+    assert not pacer.polling
+    assert not any(pacer.poll_now(t + k * 0.0001) for k in range(200))
+    assert pacer.wake_at(t, t + 0.005) == t + 0.005  # sleeps until its own deadline
+    for _ in range(40):  # steady again (judged on time while the loop sleeps)
+        t += 0.010
+        pacer.arrived(t)
+    assert pacer.polling and pacer.poll_now(t + 0.010)
