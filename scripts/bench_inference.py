@@ -79,17 +79,15 @@ def _rig_tail(path: Path, one: np.ndarray, opts, whole):
     import onnxruntime as ort
 
     from exports.runtime.channel_mix import graph_feeds, split_channel_mix
+    from exports.runtime.model import SPLIT_TOLERANCE, split_difference
 
     mix = split_channel_mix(onnx.load(str(path)))
     if mix is None:
         return None
-    rows = mix(one[0])[None]
     session = ort.InferenceSession(mix.tail, opts, providers=["CPUExecutionProvider"])
-    feeds = graph_feeds(rows, mix)
-    expected = whole.run(["probabilities"], {"signals": one})[0]
-    if np.abs(session.run(["probabilities"], feeds)[0] - expected).max() > 1e-5:
+    if not split_difference(whole, session, mix, one[None], ["probabilities"]) <= SPLIT_TOLERANCE:
         raise RuntimeError(f"{path.name}: the split graph disagrees with the whole one")
-    return session, feeds, len(mix.matrix)
+    return session, graph_feeds(mix(one[0])[None], mix), len(mix.matrix)
 
 
 def bench_model(name: str, shape: tuple[int, int, float], iters: int, folder: Path) -> dict:

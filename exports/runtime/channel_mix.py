@@ -146,10 +146,10 @@ def split_channel_mix(model: onnx.ModelProto) -> ChannelMix | None:
         value_infos.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT,
                                                          [batch, k, 1, dims[2].dim_value] if four_d else [batch, k, dims[2].dim_value]))
         start += k
-    now_inputs = {t.name for t in tail_inputs}
+    tail_input_names = {t.name for t in tail_inputs}
     tail = helper.make_graph(kept, graph.name + "_tail", value_infos, list(graph.output),
                              initializer=[i for i in graph.initializer if i.name in used],
-                             value_info=[v for v in graph.value_info if v.name not in now_inputs])
+                             value_info=[v for v in graph.value_info if v.name not in tail_input_names])
     tail_model = helper.make_model(tail, opset_imports=list(model.opset_import), ir_version=model.ir_version)
     matrix = np.concatenate([w for _, w, _, _ in mixes]).astype(np.float32)
     biases = [b if b is not None else np.zeros(len(w)) for _, w, b, _ in mixes]

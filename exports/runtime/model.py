@@ -15,6 +15,19 @@ from .channel_mix import ChannelMix, graph_feeds, split_channel_mix
 SPLIT_TOLERANCE = 1e-5
 
 
+def split_difference(whole: ort.InferenceSession, tail: ort.InferenceSession, mix: ChannelMix, windows: np.ndarray,
+                     outputs: list[str]) -> float:
+    """The largest difference in any of ``outputs`` between the whole graph on ``windows`` [k, 1, C, T] and the
+    graph after ``mix`` on their mixed rows (NaN if either gives NaN)."""
+    rows = np.empty((1, len(mix.matrix), windows.shape[-1]), dtype=np.float32)
+    differences = []
+    for x in windows:
+        expected = whole.run(outputs, {"signals": x})
+        mix(x[0], out=rows[0])
+        differences += [np.max(np.abs(a - b)) for a, b in zip(expected, tail.run(outputs, graph_feeds(rows, mix)))]
+    return float(np.max(differences))
+
+
 class DecoderSession:
     """Load an exported model, check its metadata, warm it up; ``predict`` one window -> probabilities.
 
@@ -66,16 +79,11 @@ class DecoderSession:
             return None
         tail = ort.InferenceSession(mix.tail, options, providers=["CPUExecutionProvider"])
         windows = np.random.default_rng(0).standard_normal((4, 1, self.n_chans, self.n_times)).astype(np.float32)
-        rows = np.empty((1, len(mix.matrix), self.n_times), dtype=np.float32)
-        for x in windows:
-            whole = self.session.run(self._outputs, {"signals": x})
-            mix(x[0], out=rows[0])
-            split = tail.run(self._outputs, graph_feeds(rows, mix))
-            differs = max(float(np.max(np.abs(a - b))) for a, b in zip(whole, split))
-            if not differs <= SPLIT_TOLERANCE:
-                self.split_refused = (f"the model's leading channel mix runs inside the graph: split off, its outputs "
-                                      f"differed from the whole graph's by {differs:.3g} (allowed {SPLIT_TOLERANCE:g})")
-                return None
+        differs = split_difference(self.session, tail, mix, windows, self._outputs)
+        if not differs <= SPLIT_TOLERANCE:  # NaN included
+            self.split_refused = (f"the model's leading channel mix runs inside the graph: split off, its outputs "
+                                  f"differed from the whole graph's by {differs:.3g} (allowed {SPLIT_TOLERANCE:g})")
+            return None
         self.session = tail
         return mix
 
