@@ -15,6 +15,8 @@ Recipes:
   eegnet_augment  EEGNet with augmentation (time shift 0.1 s, Gaussian noise 0.1, channel dropout 0.1)
   logvar32        the log-variance network with 32 spatial filters instead of 16 (``model.params.n_filters: 32``)
   logvar_ea       the log-variance network with Euclidean alignment (``data.euclidean_alignment: true``)
+  logvar_seg4     the log-variance network with the window in 4 equal segments, each with its own log variances
+                  (``model.params.n_segments: 4``: the features follow the power's time course in the window)
   default_no_augment / default_smoothed / default_best_epoch
                   the default without its augmentation, or keeping the checkpoint of the lowest smoothed
                   validation loss / the best single-epoch validation balanced accuracy instead of the last
@@ -64,6 +66,7 @@ RECIPES = {
     "eegnet_augment": ["model.name=eegnet", "augment={time_shift: 0.1, noise: 0.1, channel_dropout: 0.1}"],
     "logvar32": ["model.name=logvar", "model.params={n_filters: 32}"],
     "logvar_ea": ["model.name=logvar", "data.euclidean_alignment=true"],
+    "logvar_seg4": ["model.name=logvar", "model.params={n_segments: 4}"],
     "logvar_csp": ["model.name=logvar", "model.params.init=csp"],
     "logvar_csp_slow": ["model.name=logvar", "model.params.init=csp", "optim.lr=0.003"],
     "logvar_csp4_slow": ["model.name=logvar", "model.params={init: csp, n_filters: 4}", "optim.lr=0.003"],

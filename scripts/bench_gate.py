@@ -25,13 +25,16 @@ Cues that begin before the stream's first decision are not scored, as in ``bmi r
 Data sets: ``synthetic_eeg`` / ``synthetic_meg`` (``datasets.synthetic``: rest / grasp / open, lateralised
 desynchronisation and slow movement-related potentials; runs 1-2 train, run 3 is streamed) and ``s001``
 (PhysioNet EEG Motor Movement/Imagery S001, when present beside the project: T0 rest, T1 left fist, T2 right
-fist, real movement runs 3 and 7 train, run 11 is streamed; left -> open, right -> grasp). Bands: ``mu_beta``
+fist, real movement runs 3 and 7 train, run 11 is streamed; left -> open, right -> grasp; ``s001_imagined``: the
+same with imagined movement, runs 4 and 8 train, 12 is streamed; ``s001_fists_feet``: real movement of both fists
+(T1 -> grasp) or both feet (T2 -> open), runs 5 and 9 train, 13 is streamed). Bands: ``mu_beta``
 (causal 8-30 Hz), ``wide`` (causal low-pass 30 Hz: slow fields and rhythms in one input) and ``slow`` (the
 slow-field preset: causal low-pass 5 Hz, decimated to >= 20 Hz; not in the default run). Beside ``flat`` and
 ``gated`` (log-variance stages), ``--models`` takes ``flat_csp`` and ``gated_csp`` (the same, started from CSP +
 LDA), ``gated_free`` and ``gated_free_csp`` (a gate of one movement unit trained by rest / movement alone),
 ``two_branch``, ``amplitude``, ``gated_amplitude`` and ``slow_gate`` (slow-field amplitude stages,
-``models/amplitude.py``; see ``MODELS``). A decoder without a gate is streamed twice: as it is, and under a rest gate
+``models/amplitude.py``), ``flat_seg4`` and ``gated_seg4`` (log-variance stages over 4 segments of the window:
+``n_segments: 4``; see ``MODELS``). A decoder without a gate is streamed twice: as it is, and under a rest gate
 (``KIND+rest_gate``: ``bmi serve --gate-rest-class rest``, the gate's rules on 1 - P(rest)), which gets the gate sweep as a gated decoder does.
 
     nice -n 10 .venv/bin/python scripts/bench_gate.py [--quick] [--datasets synthetic_eeg,s001]
@@ -66,6 +69,12 @@ MODELS = {
     "flat": {"name": "logvar", "params": {}},
     # the log-variance network with 32 filters (bench_accuracy's logvar32 recipe; not in the default run)
     "flat32": {"name": "logvar", "params": {"n_filters": 32}},
+    # the window in 4 equal segments, each with its own log variances: the features follow the power's time
+    # course, so the decoder can tell a movement that has ended (its power back in the newest segment) from one
+    # that goes on (not in the default run)
+    "flat_seg4": {"name": "logvar", "params": {"n_segments": 4}},
+    "gated_seg4": {"name": "gated", "params": {"gate": {"name": "logvar", "n_segments": 4},
+                                               "type": {"name": "logvar", "n_segments": 4}}},
     "gated": {"name": "gated", "params": {"gate": {"name": "logvar"}, "type": {"name": "logvar"}}},
     # the two-branch model (not in the default run; meant for the wide band): the gate reads slow fields and
     # mu/beta stacked as channels, the type decoder mu/beta, both cut from the one broadband input (models/bands.py)
@@ -93,6 +102,12 @@ MODELS = {
 GATE_SWEEP = tuple((thr, dwell) for thr in (0.5, 0.6, 0.7, 0.75, 0.8) for dwell in (0.2, 0.5))
 S001_EVENTS = {"T0": "rest", "T1": "left", "T2": "right"}
 S001_ACTIONS = {"left": "open", "right": "grasp"}
+#: S001's tasks with rest cues (T0): runs (the last is streamed), events, the hand action of each movement class
+S001_TASKS = {
+    "s001": ((3, 7, 11), S001_EVENTS, S001_ACTIONS),  # real left / right fist
+    "s001_imagined": ((4, 8, 12), S001_EVENTS, S001_ACTIONS),  # imagined left / right fist
+    "s001_fists_feet": ((5, 9, 13), {"T0": "rest", "T1": "fists", "T2": "feet"}, {"fists": "grasp", "feet": "open"}),
+}
 
 
 def synthetic(modality: str, folder: Path, quick: bool, seed: int = 7, window: float = 2.0) -> dict:
@@ -107,13 +122,15 @@ def synthetic(modality: str, folder: Path, quick: bool, seed: int = 7, window: f
     return {"data": data, "stream": files[-1], "actions": {}}
 
 
-def s001(folder: Path, quick: bool, window: float = 2.0) -> dict | None:
-    if not (EEGMMIDB / "S001R12.edf").is_file():
+def s001(folder: Path, quick: bool, window: float = 2.0, task: str = "s001") -> dict | None:
+    runs, events, actions = S001_TASKS[task]
+    if not all((EEGMMIDB / f"S001R{r:02d}.edf").is_file() for r in runs):
         return None
-    files = [str(EEGMMIDB / f"S001R{r:02d}.edf") for r in (3, 7, 11)]
-    data = {"files": files, "events": S001_EVENTS, "rename": "eegbci", "tmin": 0.5, "tmax": 0.5 + window,
-            "picks": {"types": ["eeg"]}, "resample": 80.0, "split": {"method": "holdout", "by": "run", "test": ["11"]}}
-    return {"data": data, "stream": Path(files[-1]), "actions": S001_ACTIONS}
+    files = [str(EEGMMIDB / f"S001R{r:02d}.edf") for r in runs]
+    data = {"files": files, "events": events, "rename": "eegbci", "tmin": 0.5, "tmax": 0.5 + window,
+            "picks": {"types": ["eeg"]}, "resample": 80.0,
+            "split": {"method": "holdout", "by": "run", "test": [f"{runs[-1]:02d}"]}}
+    return {"data": data, "stream": Path(files[-1]), "actions": actions}
 
 
 def offline_scores(confusion: list[list[int]], classes: list[str], rest: str = "rest") -> dict:
@@ -247,7 +264,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer trials and optimiser steps (minutes, not tens)")
     p.add_argument("--datasets", default="synthetic_eeg,synthetic_meg,s001",
-                   help="comma-separated: synthetic_eeg, synthetic_meg, s001")
+                   help=f"comma-separated: synthetic_eeg, synthetic_meg, {', '.join(S001_TASKS)}")
     p.add_argument("--bands", default="mu_beta,wide", help=f"comma-separated: {', '.join(BANDS)}")
     p.add_argument("--models", default="flat,gated", help=f"comma-separated: {', '.join(MODELS)}")
     p.add_argument("--seeds", default="0", help="comma-separated training seeds")
@@ -282,13 +299,13 @@ def main(argv=None) -> None:
                 spec = synthetic("eeg", tmp, args.quick, args.session_seed, args.window)
             elif name == "synthetic_meg":
                 spec = synthetic("meg", tmp, args.quick, args.session_seed, args.window)
-            elif name == "s001":
-                spec = s001(tmp, args.quick, args.window)
+            elif name in S001_TASKS:
+                spec = s001(tmp, args.quick, args.window, name)
                 if spec is None:
-                    print(f"s001: skipped, no recordings at {EEGMMIDB}", flush=True)
+                    print(f"{name}: skipped, no recordings at {EEGMMIDB}", flush=True)
                     continue
             else:
-                p.error(f"--datasets: unknown {name!r}; known: synthetic_eeg, synthetic_meg, s001")
+                p.error(f"--datasets: unknown {name!r}; known: synthetic_eeg, synthetic_meg, {', '.join(S001_TASKS)}")
             results["results"][name] = run(name, spec, bands, kinds, seeds, tmp, args.quick)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
