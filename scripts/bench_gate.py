@@ -75,6 +75,9 @@ MODELS = {
     "flat_seg4": {"name": "logvar", "params": {"n_segments": 4}},
     "gated_seg4": {"name": "gated", "params": {"gate": {"name": "logvar", "n_segments": 4},
                                                "type": {"name": "logvar", "n_segments": 4}}},
+    # only the gate follows the time course (rest / movement); the type decoder keeps the whole window's variances
+    "gated_seg4_gate": {"name": "gated", "params": {"gate": {"name": "logvar", "n_segments": 4},
+                                                    "type": {"name": "logvar"}}},
     "gated": {"name": "gated", "params": {"gate": {"name": "logvar"}, "type": {"name": "logvar"}}},
     # the two-branch model (not in the default run; meant for the wide band): the gate reads slow fields and
     # mu/beta stacked as channels, the type decoder mu/beta, both cut from the one broadband input (models/bands.py)
