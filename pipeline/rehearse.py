@@ -7,7 +7,8 @@ the CPU goes, and the commands are scored against the recording's cues
 many of them were late: the class of the movement cue just ended, while the window still held mostly it), the share
 of rest decisions that moved the hand, the share of movement cues answered by their own command, and the time to
 it. Comma-separated gate settings are each tried, so a lab can choose a gate's threshold and dwell on a held-out
-calibration run of its own patient (the trade-off the README measures on the project's data). A model trained with
+calibration run of its own patient (the trade-off the README measures on the project's data), and so are
+comma-separated EMA weights (``--ema-alpha``: how strongly the server smooths the probabilities). A model trained with
 Euclidean alignment takes the session's matrix as ``bmi serve`` does (``--subject``, ``--align-seconds``,
 ``--alignment``); each recording is a session of its own. Cues that begin before a recording's first decision
 (filters settling, alignment being estimated) are not scored. ``--min-hits`` picks a setting
@@ -43,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gate-threshold", metavar="T[,T...]",
                    help="gate thresholds to try (default: the model's, or bmi serve --gate-rest-class's)")
     p.add_argument("--gate-dwell-ms", metavar="MS[,MS...]", help="gate dwells to try (default: the model's or 200)")
+    p.add_argument("--ema-alpha", metavar="A[,A...]",
+                   help="EMA weights of the newest window to try, as bmi serve --ema-alpha (default: its 0.3)")
     p.add_argument("--rest-class", default="rest", help="the class whose cues are rest (default rest)")
     p.add_argument("--action", action="append", metavar="CLASS=ACTION",
                    help="hand action of a class, as bmi serve --action (repeatable)")
@@ -93,14 +96,17 @@ def read_cued(files: list[Path], data_cfg, ch_names: list[str]) -> list[tuple[Pa
 
 def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]], rest_gate: str | None = None,
              rest_class: str = "rest", actions: dict[str, str] | None = None,
-             alignment: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """One row per gate setting: the scores over every recording (their counts pooled, then the rates). Each
-    recording is decoded once; only the server's rules run again for each setting. ``alignment``: ``subject``,
-    ``align_seconds`` or ``path``, as :func:`exports.runtime.alignment.choose_alignment` takes them (each
-    recording a session of its own)."""
+             alignment: dict[str, Any] | None = None, ema_alphas: list[float | None] = (None,)) -> list[dict[str, Any]]:
+    """One row per EMA weight and gate setting (``ema_alphas`` outer; None: the server's default smoothing): the
+    scores over every recording (their counts pooled, then the rates). Each recording is decoded once; only the
+    server's rules run again for each setting. ``alignment``: ``subject``, ``align_seconds`` or ``path``, as
+    :func:`exports.runtime.alignment.choose_alignment` takes them (each recording a session of its own)."""
     from exports.onnx import read_model_metadata
     from exports.runtime.alignment import choose_alignment
     from exports.runtime.closed_loop import decide, decode_windows, late_seconds, score_commands
+    from exports.runtime.smoothing import SmoothingConfig
+
+    smoothings = [SmoothingConfig() if a is None else SmoothingConfig(alpha=a) for a in ema_alphas]  # refused early
 
     meta = read_model_metadata(model)
     align = {"subject": None, "align_seconds": None, "path": None, **(alignment or {})}
@@ -108,8 +114,9 @@ def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]
                for _, data, cues, cue_s in recordings]
     late_s = late_seconds(meta)
     rows = []
-    for gate in gate_settings:
-        scores = [score_commands(decide(windows, gate=gate or None, rest_gate=rest_gate, actions=actions), cues, cue_s,
+    for smoothing, gate in itertools.product(smoothings, gate_settings):
+        scores = [score_commands(decide(windows, smoothing=smoothing, gate=gate or None, rest_gate=rest_gate,
+                                        actions=actions), cues, cue_s,
                                  rest_class=rest_class, from_s=windows.t[0] if len(windows.t) else float("inf"),
                                  late_s=late_s)
                   for windows, cues, cue_s in decoded]
@@ -117,7 +124,7 @@ def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]
              for k in ("false_onsets", "late_onsets", "rest_minutes", "rest_decisions", "rest_moving", "rest_cues",
                        "rest_cues_moved_in", "hits", "movement_cues")}
         latencies = [x for s in scores for x in s["counts"]["latencies_s"]]
-        rows.append({"gate": gate,
+        rows.append({"gate": gate, "ema_alpha": smoothing.alpha,
                      "false_movements_per_min": n["false_onsets"] / n["rest_minutes"] if n["rest_minutes"] else None,
                      "false_onsets": n["false_onsets"], "late_onsets": n["late_onsets"],
                      "movement_time_during_rest": n["rest_moving"] / n["rest_decisions"] if n["rest_decisions"] else None,
@@ -168,10 +175,13 @@ def choose_rest_gate(model: str | Path, recordings, rest_class: str = "rest",
     return {"chosen": chosen, "serve_options": options, "rows": rows, "min_hits": min_hits}
 
 
-def serve_options(gate, rest_gate: str | None) -> list[str]:
-    """The ``bmi serve`` options that apply gate settings in force (a :class:`~exports.runtime.smoothing.GateConfig`)."""
-    return [*(["--gate-rest-class", rest_gate] if rest_gate else []), "--gate-threshold", f"{gate.threshold:g}",
-            "--gate-dwell-ms", f"{gate.dwell_s * 1000:g}"]
+def serve_options(gate, rest_gate: str | None, ema_alpha: float | None = None) -> list[str]:
+    """The ``bmi serve`` options that apply gate settings in force (a :class:`~exports.runtime.smoothing.GateConfig`,
+    or None for no gate) and an EMA weight (None: the server's default)."""
+    gate_options = [] if gate is None else [*(["--gate-rest-class", rest_gate] if rest_gate else []),
+                                            "--gate-threshold", f"{gate.threshold:g}",
+                                            "--gate-dwell-ms", f"{gate.dwell_s * 1000:g}"]
+    return gate_options + ([] if ema_alpha is None else ["--ema-alpha", f"{ema_alpha:g}"])
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -196,13 +206,18 @@ def _main(args: argparse.Namespace) -> int:
                 for t, d in itertools.product(_values(args.gate_threshold, "--gate-threshold"),
                                               _values(args.gate_dwell_ms, "--gate-dwell-ms", 1 / 1000))]
     gates = [gate_in_force(meta, args.gate_rest_class, g) for g in settings]  # in force (defaults), or refused now
+    alphas = _values(args.ema_alpha, "--ema-alpha")
+    for alpha in alphas:
+        if alpha is not None and not 0 < alpha <= 1:
+            raise ValueError(f"'--ema-alpha' ({alpha:g}) must be in (0, 1]: the weight of the newest window.")
     files = [r.path for r in list_recordings(data_cfg, Path(args.data).resolve().parent)]  # files or BIDS
     recordings = read_cued(files, data_cfg, meta["preprocessing"]["ch_names"])
     rows = rehearse(args.model, recordings, settings, args.gate_rest_class, args.rest_class,
-                    parse_action_args(args.action), alignment)
+                    parse_action_args(args.action), alignment, alphas)
     chosen = choose_gate(rows, args.min_hits) if args.min_hits is not None else None
-    in_force = gates[rows.index(chosen)] if chosen else None
-    options = serve_options(in_force, args.gate_rest_class) if in_force else None
+    in_force = gates[rows.index(chosen) % len(gates)] if chosen else None  # rows: each alpha, then each gate
+    alpha = chosen["ema_alpha"] if chosen and args.ema_alpha is not None else None
+    options = serve_options(in_force, args.gate_rest_class, alpha) if chosen and (in_force or alpha) else None
     if args.json:
         choice = {"chosen": chosen, "serve_options": options} if args.min_hits is not None else {}
         print(json.dumps({"model": str(args.model), "recordings": [str(r[0]) for r in recordings], "rows": rows,
@@ -216,8 +231,10 @@ def _main(args: argparse.Namespace) -> int:
         print(f"alignment: {'; '.join(rows[0]['alignment'])}")
     for warning in sorted({gate_prior_warning(g, meta["classes"]) for g in gates if g} - {None}):
         print(f"warning: {warning}")
-    print(f"{'gate threshold / dwell':>24}  {'false moves/min at rest':>23}  {'late onsets':>11}  {'moving at rest':>14}  "
-          f"{'rest cues moved in':>18}  {'hits':>5}  {'time to correct (s)':>19}")
+    ema = args.ema_alpha is not None  # a column of its own only when the weights are being tried
+    print(f"{'gate threshold / dwell':>24}  {'EMA weight  ' if ema else ''}{'false moves/min at rest':>23}  "
+          f"{'late onsets':>11}  {'moving at rest':>14}  {'rest cues moved in':>18}  {'hits':>5}  "
+          f"{'time to correct (s)':>19}")
 
     def fmt(value, spec: str) -> str:
         return "-" if value is None else format(value, spec)
@@ -228,9 +245,10 @@ def _main(args: argparse.Namespace) -> int:
     def late(r) -> str:
         return f"{r['late_onsets']} of {r['false_onsets']}"
 
-    for r, g in zip(rows, gates):
+    for r, g in zip(rows, itertools.cycle(gates)):
         label = "no gate" if g is None else f"{g.threshold:g} / {g.dwell_s * 1000:g} ms"
-        print(f"{label:>24}  {fmt(r['false_movements_per_min'], '23.2f')}  {late(r):>11}  "
+        weight = f"{r['ema_alpha']:>10g}  " if ema else ""
+        print(f"{label:>24}  {weight}{fmt(r['false_movements_per_min'], '23.2f')}  {late(r):>11}  "
               f"{fmt(r['movement_time_during_rest'], '14.3f')}  "
               f"{moved_in(r):>18}  {fmt(r['movement_hit_rate'], '5.2f')}  "
               f"{fmt(r['time_to_correct_s'], '19.2f')}")
@@ -238,9 +256,10 @@ def _main(args: argparse.Namespace) -> int:
         return 0
     if chosen is None:
         print(f"no setting answers {args.min_hits:.0%} of the movement cues; try lower thresholds or dwells")
-    elif in_force is None:
-        print("chosen: no gate (the model has none; add --gate-rest-class CLASS to try one)")
     else:
-        print(f"chosen (least moving at rest with hits >= {args.min_hits:g}): {in_force.threshold:g} / "
-              f"{in_force.dwell_s * 1000:g} ms -> bmi serve {args.model} ... {' '.join(options)}")
+        what = "no gate" if in_force is None else f"{in_force.threshold:g} / {in_force.dwell_s * 1000:g} ms"
+        what += f", EMA weight {alpha:g}" if alpha is not None else ""
+        hint = " (the model has none; add --gate-rest-class CLASS to try one)" if in_force is None else ""
+        serve = f" -> bmi serve {args.model} ... {' '.join(options)}" if options else ""
+        print(f"chosen (least moving at rest with hits >= {args.min_hits:g}): {what}{hint}{serve}")
     return 0

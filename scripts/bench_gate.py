@@ -33,13 +33,17 @@ slow-field preset: causal low-pass 5 Hz, decimated to >= 20 Hz; not in the defau
 ``gated`` (log-variance stages), ``--models`` takes ``flat_csp`` and ``gated_csp`` (the same, started from CSP +
 LDA), ``gated_free`` and ``gated_free_csp`` (a gate of one movement unit trained by rest / movement alone),
 ``two_branch``, ``amplitude``, ``gated_amplitude`` and ``slow_gate`` (slow-field amplitude stages,
-``models/amplitude.py``), ``flat_seg4`` and ``gated_seg4`` (log-variance stages over 4 segments of the window:
-``n_segments: 4``; see ``MODELS``). A decoder without a gate is streamed twice: as it is, and under a rest gate
+``models/amplitude.py``), ``flat_seg4``, ``gated_seg4`` and ``gated_seg4_gate`` (log-variance stages over 4
+segments of the window, ``n_segments: 4``; in the last only the gate's; see ``MODELS``). A decoder without a gate is streamed twice: as it is, and under a rest gate
 (``KIND+rest_gate``: ``bmi serve --gate-rest-class rest``, the gate's rules on 1 - P(rest)), which gets the gate sweep as a gated decoder does.
 
     nice -n 10 .venv/bin/python scripts/bench_gate.py [--quick] [--datasets synthetic_eeg,s001]
-        [--bands mu_beta,wide] [--models flat,gated] [--seeds 0] [--session-seed 7] [--window 2.0]
+        [--bands mu_beta,wide] [--models flat,gated] [--seeds 0] [--session-seed 7] [--window 2.0] [--ema-alpha 0.3]
         [--out bench_results/gate.json]
+
+``--ema-alpha A``: the server's smoothing weight on the newest window (``bmi serve --ema-alpha``; 0.3 by
+default); a lower one averages over more windows, so a decoder whose output flickers commands fewer, later
+movements.
 
 ``--window S``: the decoders' window, from 0.5 s after the cue (default 2 s): a shorter one answers sooner and
 clears the previous movement sooner, from less signal.
@@ -60,6 +64,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from exports.runtime.smoothing import SmoothingConfig  # noqa: E402  (light: numpy only)
 EEGMMIDB = ROOT.parent / "shared" / "data" / "eegmmidb" / "S001"
 
 BANDS = {"mu_beta": {"bandpass": [8.0, 30.0]}, "wide": {"bandpass": [None, 30.0]},
@@ -149,7 +154,7 @@ def offline_scores(confusion: list[list[int]], classes: list[str], rest: str = "
 
 
 def stream_scores(model_path: Path, recording: Path, data_cfg: dict, actions: dict, sweep: bool = False,
-                  rest_gate: str | None = None) -> dict:
+                  rest_gate: str | None = None, smoothing: SmoothingConfig | None = None) -> dict:
     from datasets.config import DataConfig
     from datasets.typed import from_mapping
     from exports.onnx import read_model_metadata
@@ -163,12 +168,13 @@ def stream_scores(model_path: Path, recording: Path, data_cfg: dict, actions: di
     # as bmi rehearse: cues that begin before the first decision are not scored; a rest-cue onset repeating the
     # movement cue just before while the window still holds mostly that cue is counted late, not spontaneous
     scoring = {"from_s": windows.t[0] if len(windows.t) else float("inf"), "late_s": late_seconds(meta)}
-    decisions = decide(windows, actions=actions, rest_gate=rest_gate)
+    decisions = decide(windows, smoothing=smoothing, actions=actions, rest_gate=rest_gate)
     scores = score_commands(decisions, cues, cue_s, **scoring) | {"online_rest_auc": online_rest_auc(decisions, cues, cue_s)}
     if sweep:  # the gate's trade-off on the same stream (not used to choose the defaults)
         scores["gate_sweep"] = {
-            f"{thr:g}/{dwell:g}": score_commands(decide(windows, actions=actions, rest_gate=rest_gate,
-                                                        gate={"threshold": thr, "dwell_s": dwell}), cues, cue_s, **scoring)
+            f"{thr:g}/{dwell:g}": score_commands(decide(windows, smoothing=smoothing, actions=actions,
+                                                        rest_gate=rest_gate, gate={"threshold": thr, "dwell_s": dwell}),
+                                                 cues, cue_s, **scoring)
             for thr, dwell in GATE_SWEEP}
     return scores
 
@@ -188,7 +194,8 @@ def online_rest_auc(decisions, cues, cue_s: float, rest: str = "rest", skip_s: f
     return float(roc_auc_score(label[keep], evidence[keep]))
 
 
-def run(name: str, spec: dict, bands: list[str], kinds: list[str], seeds: list[int], tmp: Path, quick: bool) -> dict:
+def run(name: str, spec: dict, bands: list[str], kinds: list[str], seeds: list[int], tmp: Path, quick: bool,
+        smoothing: SmoothingConfig | None = None) -> dict:
     from exports.onnx import export_run
     from pipeline.config import config_from_mapping
     from pipeline.train import run_training
@@ -213,7 +220,7 @@ def run(name: str, spec: dict, bands: list[str], kinds: list[str], seeds: list[i
                     rest_gate = "rest" if variant.endswith("+rest_gate") else None
                     row = offline | stream_scores(exported.path, spec["stream"], raw["data"], spec["actions"],
                                                   sweep=model["name"] == "gated" or rest_gate is not None,
-                                                  rest_gate=rest_gate)
+                                                  rest_gate=rest_gate, smoothing=smoothing)
                     rows[variant].append(row)
                     _print_row(name, band, variant, seed, row, time.monotonic() - t0)
             for variant, variant_rows in rows.items():
@@ -274,6 +281,8 @@ def main(argv=None) -> None:
     p.add_argument("--window", type=float, default=2.0, help="decoder window in seconds, from 0.5 s after the cue")
     p.add_argument("--session-seed", type=int, default=7,
                    help="seed of the synthetic recordings (7: the slow gate test's session)")
+    p.add_argument("--ema-alpha", type=float, default=None,
+                   help="the server's EMA weight on the newest window (bmi serve --ema-alpha; default: the server's)")
     p.add_argument("--out", default=str(ROOT / "bench_results" / "gate.json"), help="results file (JSON)")
     p.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (recordings, runs, exported models) "
                                                  "instead of a temporary folder, e.g. to bmi rehearse a model")
@@ -291,7 +300,12 @@ def main(argv=None) -> None:
     if [k for k in kinds if k not in MODELS]:
         p.error(f"--models: unknown {[k for k in kinds if k not in MODELS]}; known: {', '.join(MODELS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
+    try:
+        smoothing = SmoothingConfig() if args.ema_alpha is None else SmoothingConfig(alpha=args.ema_alpha)
+    except ValueError as err:
+        p.error(str(err))
     results = {"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(), "quick": args.quick,
+               "smoothing": vars(smoothing),
                "command": " ".join(["scripts/bench_gate.py", *(argv if argv is not None else sys.argv[1:])]),
                "models": MODELS, "bands": BANDS, "results": {}}
     with (contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory()) as tmp:
@@ -309,7 +323,7 @@ def main(argv=None) -> None:
                     continue
             else:
                 p.error(f"--datasets: unknown {name!r}; known: synthetic_eeg, synthetic_meg, {', '.join(S001_TASKS)}")
-            results["results"][name] = run(name, spec, bands, kinds, seeds, tmp, args.quick)
+            results["results"][name] = run(name, spec, bands, kinds, seeds, tmp, args.quick, smoothing)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

@@ -302,6 +302,70 @@ def test_rehearse_scores_a_gate_against_the_cues(constant_flat_model, recording_
     assert out.count("warning: the gate opens at 0.6 (threshold + hysteresis), not above 0.667") == 1
 
 
+@pytest.fixture(scope="module")
+def flickering_flat_model(exported, tmp_path_factory):
+    """A flat decoder whose command follows the sign of the difference of two random spatial filters' log
+    variances (grasp when positive, open when negative, rest never): a command that flickers with the
+    background's fluctuations, as an ONNX file with the trained run's data description."""
+    import models
+    from exports.onnx import embed_metadata
+    from exports.torch_export import export_onnx
+
+    meta = json.loads(json.dumps(exported.metadata))
+    n_chans, n_times = meta["io"]["input_shape"][1:]
+    torch.manual_seed(0)
+    net = models.build("logvar", n_chans=n_chans, n_times=n_times, n_outputs=3, sfreq=meta["sfreq"], n_filters=2).eval()
+    sign = {"rest": 0.0, "grasp": 5.0, "open": -5.0}
+    with torch.no_grad():
+        net.classifier.weight.copy_(torch.tensor([[sign[c], -sign[c]] for c in meta["classes"]]))
+        net.classifier.bias.zero_()
+    path = export_onnx(net, n_chans, n_times, tmp_path_factory.mktemp("flicker") / "flicker.onnx")
+    embed_metadata(path, meta)
+    return path
+
+
+def test_rehearse_tries_ema_weights_as_the_server_would_smooth(flickering_flat_model, recording_array, tmp_path):
+    """`bmi rehearse --ema-alpha` on a decoder whose command flickers: one row per weight, each scored exactly as
+    the rig's decision chain with that weight scores the same recording; heavier smoothing (a smaller weight)
+    switches the command less often, so fewer movement onsets fall in the rest cues; the chosen row's `bmi serve`
+    options carry its weight."""
+    import yaml
+
+    from datasets.config import DataConfig
+    from datasets.typed import from_mapping
+    from exports.onnx import read_model_metadata
+    from exports.runtime.closed_loop import decide, decode_windows, late_seconds, score_commands
+    from pipeline.rehearse import read_cued
+
+    _, _, _, path = recording_array
+    meta = read_model_metadata(flickering_flat_model)
+    data = {"files": [str(path)], "events": {c: c for c in meta["classes"]}}
+    config = tmp_path / "cued.yaml"
+    config.write_text(yaml.safe_dump({"data": data}))
+    proc = bmi("rehearse", str(flickering_flat_model), "--data", str(config), "--json", "--ema-alpha", "1,0.05",
+               "--min-hits", "0")
+    code, out, err = wait(proc, 120)
+    assert code == 0, err
+    result = json.loads(out.splitlines()[-1])
+    rows = result["rows"]
+    assert [r["ema_alpha"] for r in rows] == [1, 0.05]
+    _, signals, cues, cue_s = read_cued([path], from_mapping(DataConfig, data, "data"), meta["preprocessing"]["ch_names"])[0]
+    windows = decode_windows(flickering_flat_model, signals)
+    for row in rows:
+        expected = score_commands(decide(windows, smoothing=SmoothingConfig(alpha=row["ema_alpha"])), cues, cue_s,
+                                  from_s=windows.t[0], late_s=late_seconds(meta))
+        for key in ("false_movements_per_min", "movement_time_during_rest", "movement_hit_rate", "time_to_correct_s"):
+            assert row[key] == pytest.approx(expected[key]), (row["ema_alpha"], key)
+    raw, smoothed = rows
+    assert raw["movement_time_during_rest"] == smoothed["movement_time_during_rest"] == 1.0  # never rest
+    assert raw["false_onsets"] > smoothed["false_onsets"], (raw["false_onsets"], smoothed["false_onsets"])
+    # a model without a gate: the chosen setting is only its weight (least moving at rest ties: fewer onsets)
+    assert result["chosen"]["ema_alpha"] == 0.05 and result["serve_options"] == ["--ema-alpha", "0.05"]
+    proc = bmi("rehearse", str(flickering_flat_model), "--data", str(config), "--ema-alpha", "0.3,1.5")
+    code, _, err = wait(proc, 120)
+    assert code != 0 and "'--ema-alpha' (1.5) must be in (0, 1]" in err
+
+
 def test_rehearse_chooses_the_gate_that_moves_least_at_rest_and_still_answers_the_cues():
     from pipeline.rehearse import choose_gate
 
