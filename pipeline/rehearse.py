@@ -106,7 +106,7 @@ def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]
     from exports.runtime.closed_loop import decide, decode_windows, late_seconds, score_commands
     from exports.runtime.smoothing import SmoothingConfig
 
-    smoothings = [SmoothingConfig() if a is None else SmoothingConfig(alpha=a) for a in ema_alphas]  # refused early
+    smoothings = [SmoothingConfig() if a is None else SmoothingConfig(alpha=a) for a in ema_alphas]  # before decoding
 
     meta = read_model_metadata(model)
     align = {"subject": None, "align_seconds": None, "path": None, **(alignment or {})}
@@ -191,7 +191,7 @@ def _main(args: argparse.Namespace) -> int:
     from exports.onnx import read_model_metadata
     from exports.runtime.actions import parse_action_args
     from exports.runtime.alignment import choose_alignment
-    from exports.runtime.smoothing import gate_in_force, gate_prior_warning
+    from exports.runtime.smoothing import SmoothingConfig, gate_in_force, gate_prior_warning
 
     meta = read_model_metadata(args.model)
     if args.min_hits is not None:
@@ -207,9 +207,8 @@ def _main(args: argparse.Namespace) -> int:
                                               _values(args.gate_dwell_ms, "--gate-dwell-ms", 1 / 1000))]
     gates = [gate_in_force(meta, args.gate_rest_class, g) for g in settings]  # in force (defaults), or refused now
     alphas = _values(args.ema_alpha, "--ema-alpha")
-    for alpha in alphas:
-        if alpha is not None and not 0 < alpha <= 1:
-            raise ValueError(f"'--ema-alpha' ({alpha:g}) must be in (0, 1]: the weight of the newest window.")
+    for alpha in (a for a in alphas if a is not None):  # refused before the recordings are read, as bmi serve does
+        SmoothingConfig(alpha=alpha)
     files = [r.path for r in list_recordings(data_cfg, Path(args.data).resolve().parent)]  # files or BIDS
     recordings = read_cued(files, data_cfg, meta["preprocessing"]["ch_names"])
     rows = rehearse(args.model, recordings, settings, args.gate_rest_class, args.rest_class,

@@ -363,7 +363,7 @@ def test_rehearse_tries_ema_weights_as_the_server_would_smooth(flickering_flat_m
     assert result["chosen"]["ema_alpha"] == 0.05 and result["serve_options"] == ["--ema-alpha", "0.05"]
     proc = bmi("rehearse", str(flickering_flat_model), "--data", str(config), "--ema-alpha", "0.3,1.5")
     code, _, err = wait(proc, 120)
-    assert code != 0 and "'--ema-alpha' (1.5) must be in (0, 1]" in err
+    assert code != 0 and "'ema-alpha' (1.5) must be in (0, 1]" in err
 
 
 def test_rehearse_chooses_the_gate_that_moves_least_at_rest_and_still_answers_the_cues():
