@@ -281,9 +281,9 @@ MIN_CHOICE_SECONDS = 30.0  # the least of the held-out recording left after the 
 
 
 def _choose_rest_gate(model_path: Path, recording: Path, raw_data: dict[str, Any], streamed_s: float) -> dict[str, Any]:
-    """The rest gate's threshold and dwell, as a lab chooses them with ``bmi rehearse --min-hits``: the least
-    movement at rest that still answers 75 % of the movement cues, on the held-out recording after the part
-    that is streamed (never the streamed part). Too little left: the gate's defaults."""
+    """The rest gate's threshold and dwell and the smoothing's weight, as a lab chooses them with ``bmi rehearse
+    --min-hits``: the least movement at rest that still answers 75 % of the movement cues, on the held-out
+    recording after the part that is streamed (never the streamed part). Too little left: the gate's defaults."""
     from datasets.config import DataConfig
     from datasets.typed import from_mapping
     from exports.onnx import read_model_metadata
@@ -309,7 +309,8 @@ def _choose_rest_gate(model_path: Path, recording: Path, raw_data: dict[str, Any
                                                f"the movement cues in the recording's last {left_s:.0f} s)")
     gate = chosen["gate"]  # a setting of the grid: threshold and dwell both given
     return dict(rehearsed, serve_options=choice["serve_options"],
-                why=f"threshold {gate['threshold']:g}, dwell {gate['dwell_s'] * 1000:g} ms, chosen by bmi rehearse on the "
+                why=f"threshold {gate['threshold']:g}, dwell {gate['dwell_s'] * 1000:g} ms, EMA weight "
+                    f"{chosen['ema_alpha']:g}, chosen by bmi rehearse on the "
                     f"recording's last {left_s:.0f} s (not streamed): {chosen['movement_time_during_rest']:.0%} of rest "
                     f"decisions moving, {chosen['false_movements_per_min']:.1f} false movements per minute at rest, "
                     f"hits {chosen['movement_hit_rate']:.2f}")

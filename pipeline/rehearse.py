@@ -155,6 +155,9 @@ def choose_gate(rows: list[dict[str, Any]], min_hits: float) -> dict[str, Any] |
 
 #: what ``bmi demo --rest-gate`` and ``bmi calibrate`` try when they choose a rest gate on held-out data themselves
 CHOICE_GRID = tuple({"threshold": t, "dwell_s": d} for t in (0.6, 0.7, 0.8, 0.85) for d in (0.2, 0.35, 0.5))
+#: ... each under the server's default smoothing (None: EMA weight 0.3) and a heavier one, which halved the flat
+#: decoder's false movements on the synthetic EEG session (README, Gated decoders)
+CHOICE_EMA_ALPHAS = (None, 0.1)
 CHOICE_MIN_HITS = 0.75
 
 
@@ -162,16 +165,18 @@ def choose_rest_gate(model: str | Path, recordings, rest_class: str = "rest",
                      min_hits: float = CHOICE_MIN_HITS) -> dict[str, Any]:
     """A rest gate on ``1 - P(rest_class)`` chosen on cued ``recordings`` (:func:`read_cued`) as ``bmi rehearse
     --min-hits`` chooses, over :data:`CHOICE_GRID` less the settings a window with no evidence would open
-    (:func:`~exports.runtime.smoothing.gate_prior_warning`): ``chosen`` (a row, or None when none answers
-    ``min_hits`` of the movement cues), ``serve_options`` (None with it) and every row (``rows``)."""
+    (:func:`~exports.runtime.smoothing.gate_prior_warning`), each with every weight of :data:`CHOICE_EMA_ALPHAS`:
+    ``chosen`` (a row, or None when none answers ``min_hits`` of the movement cues), ``serve_options`` (None with
+    it; the gate's options and ``--ema-alpha``) and every row (``rows``)."""
     from exports.onnx import read_model_metadata
     from exports.runtime.smoothing import gate_in_force, gate_prior_warning
 
     meta = read_model_metadata(model)
     grid = [g for g in CHOICE_GRID if not gate_prior_warning(gate_in_force(meta, rest_class, g), meta["classes"])]
-    rows = rehearse(model, recordings, grid, rest_gate=rest_class)
+    rows = rehearse(model, recordings, grid, rest_gate=rest_class, ema_alphas=CHOICE_EMA_ALPHAS)
     chosen = choose_gate(rows, min_hits)
-    options = serve_options(gate_in_force(meta, rest_class, chosen["gate"]), rest_class) if chosen else None
+    options = serve_options(gate_in_force(meta, rest_class, chosen["gate"]), rest_class,
+                            chosen["ema_alpha"]) if chosen else None
     return {"chosen": chosen, "serve_options": options, "rows": rows, "min_hits": min_hits}
 
 

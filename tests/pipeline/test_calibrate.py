@@ -226,7 +226,7 @@ def test_a_whole_day_on_the_simulated_amplifier(names, tmp_path):
         assert report["serve"]["today"].startswith(f"bmi serve {day1 / 'decoder.onnx'} --input lsl:{name}")
         # a rest gate chosen on the test run (2 rest, 4 movement cues) by bmi rehearse's rule, or why none
         gate = report["rest_gate"]
-        assert gate["recording"] == "sub-01_ses-01_run-03_raw.fif" and len(gate["rows"]) == 12
+        assert gate["recording"] == "sub-01_ses-01_run-03_raw.fif" and len(gate["rows"]) == 24  # 12 gates x 2 EMA weights
         assert all(r["movement_cues"] == 4 for r in gate["rows"])
         answering = [r for r in gate["rows"] if r["movement_hit_rate"] >= 0.75]
         if answering:
@@ -234,6 +234,7 @@ def test_a_whole_day_on_the_simulated_amplifier(names, tmp_path):
             assert gate["chosen"] in answering and gate["chosen"]["movement_time_during_rest"] == least
             assert report["serve"]["rest_gate"] in out
             assert "--gate-rest-class rest --gate-threshold" in report["serve"]["rest_gate"]
+            assert f"--ema-alpha {gate['chosen']['ema_alpha']:g} " in report["serve"]["rest_gate"]
         else:
             assert gate["chosen"] is None and "no rest gate setting answered 75% of the test run's movement cues" in out
         for f in report["files"]:  # what crash safety cost: rewrites about every second, each short

@@ -79,7 +79,8 @@ def test_quick_demo_under_a_rest_gate_holds_the_hand_while_rest_is_likely(tmp_pa
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     gate = summary["rest_gate"]
-    assert gate["rehearsed_seconds"] >= 30 and len(gate["rows"]) == 12
+    assert gate["rehearsed_seconds"] >= 30 and len(gate["rows"]) == 24  # 12 gate settings x 2 EMA weights
+    assert {r["ema_alpha"] for r in gate["rows"]} == {0.3, 0.1}
     options = gate["serve_options"]
     threshold = float(options[options.index("--gate-threshold") + 1])
     assert options[:2] == ["--gate-rest-class", "rest"]
@@ -88,6 +89,7 @@ def test_quick_demo_under_a_rest_gate_holds_the_hand_while_rest_is_likely(tmp_pa
         assert "chosen by bmi rehearse" in gate["why"] and gate["rehearsal"] in answering
         assert gate["rehearsal"]["movement_time_during_rest"] == min(r["movement_time_during_rest"] for r in answering)
         assert threshold == gate["rehearsal"]["gate"]["threshold"]
+        assert options[-2:] == ["--ema-alpha", f"{gate['rehearsal']['ema_alpha']:g}"]
     else:  # one epoch of training may answer too few cues: the defaults, and the summary says why
         assert gate["rehearsal"] is None and "no setting answered 75%" in gate["why"] and threshold == 0.7
     assert "under a rest gate" in proc.stdout
