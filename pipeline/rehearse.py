@@ -219,7 +219,7 @@ def _main(args: argparse.Namespace) -> int:
     rows = rehearse(args.model, recordings, settings, args.gate_rest_class, args.rest_class,
                     parse_action_args(args.action), alignment, alphas)
     chosen = choose_gate(rows, args.min_hits) if args.min_hits is not None else None
-    in_force = gates[rows.index(chosen) % len(gates)] if chosen else None  # rows: each alpha, then each gate
+    in_force = gate_in_force(meta, args.gate_rest_class, chosen["gate"]) if chosen else None
     alpha = chosen["ema_alpha"] if chosen and args.ema_alpha is not None else None
     options = serve_options(in_force, args.gate_rest_class, alpha) if chosen and (in_force or alpha) else None
     if args.json:

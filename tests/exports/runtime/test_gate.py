@@ -194,17 +194,26 @@ def test_the_rest_gate_default_is_not_opened_by_the_movement_prior(classes, thre
 def constant_flat_model(exported, tmp_path_factory):
     """A flat decoder (no gate output) giving P(rest) = 0.2 and 0.4 to each movement for every window: a real
     ONNX file with the trained run's data description."""
+    return logvar_file(exported, tmp_path_factory.mktemp("flat") / "flat.onnx", weights={},
+                       biases={c: float(np.log(2.0)) * (c != "rest") for c in CLASSES})
+
+
+def logvar_file(exported, path, weights, biases):
+    """A 2-filter log-variance decoder with random spatial filters (seed 0) and the given classifier (per class:
+    the weights of the two filters' log variances, default 0, and the bias), as an ONNX file carrying the trained
+    run's metadata."""
     import models
     from exports.onnx import embed_metadata
     from exports.torch_export import export_onnx
 
     meta = json.loads(json.dumps(exported.metadata))
     n_chans, n_times = meta["io"]["input_shape"][1:]
+    torch.manual_seed(0)
     net = models.build("logvar", n_chans=n_chans, n_times=n_times, n_outputs=3, sfreq=meta["sfreq"], n_filters=2).eval()
     with torch.no_grad():
-        net.classifier.weight.zero_()
-        net.classifier.bias.copy_(torch.tensor([float(np.log(2.0)) * (c != "rest") for c in meta["classes"]]))
-    path = export_onnx(net, n_chans, n_times, tmp_path_factory.mktemp("flat") / "flat.onnx")
+        net.classifier.weight.copy_(torch.tensor([weights.get(c, [0.0, 0.0]) for c in meta["classes"]]))
+        net.classifier.bias.copy_(torch.tensor([biases.get(c, 0.0) for c in meta["classes"]]))
+    path = export_onnx(net, n_chans, n_times, path)
     embed_metadata(path, meta)
     return path
 
@@ -306,22 +315,9 @@ def test_rehearse_scores_a_gate_against_the_cues(constant_flat_model, recording_
 def flickering_flat_model(exported, tmp_path_factory):
     """A flat decoder whose command follows the sign of the difference of two random spatial filters' log
     variances (grasp when positive, open when negative, rest never): a command that flickers with the
-    background's fluctuations, as an ONNX file with the trained run's data description."""
-    import models
-    from exports.onnx import embed_metadata
-    from exports.torch_export import export_onnx
-
-    meta = json.loads(json.dumps(exported.metadata))
-    n_chans, n_times = meta["io"]["input_shape"][1:]
-    torch.manual_seed(0)
-    net = models.build("logvar", n_chans=n_chans, n_times=n_times, n_outputs=3, sfreq=meta["sfreq"], n_filters=2).eval()
-    sign = {"rest": 0.0, "grasp": 5.0, "open": -5.0}
-    with torch.no_grad():
-        net.classifier.weight.copy_(torch.tensor([[sign[c], -sign[c]] for c in meta["classes"]]))
-        net.classifier.bias.zero_()
-    path = export_onnx(net, n_chans, n_times, tmp_path_factory.mktemp("flicker") / "flicker.onnx")
-    embed_metadata(path, meta)
-    return path
+    background's fluctuations."""
+    return logvar_file(exported, tmp_path_factory.mktemp("flicker") / "flicker.onnx",
+                       weights={"grasp": [5.0, -5.0], "open": [-5.0, 5.0]}, biases={})
 
 
 def test_rehearse_tries_ema_weights_as_the_server_would_smooth(flickering_flat_model, recording_array, tmp_path):
