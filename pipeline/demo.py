@@ -416,6 +416,8 @@ def _print_interrupted(console, progress: Progress) -> None:
 def _print_summary(console, s: dict[str, Any]) -> None:
     from rich.table import Table
 
+    from pipeline.demo_report import answered_text, false_moves_text
+
     table = Table(title="bmi demo: summary", show_header=False)
     test = s["offline_test"]
     online = s["online"]
@@ -431,6 +433,11 @@ def _print_summary(console, s: dict[str, Any]) -> None:
     if rest.get("rest_cues"):
         table.add_row("hand moved during rest cues", f"{rest['moved_in']} of {rest['rest_cues']} "
                       f"(aperture travel {rest['travel']:.2f})")
+    cmd = online.get("commands") or {}
+    if cmd.get("n_movement_cues"):
+        table.add_row("movement cues answered", answered_text(cmd))
+    if cmd.get("n_rest_cues"):
+        table.add_row("movement commanded at rest", false_moves_text(cmd))
     table.add_row("online agreement with cues", f"{online['cue_agreement']:.3f} over {online['n_cue_decisions']} decisions "
                   f"(chance {online['chance']:.3f})")
     aligned = online.get("aligned") or {}

@@ -52,6 +52,8 @@ def test_quick_demo_runs_every_step_and_reports(tmp_path):
     assert online["rig_messages"] >= online["n_decisions"]  # decisions plus safe/heartbeat messages
     assert online["latency_p99_ms"] < 50
     assert summary["rest_gate"] is None and set(online["hand_at_rest"]) == {"rest_cues", "moved_in", "travel"}
+    # scored by cue as bmi rehearse scores them; 6 s from the first decision hold no whole cue
+    assert online["commands"]["n_movement_cues"] + online["commands"]["n_rest_cues"] == 0
     report = Path(summary["report"]).read_text()
     assert "## Online" in report and summary["best"] in report
     # both ways of scoring online decisions: every decision in the cue period, and the training-aligned one

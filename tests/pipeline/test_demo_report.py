@@ -59,3 +59,32 @@ def test_hand_at_rest_counts_the_rest_cues_the_aperture_moved_in():
     result = hand_at_rest(rows, cues)
     assert result["rest_cues"] == 3 and result["moved_in"] == 1
     assert abs(result["travel"] - 0.3) < 0.01
+
+
+def test_streamed_commands_are_scored_as_rehearse_scores_them():
+    """The stream's decisions against the cues of a looping 20 s recording, scored by cue as bmi rehearse does:
+    a late answer still answers its cue, a command held over from a movement cue is no onset at rest, and a cue
+    the stream did not see whole is not scored."""
+    from pipeline.demo_report import streamed_commands
+
+    cues = [(1.0, 4.0, "grasp"), (6.0, 9.0, "rest"), (11.0, 14.0, "open"), (15.5, 18.5, "rest")]
+
+    def command(t):
+        for start, end, name in ((2.5, 5.0, "grasp"), (7.0, 7.5, "open"),  # a grasp 1.5 s late; a spontaneous open
+                                 (21.5, 26.5, "grasp"),  # loop 2: held 0.5 s into the rest cue at 26
+                                 (33.0, 35.0, "open")):
+            if start <= t < end:
+                return name
+        return "rest"
+
+    rows = [{"t_window_end": f"{100.0 + t:.4f}", "command": command(t), "action": "hold" if command(t) == "rest" else "move"}
+            for t in np.arange(0, 38.0, 0.05)]
+    meta = {"classes": ["rest", "grasp", "open"], "window": {"tmin": 0.5, "tmax": 2.5, "seconds": 2.0}}
+    result = streamed_commands(rows, 100.0, cues, 20.0, meta)
+    # movement cues at 1, 11, 21, 31 (the second loop counts); 11's open never came
+    assert result["n_movement_cues"] == 4 and result["hits"] == 3 and result["movement_hit_rate"] == 0.75
+    assert abs(result["time_to_correct_s"] - 1.5) < 1e-6  # answers after 1.5, 0.5 and 2.0 s
+    # rest cues at 6, 15.5 and 26; the one at 35.5 ends after the stream
+    assert result["n_rest_cues"] == 3 and result["false_onsets"] == 1 and result["late_onsets"] == 0
+    assert abs(result["false_movements_per_min"] - 1 / 0.15) < 1e-6
+    assert abs(result["movement_time_during_rest"] - 20 / 180) < 1e-6  # 7.0-7.5 and 26.0-26.5
