@@ -45,6 +45,9 @@ class TrainerConfig:
     scores are the first fit's (the refitted model has seen those trials); its test score is the refitted
     model's, and the classical references are fitted on the same trials as it. ``auto``: on below
     ``pipeline.recipe.SMALL_DATA_WINDOWS`` training windows, off above (and on more than one device).
+
+    ``compile`` runs the decoder's forward pass under ``torch.compile`` while fitting; where it cannot compile
+    the run trains eagerly and its summary says why (``pipeline.compiling``).
     """
 
     accelerator: str = "auto"
@@ -64,6 +67,7 @@ class TrainerConfig:
     gradient_clip_val: float | None = 1.0
     deterministic: bool = True
     keep_freed_memory: bool = True  # glibc keeps freed activation buffers mapped (pipeline/allocator.py)
+    compile: bool = False  # the decoder's forward under torch.compile, eager where it fails (pipeline/compiling.py)
     enable_progress_bar: bool = True
     log_every_n_steps: int = 10
     limit_train_batches: float | None = None

@@ -338,7 +338,8 @@ def _main(args: argparse.Namespace) -> int:
 def _run(args, out: Path, console, progress: Progress) -> None:
     from datasets.atomic import write_text
     from exports.runtime.rig import plot_aperture
-    from pipeline.demo_report import aperture_with_cues, hand_at_rest, online_results, summary_json, write_report
+    from pipeline.demo_report import (aperture_with_cues, hand_at_rest, online_results, read_csv, summary_json,
+                                      write_report)
 
     s = progress.summary
     s["output_dir"] = str(out)
@@ -384,12 +385,42 @@ def _run(args, out: Path, console, progress: Progress) -> None:
 
     progress.begin(console, 6)
     s["online"] = online_results(streamed, recording, exported.metadata, raw_data, model_path=exported.path)
+    decisions = [r for r in read_csv(streamed["session_log"]) if r["type"] == "decision"]
+    s["online"]["commands"] = streamed_commands(decisions, streamed["t_start"], s["online"]["cues"],
+                                                s["online"]["duration"], exported.metadata)
     rows, cues = aperture_with_cues(streamed, s["online"])
     s["online"]["hand_at_rest"] = hand_at_rest(rows, cues)
     s["seconds"] = round(time.monotonic() - progress.started, 1)
     s["report"] = str(write_report(out, s, summaries, best_dir))
     plot_aperture(rows, out / "figures" / "aperture_vs_cues.png", cues)
     write_text(out / "summary.json", summary_json(s))
+
+
+def streamed_commands(decisions: list[dict[str, str]], t_start: float, cues: list[tuple[float, float, str]],
+                      duration: float, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The streamed decisions scored as ``bmi rehearse`` scores a recording (``closed_loop.score_commands``): movement
+    cues answered by their own command and how soon, false movement onsets per minute of rest cue. Unlike the
+    agreement, which counts every decision in the training window (cue + tmin .. cue + tmax), it does not count
+    a hand that answers later in the cue as wrong, so a rest gate's rehearsed figures and the stream's compare.
+    Only cues the stream saw whole are scored (the player loops the file: each loop's cues count)."""
+    import numpy as np
+
+    from exports.runtime.closed_loop import Decisions, late_seconds, score_commands
+
+    rows = [r for r in decisions if r["t_window_end"]]
+    if not rows or not cues:
+        return None
+    t = np.array([float(r["t_window_end"]) - t_start for r in rows])
+    cue_s = float(np.median([end - onset for onset, end, _name in cues]))
+    looped = [(onset + k * duration, name) for k in range(int(t[-1] // duration) + 1) for onset, _end, name in cues]
+    seen = [c for c in looped if c[0] + cue_s <= t[-1]]
+    decided = Decisions(t=t, command=[r["command"] for r in rows], action=[r["action"] for r in rows],
+                        probabilities=np.empty((len(rows), 0)), gate=np.full(len(rows), np.nan),
+                        classes=list(meta["classes"]))
+    scores = score_commands(decided, seen, cue_s, from_s=float(t[0]), late_s=late_seconds(meta))
+    return {"hits": scores["counts"]["hits"], "false_onsets": scores["counts"]["false_onsets"],
+            **{k: scores[k] for k in ("movement_hit_rate", "time_to_correct_s", "false_movements_per_min", "late_onsets",
+                                      "movement_time_during_rest", "n_movement_cues", "n_rest_cues")}}
 
 
 def _print_interrupted(console, progress: Progress) -> None:

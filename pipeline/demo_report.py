@@ -58,7 +58,6 @@ def online_results(streamed: dict[str, Any], recording: Path, meta: dict[str, An
     # start-up states are not events; a real event (stale, nonfinite, ...) has its own row before any re-settling
     safety = [r for r in rows if r["type"] == "safe" and r["reason"] not in STARTUP_STATES]
     rig_rows = read_csv(streamed["rig_log"])
-    commands = streamed_commands(decisions, streamed["t_start"], cues, duration, meta)
     aligned: dict[str, Any] = {"n_trials": 0}
     offline_recording: dict[str, Any] | None = None
     if model_path is not None and cues:
@@ -77,7 +76,6 @@ def online_results(streamed: dict[str, Any], recording: Path, meta: dict[str, An
         "n_cue_decisions": total,
         "cue_agreement": hits / total if total else float("nan"),
         "per_class_agreement": {k: v[0] / v[1] for k, v in per_class.items()},
-        "commands": commands,
         "chance": 1 / len(meta["classes"]),
         "latency_p50_ms": float(np.nanpercentile(latencies, 50)),
         "latency_p99_ms": float(np.nanpercentile(latencies, 99)),
@@ -88,31 +86,6 @@ def online_results(streamed: dict[str, Any], recording: Path, meta: dict[str, An
         "cues": cues,
         "duration": duration,
     }
-
-
-def streamed_commands(decisions: list[dict[str, str]], t_start: float, cues: list[tuple[float, float, str]],
-                      duration: float, meta: dict[str, Any]) -> dict[str, Any] | None:
-    """The streamed decisions scored as ``bmi rehearse`` scores a recording (``closed_loop.score_commands``): movement
-    cues answered by their own command and how soon, false movement onsets per minute of rest cue. Unlike the
-    agreement, which counts every decision in the training window (cue + tmin .. cue + tmax), it does not count
-    a hand that answers later in the cue as wrong, so a rest gate's rehearsed figures and the stream's compare.
-    Only cues the stream saw whole are scored (the player loops the file: each loop's cues count)."""
-    from exports.runtime.closed_loop import Decisions, late_seconds, score_commands
-
-    rows = [r for r in decisions if r["t_window_end"]]
-    if not rows or not cues:
-        return None
-    t = np.array([float(r["t_window_end"]) - t_start for r in rows])
-    cue_s = float(np.median([end - onset for onset, end, _name in cues]))
-    looped = [(onset + k * duration, name) for k in range(int(t[-1] // duration) + 1) for onset, _end, name in cues]
-    seen = [c for c in looped if c[0] + cue_s <= t[-1]]
-    decided = Decisions(t=t, command=[r["command"] for r in rows], action=[r["action"] for r in rows],
-                        probabilities=np.empty((len(rows), 0)), gate=np.full(len(rows), np.nan),
-                        classes=list(meta["classes"]))
-    scores = score_commands(decided, seen, cue_s, from_s=float(t[0]), late_s=late_seconds(meta))
-    return {"hits": scores["counts"]["hits"], "false_onsets": scores["counts"]["false_onsets"],
-            **{k: scores[k] for k in ("movement_hit_rate", "time_to_correct_s", "false_movements_per_min", "late_onsets",
-                                      "movement_time_during_rest", "n_movement_cues", "n_rest_cues")}}
 
 
 def offline_cue_predictions(recording: Path, meta: dict[str, Any], model_path: Path,

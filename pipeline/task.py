@@ -77,6 +77,9 @@ class DecoderTask(pl.LightningModule):
     recalibrate_batchnorm : bool
         Before every validation, re-estimate BatchNorm statistics on the training windows
         (:func:`recalibrate_batchnorm`), so every checkpoint holds statistics that match its weights.
+    compile : bool
+        Run the decoder's forward pass under ``torch.compile`` while fitting (:mod:`pipeline.compiling`; eager,
+        with the reason in ``compile_status``, where it cannot compile).
     """
 
     def __init__(
@@ -94,10 +97,14 @@ class DecoderTask(pl.LightningModule):
         augment: nn.Module | None = None,
         smoothing_epochs: int = 10,
         recalibrate_batchnorm: bool = True,
+        compile: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["net", "augment"])
         self.net = net
+        self._forward = None  # net's forward compiled (trainer.compile), a function: not a submodule
+        #: "compiled", the reason compiling failed (then eager), or None when not asked
+        self.compile_status: str | None = None
         self.augment = augment
         self._val_losses: list[float] = []
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
@@ -127,13 +134,25 @@ class DecoderTask(pl.LightningModule):
     def on_train_start(self) -> None:
         # after a resume Lightning has restored the loop: this is the first epoch this process trains
         self.start_epoch = self.current_epoch
+        if self.hparams.compile and self._forward is None:
+            from .compiling import compiled_forward
+
+            dm = self.trainer.datamodule
+            example = dm.model_windows("train")[: dm.batch_size].to(self.device)
+            self._forward, reason = compiled_forward(self.net, example)
+            self.compile_status = reason or "compiled"
+            if reason:
+                print(f"trainer.compile: torch.compile failed here ({reason}); training runs eager", flush=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self._run_net(x)
+
+    def _run_net(self, x: torch.Tensor) -> torch.Tensor:
+        return (self._forward or self.net)(x)
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, stage: str) -> torch.Tensor:
         x, y = batch
-        logits = self.net(x)
+        logits = self._run_net(x)
         loss = self.loss_fn(logits, y)
         if not torch.isfinite(loss):
             raise RuntimeError(
@@ -151,7 +170,7 @@ class DecoderTask(pl.LightningModule):
         x, y, y_partner, weight = self.augment(*batch)
         if y_partner is None:
             return self._shared_step((x, y), batch_idx, "train")
-        logits = self.net(x)  # mixup: the loss mixes the two labels with the windows' weights
+        logits = self._run_net(x)  # mixup: the loss mixes the two labels with the windows' weights
         loss = weight * self.loss_fn(logits, y) + (1 - weight) * self.loss_fn(logits, y_partner)
         self._epoch["train"].append((logits.detach().argmax(dim=1), y, loss.detach() * len(y)))
         return loss

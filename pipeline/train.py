@@ -209,6 +209,7 @@ def build_task(run: Run, net, dm):
         class_weights=_class_weights(cfg, dm), label_smoothing=cfg.optim.label_smoothing,
         augment=BatchAugment(cfg.augment, dm.sfreq, seed=cfg.seed) if cfg.augment.enabled else None,
         smoothing_epochs=cfg.trainer.smoothing_epochs, recalibrate_batchnorm=cfg.trainer.recalibrate_batchnorm,
+        compile=cfg.trainer.compile,
     )
 
 
@@ -482,6 +483,7 @@ def write_summary(run: Run, trainer, task, dm, logger, best: str, val, test, tra
         "n_val": first_dm.split_summary["val"]["n_epochs"],
         "n_test": dm.split_summary["test"]["n_epochs"],
         "precision": _precision(cfg),
+        "compile": first_task.compile_status,  # trainer.compile: "compiled", why it ran eager, or None (not asked)
         "accelerator": str(trainer.accelerator.__class__.__name__),
         "tracking": {"mode": logger.experiment.settings.mode if logger is not None else "disabled",
                      "project": cfg.tracking.project, "entity": cfg.tracking.entity,

@@ -27,8 +27,12 @@ Measurements, per workload:
 
 Targets (issue 16): `bmi train` >= 0.95x the plain loop and >= 1.5x braindecode's EEGNet, both workloads.
 
+``--compile`` adds a side to the rounds: `bmi train` with ``trainer.compile: true``. Its warm-up run, the
+first in the process, compiles (from torch's on-disk cache when an earlier process compiled the same graphs)
+and is reported apart; the counted rounds build a new network each time, as a sweep or a cross-validation does.
+
     .venv/bin/python scripts/bench_train.py [--quick] [--workloads small,eeg64] [--epochs N] [--repeats R]
-                                            [--out bench_results/train.json]
+                                            [--compile] [--out bench_results/train.json]
 
 Throughput = training samples seen / seconds (training + per-epoch validation, for every side).
 """
@@ -81,15 +85,25 @@ def _experiment(data_dir: Path, runs_dir: Path, workload: str, model: str, epoch
     }
 
 
-def train_lightning(config_path: str) -> dict:
-    """`bmi train`'s own code path."""
+def train_lightning(config_path: str, compile: bool = False) -> dict:
+    """`bmi train`'s own code path (with ``trainer.compile`` when ``compile``)."""
+    from dataclasses import replace
+
     from pipeline.config import load_config
     from pipeline.train import run_training
 
     cfg, config_dir = load_config(config_path)
+    cfg = replace(cfg, trainer=replace(cfg.trainer, compile=compile))
     summary = run_training(cfg, config_dir, progress=False)
+    if compile and summary["compile"] != "compiled":
+        raise RuntimeError(f"trainer.compile ran eager here: {summary['compile']}")
     return {"seconds": summary["train_seconds"], "samples": summary["n_train"] * summary["epochs_trained"],
             "n_train": summary["n_train"], "val_balanced_accuracy": summary["val"]["balanced_accuracy"]}
+
+
+def train_lightning_compiled(config_path: str) -> dict:
+    """`bmi train` with ``trainer.compile: true`` (``--compile``): torch.compile's time is in its seconds."""
+    return train_lightning(config_path, compile=True)
 
 
 def _has_braindecode() -> bool:
@@ -152,19 +166,22 @@ def train_plain(config_path: str, braindecode: bool = False) -> dict:
             "val_accuracy": correct / len(yva)}
 
 
-TRAIN = {"lightning": train_lightning, "plain": train_plain, "braindecode": train_braindecode}
+TRAIN = {"lightning": train_lightning, "plain": train_plain, "braindecode": train_braindecode,
+         "lightning_compiled": train_lightning_compiled}
 
 
 def _with_rate(result: dict) -> dict:
     return {**result, "samples_per_s": round(result["samples"] / result["seconds"], 1)}
 
 
-def _alternating(config_path: str, repeats: int, queue) -> None:
-    """Child: both sides in turn in this one process, a warm-up round first; the order flips every round."""
+def _alternating(config_path: str, repeats: int, compile: bool, queue) -> None:
+    """Child: every side in turn in this one process, a warm-up round first; the order flips every round. The
+    compiled side's warm-up run, which pays for compiling, is kept apart (``warm_up``)."""
     from pipeline.allocator import keep_freed_memory
 
     keep_freed_memory()
-    sides = [side for side in TRAIN if side != "braindecode" or _has_braindecode()]
+    sides = [side for side in TRAIN if (side != "braindecode" or _has_braindecode())
+             and (side != "lightning_compiled" or compile)]
     runs: dict[str, list[dict]] = {side: [] for side in sides}
     for round_ in range(repeats + 1):
         order = sides if round_ % 2 else sides[::-1]
@@ -172,6 +189,8 @@ def _alternating(config_path: str, repeats: int, queue) -> None:
             result = _with_rate(TRAIN[side](config_path))
             if round_:
                 runs[side].append(result)
+            elif side == "lightning_compiled":
+                runs["warm_up_compiled"] = [result]
     queue.put(runs)
 
 
@@ -199,6 +218,17 @@ def _child(target, *args):
     return result
 
 
+def _paired(workload: str, runs: dict, side: tuple, versus: tuple) -> tuple[float, list[float]]:
+    """The rounds' samples/s ratios of ``side`` over ``versus`` ((name, label) each) and their median; each
+    round is printed when both carry a label."""
+    ratios = [a["samples_per_s"] / b["samples_per_s"] for a, b in zip(runs[side[0]], runs[versus[0]])]
+    if len(side) > 1 and len(versus) > 1:
+        for a, b, r in zip(runs[side[0]], runs[versus[0]], ratios):
+            print(f"{workload:>6} round: {side[1]} {a['samples_per_s']:8.1f}, {versus[1]} {b['samples_per_s']:8.1f} "
+                  f"samples/s, ratio {r:.3f}", flush=True)
+    return statistics.median(ratios), ratios
+
+
 def run_workload(workload: str, args, epochs: int, repeats: int, tmp: Path) -> dict:
     import yaml
 
@@ -218,25 +248,25 @@ def run_workload(workload: str, args, epochs: int, repeats: int, tmp: Path) -> d
     for side, r in alone.items():
         print(f"{workload:>6} alone {side:>19}: {r['samples_per_s']:8.1f} samples/s, peak RSS {r['peak_rss_mb']:.0f} MB, "
               f"kernel {r['sys_seconds']:.2f} s, {r['page_faults']} page faults", flush=True)
-    runs = _child(_alternating, config, repeats)
-    paired = [a["samples_per_s"] / b["samples_per_s"] for a, b in zip(runs["lightning"], runs["plain"])]
-    for a, b, ratio in zip(runs["lightning"], runs["plain"], paired):
-        print(f"{workload:>6} round: bmi train {a['samples_per_s']:8.1f}, plain {b['samples_per_s']:8.1f} samples/s, "
-              f"ratio {ratio:.3f}", flush=True)
-    ratio = statistics.median(paired)
+    runs = _child(_alternating, config, repeats, args.compile)
+    warm_up = runs.pop("warm_up_compiled", None)
+    ratio, paired = _paired(workload, runs, ("lightning", "bmi train"), ("plain", "plain"))
     versus_bd = None
     if "braindecode" in runs:
-        paired_bd = [a["samples_per_s"] / b["samples_per_s"] for a, b in zip(runs["lightning"], runs["braindecode"])]
-        for a, b, r in zip(runs["lightning"], runs["braindecode"], paired_bd):
-            print(f"{workload:>6} round: bmi train {a['samples_per_s']:8.1f}, braindecode EEGNetv4 {b['samples_per_s']:8.1f} "
-                  f"samples/s, ratio {r:.3f}", flush=True)
-        versus_bd = {"ratio_lightning_over_braindecode": round(statistics.median(paired_bd), 3),
+        ratio_bd, paired_bd = _paired(workload, runs, ("lightning", "bmi train"), ("braindecode", "braindecode EEGNetv4"))
+        versus_bd = {"ratio_lightning_over_braindecode": round(ratio_bd, 3),
                      "paired_ratios": [round(r, 3) for r in paired_bd],
-                     "ratio_plain_over_braindecode": round(statistics.median(
-                         a["samples_per_s"] / b["samples_per_s"] for a, b in zip(runs["plain"], runs["braindecode"])), 3),
-                     "meets_target": statistics.median(paired_bd) >= TARGET_BRAINDECODE}
+                     "ratio_plain_over_braindecode": round(_paired(workload, runs, ("plain",), ("braindecode",))[0], 3),
+                     "meets_target": ratio_bd >= TARGET_BRAINDECODE}
+    compiled = None
+    if "lightning_compiled" in runs:
+        ratio_c, paired_c = _paired(workload, runs, ("lightning_compiled", "bmi train compiled"), ("lightning", "eager"))
+        compiled = {"ratio_compiled_over_eager": round(ratio_c, 3), "paired_ratios": [round(r, 3) for r in paired_c],
+                    "ratio_compiled_over_plain": round(_paired(workload, runs, ("lightning_compiled",), ("plain",))[0], 3),
+                    "first_run": warm_up[0] if warm_up else None}
     return {
         "description": WORKLOADS[workload][2],
+        "compiled": compiled,
         "n_train": runs["plain"][0]["n_train"], "batches_per_epoch": -(-runs["plain"][0]["n_train"] // args.batch_size),
         "samples_per_s": {side: statistics.median(r["samples_per_s"] for r in rs) for side, rs in runs.items()},
         "ratio_lightning_over_plain": round(ratio, 3),
@@ -259,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, help="alternating rounds (default 5, quick 2)")
     parser.add_argument("--model", default="eegnet")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--compile", action="store_true",
+                        help="add a side: bmi train with trainer.compile (its first run, which compiles, reported apart)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads in each child (default 1: stable figures on a shared machine)")
     parser.add_argument("--out", default="bench_results/train.json", help="JSON file (or a folder for train.json)")
@@ -299,6 +331,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"{TARGET_BRAINDECODE}); plain loop over braindecode {bd['ratio_plain_over_braindecode']:.3f}")
         else:
             print("  braindecode not installed (pip install -e .[bench]): no comparison")
+        if r["compiled"]:
+            c = r["compiled"]
+            first = c["first_run"]
+            print(f"  trainer.compile: {c['ratio_compiled_over_eager']:.3f}x bmi train's samples/s (median of "
+                  f"{c['paired_ratios']}), {c['ratio_compiled_over_plain']:.3f}x the plain loop; its first run in the "
+                  f"process {first['seconds']:.1f} s ({first['samples_per_s']:.1f} samples/s, compiling included)")
         print(f"  peak memory: bmi train {alone['lightning']['peak_rss_mb']:.0f} MB, plain {alone['plain']['peak_rss_mb']:.0f} MB; "
               f"glibc settings alone speed the plain loop x{r['allocator_speedup_plain']:.2f} "
               f"({alone['plain_glibc_default']['page_faults']} -> {alone['plain']['page_faults']} page faults)")

@@ -65,7 +65,7 @@ def test_streamed_commands_are_scored_as_rehearse_scores_them():
     """The stream's decisions against the cues of a looping 20 s recording, scored by cue as bmi rehearse does:
     a late answer still answers its cue, a command held over from a movement cue is no onset at rest, and a cue
     the stream did not see whole is not scored."""
-    from pipeline.demo_report import streamed_commands
+    from pipeline.demo import streamed_commands
 
     cues = [(1.0, 4.0, "grasp"), (6.0, 9.0, "rest"), (11.0, 14.0, "open"), (15.5, 18.5, "rest")]
 
