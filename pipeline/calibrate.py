@@ -377,6 +377,8 @@ def _print_result(summary: dict[str, Any], model: Path, commands: dict[str, str]
     from rich.console import Console
     from rich.table import Table
 
+    from .rehearse import hits_text
+
     console = Console()
     table = Table(title="calibration decoder, test run", show_edge=False)
     for col in ("decoder", "balanced accuracy", "accuracy"):
@@ -403,5 +405,5 @@ def _print_result(summary: dict[str, Any], model: Path, commands: dict[str, str]
     console.print(f"or today with a rest gate (the hand holds until 1 - P(rest) is high), chosen on the test run "
                   f"{gate['recording']}: {chosen['movement_time_during_rest']:.0%} of rest decisions moving, "
                   f"{chosen['false_movements_per_min']:.1f} false movements per minute at rest, "
-                  f"{chosen['movement_hit_rate']:.0%} of the movement cues answered:")
+                  f"hits {hits_text(chosen)} of {chosen['movement_cues']} movement cues (95% interval):")
     print(commands["rest_gate"], flush=True)

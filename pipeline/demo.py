@@ -289,7 +289,7 @@ def _choose_rest_gate(model_path: Path, recording: Path, raw_data: dict[str, Any
     from exports.onnx import read_model_metadata
     from exports.runtime.smoothing import gate_in_force
 
-    from .rehearse import choose_rest_gate, read_cued, serve_options
+    from .rehearse import choose_rest_gate, hits_text, read_cued, serve_options
 
     meta = read_model_metadata(model_path)
     data_cfg = from_mapping(DataConfig, raw_data, "data")
@@ -313,7 +313,7 @@ def _choose_rest_gate(model_path: Path, recording: Path, raw_data: dict[str, Any
                     f"{chosen['ema_alpha']:g}, chosen by bmi rehearse on the "
                     f"recording's last {left_s:.0f} s (not streamed): {chosen['movement_time_during_rest']:.0%} of rest "
                     f"decisions moving, {chosen['false_movements_per_min']:.1f} false movements per minute at rest, "
-                    f"hits {chosen['movement_hit_rate']:.2f}")
+                    f"hits {hits_text(chosen)} over {chosen['movement_cues']} movement cues (95% interval)")
 
 
 def _main(args: argparse.Namespace) -> int:

@@ -54,3 +54,14 @@ def from_confusion(matrix: np.ndarray, digits: int | None = 6) -> dict[str, floa
 def scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int | None = None) -> dict[str, float]:
     """The four metrics of class labels against predictions (rounded to 6 digits, as runs record them)."""
     return from_confusion(confusion(y_true, y_pred, n_classes))
+
+
+def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float] | None:
+    """The Wilson score interval of a proportion ``k`` of ``n`` (95 % with the default ``z``), or None when
+    ``n`` is 0: how far a rate measured on a few trials may be from the one behind it."""
+    if n <= 0:
+        return None
+    p, z2 = k / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))

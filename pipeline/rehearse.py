@@ -106,6 +106,8 @@ def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]
     from exports.runtime.closed_loop import decide, decode_windows, late_seconds, score_commands
     from exports.runtime.smoothing import SmoothingConfig
 
+    from .metrics import wilson_interval
+
     smoothings = [SmoothingConfig() if a is None else SmoothingConfig(alpha=a) for a in ema_alphas]  # before decoding
 
     meta = read_model_metadata(model)
@@ -129,6 +131,7 @@ def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]
                      "false_onsets": n["false_onsets"], "late_onsets": n["late_onsets"],
                      "movement_time_during_rest": n["rest_moving"] / n["rest_decisions"] if n["rest_decisions"] else None,
                      "movement_hit_rate": n["hits"] / n["movement_cues"] if n["movement_cues"] else None,
+                     "hits_interval": wilson_interval(n["hits"], n["movement_cues"]),  # 95 %: few cues say little
                      "time_to_correct_s": float(np.median(latencies)) if latencies else None,
                      "rest_minutes": round(n["rest_minutes"], 3), "rest_cues": n["rest_cues"],
                      "rest_cues_moved_in": n["rest_cues_moved_in"], "movement_cues": n["movement_cues"],
@@ -237,7 +240,7 @@ def _main(args: argparse.Namespace) -> int:
         print(f"warning: {warning}")
     ema = args.ema_alpha is not None  # a column of its own only when the weights are being tried
     print(f"{'gate threshold / dwell':>24}  {'EMA weight  ' if ema else ''}{'false moves/min at rest':>23}  "
-          f"{'late onsets':>11}  {'moving at rest':>14}  {'rest cues moved in':>18}  {'hits':>5}  "
+          f"{'late onsets':>11}  {'moving at rest':>14}  {'rest cues moved in':>18}  {'hits (95% interval)':>19}  "
           f"{'time to correct (s)':>19}")
 
     def fmt(value, spec: str) -> str:
@@ -254,7 +257,7 @@ def _main(args: argparse.Namespace) -> int:
         weight = f"{r['ema_alpha']:>10g}  " if ema else ""
         print(f"{label:>24}  {weight}{fmt(r['false_movements_per_min'], '23.2f')}  {late(r):>11}  "
               f"{fmt(r['movement_time_during_rest'], '14.3f')}  "
-              f"{moved_in(r):>18}  {fmt(r['movement_hit_rate'], '5.2f')}  "
+              f"{moved_in(r):>18}  {hits_text(r):>19}  "
               f"{fmt(r['time_to_correct_s'], '19.2f')}")
     if args.min_hits is None:
         return 0
@@ -266,4 +269,14 @@ def _main(args: argparse.Namespace) -> int:
         hint = " (the model has none; add --gate-rest-class CLASS to try one)" if in_force is None else ""
         serve = f" -> bmi serve {args.model} ... {' '.join(options)}" if options else ""
         print(f"chosen (least moving at rest with hits >= {args.min_hits:g}): {what}{hint}{serve}")
+        print(f"its hits: {hits_text(chosen)} over {chosen['movement_cues']} movement cues (in brackets the 95% "
+              "interval of the rate behind them: a few cues pin it loosely)")
     return 0
+
+
+def hits_text(row: dict[str, Any]) -> str:
+    """A row's hit rate with its 95 % interval, e.g. ``0.77 (0.50-0.92)``."""
+    if row["movement_hit_rate"] is None:
+        return "-"
+    lo, hi = row["hits_interval"]
+    return f"{row['movement_hit_rate']:.2f} ({lo:.2f}-{hi:.2f})"

@@ -12,7 +12,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, cohen_kappa
 from torch.utils.data import DataLoader, TensorDataset
 
 import models
-from pipeline.metrics import confusion, from_confusion, scores
+from pipeline.metrics import confusion, from_confusion, scores, wilson_interval
 from pipeline.task import DecoderTask
 
 
@@ -54,6 +54,15 @@ def test_metrics_equal_sklearn_on_any_labels(pairs):
                 "kappa": cohen_kappa_score(y, p), "f1_macro": f1_score(y, p, average="macro")}
     for key, value in want.items():
         assert got[key] == pytest.approx(value, abs=1e-9, nan_ok=True), key
+
+
+@pytest.mark.parametrize("k,n", [(0, 1), (1, 1), (0, 9), (5, 9), (7, 9), (9, 9), (13, 16), (40, 100)])
+def test_wilson_interval_equals_scipys(k, n):
+    from scipy.stats import binomtest
+
+    reference = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    assert wilson_interval(k, n) == pytest.approx((reference.low, reference.high), abs=1e-7)
+    assert wilson_interval(0, 0) is None
 
 
 def test_test_stage_logs_metrics_and_confusion():

@@ -331,6 +331,7 @@ def test_rehearse_tries_ema_weights_as_the_server_would_smooth(flickering_flat_m
     from datasets.typed import from_mapping
     from exports.onnx import read_model_metadata
     from exports.runtime.closed_loop import decide, decode_windows, late_seconds, score_commands
+    from pipeline.metrics import wilson_interval
     from pipeline.rehearse import read_cued
 
     _, _, _, path = recording_array
@@ -352,6 +353,8 @@ def test_rehearse_tries_ema_weights_as_the_server_would_smooth(flickering_flat_m
                                   from_s=windows.t[0], late_s=late_seconds(meta))
         for key in ("false_movements_per_min", "movement_time_during_rest", "movement_hit_rate", "time_to_correct_s"):
             assert row[key] == pytest.approx(expected[key]), (row["ema_alpha"], key)
+        counts = expected["counts"]
+        assert row["hits_interval"] == pytest.approx(wilson_interval(counts["hits"], counts["movement_cues"]))
     raw, smoothed = rows
     assert raw["movement_time_during_rest"] == smoothed["movement_time_during_rest"] == 1.0  # never rest
     assert raw["false_onsets"] > smoothed["false_onsets"], (raw["false_onsets"], smoothed["false_onsets"])
