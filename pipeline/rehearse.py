@@ -252,7 +252,8 @@ def _main(args: argparse.Namespace) -> int:
     def late(r) -> str:
         return f"{r['late_onsets']} of {r['false_onsets']}"
 
-    for r, g in zip(rows, itertools.cycle(gates)):
+    for r in rows:
+        g = gate_in_force(meta, args.gate_rest_class, r["gate"])  # the row's own setting, as the choice reads it
         label = "no gate" if g is None else f"{g.threshold:g} / {g.dwell_s * 1000:g} ms"
         weight = f"{r['ema_alpha']:>10g}  " if ema else ""
         print(f"{label:>24}  {weight}{fmt(r['false_movements_per_min'], '23.2f')}  {late(r):>11}  "
