@@ -30,7 +30,8 @@ Run the main job end to end, in a few minutes on a laptop CPU, under one output 
   3. compare them and pick one by validation balanced accuracy (within one standard error of the best, the
      smallest);
   4. export it to ONNX with verified parity;
-  5. replay a held-out recording as a live LSL stream into bmi serve, which drives bmi rig (the simulated hand);
+  5. replay a held-out recording as a live LSL stream into bmi serve, which drives bmi rig (the simulated hand),
+     under a rest gate (the hand holds while rest is likely; --no-rest-gate serves the decoder as trained);
   6. print a summary and write report.md with plots.
 
 Child processes are stopped on exit or Ctrl-C; an interrupted demo says which step it stopped in."""
@@ -53,10 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help="a smoke run of every step: one subject, few trials, one epoch, 8 s of streaming")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the synthetic recordings and the training runs (default 0)")
-    p.add_argument("--rest-gate", action="store_true",
-                   help="serve the chosen decoder under a rest gate (bmi serve --gate-rest-class rest): the hand holds "
-                        "until 1 - P(rest) is confidently high, with the threshold and dwell chosen by bmi rehearse on "
-                        "the part of the held-out recording that is not streamed; a gated decoder uses its own gate")
+    p.add_argument("--rest-gate", action=argparse.BooleanOptionalAction, default=None,
+                   help="serve the chosen decoder under a rest gate (bmi serve --gate-rest-class rest; the default when "
+                        "the data have a class named rest): the hand holds until 1 - P(rest) is confidently high, with "
+                        "the threshold, dwell and EMA weight chosen by bmi rehearse on the part of the held-out recording "
+                        "that is not streamed; a gated decoder uses its own gate. --no-rest-gate: as trained")
     add_verbose(p)
     p.set_defaults(func=_main)
 
@@ -280,6 +282,18 @@ class _progress:
 MIN_CHOICE_SECONDS = 30.0  # the least of the held-out recording left after the streamed part to choose a gate on
 
 
+def wants_rest_gate(asked: bool | None, classes) -> tuple[bool, str | None]:
+    """Whether the demo serves under a rest gate, and why not (None when it does): ``asked`` is ``--rest-gate`` (True),
+    ``--no-rest-gate`` (False) or neither (None: a gate whenever the data have a class named rest). Asking for it
+    on data without that class is refused before any work."""
+    classes = sorted(set(classes))
+    if "rest" in classes:
+        return asked is not False, "--no-rest-gate" if asked is False else None
+    if asked:
+        raise ValueError(f"--rest-gate needs a class named 'rest'; the data's classes are {classes}.")
+    return False, "--no-rest-gate" if asked is False else f"the data have no class named 'rest' to gate on: {classes}"
+
+
 def _choose_rest_gate(model_path: Path, recording: Path, raw_data: dict[str, Any], streamed_s: float) -> dict[str, Any]:
     """The rest gate's threshold and dwell and the smoothing's weight, as a lab chooses them with ``bmi rehearse
     --min-hits``: the least movement at rest that still answers 75 % of the movement cues, on the held-out
@@ -346,9 +360,7 @@ def _run(args, out: Path, console, progress: Progress) -> None:
     progress.begin(console, 1)
     data_path, raw = _write_data(args, out, console)
     raw_data = raw.get("data", raw)
-    if args.rest_gate and "rest" not in set((raw_data.get("events") or {}).values()):
-        raise ValueError(f"--rest-gate needs a class named 'rest'; the data's classes are "
-                         f"{sorted(set((raw_data.get('events') or {}).values()))}.")
+    rest_gate, s["rest_gate_skipped"] = wants_rest_gate(args.rest_gate, (raw_data.get("events") or {}).values())
 
     progress.begin(console, 2)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -377,7 +389,9 @@ def _run(args, out: Path, console, progress: Progress) -> None:
     recording = _held_out_file(raw_data, best_dir)
     console.print(f"replaying held-out recording {recording.name} as a live LSL stream for {args.stream_seconds:g} s")
     serve_args, s["rest_gate"] = [], None  # None: served as trained (no rest gate, or the decoder's own gate)
-    if args.rest_gate and not exported.metadata.get("gate"):
+    if s["rest_gate_skipped"]:
+        console.print(f"serving the decoder as trained, without a rest gate ({s['rest_gate_skipped']})")
+    if rest_gate and not exported.metadata.get("gate"):
         s["rest_gate"] = _choose_rest_gate(exported.path, recording, raw_data, args.stream_seconds)
         serve_args = s["rest_gate"]["serve_options"]
         console.print(f"serving under a rest gate: {s['rest_gate']['why']}")
@@ -460,6 +474,8 @@ def _print_summary(console, s: dict[str, Any]) -> None:
     table.add_row("online decisions", str(online["n_decisions"]) + ("  (under a rest gate)" if s.get("rest_gate") else ""))
     if s.get("rest_gate"):
         table.add_row("rest gate", s["rest_gate"]["why"])
+    elif s.get("rest_gate_skipped"):
+        table.add_row("rest gate", f"none ({s['rest_gate_skipped']})")
     rest = online.get("hand_at_rest") or {}
     if rest.get("rest_cues"):
         table.add_row("hand moved during rest cues", f"{rest['moved_in']} of {rest['rest_cues']} "

@@ -273,6 +273,8 @@ def _rest_lines(summary: dict[str, Any]) -> list[str]:
     if summary.get("rest_gate"):
         lines.append(f"- rest gate (`bmi serve {' '.join(summary['rest_gate']['serve_options'])}`): "
                      f"{summary['rest_gate']['why']}")
+    elif summary.get("rest_gate_skipped"):
+        lines.append(f"- no rest gate ({summary['rest_gate_skipped']}): the decoder's commands as trained")
     cmd = summary["online"].get("commands")
     if cmd and cmd["n_movement_cues"]:
         lines.append(f"- movement cues answered by their own command (as `bmi rehearse` scores them): "

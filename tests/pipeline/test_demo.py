@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.demo import choose_decoder
+from pipeline.demo import choose_decoder, wants_rest_gate
 
 
 def _run(model, val, n_params, n_val=30):
@@ -38,8 +38,8 @@ def test_the_demo_serves_the_smallest_decoder_within_one_standard_error_of_the_b
 def test_quick_demo_runs_every_step_and_reports(tmp_path):
     out = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "demo", "--out", str(out), "--quick", "--stream-seconds", "6"],
-        capture_output=True, text=True, timeout=580,
+        [sys.executable, "-m", "pipeline.cli", "demo", "--out", str(out), "--quick", "--stream-seconds", "6",
+         "--no-rest-gate"], capture_output=True, text=True, timeout=580,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -51,7 +51,10 @@ def test_quick_demo_runs_every_step_and_reports(tmp_path):
     assert online["n_decisions"] > 20  # ~20 decisions/s once the first window is full
     assert online["rig_messages"] >= online["n_decisions"]  # decisions plus safe/heartbeat messages
     assert online["latency_p99_ms"] < 50
-    assert summary["rest_gate"] is None and set(online["hand_at_rest"]) == {"rest_cues", "moved_in", "travel"}
+    # --no-rest-gate: served as trained, and the summary says so
+    assert summary["rest_gate"] is None and summary["rest_gate_skipped"] == "--no-rest-gate"
+    assert "without a rest gate (--no-rest-gate)" in proc.stdout
+    assert set(online["hand_at_rest"]) == {"rest_cues", "moved_in", "travel"}
     # scored by cue as bmi rehearse scores them; 6 s from the first decision hold no whole cue
     assert online["commands"]["n_movement_cues"] + online["commands"]["n_rest_cues"] == 0
     report = Path(summary["report"]).read_text()
@@ -67,20 +70,22 @@ def test_quick_demo_runs_every_step_and_reports(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_quick_demo_under_a_rest_gate_holds_the_hand_while_rest_is_likely(tmp_path):
-    """`bmi demo --rest-gate`: the gate's threshold and dwell are chosen by `bmi rehearse` on the held-out
-    recording's part that is not streamed; the server gates the flat decoder on 1 - P(rest) with them: every
-    logged decision carries that gate, and none below the chosen threshold commands a movement."""
+def test_quick_demo_serves_under_a_rest_gate_by_default_and_holds_the_hand_while_rest_is_likely(tmp_path):
+    """`bmi demo` (the rest gate is the default when the data have a rest class): the gate's threshold and dwell
+    are chosen by `bmi rehearse` on the held-out recording's part that is not streamed; the server gates the flat
+    decoder on 1 - P(rest) with them: every logged decision carries that gate, and none below the chosen
+    threshold commands a movement."""
     import csv
 
     out = tmp_path / "demo"
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "demo", "--out", str(out), "--quick", "--stream-seconds", "6",
-         "--models", "logvar", "--rest-gate"], capture_output=True, text=True, timeout=580,
+         "--models", "logvar"], capture_output=True, text=True, timeout=580,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     gate = summary["rest_gate"]
+    assert summary["rest_gate_skipped"] is None
     assert gate["rehearsed_seconds"] >= 30 and len(gate["rows"]) == 24  # 12 gate settings x 2 EMA weights
     assert {r["ema_alpha"] for r in gate["rows"]} == {0.3, 0.1}
     options = gate["serve_options"]
@@ -103,6 +108,18 @@ def test_quick_demo_under_a_rest_gate_holds_the_hand_while_rest_is_likely(tmp_pa
         assert gate == pytest.approx(1 - json.loads(row["probabilities"])["rest"], abs=1e-5)
         if gate < threshold:
             assert row["action"] == "hold", row
+
+
+def test_the_demo_gates_on_rest_by_default_only_where_there_is_a_rest_class():
+    assert wants_rest_gate(None, ["rest", "grasp", "open"]) == (True, None)
+    assert wants_rest_gate(True, ["rest", "grasp"]) == (True, None)
+    assert wants_rest_gate(False, ["rest", "grasp"]) == (False, "--no-rest-gate")
+    # real data without a rest class: served as trained by default, and the reason names the classes
+    served, why = wants_rest_gate(None, ["left", "right", "left"])
+    assert not served and "no class named 'rest'" in why and "['left', 'right']" in why
+    assert wants_rest_gate(False, ["left", "right"]) == (False, "--no-rest-gate")
+    with pytest.raises(ValueError, match=r"--rest-gate needs a class named 'rest'.*\['left', 'right'\]"):
+        wants_rest_gate(True, ["left", "right"])
 
 
 @pytest.mark.slow
