@@ -45,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "rest_seconds, jitter_seconds, lead_in_seconds, break_seconds, seed}, training: {tmin, tmax, "
                    "bandpass, euclidean_alignment} (configs/calibration.yaml)")
     p.add_argument("--classes", help="cue classes, comma-separated (default grasp,open,rest)")
+    p.add_argument("--action", action="append", metavar="CLASS=ACTION",
+                   help="hand action of a class: grasp, open or hold, as bmi serve --action (grasp/close, open and "
+                        "rest map by themselves; any other class must be given, before recording; repeatable)")
     p.add_argument("--trials", type=int, help="trials per class over all runs (default 20)")
     p.add_argument("--runs", type=int, help="runs (one file each; the last tests the decoder; default 3)")
     p.add_argument("--seed", type=int, help="seed of the cue order and jitter (default: drawn, and recorded)")
@@ -257,10 +260,16 @@ def train_and_export(config_path: Path, overrides: list[str], out: Path) -> tupl
     return summary, result.path
 
 
-def serve_commands(model: Path, stream: str, cues: str, out: Path, gate_options: list[str] | None = None) -> dict[str, str]:
-    """Today's and the next day's ``bmi serve`` commands; with ``gate_options``, today's under that rest gate too."""
+def serve_commands(model: Path, stream: str, cues: str, out: Path, gate_options: list[str] | None = None,
+                   actions: dict[str, str] | None = None) -> dict[str, str]:
+    """Today's and the next day's ``bmi serve`` commands (with the ``actions`` of classes that need one); with
+    ``gate_options``, today's under that rest gate too."""
+    from exports.runtime.actions import action_options
+
     q = shlex.quote
     base = f"bmi serve {q(str(model))} --input lsl:{q(stream)} --output udp://127.0.0.1:9000"
+    if actions:
+        base += f" {shlex.join(action_options(actions))}"
     commands = {"today": f"{base} --cues lsl:{q(cues)} --log {q(str(out / 'session.csv'))}",
                 "next_day": f"{base} --align-seconds 60 --cues lsl:{q(cues)} --log {q(str(out / 'session-next.csv'))}"}
     if gate_options:
@@ -268,7 +277,8 @@ def serve_commands(model: Path, stream: str, cues: str, out: Path, gate_options:
     return commands
 
 
-def gate_on_test_run(model: Path, config_path: Path, rest_class: str = "rest") -> dict[str, Any] | None:
+def gate_on_test_run(model: Path, config_path: Path, rest_class: str = "rest",
+                     actions: dict[str, str] | None = None) -> dict[str, Any] | None:
     """A rest gate for the decoder, chosen as ``bmi rehearse --min-hits`` chooses, on the calibration's test run
     (the last one: never trained on); None for a decoder with its own gate."""
     from datasets.config import DataConfig
@@ -283,7 +293,8 @@ def gate_on_test_run(model: Path, config_path: Path, rest_class: str = "rest") -
         return None
     data_cfg = from_mapping(DataConfig, load_yaml(config_path)["data"], "data")
     test_run = [r.path for r in list_recordings(data_cfg, config_path.parent)][-1]
-    choice = choose_rest_gate(model, read_cued([test_run], data_cfg, meta["preprocessing"]["ch_names"]), rest_class)
+    choice = choose_rest_gate(model, read_cued([test_run], data_cfg, meta["preprocessing"]["ch_names"]), rest_class,
+                              actions=actions)
     return dict(choice, recording=test_run.name)
 
 
@@ -297,6 +308,7 @@ def _interrupt(*_: Any) -> None:
 def _main(args: argparse.Namespace) -> int:
     from datasets.atomic import write_json
     from datasets.lsl_quiet import quiet_liblsl
+    from exports.runtime.actions import parse_action_args, plan_actions
 
     from .paradigm import ConsoleCues, TerminalCues, load_calibration, plan_runs
 
@@ -304,6 +316,8 @@ def _main(args: argparse.Namespace) -> int:
     subject, ses = _label(args.subject, "--subject"), _label(args.session, "--session")
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     cfg = load_calibration(args.config, classes=classes, trials=args.trials, runs=args.runs, seed=args.seed)
+    actions = parse_action_args(args.action)
+    plan_actions(cfg.paradigm.classes, actions)  # every class a hand action, as bmi serve will ask: refused before recording
     if args.flush_seconds <= 0:
         raise ValueError(f"'--flush-seconds' ({args.flush_seconds}) must be positive.")
     out = args.out
@@ -362,8 +376,8 @@ def _main(args: argparse.Namespace) -> int:
         return 0
     print("bmi calibrate: training the default recipe on the calibration ...", file=sys.stderr, flush=True)
     summary, model = train_and_export(config_path, args.set, out)
-    gate = gate_on_test_run(model, config_path) if "rest" in cfg.paradigm.classes else None
-    commands = serve_commands(model, stream, cues, out, gate and gate["serve_options"])
+    gate = gate_on_test_run(model, config_path, actions=actions) if "rest" in cfg.paradigm.classes else None
+    commands = serve_commands(model, stream, cues, out, gate and gate["serve_options"], actions)
     report |= {"run_dir": summary["run_dir"], "model": str(model), "test": summary["test"],
                "baselines": {k: v.get("test") for k, v in summary["baselines"].items()},
                "versus_baselines": summary["versus_baselines"], "serve": commands,

@@ -54,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help="a smoke run of every step: one subject, few trials, one epoch, 8 s of streaming")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the synthetic recordings and the training runs (default 0)")
+    p.add_argument("--action", action="append", metavar="CLASS=ACTION",
+                   help="hand action of a class of --data: grasp, open or hold, as bmi serve --action (grasp/close, "
+                        "open and rest map by themselves; any other class must be given; repeatable)")
     p.add_argument("--rest-gate", action=argparse.BooleanOptionalAction, default=None,
                    help="serve the chosen decoder under a rest gate (bmi serve --gate-rest-class rest; the default when "
                         "the data have a class named rest): the hand holds until 1 - P(rest) is confidently high, with "
@@ -282,6 +285,17 @@ class _progress:
 MIN_CHOICE_SECONDS = 30.0  # the least of the held-out recording left after the streamed part to choose a gate on
 
 
+def hand_actions(classes: list[str], action_args: list[str] | None) -> dict[str, str]:
+    """The ``--action`` mapping, checked against the data's classes as ``bmi serve`` will check it (every class a
+    hand action): refused before training, naming the classes and the options to add."""
+    from exports.runtime.actions import parse_action_args, plan_actions
+
+    actions = parse_action_args(action_args)
+    if classes:  # a config without events (BIDS) names its classes only once read: bmi serve checks them then
+        plan_actions(classes, actions)
+    return actions
+
+
 def wants_rest_gate(asked: bool | None, classes) -> tuple[bool, str | None]:
     """Whether the demo serves under a rest gate, and why not (None when it does): ``asked`` is ``--rest-gate`` (True),
     ``--no-rest-gate`` (False) or neither (None: a gate whenever the data have a class named rest). Asking for it
@@ -294,7 +308,8 @@ def wants_rest_gate(asked: bool | None, classes) -> tuple[bool, str | None]:
     return False, "--no-rest-gate" if asked is False else f"the data have no class named 'rest' to gate on: {classes}"
 
 
-def _choose_rest_gate(model_path: Path, recording: Path, raw_data: dict[str, Any], streamed_s: float) -> dict[str, Any]:
+def _choose_rest_gate(model_path: Path, recording: Path, raw_data: dict[str, Any], streamed_s: float,
+                      actions: dict[str, str]) -> dict[str, Any]:
     """The rest gate's threshold and dwell and the smoothing's weight, as a lab chooses them with ``bmi rehearse
     --min-hits``: the least movement at rest that still answers 75 % of the movement cues, on the held-out
     recording after the part that is streamed (never the streamed part). Too little left: the gate's defaults."""
@@ -315,7 +330,7 @@ def _choose_rest_gate(model_path: Path, recording: Path, raw_data: dict[str, Any
         return dict(defaults, why=f"the gate's defaults (only {max(left_s, 0):.0f} s of the recording is not streamed)")
     first = int(round(start_s * meta["preprocessing"]["sfreq_in"]))
     rest_of_it = [(path, data[:, first:], [(t - start_s, c) for t, c in cues if t >= start_s], cue_s)]
-    choice = choose_rest_gate(model_path, rest_of_it)
+    choice = choose_rest_gate(model_path, rest_of_it, actions=actions)
     chosen = choice["chosen"]
     rehearsed = {"rehearsed_seconds": round(left_s, 1), "rehearsal": chosen, "rows": choice["rows"]}
     if chosen is None:
@@ -351,6 +366,7 @@ def _main(args: argparse.Namespace) -> int:
 
 def _run(args, out: Path, console, progress: Progress) -> None:
     from datasets.atomic import write_text
+    from exports.runtime.actions import action_options
     from exports.runtime.rig import plot_aperture
     from pipeline.demo_report import (aperture_with_cues, hand_at_rest, online_results, read_csv, summary_json,
                                       write_report)
@@ -360,7 +376,9 @@ def _run(args, out: Path, console, progress: Progress) -> None:
     progress.begin(console, 1)
     data_path, raw = _write_data(args, out, console)
     raw_data = raw.get("data", raw)
-    rest_gate, s["rest_gate_skipped"] = wants_rest_gate(args.rest_gate, (raw_data.get("events") or {}).values())
+    classes = list(dict.fromkeys((raw_data.get("events") or {}).values()))
+    actions = hand_actions(classes, args.action)  # refused now, not after training
+    rest_gate, s["rest_gate_skipped"] = wants_rest_gate(args.rest_gate, classes)
 
     progress.begin(console, 2)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -388,12 +406,14 @@ def _run(args, out: Path, console, progress: Progress) -> None:
     progress.begin(console, 5)
     recording = _held_out_file(raw_data, best_dir)
     console.print(f"replaying held-out recording {recording.name} as a live LSL stream for {args.stream_seconds:g} s")
-    serve_args, s["rest_gate"] = [], None  # None: served as trained (no rest gate, or the decoder's own gate)
+    # the data's own mapping of class to hand action and of channel names, as training had them
+    serve_args = action_options(actions) + (["--rename", raw_data["rename"]] if raw_data.get("rename") else [])
+    s["rest_gate"] = None  # None: served as trained (or under the decoder's own gate)
     if s["rest_gate_skipped"]:
         console.print(f"serving the decoder as trained, without a rest gate ({s['rest_gate_skipped']})")
     if rest_gate and not exported.metadata.get("gate"):
-        s["rest_gate"] = _choose_rest_gate(exported.path, recording, raw_data, args.stream_seconds)
-        serve_args = s["rest_gate"]["serve_options"]
+        s["rest_gate"] = _choose_rest_gate(exported.path, recording, raw_data, args.stream_seconds, actions)
+        serve_args += s["rest_gate"]["serve_options"]
         console.print(f"serving under a rest gate: {s['rest_gate']['why']}")
     streamed = _stream(exported.path, recording, out, args.stream_seconds, console, args.verbose, serve_args)
 

@@ -165,18 +165,19 @@ CHOICE_MIN_HITS = 0.75
 
 
 def choose_rest_gate(model: str | Path, recordings, rest_class: str = "rest",
-                     min_hits: float = CHOICE_MIN_HITS) -> dict[str, Any]:
+                     min_hits: float = CHOICE_MIN_HITS, actions: dict[str, str] | None = None) -> dict[str, Any]:
     """A rest gate on ``1 - P(rest_class)`` chosen on cued ``recordings`` (:func:`read_cued`) as ``bmi rehearse
     --min-hits`` chooses, over :data:`CHOICE_GRID` less the settings a window with no evidence would open
     (:func:`~exports.runtime.smoothing.gate_prior_warning`), each with every weight of :data:`CHOICE_EMA_ALPHAS`:
     ``chosen`` (a row, or None when none answers ``min_hits`` of the movement cues), ``serve_options`` (None with
-    it; the gate's options and ``--ema-alpha``) and every row (``rows``)."""
+    it; the gate's options and ``--ema-alpha``) and every row (``rows``). ``actions``: the hand action of classes
+    not named like one (``--action``), as the server will be given them."""
     from exports.onnx import read_model_metadata
     from exports.runtime.smoothing import gate_in_force, gate_prior_warning
 
     meta = read_model_metadata(model)
     grid = [g for g in CHOICE_GRID if not gate_prior_warning(gate_in_force(meta, rest_class, g), meta["classes"])]
-    rows = rehearse(model, recordings, grid, rest_gate=rest_class, ema_alphas=CHOICE_EMA_ALPHAS)
+    rows = rehearse(model, recordings, grid, rest_gate=rest_class, actions=actions, ema_alphas=CHOICE_EMA_ALPHAS)
     chosen = choose_gate(rows, min_hits)
     options = serve_options(gate_in_force(meta, rest_class, chosen["gate"]), rest_class,
                             chosen["ema_alpha"]) if chosen else None

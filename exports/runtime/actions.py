@@ -24,6 +24,11 @@ def parse_action_args(items: list[str] | None) -> dict[str, str]:
     return mapping
 
 
+def action_options(mapping: dict[str, str]) -> list[str]:
+    """``{"left": "open"}`` -> ``["--action", "left=open"]``: the options that give ``bmi serve`` that mapping."""
+    return [arg for cls, action in mapping.items() for arg in ("--action", f"{cls}={action}")]
+
+
 def plan_actions(classes: list[str], overrides: dict[str, str]) -> dict[str, str]:
     """The action of every class: the defaults, then ``overrides``; refuses unknown or unmapped classes."""
     unknown = sorted(set(overrides) - set(classes))
@@ -37,7 +42,7 @@ def plan_actions(classes: list[str], overrides: dict[str, str]) -> dict[str, str
     if unmapped:
         example = " ".join(f"--action {c}={a}" for c, a in zip(unmapped, ("open", "grasp", "hold", "hold")))
         raise ValueError(
-            f"The model's classes {unmapped} have no hand action (by default grasp/close -> grasp, open -> open, "
+            f"The classes {unmapped} have no hand action (by default grasp/close -> grasp, open -> open, "
             f"rest -> hold). Choose one for each with --action CLASS=grasp|open|hold, e.g. {example}."
         )
     return actions

@@ -185,8 +185,12 @@ def plot_aperture(rows: list[dict[str, Any]], path: Path, cues: list[tuple[float
         if safe:
             ax.plot(safe, [1.05] * len(safe), "|", color="tab:red", label="safe state")
     colors = {"grasp": "tab:blue", "open": "tab:green", "rest": "tab:gray"}
+    others = iter(["tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"])
+    for name in dict.fromkeys(name for _start, _end, name in cues or []):  # each other class a colour of its own
+        if name not in colors:
+            colors[name] = next(others, "tab:orange")
     for start, end, name in cues or []:
-        ax.axvspan(start, end, alpha=0.15, color=colors.get(name, "tab:orange"), label=f"cue: {name}")
+        ax.axvspan(start, end, alpha=0.15, color=colors[name], label=f"cue: {name}")
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles))
     ax.legend(unique.values(), unique.keys(), loc="upper right", fontsize=8)

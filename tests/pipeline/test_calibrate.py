@@ -88,6 +88,19 @@ def test_the_training_config_tests_on_the_last_run_and_keeps_alignment(tmp_path)
     assert "--align-seconds 60" in commands["next_day"] and "--align-seconds" not in commands["today"]
 
 
+def test_classes_without_a_hand_action_are_refused_before_recording_and_mapped_ones_reach_every_command(tmp_path):
+    out = tmp_path / "day1"
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "calibrate", "--stream", "lsl:NoSuchAmp", "--out",
+                           str(out), "--classes", "left,right,rest", "--resolve-timeout", "1"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "['left', 'right'] have no hand action" in proc.stderr
+    assert "--action left=open --action right=grasp" in proc.stderr and not out.exists()  # nothing recorded
+    commands = serve_commands(tmp_path / "decoder.onnx", "SimAmp", "bmi-cues", tmp_path, ["--gate-rest-class", "rest"],
+                              {"left": "open", "right": "grasp"})
+    for command in commands.values():  # today's, the next day's and the rest gate's
+        assert "--action left=open --action right=grasp" in command
+
+
 # -- real processes ------------------------------------------------------------------------------------------------
 
 

@@ -122,6 +122,55 @@ def test_the_demo_gates_on_rest_by_default_only_where_there_is_a_rest_class():
         wants_rest_gate(True, ["left", "right"])
 
 
+def test_data_whose_classes_have_no_hand_action_are_refused_before_training(tmp_path):
+    """`bmi demo --data` with classes bmi serve cannot map (left / right) stops at step 1, naming the options to
+    add, instead of after training; a misspelt action likewise."""
+    import yaml
+
+    config = tmp_path / "lr.yaml"
+    config.write_text(yaml.safe_dump({"data": {"files": ["a_raw.fif"], "events": {"T0": "rest", "T1": "left",
+                                                                                  "T2": "right"}}}))
+    for extra, message in (([], "['left', 'right'] have no hand action"),
+                           (["--action", "left=opn", "--action", "right=grasp"], "maps to ['opn']")):
+        out = tmp_path / f"demo{len(extra)}"
+        proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo", "--data", str(config), "--out", str(out),
+                               *extra], capture_output=True, text=True, timeout=60)
+        assert proc.returncode != 0 and message in proc.stdout + proc.stderr
+        assert "Step 2/6" not in proc.stdout and not list(out.iterdir())  # nothing trained, nothing written
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_demo_on_real_recordings_maps_their_classes_and_channel_names(eegmmidb_dir, tmp_path):
+    """`bmi demo --data` on PhysioNet S001 (rest / left / right, EDF names renamed by the eegbci rule): the server
+    and the offline check read the stream's channels under the data's names, and every command drives the hand as
+    `--action` maps it, under the default rest gate."""
+    import csv
+
+    import yaml
+
+    config = tmp_path / "s001.yaml"
+    config.write_text(yaml.safe_dump({"data": {
+        "files": [str(eegmmidb_dir / f"S001R{r:02d}.edf") for r in (3, 7, 11)],
+        "events": {"T0": "rest", "T1": "left", "T2": "right"}, "rename": "eegbci", "tmin": 0.5, "tmax": 2.5,
+        "picks": {"types": ["eeg"]}, "resample": 80.0, "split": {"method": "holdout", "by": "run", "test": ["11"]},
+        "cache_dir": str(tmp_path / "cache")}}))
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo", "--data", str(config), "--out", str(out),
+                           "--models", "logvar", "--epochs", "5", "--stream-seconds", "8",
+                           "--action", "left=open", "--action", "right=grasp"],
+                          capture_output=True, text=True, timeout=580)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rest_gate"]["serve_options"][:2] == ["--gate-rest-class", "rest"]
+    assert summary["online"]["offline_recording"]["n_trials"] > 0  # the recording read offline under the same names
+    decisions = [r for r in csv.DictReader((out / "session_log.csv").open()) if r["type"] == "decision"]
+    assert len(decisions) > 20
+    mapped = {"left": "open", "right": "grasp", "rest": "hold"}
+    for row in decisions:
+        assert row["action"] == mapped[row["command"]], row  # a closed gate's command is rest itself
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_an_interrupted_demo_says_where_it_stopped_and_leaves_no_child(tmp_path):
