@@ -305,7 +305,11 @@ def wants_rest_gate(asked: bool | None, classes) -> tuple[bool, str | None]:
         return asked is not False, "--no-rest-gate" if asked is False else None
     if asked:
         raise ValueError(f"--rest-gate needs a class named 'rest'; the data's classes are {classes}.")
-    return False, "--no-rest-gate" if asked is False else f"the data have no class named 'rest' to gate on: {classes}"
+    if asked is False:
+        return False, "--no-rest-gate"
+    if not classes:  # BIDS events are read with the recordings, after the choice is made
+        return False, "the config's data.events names no classes to find a rest class in"
+    return False, f"the data have no class named 'rest' to gate on: {classes}"
 
 
 def _choose_rest_gate(model_path: Path, recording: Path, raw_data: dict[str, Any], streamed_s: float,

@@ -118,6 +118,7 @@ def test_the_demo_gates_on_rest_by_default_only_where_there_is_a_rest_class():
     served, why = wants_rest_gate(None, ["left", "right", "left"])
     assert not served and "no class named 'rest'" in why and "['left', 'right']" in why
     assert wants_rest_gate(False, ["left", "right"]) == (False, "--no-rest-gate")
+    assert wants_rest_gate(None, []) == (False, "the config's data.events names no classes to find a rest class in")
     with pytest.raises(ValueError, match=r"--rest-gate needs a class named 'rest'.*\['left', 'right'\]"):
         wants_rest_gate(True, ["left", "right"])
 
