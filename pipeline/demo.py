@@ -322,7 +322,7 @@ def _choose_rest_gate(model_path: Path, recording: Path, raw_data: dict[str, Any
     from exports.onnx import read_model_metadata
     from exports.runtime.smoothing import gate_in_force
 
-    from .rehearse import choose_rest_gate, hits_text, read_cued, serve_options
+    from .rehearse import choose_rest_gate, cued_part, hits_text, read_cued, serve_options
 
     meta = read_model_metadata(model_path)
     data_cfg = from_mapping(DataConfig, raw_data, "data")
@@ -332,9 +332,8 @@ def _choose_rest_gate(model_path: Path, recording: Path, raw_data: dict[str, Any
     defaults = {"serve_options": serve_options(gate_in_force(meta, "rest", {}), "rest"), "rehearsed_seconds": 0.0}
     if left_s < MIN_CHOICE_SECONDS:
         return dict(defaults, why=f"the gate's defaults (only {max(left_s, 0):.0f} s of the recording is not streamed)")
-    first = int(round(start_s * meta["preprocessing"]["sfreq_in"]))
-    rest_of_it = [(path, data[:, first:], [(t - start_s, c) for t, c in cues if t >= start_s], cue_s)]
-    choice = choose_rest_gate(model_path, rest_of_it, actions=actions)
+    rest_of_it = cued_part((path, data, cues, cue_s), start_s, float("inf"), meta["preprocessing"]["sfreq_in"])
+    choice = choose_rest_gate(model_path, [rest_of_it], actions=actions)
     chosen = choice["chosen"]
     rehearsed = {"rehearsed_seconds": round(left_s, 1), "rehearsal": chosen, "rows": choice["rows"]}
     if chosen is None:

@@ -61,7 +61,7 @@ def online_results(streamed: dict[str, Any], recording: Path, meta: dict[str, An
     aligned: dict[str, Any] = {"n_trials": 0}
     offline_recording: dict[str, Any] | None = None
     if model_path is not None and cues:
-        offline = offline_cue_predictions(recording, meta, model_path, cues, raw_data.get("rename"))
+        offline = offline_cue_predictions(recording, meta, model_path, cues, raw_data)
         aligned = aligned_scores(decisions, streamed, cues, duration, meta, offline)
         scored = [(meta["classes"].index(name), p) for (_o, _e, name), p in zip(cues, offline) if p is not None]
         if scored:
@@ -89,21 +89,20 @@ def online_results(streamed: dict[str, Any], recording: Path, meta: dict[str, An
 
 
 def offline_cue_predictions(recording: Path, meta: dict[str, Any], model_path: Path,
-                            cues: list[tuple[float, float, str]], rename: str | None = None) -> list[int | None]:
+                            cues: list[tuple[float, float, str]], raw_data: dict[str, Any]) -> list[int | None]:
     """The exported model's class for each cue's training window (ending at cue + tmax), computed offline: the
-    whole recording (its channels renamed by the data's ``rename`` rule, as in training and on the rig) through the
-    same causal preprocessing from its first sample (``datasets.dsp``), the metadata's normalisation, and
-    onnxruntime. None where the window falls outside the recording."""
-    import mne
+    whole recording, read as training read it (``raw_data``, the config's data section: channel names renamed by
+    its rule), through the same causal preprocessing from its first sample (``datasets.dsp``), the metadata's
+    normalisation, and onnxruntime. None where the window falls outside the recording."""
     import onnxruntime as ort
 
-    from datasets.channel_names import rename_channels
+    from datasets.config import DataConfig
     from datasets.dsp import CausalPreprocessor, PreprocessingSpec, apply_normalization
+    from datasets.reading import read_raw
+    from datasets.typed import from_mapping
 
     spec = PreprocessingSpec.from_dict(meta["preprocessing"])
-    raw = mne.io.read_raw(recording, preload=False, verbose="error")
-    if rename is not None:
-        raw.rename_channels(dict(zip(raw.ch_names, rename_channels(raw.ch_names, rename))))
+    raw = read_raw(recording, from_mapping(DataConfig, raw_data, "data"))
     data = raw.get_data(picks=list(spec.ch_names))
     out = CausalPreprocessor(spec).process(data)
     n_times, tmax = int(meta["window"]["n_times"]), float(meta["window"]["tmax"])

@@ -94,6 +94,14 @@ def read_cued(files: list[Path], data_cfg, ch_names: list[str]) -> list[tuple[Pa
     return out
 
 
+def cued_part(recording, start_s: float, end_s: float, sfreq: float):
+    """A :func:`read_cued` recording between two times (s), with the cues that lie whole inside it, on its own
+    clock (0 at ``start_s``)."""
+    path, data, cues, cue_s = recording
+    first, last = int(round(start_s * sfreq)), int(round(min(end_s, data.shape[1] / sfreq) * sfreq))
+    return path, data[:, first:last], [(t - start_s, c) for t, c in cues if start_s <= t and t + cue_s <= end_s], cue_s
+
+
 def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]], rest_gate: str | None = None,
              rest_class: str = "rest", actions: dict[str, str] | None = None,
              alignment: dict[str, Any] | None = None, ema_alphas: list[float | None] = (None,)) -> list[dict[str, Any]]:

@@ -35,18 +35,11 @@ def _demo(folder: Path, seed: int) -> dict:
     return json.loads((folder / "summary.json").read_text())
 
 
-def _part(recording, start_s: float, end_s: float, sfreq: float):
-    """The cued recording between two times, with the cues that lie whole inside it, on its own clock."""
-    path, data, cues, cue_s = recording
-    first, last = int(start_s * sfreq), int(min(end_s, data.shape[1] / sfreq) * sfreq)
-    return path, data[:, first:last], [(t - start_s, c) for t, c in cues if start_s <= t and t + cue_s <= end_s], cue_s
-
-
 def crossfit_seed(folder: Path, seed: int) -> list[dict]:
     from datasets.config import DataConfig
     from datasets.typed import from_mapping
     from exports.onnx import read_model_metadata
-    from pipeline.rehearse import choose_rest_gate, read_cued, rehearse
+    from pipeline.rehearse import choose_rest_gate, cued_part, read_cued, rehearse
 
     demo = _demo(folder, seed)
     run_dir = Path(demo["models"][demo["best"]]["run_dir"])
@@ -60,7 +53,7 @@ def crossfit_seed(folder: Path, seed: int) -> list[dict]:
     rows = []
     for recording in recordings:
         middle = recording[1].shape[1] / sfreq / 2
-        halves = (_part(recording, 0, middle, sfreq), _part(recording, middle, float("inf"), sfreq))
+        halves = (cued_part(recording, 0, middle, sfreq), cued_part(recording, middle, float("inf"), sfreq))
         for fit, scored in (halves, halves[::-1]):
             chosen = choose_rest_gate(model, [fit])["chosen"]
             settings = {"as trained": (None, None, None), "gate defaults": ({}, "rest", None),
