@@ -84,7 +84,9 @@ class SimulatedAmplifier:
         self.clock = local_clock
         self.cues = MarkerListener(cfg.cues) if cfg.cues else None
         self.cue_counts: Counter = Counter()
-        self.late_cues = 0  # markers whose onset had already been sent: their pattern starts part-way
+        # markers that came after their onset had been streamed: (label, onset sample, samples streamed by then);
+        # their pattern starts part-way, time-locked to the onset
+        self.late_cues: list[tuple[str, int, int]] = []
         self.t0: float | None = None
         self._stop = threading.Event()
 
@@ -94,9 +96,8 @@ class SimulatedAmplifier:
             if onset < 0:
                 continue  # a marker from before the amplifier started
             self.cue_counts[label] += 1
-            if onset < self.source.n:
-                self.late_cues += 1
-            self.source.cue(label, onset)
+            if self.source.cue(label, onset) and onset < self.source.n:
+                self.late_cues.append((label, onset, self.source.n))
 
     def run(self, duration: float | None = None, status: bool = True) -> dict:
         """Stream until :meth:`stop` (or SIGINT/SIGTERM in the main thread) or ``duration`` seconds."""
@@ -123,8 +124,9 @@ class SimulatedAmplifier:
             self.close()
         if status:
             sys.stderr.write("\n")
-        return {"samples": sent, "seconds": round(sent / sfreq, 3), "cues": dict(self.cue_counts),
-                "late_cues": self.late_cues}
+        late = [{"label": label, "onset_sample": onset, "streamed_samples": streamed}
+                for label, onset, streamed in self.late_cues]
+        return {"samples": sent, "seconds": round(sent / sfreq, 3), "cues": dict(self.cue_counts), "late_cues": late}
 
     def _status(self, sent: int) -> None:
         cues = ", ".join(f"{k} {v}" for k, v in sorted(self.cue_counts.items())) or "none yet"
@@ -172,6 +174,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_main)
 
 
+def late_cue_text(cue: dict) -> str:
+    late = cue["streamed_samples"] - cue["onset_sample"]
+    return f"{cue['label']} at sample {cue['onset_sample']} ({late} sample{'s' if late != 1 else ''} late)"
+
+
 def cue_stream_name(spec: str | None) -> str | None:
     """``lsl:NAME`` -> NAME; ``none`` -> None."""
     if spec is None or spec.lower() == "none":
@@ -200,4 +207,7 @@ def _main(args: argparse.Namespace) -> int:
           f"answering cues on {('lsl:' + cfg.cues) if cfg.cues else 'nothing'}. Ctrl-C stops.", file=sys.stderr, flush=True)
     result = amp.run(args.duration, status=not args.no_status)
     print(f"bmi amp: streamed {result['seconds']:.1f} s; cues {result['cues'] or 'none'}", file=sys.stderr)
+    if result["late_cues"]:
+        print(f"bmi amp: {len(result['late_cues'])} cue(s) came after their onset had been streamed, so their pattern "
+              "started part-way: " + "; ".join(late_cue_text(c) for c in result["late_cues"]), file=sys.stderr)
     return 0

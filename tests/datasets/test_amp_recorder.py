@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from datasets.synthetic import CUE_SECONDS, sensor_info, session_head  # noqa: E
 from datasets.synthetic_stream import SyntheticStream  # noqa: E402
 
 SFREQ = 250.0
+LATE_CUE = re.compile(r"(\w+) at sample (\d+) \((\d+) samples? late\)")  # bmi amp's report of a late cue
 
 
 def start_amp(name: str, cues: str, *extra: str) -> subprocess.Popen:
@@ -105,11 +107,22 @@ def test_a_recording_holds_every_sample_and_each_cue_where_the_amplifier_put_it(
 
     head = session_head(sensor_info("eeg", SFREQ), 0, 0, 0)
 
+    # a marker that reached the amplifier after its onset had been streamed (a loaded machine) starts its pattern
+    # part-way: the amplifier reports how many samples it had streamed past the onset, and the simulation applies it there too
+    late = {(label, int(onset)): int(onset) + int(behind) for label, onset, behind in LATE_CUE.findall(err)}
+
     def simulate(n, cue_list):
         stream = SyntheticStream(SFREQ, head, 2.0, seed=[0, 1, 1, 99])  # the amplifier's seed for subject 1, session 1
-        for label, sample in cue_list:
+        parts, done = [], 0
+        for label, sample, applied in sorted(cue_list, key=lambda cue: cue[2]):
+            parts.append(stream.generate(applied - done))
+            done = max(done, applied)
             stream.cue(label, sample)
-        return stream.generate(n)
+        parts.append(stream.generate(n - done))
+        return np.concatenate(parts, axis=1)
+
+    def cue_at(label, sample):
+        return label, sample, late.get((label, sample), 0)
 
     quiet = simulate(int(60 * SFREQ), [])
     first = int(np.argmin(np.linalg.norm(quiet - recorded[:, :1], axis=0)))  # where the file starts in the stream
@@ -119,7 +132,8 @@ def test_a_recording_holds_every_sample_and_each_cue_where_the_amplifier_put_it(
     # each cue within one sample of where the amplifier started it (both from the marker's timestamp, the
     # recorder's dejittered): cue patterns overlap, so choose every cue's offset given the others', twice round
     cued = [(label, first + int(round(onset * SFREQ))) for onset, label in zip(raw.annotations.onset, raw.annotations.description)]
-    effects = [{d: simulate(first + n, [(label, sample + d)])[:, first:] - base for d in (-1, 0, 1)} for label, sample in cued]
+    effects = [{d: simulate(first + n, [cue_at(label, sample + d)])[:, first:] - base for d in (-1, 0, 1)}
+               for label, sample in cued]
     choice = [0] * len(cued)
     for _ in range(2):
         for i, options in enumerate(effects):
@@ -127,8 +141,28 @@ def test_a_recording_holds_every_sample_and_each_cue_where_the_amplifier_put_it(
             choice[i] = min(options, key=lambda d: np.abs(recorded - base - others - options[d]).max())
     expected = base + sum(effects[j][choice[j]] for j in range(len(cued)))
     scale = np.abs(expected).max()
-    assert np.abs(recorded - expected).max() < 1e-6 * scale
+    assert np.abs(recorded - expected).max() < 1e-6 * scale, err
     assert 1e-6 < recorded.std() < 1e-4  # volts, as MNE keeps EEG
+
+
+def test_the_amplifier_reports_a_cue_whose_onset_it_had_already_streamed(names):
+    """A marker stamped before samples already sent cannot start its pattern on time: the amplifier says which cue
+    and how late (the recording test above relies on that report); a rest cue has no pattern to be late."""
+    name, cues = names
+    outlet = StreamOutlet(StreamInfo(cues, "Markers", 1, 0.0, "string", f"{cues}-src"))
+    amp = start_amp(name, cues)
+    try:
+        assert resolve_streams(timeout=15, name=name)
+        time.sleep(2.0)  # the amplifier subscribes to the cue stream
+        outlet.push_sample(["grasp"], local_clock() - 0.4)
+        outlet.push_sample(["rest"], local_clock() - 0.4)
+        time.sleep(1.0)
+    finally:
+        err = stop(amp)
+    late = LATE_CUE.findall(err)
+    assert [label for label, *_ in late] == ["grasp"], err
+    # 100 samples, less the chunk (20 ms) not yet streamed, plus the marker's delivery
+    assert 0.4 * SFREQ - 6 <= int(late[0][2]) < 0.7 * SFREQ, err
 
 
 def test_the_recorder_refuses_a_missing_stream():
