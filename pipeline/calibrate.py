@@ -391,7 +391,7 @@ def _print_result(summary: dict[str, Any], model: Path, commands: dict[str, str]
     from rich.console import Console
     from rich.table import Table
 
-    from .rehearse import hits_text
+    from .rehearse import hits_text, uncued_text
 
     console = Console()
     table = Table(title="calibration decoder, test run", show_edge=False)
@@ -417,7 +417,7 @@ def _print_result(summary: dict[str, Any], model: Path, commands: dict[str, str]
                       "choose one on more cued data with bmi rehearse")
         return
     console.print(f"or today with a rest gate (the hand holds until 1 - P(rest) is high), chosen on the test run "
-                  f"{gate['recording']}: {chosen['movement_time_during_rest']:.0%} of rest decisions moving, "
+                  f"{gate['recording']}: {uncued_text(chosen)}, "
                   f"{chosen['false_movements_per_min']:.1f} false movements per minute at rest, "
                   f"hits {hits_text(chosen)} of {chosen['movement_cues']} movement cues (95% interval):")
     print(commands["rest_gate"], flush=True)

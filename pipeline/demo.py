@@ -315,14 +315,15 @@ def wants_rest_gate(asked: bool | None, classes) -> tuple[bool, str | None]:
 def _choose_rest_gate(model_path: Path, recording: Path, raw_data: dict[str, Any], streamed_s: float,
                       actions: dict[str, str]) -> dict[str, Any]:
     """The rest gate's threshold and dwell and the smoothing's weight, as a lab chooses them with ``bmi rehearse
-    --min-hits``: the least movement at rest that still answers 75 % of the movement cues, on the held-out
-    recording after the part that is streamed (never the streamed part). Too little left: the gate's defaults."""
+    --min-hits``: the least movement where none was cued that still answers 75 % of the movement cues, on the
+    held-out recording after the part that is streamed (never the streamed part). Too little left: the gate's
+    defaults."""
     from datasets.config import DataConfig
     from datasets.typed import from_mapping
     from exports.onnx import read_model_metadata
     from exports.runtime.smoothing import gate_in_force
 
-    from .rehearse import choose_rest_gate, cued_part, hits_text, read_cued, serve_options
+    from .rehearse import choose_rest_gate, cued_part, hits_text, read_cued, serve_options, uncued_text
 
     meta = read_model_metadata(model_path)
     data_cfg = from_mapping(DataConfig, raw_data, "data")
@@ -343,8 +344,8 @@ def _choose_rest_gate(model_path: Path, recording: Path, raw_data: dict[str, Any
     return dict(rehearsed, serve_options=choice["serve_options"],
                 why=f"threshold {gate['threshold']:g}, dwell {gate['dwell_s'] * 1000:g} ms, EMA weight "
                     f"{chosen['ema_alpha']:g}, chosen by bmi rehearse on the "
-                    f"recording's last {left_s:.0f} s (not streamed): {chosen['movement_time_during_rest']:.0%} of rest "
-                    f"decisions moving, {chosen['false_movements_per_min']:.1f} false movements per minute at rest, "
+                    f"recording's last {left_s:.0f} s (not streamed): {uncued_text(chosen)}, "
+                    f"{chosen['false_movements_per_min']:.1f} false movements per minute at rest, "
                     f"hits {hits_text(chosen)} over {chosen['movement_cues']} movement cues (95% interval)")
 
 
@@ -439,7 +440,8 @@ def streamed_commands(decisions: list[dict[str, str]], t_start: float, cues: lis
     cues answered by their own command and how soon, false movement onsets per minute of rest cue. Unlike the
     agreement, which counts every decision in the training window (cue + tmin .. cue + tmax), it does not count
     a hand that answers later in the cue as wrong, so a rest gate's rehearsed figures and the stream's compare.
-    Only cues the stream saw whole are scored (the player loops the file: each loop's cues count)."""
+    Only cues the stream saw whole are scored (the player loops the file: each loop's cues count), and the gaps
+    before the cues it saw begin."""
     import numpy as np
 
     from exports.runtime.closed_loop import Decisions, late_seconds, score_commands
@@ -450,14 +452,16 @@ def streamed_commands(decisions: list[dict[str, str]], t_start: float, cues: lis
     t = np.array([float(r["t_window_end"]) - t_start for r in rows])
     cue_s = float(np.median([end - onset for onset, end, _name in cues]))
     looped = [(onset + k * duration, name) for k in range(int(t[-1] // duration) + 1) for onset, _end, name in cues]
-    seen = [c for c in looped if c[0] + cue_s <= t[-1]]
+    seen = [c for c in looped if c[0] <= t[-1]]  # the last one may be cut: only the gap before it is scored
     decided = Decisions(t=t, command=[r["command"] for r in rows], action=[r["action"] for r in rows],
                         probabilities=np.empty((len(rows), 0)), gate=np.full(len(rows), np.nan),
                         classes=list(meta["classes"]))
-    scores = score_commands(decided, seen, cue_s, from_s=float(t[0]), late_s=late_seconds(meta))
+    scores = score_commands(decided, seen, cue_s, from_s=float(t[0]), late_s=late_seconds(meta), until_s=float(t[-1]))
     return {"hits": scores["counts"]["hits"], "false_onsets": scores["counts"]["false_onsets"],
+            "gaps_moved_in": scores["counts"]["gaps_moved_in"], "gaps_moved_in_late": scores["counts"]["gaps_moved_in_late"],
             **{k: scores[k] for k in ("movement_hit_rate", "time_to_correct_s", "false_movements_per_min", "late_onsets",
-                                      "movement_time_during_rest", "n_movement_cues", "n_rest_cues")}}
+                                      "movement_time_during_rest", "n_movement_cues", "n_rest_cues",
+                                      "movement_time_between_cues", "n_gaps")}}
 
 
 def _print_interrupted(console, progress: Progress) -> None:
@@ -484,7 +488,7 @@ def _print_interrupted(console, progress: Progress) -> None:
 def _print_summary(console, s: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from pipeline.demo_report import answered_text, false_moves_text
+    from pipeline.demo_report import answered_text, between_cues_text, false_moves_text
 
     table = Table(title="bmi demo: summary", show_header=False)
     test = s["offline_test"]
@@ -508,6 +512,8 @@ def _print_summary(console, s: dict[str, Any]) -> None:
         table.add_row("movement cues answered", answered_text(cmd))
     if cmd.get("n_rest_cues"):
         table.add_row("movement commanded at rest", false_moves_text(cmd))
+    if cmd.get("n_gaps"):
+        table.add_row("movement commanded between cues", between_cues_text(cmd))
     table.add_row("online agreement with cues", f"{online['cue_agreement']:.3f} over {online['n_cue_decisions']} decisions "
                   f"(chance {online['chance']:.3f})")
     aligned = online.get("aligned") or {}

@@ -284,6 +284,9 @@ def _rest_lines(summary: dict[str, Any]) -> list[str]:
                      f"{answered_text(cmd)}")
     if cmd and cmd["n_rest_cues"]:
         lines.append(f"- at rest: {false_moves_text(cmd)}")
+    if cmd and cmd.get("n_gaps"):
+        lines.append(f"- between cues (no cue asks for a movement; after a movement cue, its late answer left out): "
+                     f"{between_cues_text(cmd)}")
     rest = summary["online"].get("hand_at_rest")
     if rest and rest["rest_cues"]:
         lines.append(f"- the hand moved during {rest['moved_in']} of the {rest['rest_cues']} streamed rest cues "
@@ -303,6 +306,14 @@ def false_moves_text(cmd: dict[str, Any]) -> str:
     onsets = f"{cmd['false_onsets']} movement onset{'' if cmd['false_onsets'] == 1 else 's'}"
     return (f"{cmd['movement_time_during_rest']:.0%} of rest-cue decisions commanded a movement; {onsets} in "
             f"{cmd['n_rest_cues']} rest cues ({cmd['false_movements_per_min']:.1f} per minute{late})")
+
+
+def between_cues_text(cmd: dict[str, Any]) -> str:
+    """The share of decisions between cues commanding a movement, and the gaps the hand moved in."""
+    late = (f" ({cmd['gaps_moved_in_late']} of them only holding the movement just cued)"
+            if cmd.get("gaps_moved_in_late") else "")
+    return (f"{cmd['movement_time_between_cues']:.0%} of decisions commanded a movement; the hand moved in "
+            f"{cmd['gaps_moved_in']} of {cmd['n_gaps']} gaps{late}")
 
 
 def _aligned_lines(online: dict[str, Any]) -> list[str]:

@@ -138,6 +138,14 @@ def decide(windows: Windows, *, smoothing: SmoothingConfig | None = None, gate: 
                      np.asarray(gates, dtype=np.float64), classes, windows.alignment)
 
 
+MIN_GAP_S = 0.5  # shorter spans between cues are not scored as gaps
+
+
+def uncued_share(moving: int, decisions: int) -> float | None:
+    """The share of decisions commanding a movement among those where no movement was cued (rest cues, gaps)."""
+    return moving / decisions if decisions else None
+
+
 def late_seconds(meta: dict[str, Any]) -> float:
     """How long after a movement cue ends a command repeating it counts as late (``score_commands``' ``late_s``):
     half the model's window, while the window still holds mostly that movement."""
@@ -146,9 +154,11 @@ def late_seconds(meta: dict[str, Any]) -> float:
 
 def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_seconds: float,
                    rest_class: str = "rest", respond_seconds: float | None = None,
-                   from_s: float | None = None, late_s: float | None = None) -> dict[str, Any]:
+                   from_s: float | None = None, late_s: float | None = None,
+                   until_s: float | None = None) -> dict[str, Any]:
     """The hand's behaviour against the cues ``(onset s, class)``, each lasting ``cue_seconds``; cues beginning
-    before ``from_s`` (e.g. the first decision) are left out and counted in ``n_cues_unscored``.
+    before ``from_s`` (e.g. the first decision) are left out and counted in ``n_cues_unscored``, and so are cues
+    ending after ``until_s`` (e.g. a stream's last decision), though the gap before such a cue is scored.
 
     - ``false_movements_per_min``: onsets of a movement command (an action other than hold, after a decision
       that was not that command) whose decision falls in a rest cue, per minute of rest cues;
@@ -157,6 +167,13 @@ def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_
       the right command, late, rather than a movement from rest; ``spontaneous_movements_per_min`` the others;
     - ``movement_time_during_rest``: the share of rest-cue decisions whose action is a movement;
     - ``rest_cues_moving``: the share of rest cues with at least one such decision (the hand not still there);
+    - ``movement_time_between_cues`` and ``gaps_moving``: the same in the gaps between consecutive cues, where no
+      cue asks for anything and the hand should rest; the first ``late_s`` of a gap after a movement cue are left
+      out (the window still holds the movement). Spans under ``MIN_GAP_S`` are no gaps (cue durations that vary
+      about ``cue_seconds``); None where the cues leave none (e.g. EEGMMIDB's runs). ``gaps_moved_in_late``
+      counts the gaps where every moving decision repeats the movement cue just before (held past its late answer);
+    - ``movement_time_uncued``: the share of decisions commanding a movement where none was cued, in rest cues and
+      gaps together (what ``bmi rehearse --min-hits`` minimises);
     - ``time_to_correct_s``: for each movement cue, the first decision in [onset, onset + ``respond_seconds``
       (default the cue)] whose command is the cue's class: median seconds after the onset, and
       ``movement_hit_rate``, the share of movement cues that got one.
@@ -164,14 +181,31 @@ def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_
     respond = cue_seconds if respond_seconds is None else respond_seconds
     scored = [c for c in cues if from_s is None or c[0] >= from_s]
     n_unscored, cues = len(cues) - len(scored), scored
+    whole = [until_s is None or c[0] + cue_seconds <= until_s for c in cues]
+    n_unscored += whole.count(False)
     t, command, action = decisions.t, decisions.command, decisions.action
     moving = np.array([a != SAFE_ACTION for a in action], dtype=bool)
     onset_of_movement = moving & np.r_[True, np.array(command[1:]) != np.array(command[:-1])]
     rest_minutes, false_onsets, rest_decisions, rest_moving, rest_cues, rest_cues_moved_in = 0.0, 0, 0, 0, 0, 0
     latencies, hits, n_movement, late_onsets, previous = [], 0, 0, 0, None
-    for onset, label in cues:
+    gaps, gaps_moved_in, gaps_moved_in_late, gap_decisions, gap_moving = 0, 0, 0, 0, 0
+    for (onset, label), seen_whole in zip(cues, whole):
         inside = (t >= onset) & (t < onset + cue_seconds)
         before, previous = previous, (onset, label)
+        if before is not None:
+            grace = late_s if late_s is not None and before[1] != rest_class else 0.0
+            gap_start = before[0] + cue_seconds + grace
+            in_gap = (t >= gap_start) & (t < onset)
+            if onset - gap_start >= MIN_GAP_S and in_gap.any():
+                gaps += 1
+                gap_decisions += int(in_gap.sum())
+                gap_moving += int((moving & in_gap).sum())
+                moved = np.flatnonzero(moving & in_gap)
+                gaps_moved_in += bool(len(moved))
+                # only the movement just cued, held past its late answer: the hand slow to let go, not moving at rest
+                gaps_moved_in_late += bool(len(moved)) and all(command[i] == before[1] for i in moved)
+        if not seen_whole:
+            continue
         if label == rest_class:
             rest_minutes += cue_seconds / 60
             false_onsets += int((onset_of_movement & inside).sum())
@@ -197,6 +231,9 @@ def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_
         "spontaneous_movements_per_min": (false_onsets - late_onsets) / rest_minutes if rest_minutes else None,
         "movement_time_during_rest": rest_moving / rest_decisions if rest_decisions else None,
         "rest_cues_moving": rest_cues_moved_in / rest_cues if rest_cues else None,
+        "movement_time_between_cues": gap_moving / gap_decisions if gap_decisions else None,
+        "gaps_moving": gaps_moved_in / gaps if gaps else None, "n_gaps": gaps,
+        "movement_time_uncued": uncued_share(rest_moving + gap_moving, rest_decisions + gap_decisions),
         "movement_hit_rate": hits / n_movement if n_movement else None,
         "time_to_correct_s": float(np.median(latencies)) if latencies else None,
         "n_rest_cues": rest_cues, "n_movement_cues": n_movement,
@@ -205,5 +242,7 @@ def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_
         "counts": {"false_onsets": false_onsets, "late_onsets": late_onsets, "rest_minutes": rest_minutes,
                    "rest_decisions": rest_decisions, "rest_moving": rest_moving, "rest_cues": rest_cues,
                    "rest_cues_moved_in": rest_cues_moved_in, "hits": hits, "movement_cues": n_movement,
+                   "gaps": gaps, "gaps_moved_in": gaps_moved_in, "gaps_moved_in_late": gaps_moved_in_late,
+                   "gap_decisions": gap_decisions, "gap_moving": gap_moving,
                    "latencies_s": latencies},
     }

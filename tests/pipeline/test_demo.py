@@ -94,7 +94,7 @@ def test_quick_demo_serves_under_a_rest_gate_by_default_and_holds_the_hand_while
     answering = [r for r in gate["rows"] if r["movement_hit_rate"] >= 0.75]
     if answering:  # the one that moves least at rest, served
         assert "chosen by bmi rehearse" in gate["why"] and gate["rehearsal"] in answering
-        assert gate["rehearsal"]["movement_time_during_rest"] == min(r["movement_time_during_rest"] for r in answering)
+        assert gate["rehearsal"]["movement_time_uncued"] == min(r["movement_time_uncued"] for r in answering)
         assert threshold == gate["rehearsal"]["gate"]["threshold"]
         assert options[-2:] == ["--ema-alpha", f"{gate['rehearsal']['ema_alpha']:g}"]
     else:  # one epoch of training may answer too few cues: the defaults, and the summary says why

@@ -88,3 +88,22 @@ def test_streamed_commands_are_scored_as_rehearse_scores_them():
     assert result["n_rest_cues"] == 3 and result["false_onsets"] == 1 and result["late_onsets"] == 0
     assert abs(result["false_movements_per_min"] - 1 / 0.15) < 1e-6
     assert abs(result["movement_time_during_rest"] - 20 / 180) < 1e-6  # 7.0-7.5 and 26.0-26.5
+    # gaps before the cues the stream saw begin, less a movement cue's late answer (half the 2 s window): [5, 6),
+    # [9, 11), [15, 15.5), [18.5, 21), [25, 26), [29, 31), [35, 35.5) (before the cut rest cue at 35.5); the
+    # loop-2 grasp moves the hand through [25, 26)
+    assert result["n_gaps"] == 7 and result["gaps_moved_in"] == result["gaps_moved_in_late"] == 1
+    assert abs(result["movement_time_between_cues"] - 20 / 190) < 1e-6
+
+
+def test_the_report_says_how_the_hand_behaved_at_rest_and_between_cues():
+    from pipeline.demo_report import _rest_lines
+
+    cmd = {"hits": 3, "n_movement_cues": 4, "movement_hit_rate": 0.75, "time_to_correct_s": 1.5, "false_onsets": 1,
+           "late_onsets": 0, "n_rest_cues": 3, "false_movements_per_min": 6.7, "movement_time_during_rest": 0.11,
+           "n_gaps": 6, "gaps_moved_in": 2, "gaps_moved_in_late": 1, "movement_time_between_cues": 0.11}
+    lines = "\n".join(_rest_lines({"online": {"commands": cmd}}))
+    assert "3 of 4 (0.75)" in lines and "11% of rest-cue decisions" in lines
+    assert "between cues" in lines and ("11% of decisions commanded a movement; the hand moved in 2 of 6 gaps "
+                                        "(1 of them only holding the movement just cued)") in lines
+    # a recording whose cues follow each other (no gaps): no such line
+    assert "between cues" not in "\n".join(_rest_lines({"online": {"commands": {**cmd, "n_gaps": 0}}}))

@@ -351,14 +351,16 @@ def test_rehearse_tries_ema_weights_as_the_server_would_smooth(flickering_flat_m
     for row in rows:
         expected = score_commands(decide(windows, smoothing=SmoothingConfig(alpha=row["ema_alpha"])), cues, cue_s,
                                   from_s=windows.t[0], late_s=late_seconds(meta))
-        for key in ("false_movements_per_min", "movement_time_during_rest", "movement_hit_rate", "time_to_correct_s"):
+        for key in ("false_movements_per_min", "movement_time_during_rest", "movement_hit_rate", "time_to_correct_s",
+                    "movement_time_between_cues", "movement_time_uncued"):
             assert row[key] == pytest.approx(expected[key]), (row["ema_alpha"], key)
+        assert (row["gaps"], row["gaps_moved_in"]) == (expected["n_gaps"], expected["counts"]["gaps_moved_in"])
         counts = expected["counts"]
         assert row["hits_interval"] == pytest.approx(wilson_interval(counts["hits"], counts["movement_cues"]))
     raw, smoothed = rows
     assert raw["movement_time_during_rest"] == smoothed["movement_time_during_rest"] == 1.0  # never rest
     assert raw["false_onsets"] > smoothed["false_onsets"], (raw["false_onsets"], smoothed["false_onsets"])
-    # a model without a gate: the chosen setting is only its weight (least moving at rest ties: fewer onsets)
+    # a model without a gate: the chosen setting is only its weight (least moving without a cue ties: fewer onsets)
     assert result["chosen"]["ema_alpha"] == 0.05 and result["serve_options"] == ["--ema-alpha", "0.05"]
     proc = bmi("rehearse", str(flickering_flat_model), "--data", str(config), "--ema-alpha", "0.3,1.5")
     code, _, err = wait(proc, 120)
@@ -368,8 +370,9 @@ def test_rehearse_tries_ema_weights_as_the_server_would_smooth(flickering_flat_m
 def test_rehearse_chooses_the_gate_that_moves_least_at_rest_and_still_answers_the_cues():
     from pipeline.rehearse import choose_gate
 
-    def row(threshold, false, moving, hits, latency=1.5):
+    def row(threshold, false, moving, hits, latency=1.5, uncued=None):
         return {"gate": {"threshold": threshold}, "false_movements_per_min": false, "movement_time_during_rest": moving,
+                "movement_time_uncued": moving if uncued is None else uncued,  # no gaps: the rest cues alone
                 "movement_hit_rate": hits, "time_to_correct_s": latency}
 
     rows = [row(0.5, 9.0, 0.2, 0.95), row(0.7, 3.0, 0.05, 0.80), row(0.75, 3.0, 0.03, 0.78),
@@ -377,6 +380,10 @@ def test_rehearse_chooses_the_gate_that_moves_least_at_rest_and_still_answers_th
     assert choose_gate(rows, 0.75)["gate"] == {"threshold": 0.75}  # less moving at rest, the same false movements
     onset_free = dict(row(0.72, 0.0, 0.2, 0.9), gate={"threshold": 0.72})  # moving through a rest cue, no onset in it
     assert choose_gate([*rows, onset_free], 0.75)["gate"] == {"threshold": 0.75}
+    # still in the rest cues but slow to let go after a movement cue: the gaps between cues count too
+    slow_release = row(0.78, 2.0, 0.02, 0.8, uncued=0.06)
+    assert choose_gate([*rows, slow_release], 0.75)["gate"] == {"threshold": 0.75}
+    assert choose_gate([*rows, dict(slow_release, movement_time_uncued=0.025)], 0.75)["gate"] == {"threshold": 0.78}
     assert choose_gate(rows, 0.9)["gate"] == {"threshold": 0.5}
     assert choose_gate(rows, 0.5)["gate"] == {"threshold": 0.8}
     assert choose_gate(rows, 0.96) is None
