@@ -18,6 +18,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -84,9 +85,9 @@ class SimulatedAmplifier:
         self.clock = local_clock
         self.cues = MarkerListener(cfg.cues) if cfg.cues else None
         self.cue_counts: Counter = Counter()
-        # markers that came after their onset had been streamed: (label, onset sample, samples streamed by then);
+        # markers that came after their onset had been streamed (label, onset sample, samples streamed by then):
         # their pattern starts part-way, time-locked to the onset
-        self.late_cues: list[tuple[str, int, int]] = []
+        self.late_cues: list[dict[str, Any]] = []
         self.t0: float | None = None
         self._stop = threading.Event()
 
@@ -97,7 +98,7 @@ class SimulatedAmplifier:
                 continue  # a marker from before the amplifier started
             self.cue_counts[label] += 1
             if self.source.cue(label, onset) and onset < self.source.n:
-                self.late_cues.append((label, onset, self.source.n))
+                self.late_cues.append({"label": label, "onset_sample": onset, "streamed_samples": self.source.n})
 
     def run(self, duration: float | None = None, status: bool = True) -> dict:
         """Stream until :meth:`stop` (or SIGINT/SIGTERM in the main thread) or ``duration`` seconds."""
@@ -124,9 +125,8 @@ class SimulatedAmplifier:
             self.close()
         if status:
             sys.stderr.write("\n")
-        late = [{"label": label, "onset_sample": onset, "streamed_samples": streamed}
-                for label, onset, streamed in self.late_cues]
-        return {"samples": sent, "seconds": round(sent / sfreq, 3), "cues": dict(self.cue_counts), "late_cues": late}
+        return {"samples": sent, "seconds": round(sent / sfreq, 3), "cues": dict(self.cue_counts),
+                "late_cues": self.late_cues}
 
     def _status(self, sent: int) -> None:
         cues = ", ".join(f"{k} {v}" for k, v in sorted(self.cue_counts.items())) or "none yet"

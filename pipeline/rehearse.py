@@ -113,7 +113,7 @@ def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]
     :func:`exports.runtime.alignment.choose_alignment` takes them (each recording a session of its own)."""
     from exports.onnx import read_model_metadata
     from exports.runtime.alignment import choose_alignment
-    from exports.runtime.closed_loop import decide, decode_windows, late_seconds, score_commands, uncued_share
+    from exports.runtime.closed_loop import command_rates, decide, decode_windows, late_seconds, score_commands
     from exports.runtime.smoothing import SmoothingConfig
 
     from .metrics import wilson_interval
@@ -132,25 +132,20 @@ def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]
                                  rest_class=rest_class, from_s=windows.t[0] if len(windows.t) else float("inf"),
                                  late_s=late_s)
                   for windows, cues, cue_s in decoded]
-        n = {k: sum(s["counts"][k] for s in scores)
-             for k in ("false_onsets", "late_onsets", "rest_minutes", "rest_decisions", "rest_moving", "rest_cues",
-                       "rest_cues_moved_in", "hits", "movement_cues", "gaps", "gaps_moved_in", "gaps_moved_in_late",
-                       "gap_decisions", "gap_moving")}
-        latencies = [x for s in scores for x in s["counts"]["latencies_s"]]
+        n = {k: sum(s["counts"][k] for s in scores) for k in scores[0]["counts"] if k != "latencies_s"}
+        n["latencies_s"] = [x for s in scores for x in s["counts"]["latencies_s"]]
+        rates = command_rates(n)
         rows.append({"gate": gate, "ema_alpha": smoothing.alpha,
-                     "false_movements_per_min": n["false_onsets"] / n["rest_minutes"] if n["rest_minutes"] else None,
+                     **{k: rates[k] for k in ("false_movements_per_min", "movement_time_during_rest",
+                                              "movement_hit_rate", "time_to_correct_s")},
                      "false_onsets": n["false_onsets"], "late_onsets": n["late_onsets"],
-                     "movement_time_during_rest": n["rest_moving"] / n["rest_decisions"] if n["rest_decisions"] else None,
-                     "movement_hit_rate": n["hits"] / n["movement_cues"] if n["movement_cues"] else None,
                      "hits_interval": wilson_interval(n["hits"], n["movement_cues"]),  # 95 %: few cues say little
-                     "time_to_correct_s": float(np.median(latencies)) if latencies else None,
                      "rest_minutes": round(n["rest_minutes"], 3), "rest_cues": n["rest_cues"],
                      "rest_cues_moved_in": n["rest_cues_moved_in"], "movement_cues": n["movement_cues"],
                      # between cues, where the hand should rest too (closed_loop.score_commands)
                      "gaps": n["gaps"], "gaps_moved_in": n["gaps_moved_in"], "gaps_moved_in_late": n["gaps_moved_in_late"],
-                     "movement_time_between_cues": n["gap_moving"] / n["gap_decisions"] if n["gap_decisions"] else None,
-                     "movement_time_uncued": uncued_share(n["rest_moving"] + n["gap_moving"],
-                                                          n["rest_decisions"] + n["gap_decisions"]),
+                     "movement_time_between_cues": rates["movement_time_between_cues"],
+                     "movement_time_uncued": rates["movement_time_uncued"],
                      "cues_unscored": sum(s["n_cues_unscored"] for s in scores),
                      "alignment": sorted({windows.alignment.source for windows, _, _ in decoded})})
     return rows

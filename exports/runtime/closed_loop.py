@@ -141,9 +141,22 @@ def decide(windows: Windows, *, smoothing: SmoothingConfig | None = None, gate: 
 MIN_GAP_S = 0.5  # shorter spans between cues are not scored as gaps
 
 
-def uncued_share(moving: int, decisions: int) -> float | None:
-    """The share of decisions commanding a movement among those where no movement was cued (rest cues, gaps)."""
-    return moving / decisions if decisions else None
+def command_rates(c: dict[str, Any]) -> dict[str, Any]:
+    """``score_commands``' rates from its ``counts`` (of one recording, or summed over several: ``bmi rehearse``)."""
+    def share(part, whole):
+        return part / whole if whole else None
+
+    return {
+        "false_movements_per_min": share(c["false_onsets"], c["rest_minutes"]),
+        "spontaneous_movements_per_min": share(c["false_onsets"] - c["late_onsets"], c["rest_minutes"]),
+        "movement_time_during_rest": share(c["rest_moving"], c["rest_decisions"]),
+        "rest_cues_moving": share(c["rest_cues_moved_in"], c["rest_cues"]),
+        "movement_time_between_cues": share(c["gap_moving"], c["gap_decisions"]),
+        "gaps_moving": share(c["gaps_moved_in"], c["gaps"]),
+        "movement_time_uncued": share(c["rest_moving"] + c["gap_moving"], c["rest_decisions"] + c["gap_decisions"]),
+        "movement_hit_rate": share(c["hits"], c["movement_cues"]),
+        "time_to_correct_s": float(np.median(c["latencies_s"])) if c["latencies_s"] else None,
+    }
 
 
 def late_seconds(meta: dict[str, Any]) -> float:
@@ -225,24 +238,12 @@ def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_
         if correct:
             hits += 1
             latencies.append(float(t[correct[0]] - onset))
-    return {
-        "false_movements_per_min": false_onsets / rest_minutes if rest_minutes else None,
-        "late_onsets": late_onsets,
-        "spontaneous_movements_per_min": (false_onsets - late_onsets) / rest_minutes if rest_minutes else None,
-        "movement_time_during_rest": rest_moving / rest_decisions if rest_decisions else None,
-        "rest_cues_moving": rest_cues_moved_in / rest_cues if rest_cues else None,
-        "movement_time_between_cues": gap_moving / gap_decisions if gap_decisions else None,
-        "gaps_moving": gaps_moved_in / gaps if gaps else None, "n_gaps": gaps,
-        "movement_time_uncued": uncued_share(rest_moving + gap_moving, rest_decisions + gap_decisions),
-        "movement_hit_rate": hits / n_movement if n_movement else None,
-        "time_to_correct_s": float(np.median(latencies)) if latencies else None,
-        "n_rest_cues": rest_cues, "n_movement_cues": n_movement,
-        "n_decisions": int(len(t)), "n_cues_unscored": n_unscored,
-        # what the rates are made of, to pool several recordings (bmi rehearse)
-        "counts": {"false_onsets": false_onsets, "late_onsets": late_onsets, "rest_minutes": rest_minutes,
-                   "rest_decisions": rest_decisions, "rest_moving": rest_moving, "rest_cues": rest_cues,
-                   "rest_cues_moved_in": rest_cues_moved_in, "hits": hits, "movement_cues": n_movement,
-                   "gaps": gaps, "gaps_moved_in": gaps_moved_in, "gaps_moved_in_late": gaps_moved_in_late,
-                   "gap_decisions": gap_decisions, "gap_moving": gap_moving,
-                   "latencies_s": latencies},
-    }
+    # what the rates are made of, to pool several recordings (bmi rehearse)
+    counts = {"false_onsets": false_onsets, "late_onsets": late_onsets, "rest_minutes": rest_minutes,
+              "rest_decisions": rest_decisions, "rest_moving": rest_moving, "rest_cues": rest_cues,
+              "rest_cues_moved_in": rest_cues_moved_in, "hits": hits, "movement_cues": n_movement,
+              "gaps": gaps, "gaps_moved_in": gaps_moved_in, "gaps_moved_in_late": gaps_moved_in_late,
+              "gap_decisions": gap_decisions, "gap_moving": gap_moving, "latencies_s": latencies}
+    return {**command_rates(counts), "late_onsets": late_onsets, "n_gaps": gaps,
+            "n_rest_cues": rest_cues, "n_movement_cues": n_movement,
+            "n_decisions": int(len(t)), "n_cues_unscored": n_unscored, "counts": counts}
