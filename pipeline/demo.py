@@ -505,7 +505,7 @@ def _print_summary(console, s: dict[str, Any]) -> None:
         table.add_row("rest gate", f"none ({s['rest_gate_skipped']})")
     rest = online.get("hand_at_rest") or {}
     if rest.get("rest_cues"):
-        table.add_row("hand moved during rest cues", f"{rest['moved_in']} of {rest['rest_cues']} "
+        table.add_row("hand moved during rest cues", f"{rest['moved_in']} of {rest['rest_cues']} streamed whole "
                       f"(aperture travel {rest['travel']:.2f})")
     cmd = online.get("commands") or {}
     if cmd.get("n_movement_cues"):

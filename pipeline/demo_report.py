@@ -195,18 +195,24 @@ STILL = 0.02  # aperture travel (of the 0..1 range) below which the hand counts 
 
 def hand_at_rest(rows: list[dict[str, Any]], cues: list[tuple], rest_class: str = "rest") -> dict[str, Any]:
     """What the aperture plot shows during rest cues (``aperture_with_cues``' rows and cues, one time axis):
-    how many rest cues the hand moved in (travel of at least ``STILL``), and its travel over all of them."""
+    how many rest cues the hand moved in (travel of at least ``STILL``), and its travel over all of them. Only
+    the rest cues the record holds whole count, as in the command scoring: one cut by the record's first or last
+    row (``aperture_with_cues`` clips it there) is left out and counted in ``cut``."""
     t = np.array([r["t_arrival"] for r in rows]) - (rows[0]["t_arrival"] if rows else 0.0)
     aperture = np.array([r["aperture"] for r in rows])
-    travel = []
+    travel, cut = [], 0
     for start, end, name in cues:
         if name != rest_class:
+            continue
+        if not len(t) or start <= 0 or end >= t[-1]:
+            cut += 1
             continue
         inside = (t >= start) & (t <= end)
         before = np.flatnonzero(t < start)  # the aperture the cue began with
         path = np.r_[aperture[before[-1:]], aperture[inside]]
         travel.append(float(np.abs(np.diff(path)).sum()) if len(path) > 1 else 0.0)
-    return {"rest_cues": len(travel), "moved_in": sum(x >= STILL for x in travel), "travel": round(sum(travel), 3)}
+    return {"rest_cues": len(travel), "moved_in": sum(x >= STILL for x in travel), "travel": round(sum(travel), 3),
+            "cut": cut}
 
 
 def write_report(out: Path, summary: dict[str, Any], runs: list[dict[str, Any]], best_dir: Path) -> Path:
@@ -289,7 +295,7 @@ def _rest_lines(summary: dict[str, Any]) -> list[str]:
                      f"{between_cues_text(cmd)}")
     rest = summary["online"].get("hand_at_rest")
     if rest and rest["rest_cues"]:
-        lines.append(f"- the hand moved during {rest['moved_in']} of the {rest['rest_cues']} streamed rest cues "
+        lines.append(f"- the hand moved during {rest['moved_in']} of the {rest['rest_cues']} rest cues streamed whole "
                      f"(aperture travel {rest['travel']:.2f} in all, of a 0..1 range)")
     return lines
 

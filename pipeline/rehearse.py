@@ -11,7 +11,8 @@ lab can choose a gate's threshold and dwell on a held-out calibration run of its
 README measures on the project's data), and so are comma-separated EMA weights (``--ema-alpha``: how strongly the
 server smooths the probabilities). A model trained with Euclidean alignment takes the session's matrix as
 ``bmi serve`` does (``--subject``, ``--align-seconds``, ``--alignment``); each recording is a session of its own.
-Cues that begin before a recording's first decision (filters settling, alignment being estimated) are not scored.
+Cues that begin before a recording's first decision (filters settling, alignment being estimated) or run past its last
+sample are not scored.
 ``--min-hits`` picks a setting (:func:`choose_gate`) and prints the ``bmi serve`` options that apply it.
 """
 
@@ -118,20 +119,24 @@ def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]
 
     from .metrics import wilson_interval
 
+    if not recordings:
+        raise ValueError("rehearse needs at least one cued recording (data.files).")
     smoothings = [SmoothingConfig() if a is None else SmoothingConfig(alpha=a) for a in ema_alphas]  # before decoding
 
     meta = read_model_metadata(model)
     align = {"subject": None, "align_seconds": None, "path": None, **(alignment or {})}
-    decoded = [(decode_windows(model, data, alignment=choose_alignment(meta, **align)), cues, cue_s)
-               for _, data, cues, cue_s in recordings]
+    sfreq = meta["preprocessing"]["sfreq_in"]
+    # a cue running past its recording's last sample (half a sample's rounding allowed) is not scored
+    decoded = [(decode_windows(model, data, alignment=choose_alignment(meta, **align)), cues, cue_s,
+                (data.shape[1] + 0.5) / sfreq) for _, data, cues, cue_s in recordings]
     late_s = late_seconds(meta)
     rows = []
     for smoothing, gate in itertools.product(smoothings, gate_settings):
         scores = [score_commands(decide(windows, smoothing=smoothing, gate=gate or None, rest_gate=rest_gate,
                                         actions=actions), cues, cue_s,
                                  rest_class=rest_class, from_s=windows.t[0] if len(windows.t) else float("inf"),
-                                 late_s=late_s)
-                  for windows, cues, cue_s in decoded]
+                                 late_s=late_s, until_s=until_s)
+                  for windows, cues, cue_s, until_s in decoded]
         n = {k: sum(s["counts"][k] for s in scores) for k in scores[0]["counts"] if k != "latencies_s"}
         n["latencies_s"] = [x for s in scores for x in s["counts"]["latencies_s"]]
         rates = command_rates(n)
@@ -147,7 +152,7 @@ def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]
                      "movement_time_between_cues": rates["movement_time_between_cues"],
                      "movement_time_uncued": rates["movement_time_uncued"],
                      "cues_unscored": sum(s["n_cues_unscored"] for s in scores),
-                     "alignment": sorted({windows.alignment.source for windows, _, _ in decoded})})
+                     "alignment": sorted({windows.alignment.source for windows, *_ in decoded})})
     return rows
 
 
@@ -247,7 +252,7 @@ def _main(args: argparse.Namespace) -> int:
     rest_min = rows[0]["rest_minutes"]
     unscored = rows[0]["cues_unscored"]
     print(f"{len(recordings)} recording(s): {rest_min:.1f} min of rest cues, {rows[0]['movement_cues']} movement cues"
-          + (f" ({unscored} cue(s) before the first decision not scored)" if unscored else ""))
+          + (f" ({unscored} cue(s) before the first decision or past the end of the data not scored)" if unscored else ""))
     if meta["normalization"].get("alignment"):
         print(f"alignment: {'; '.join(rows[0]['alignment'])}")
     for warning in sorted({gate_prior_warning(g, meta["classes"]) for g in gates if g} - {None}):

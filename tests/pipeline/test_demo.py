@@ -54,7 +54,7 @@ def test_quick_demo_runs_every_step_and_reports(tmp_path):
     # --no-rest-gate: served as trained, and the summary says so
     assert summary["rest_gate"] is None and summary["rest_gate_skipped"] == "--no-rest-gate"
     assert "without a rest gate (--no-rest-gate)" in proc.stdout
-    assert set(online["hand_at_rest"]) == {"rest_cues", "moved_in", "travel"}
+    assert set(online["hand_at_rest"]) == {"rest_cues", "moved_in", "travel", "cut"}
     # scored by cue as bmi rehearse scores them; 6 s from the first decision hold no whole cue
     assert online["commands"]["n_movement_cues"] + online["commands"]["n_rest_cues"] == 0
     report = Path(summary["report"]).read_text()
@@ -100,7 +100,7 @@ def test_quick_demo_serves_under_a_rest_gate_by_default_and_holds_the_hand_while
     else:  # one epoch of training may answer too few cues: the defaults, and the summary says why
         assert gate["rehearsal"] is None and "no setting answered 75%" in gate["why"] and threshold == 0.7
     assert "under a rest gate" in proc.stdout
-    assert set(summary["online"]["hand_at_rest"]) == {"rest_cues", "moved_in", "travel"}
+    assert set(summary["online"]["hand_at_rest"]) == {"rest_cues", "moved_in", "travel", "cut"}
     decisions = [r for r in csv.DictReader((out / "session_log.csv").open()) if r["type"] == "decision"]
     assert len(decisions) > 20
     for row in decisions:

@@ -57,7 +57,10 @@ def test_hand_at_rest_counts_the_rest_cues_the_aperture_moved_in():
     rows = [{"t_arrival": 1000.0 + t, "aperture": aperture(t)} for t in np.arange(0, 15, 0.05)]
     cues = [(0.5, 3.5, "rest"), (4.0, 7.0, "rest"), (8.0, 11.0, "grasp"), (11.0, 14.0, "rest")]
     result = hand_at_rest(rows, cues)
-    assert result["rest_cues"] == 3 and result["moved_in"] == 1
+    assert result["rest_cues"] == 3 and result["moved_in"] == 1 and result["cut"] == 0
+    # a rest cue clipped at the record's end (the hand moving in it) is cut: not counted, as the commands' scoring
+    cut = hand_at_rest(rows, cues[:2] + [(8.0, 15.0, "rest")])
+    assert (cut["rest_cues"], cut["moved_in"], cut["cut"]) == (2, 1, 1)
     assert abs(result["travel"] - 0.3) < 0.01
 
 

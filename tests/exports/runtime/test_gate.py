@@ -367,6 +367,34 @@ def test_rehearse_tries_ema_weights_as_the_server_would_smooth(flickering_flat_m
     assert code != 0 and "'ema-alpha' (1.5) must be in (0, 1]" in err
 
 
+def test_rehearse_leaves_out_a_cue_its_recording_cuts(constant_flat_model, recording_array):
+    """A recording that ends part-way through a cue: that cue, and the one after it, are not scored (as the demo
+    leaves out its stream's cut last cue) and every whole cue still is; no recording at all is refused."""
+    from datasets.config import DataConfig
+    from datasets.typed import from_mapping
+    from exports.onnx import read_model_metadata
+    from pipeline.rehearse import read_cued, rehearse
+
+    _, _, sfreq, path = recording_array
+    meta = read_model_metadata(constant_flat_model)
+    data = from_mapping(DataConfig, {"files": [str(path)], "events": {c: c for c in meta["classes"]}}, "data")
+    (recording,) = read_cued([path], data, meta["preprocessing"]["ch_names"])
+    _, signals, cues, cue_s = recording
+    cut_at = cues[-2][0] + cue_s / 2  # half-way through the last cue but one
+    cut = (path, signals[:, : int(cut_at * sfreq)], cues, cue_s)
+    (whole,) = rehearse(constant_flat_model, [recording], [{}])
+    (part,) = rehearse(constant_flat_model, [cut], [{}])
+
+    def scored(row):
+        return row["rest_cues"] + row["movement_cues"]
+
+    assert scored(whole) + whole["cues_unscored"] == len(cues)  # the whole recording ends 2 s after its last cue
+    assert part["cues_unscored"] == whole["cues_unscored"] + 2 and scored(part) == scored(whole) - 2
+    assert part["gaps"] == whole["gaps"] - 1  # the gap before the cut cue is scored, the one after it is gone
+    with pytest.raises(ValueError, match="at least one cued recording"):
+        rehearse(constant_flat_model, [], [{}])
+
+
 def test_rehearse_chooses_the_gate_that_moves_least_at_rest_and_still_answers_the_cues():
     from pipeline.rehearse import choose_gate
 
