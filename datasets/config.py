@@ -92,6 +92,23 @@ class CropConfig:
 
 
 @dataclass
+class ReleaseConfig:
+    """Windows of letting go (``data.release``): after each movement cue (a cue of any class but ``label``), one
+    more window, labelled ``label``, that ends ``after_s`` after the cue ends (its annotation's duration). Trained
+    on the cues alone, a decoder has seen only windows wholly inside a movement or wholly at rest, so after a
+    movement it goes on commanding it until nearly all of its window is rest; these windows teach it that a window
+    whose newest ``after_s`` are rest is rest. Use more than half the window: less labels mostly-movement windows
+    rest. A window that would reach the next movement cue's onset is dropped."""
+
+    after_s: float
+    label: str = "rest"
+
+    def __post_init__(self) -> None:
+        if self.after_s <= 0:
+            raise ConfigError(f"'release.after_s' ({self.after_s}) must be positive: seconds after a movement cue ends.")
+
+
+@dataclass
 class AugmentConfig:
     """The ``augment:`` section (applied by :class:`datasets.augment.BatchAugment`). A null (or 0) value turns a transform off.
 
@@ -160,6 +177,7 @@ class DataConfig:
     euclidean_alignment: bool = False
     alignment_calibration: int = 10  # epochs (unlabelled) that align a subject with no training data
     crop: CropConfig | None = None
+    release: ReleaseConfig | None = None
     batch_size: int | Literal["auto"] = "auto"
     cache_dir: str = ".bmi_cache"
 
@@ -208,6 +226,14 @@ class DataConfig:
             raise ConfigError(
                 f"'crop.seconds' ({self.crop.seconds}) must be positive and at most the window ({self.tmax - self.tmin} s)."
             )
+
+        if self.release is not None:
+            if self.release.label not in self.class_names:
+                raise ConfigError(f"'release.label' ({self.release.label!r}) must be one of the classes "
+                                  f"{self.class_names}: the class of the windows after a movement (rest).")
+            if self.stim_channel:
+                raise ConfigError("'release' needs each cue's duration, which annotations give and a stim channel "
+                                  f"({self.stim_channel!r}) does not: use annotations or drop 'release'.")
 
     @property
     def class_names(self) -> list[str]:

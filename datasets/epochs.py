@@ -22,7 +22,7 @@ import numpy as np
 from . import atomic, cache
 from .config import DataConfig
 from .dsp import CausalPreprocessor, PreprocessingSpec, apply_offline, make_spec
-from .events import find_events, missing_events
+from .events import find_events, missing_events, release_events
 from .picks import pick_channels
 from .reading import check_same_channels, list_recordings, read_raw
 
@@ -98,6 +98,11 @@ def _process_file(rec, cfg: DataConfig, ch_names_ref):
     if ch_names_ref is not None:
         check_same_channels(ch_names_ref, (rec.path, picks))
     samples, labels, event_counts = find_events(raw, cfg, rec.path)
+    if cfg.release is not None:  # windows of letting go after each movement cue, labelled rest
+        extra, extra_labels = release_events(raw, cfg, rec.path)
+        samples, labels = np.concatenate([samples, extra]), np.concatenate([labels, extra_labels])
+        order = np.argsort(samples, kind="stable")
+        samples, labels = samples[order], labels[order]
     raw.pick(picks)
     types = raw.get_channel_types()
     positions = np.array([ch["loc"][:3] for ch in raw.info["chs"]], dtype=np.float64)

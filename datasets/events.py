@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import mne
@@ -54,3 +55,31 @@ def missing_events_message(event_counts: dict[str, int], events: dict[str, str],
     held = ", ".join(f"{k} ({n})" for k, n in sorted(event_counts.items()) if n) or "no events"
     return (f"'data.events' maps {mapped}, which never occur{'s' if len(missing) == 1 else ''} in the {n_files} "
             f"file(s); they hold: {held}.")
+
+
+def release_events(raw: mne.io.BaseRaw, cfg: DataConfig, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``data.release``: an event after each movement cue, placed so that its window (``tmin`` .. ``tmax``) ends
+    ``release.after_s`` after the cue's annotation ends, with the release class; sample indices as
+    :func:`find_events` gives them. Dropped (with a warning) where the next movement cue begins before that window
+    ends; a rest cue may (EEGMMIDB's T0 follows each movement at once: the window ends inside it)."""
+    release, ann = cfg.release, raw.annotations
+    keep = np.isin(ann.description, [str(k) for k in cfg.events])
+    onset, duration = ann.onset[keep], ann.duration[keep]
+    classes = [cfg.events[d] for d in ann.description[keep]]
+    order = np.argsort(onset, kind="stable")
+    onset, duration, classes = onset[order], duration[order], [classes[i] for i in order]
+    movement = np.array([c != release.label for c in classes], dtype=bool)
+    if not movement.any():
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    if not (duration[movement] > 0).any():
+        raise ValueError(f"'release' places windows after each movement cue's end, but the movement cues of {path.name} "
+                         "have no duration (their annotations last 0 s).")
+    onset, duration = onset[movement], duration[movement]
+    ends = onset + duration + release.after_s  # where each release window ends, in the annotations' time
+    fits = ends <= np.r_[onset[1:], np.inf]
+    if not fits.all():
+        warnings.warn(f"{path.name}: {int((~fits).sum())} release window(s) dropped: the next movement cue begins "
+                      f"less than {release.after_s} s after the one before ends.")
+    end_index = raw.time_as_index(ends[fits], use_rounding=True, origin=ann.orig_time)
+    samples = end_index - int(round(cfg.tmax * raw.info["sfreq"]))  # the event whose window ends there
+    return samples.astype(np.int64), np.full(len(samples), cfg.class_names.index(release.label), dtype=np.int64)

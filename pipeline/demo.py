@@ -57,6 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--action", action="append", metavar="CLASS=ACTION",
                    help="hand action of a class of --data: grasp, open or hold, as bmi serve --action (grasp/close, "
                         "open and rest map by themselves; any other class must be given; repeatable)")
+    p.add_argument("--release", type=float, metavar="SECONDS",
+                   help="also train on a window of letting go after each movement cue, labelled rest, ending SECONDS "
+                        "after the cue ends (data.release; the synthetic cues last 3 s, the gaps after them 1.5-2.5 s)")
     p.add_argument("--rest-gate", action=argparse.BooleanOptionalAction, default=None,
                    help="serve the chosen decoder under a rest gate (bmi serve --gate-rest-class rest; the default when "
                         "the data have a class named rest): the hand holds until 1 - P(rest) is confidently high, with "
@@ -112,6 +115,8 @@ def _training_config(raw: dict[str, Any], data_config_dir: Path, out: Path, args
     data["cache_dir"] = str(out / "cache")
     data.setdefault("split", {})
     data.setdefault("batch_size", 16)  # small data: more, smaller steps per epoch
+    if args.release is not None:
+        data["release"] = {"after_s": args.release}
     return {
         "data": data,
         "model": {"name": model, "params": {}},

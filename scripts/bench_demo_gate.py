@@ -12,6 +12,7 @@ and those where it only held that movement, the movement cues answered by their 
 it, pooled over seeds, subjects and halves.
 
     .venv/bin/python scripts/bench_demo_gate.py [--seeds 0,1,2,3,4,5] [--out bench_results/demo_gate]
+        [--release SECONDS]  # train with windows of letting go after each movement cue (data.release)
         # about 3 min per seed on 2 cores; a seed whose folder holds summary.json is not run again
 """
 
@@ -30,21 +31,22 @@ ROOT = Path(__file__).resolve().parents[1]
 RULES = ("as trained", "gate defaults", "gate chosen on the other half", "chosen on its rest cues only (the rule before)")
 
 
-def _demo(folder: Path, seed: int) -> dict:
+def _demo(folder: Path, seed: int, release: float | None = None) -> dict:
     if not (folder / "summary.json").is_file():
         env = dict(os.environ, WANDB_MODE=os.environ.get("WANDB_MODE", "offline"), WANDB_SILENT="true", MPLBACKEND="Agg")
         subprocess.run([sys.executable, "-m", "pipeline.cli", "demo", "--out", str(folder), "--seed", str(seed),
-                        "--stream-seconds", "60"], check=True, text=True, capture_output=True, cwd=ROOT, env=env)
+                        "--stream-seconds", "60", *(["--release", str(release)] if release is not None else [])],
+                       check=True, text=True, capture_output=True, cwd=ROOT, env=env)
     return json.loads((folder / "summary.json").read_text())
 
 
-def crossfit_seed(folder: Path, seed: int) -> list[dict]:
+def crossfit_seed(folder: Path, seed: int, release: float | None = None) -> list[dict]:
     from datasets.config import DataConfig
     from datasets.typed import from_mapping
     from exports.onnx import read_model_metadata
     from pipeline.rehearse import choose_gate, choose_rest_gate, cued_part, read_cued, rehearse
 
-    demo = _demo(folder, seed)
+    demo = _demo(folder, seed, release)
     run_dir = Path(demo["models"][demo["best"]]["run_dir"])
     raw = yaml.safe_load((folder / f"config_{demo['best']}.yaml").read_text())["data"]
     model = folder / "decoder.onnx"
@@ -91,10 +93,14 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", default="0,1,2,3,4,5", help="demo seeds (three were too few to tell the rules apart)")
     p.add_argument("--out", default="bench_results/demo_gate", help="folder: demo folders and demo_gate.json")
+    p.add_argument("--release", type=float, metavar="SECONDS",
+                   help="train with windows of letting go (bmi demo --release, data.release); folders seedN-releaseS")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [row for seed in map(int, args.seeds.split(",")) for row in crossfit_seed(out / f"seed{seed}", seed)]
+    suffix = f"-release{args.release:g}" if args.release is not None else ""
+    rows = [row for seed in map(int, args.seeds.split(","))
+            for row in crossfit_seed(out / f"seed{seed}{suffix}", seed, args.release)]
     summary = pooled(rows)
     (out / "demo_gate.json").write_text(json.dumps({"rows": rows, "pooled": summary}, indent=1))
     print("| served | rest cues the hand moved in | rest decisions moving (mean) | gaps between cues it moved in | "

@@ -105,3 +105,47 @@ def test_window_outside_recording_channels_differ_and_group_pattern(synth_fif, t
     with pytest.raises(ValueError, match=r"Channels differ between .*: missing \['C3', 'Cz'\]"):
         load_epochs(data_config([synth_fif[0], other], tmp_path), tmp_path)
     assert not list((tmp_path / "cache").glob(".tmp-*"))  # no partial cache left behind
+
+
+def test_release_windows_end_where_the_config_says_after_each_movement_cue(synth_fif, tmp_path):
+    """`data.release`: after each movement cue one more window, labelled rest, ending `after_s` after the cue's
+    end. The reference is the plain event path on a copy of the file whose annotations hold a rest cue placed by
+    hand at (cue end + after_s - tmax); a window that would reach the next movement cue is dropped with a warning
+    (one that ends in a rest cue is kept)."""
+    import mne
+
+    raw = mne.io.read_raw(synth_fif[0], preload=True, verbose="error")
+    ann = raw.annotations
+    moving = ann.description != "rest"
+    after = 0.75
+    by_hand = ann + mne.Annotations(ann.onset[moving] + ann.duration[moving] + after - 1.5, 3.0, "rest",
+                                    orig_time=ann.orig_time)
+    copy = tmp_path / "by_hand_raw.fif"
+    raw.copy().set_annotations(by_hand).save(copy, verbose="error")
+
+    released = load_epochs(data_config(synth_fif[:1], tmp_path, release={"after_s": after}), tmp_path)
+    reference = load_epochs(data_config([copy], tmp_path), tmp_path)
+    plain = load_epochs(data_config(synth_fif[:1], tmp_path), tmp_path)  # the same cache: another entry
+    assert np.bincount(released.y).tolist() == [4 + 8, 4, 4] and np.bincount(plain.y).tolist() == [4, 4, 4]
+    np.testing.assert_array_equal(released.y, reference.y)
+    np.testing.assert_array_equal(released.X, reference.X)
+
+    # 5 s after the cue (3 s long): the gaps between cues are 1.5-2.5 s, so only the windows before a rest cue stay
+    onset, end = ann.onset[moving], ann.onset[moving] + ann.duration[moving]
+    kept = int((end + 5.0 <= np.r_[onset[1:], np.inf]).sum())
+    assert 0 < kept < moving.sum()
+    with pytest.warns(UserWarning, match=f"{moving.sum() - kept} release window\\(s\\) dropped: the next movement cue"):
+        late = load_epochs(data_config(synth_fif[:1], tmp_path, release={"after_s": 5.0}), tmp_path)
+    assert np.bincount(late.y).tolist() == [4 + kept, 4, 4]
+
+
+@pytest.mark.parametrize("release, extra, message", [
+    ({"after_s": 0.0}, {}, r"'release.after_s' \(0.0\) must be positive"),
+    ({"after_s": 1.0, "label": "idle"}, {}, r"'release.label' \('idle'\) must be one of the classes"),
+    ({"after_s": 1.0}, {"stim_channel": "STI 014"}, r"'release' needs each cue's duration"),
+])
+def test_bad_release_settings_are_named(synth_fif, tmp_path, release, extra, message):
+    from datasets.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        data_config(synth_fif[:1], tmp_path, release=release, **extra)
