@@ -63,17 +63,18 @@ def release_events(raw: mne.io.BaseRaw, cfg: DataConfig, path: Path) -> tuple[np
     :func:`find_events` gives them. Dropped (with a warning) where the next movement cue begins before that window
     ends; a rest cue may (EEGMMIDB's T0 follows each movement at once: the window ends inside it)."""
     release, ann = cfg.release, raw.annotations
-    keep = np.isin(ann.description, [str(k) for k in cfg.events])
+    names = {str(k): v for k, v in cfg.events.items()}
+    keep = np.isin(ann.description, list(names))
     onset, duration = ann.onset[keep], ann.duration[keep]
-    classes = [cfg.events[d] for d in ann.description[keep]]
+    classes = [names[d] for d in ann.description[keep]]
     order = np.argsort(onset, kind="stable")
     onset, duration, classes = onset[order], duration[order], [classes[i] for i in order]
     movement = np.array([c != release.label for c in classes], dtype=bool)
     if not movement.any():
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    if not (duration[movement] > 0).any():
-        raise ValueError(f"'release' places windows after each movement cue's end, but the movement cues of {path.name} "
-                         "have no duration (their annotations last 0 s).")
+    if (duration[movement] <= 0).any():
+        raise ValueError(f"'release' places windows after each movement cue's end, but {int((duration[movement] <= 0).sum())} "
+                         f"movement cue(s) of {path.name} have no duration (their annotations last 0 s).")
     onset, duration = onset[movement], duration[movement]
     ends = onset + duration + release.after_s  # where each release window ends, in the annotations' time
     fits = ends <= np.r_[onset[1:], np.inf]

@@ -138,6 +138,13 @@ def test_release_windows_end_where_the_config_says_after_each_movement_cue(synth
         late = load_epochs(data_config(synth_fif[:1], tmp_path, release={"after_s": 5.0}), tmp_path)
     assert np.bincount(late.y).tolist() == [4 + kept, 4, 4]
 
+    # cues marked without a duration have no end to place the window after: refused, naming the file
+    marks = tmp_path / "marks_raw.fif"
+    raw.copy().set_annotations(mne.Annotations(ann.onset, 0.0, ann.description, orig_time=ann.orig_time)).save(
+        marks, verbose="error")
+    with pytest.raises(ValueError, match=r"8 movement cue\(s\) of marks_raw.fif have no duration"):
+        load_epochs(data_config([marks], tmp_path, release={"after_s": after}), tmp_path)
+
 
 @pytest.mark.parametrize("release, extra, message", [
     ({"after_s": 0.0}, {}, r"'release.after_s' \(0.0\) must be positive"),
