@@ -47,6 +47,9 @@ movements.
 
 ``--window S``: the decoders' window, from 0.5 s after the cue (default 2 s): a shorter one answers sooner and
 clears the previous movement sooner, from less signal.
+
+``--release S``: every decoder also trains on a rest window ending S s after each movement cue (``data.release``,
+windows of letting go); they are in the held-out run's offline scores too, not in its cues.
 """
 
 from __future__ import annotations
@@ -283,6 +286,9 @@ def main(argv=None) -> None:
                    help="seed of the synthetic recordings (7: the slow gate test's session)")
     p.add_argument("--ema-alpha", type=float, default=None,
                    help="the server's EMA weight on the newest window (bmi serve --ema-alpha; default: the server's)")
+    p.add_argument("--release", type=float, metavar="SECONDS",
+                   help="train every decoder with windows of letting go (data.release: a rest window ending SECONDS "
+                        "after each movement cue; they count in the offline test scores too)")
     p.add_argument("--out", default=str(ROOT / "bench_results" / "gate.json"), help="results file (JSON)")
     p.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (recordings, runs, exported models) "
                                                  "instead of a temporary folder, e.g. to bmi rehearse a model")
@@ -323,6 +329,8 @@ def main(argv=None) -> None:
                     continue
             else:
                 p.error(f"--datasets: unknown {name!r}; known: synthetic_eeg, synthetic_meg, {', '.join(S001_TASKS)}")
+            if args.release is not None:
+                spec["data"]["release"] = {"after_s": args.release}
             results["results"][name] = run(name, spec, bands, kinds, seeds, tmp, args.quick, smoothing)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
