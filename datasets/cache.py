@@ -1,10 +1,10 @@
 """The epochs cache: read + preprocess + epoch once, reuse until a file or the spec changes.
 
 A cache entry is a folder ``<cache_dir>/<key>/`` holding ``X.npy`` (memory-mapped on load, so a large
-dataset is never in RAM twice), ``y.npy``, ``trial.npy``, ``groups.npz`` and ``meta.json``. It is built in
-a temporary sibling folder and renamed into place in one step, so a killed process never leaves an entry
-that a later run would trust. The key hashes the files' identity (path, size, modification time and the
-bytes at both ends) and every config field that changes the epochs.
+dataset is never in RAM twice), ``y.npy``, ``trial.npy``, ``release.npy`` (which windows are ``data.release``'s),
+``groups.npz`` and ``meta.json``. It is built in a temporary sibling folder and renamed into place in one step, so
+a killed process never leaves an entry that a later run would trust. The key hashes the files' identity (path,
+size, modification time and the bytes at both ends) and every config field that changes the epochs.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 from .config import DataConfig
 from .typed import to_mapping
 
-CACHE_VERSION = 4  # 3: filters start at steady state, windows before settling dropped; 4: event counts
+CACHE_VERSION = 5  # 3: filters start at steady state, windows before settling dropped; 4: event counts; 5: release.npy
 # Fields that do not change the epochs themselves (they act later, in the DataModule).
 _NOT_IN_KEY = {"split", "normalize", "euclidean_alignment", "alignment_calibration", "crop", "batch_size", "cache_dir",
                "reject"}

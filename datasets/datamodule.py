@@ -189,6 +189,7 @@ class EpochsDataModule(pl.LightningDataModule):
         else:
             split = make_split(self.cfg.split, ep.y, ep.groups, ep.trial, seed=self.seed)
             parts = {"train": split.train, "val": split.val, "test": split.test}
+        release_in_test = self._leave_release_out_of_test(ep, parts)
         calibration = self._take_alignment_calibration(subjects, parts)
         self._apply_reject(ep, parts)
         if self.train_on_val:
@@ -197,6 +198,8 @@ class EpochsDataModule(pl.LightningDataModule):
         if self.rejected is not None:
             self.split_summary["rejected"] = {**self.rejected, "threshold": self.cfg.reject,
                                               "note": "train/val epochs over the threshold dropped; test keeps all"}
+        if release_in_test:
+            self.split_summary["test_release_left_out"] = release_in_test
         if calibration:
             self.split_summary["alignment_calibration"] = {s: int(len(i)) for s, i in calibration.items()}
         if not self.eval_only:
@@ -213,6 +216,17 @@ class EpochsDataModule(pl.LightningDataModule):
         for name, idx in parts.items():
             X = apply_by_subject(np.asarray(ep.X[idx]), subjects[idx], self.normalization)
             self._tensors[name] = (torch.from_numpy(np.ascontiguousarray(X)), torch.from_numpy(ep.y[idx]))
+
+    @staticmethod
+    def _leave_release_out_of_test(ep: EpochsData, parts: dict[str, np.ndarray]) -> int:
+        """The test split scores the cues' own windows only, so runs trained with and without ``data.release``
+        are scored on the same windows (training and validation keep the windows of letting go). Returns how many
+        were left out; updates ``parts`` in place."""
+        if ep.release is None or not ep.release.any():
+            return 0
+        test = parts["test"]
+        parts["test"] = test[~ep.release[test]]
+        return int(len(test) - len(parts["test"]))
 
     def _take_alignment_calibration(self, subjects: np.ndarray, parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """With Euclidean alignment, a subject with no training epochs (a held-out subject, another day's new

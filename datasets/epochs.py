@@ -48,6 +48,7 @@ class EpochsData:
     cache_path: str = ""
     ch_pos: list[list[float]] | None = None  # sensor positions (m, head or device frame), when the files have them
     event_counts: dict[str, int] = field(default_factory=dict)  # every event name in the files -> occurrences
+    release: np.ndarray | None = None  # True for a window of letting go (data.release), not a cue's own window
 
     def missing_events(self, events: dict[str, str]) -> list[str]:
         """Keys of the config's ``events`` that occur in none of the files."""
@@ -98,11 +99,13 @@ def _process_file(rec, cfg: DataConfig, ch_names_ref):
     if ch_names_ref is not None:
         check_same_channels(ch_names_ref, (rec.path, picks))
     samples, labels, event_counts = find_events(raw, cfg, rec.path)
+    released = np.zeros(len(samples), dtype=bool)
     if cfg.release is not None:  # windows of letting go after each movement cue, labelled rest
         extra, extra_labels = release_events(raw, cfg, rec.path)
         samples, labels = np.concatenate([samples, extra]), np.concatenate([labels, extra_labels])
+        released = np.r_[released, np.ones(len(extra), dtype=bool)]
         order = np.argsort(samples, kind="stable")
-        samples, labels = samples[order], labels[order]
+        samples, labels, released = samples[order], labels[order], released[order]
     raw.pick(picks)
     types = raw.get_channel_types()
     positions = np.array([ch["loc"][:3] for ch in raw.info["chs"]], dtype=np.float64)
@@ -114,10 +117,11 @@ def _process_file(rec, cfg: DataConfig, ch_names_ref):
     )
     data = _preprocess(raw, spec)
     starts, inside, n_times = _window_starts(samples, cfg, spec, data.shape[1], rec.path)
-    starts, labels = starts[inside], labels[inside]
+    starts, labels, released = starts[inside], labels[inside], released[inside]
     idx = starts[:, None] + np.arange(n_times)[None, :]
     X = np.ascontiguousarray(data[:, idx].transpose(1, 0, 2), dtype=np.float32)
-    return X, labels, picks, types, spec, positions, event_counts  # every epoch: 'reject' acts in the DataModule
+    # every epoch: 'reject' acts in the DataModule
+    return X, labels, released, picks, types, spec, positions, event_counts
 
 
 def load_epochs(cfg: DataConfig, config_dir: Path | None = None) -> EpochsData:
@@ -138,7 +142,7 @@ def _build_entry(cfg: DataConfig, recordings, root: Path, key: str, entry: Path)
     try:
         parts, meta, ref, event_counts = [], None, None, Counter()
         for i, rec in enumerate(recordings):
-            X, labels, picks, types, spec, positions, counts = _process_file(rec, cfg, ref)
+            X, labels, released, picks, types, spec, positions, counts = _process_file(rec, cfg, ref)
             event_counts.update(counts)
             ref = ref or (rec.path, picks)
             if meta is None:
@@ -150,16 +154,17 @@ def _build_entry(cfg: DataConfig, recordings, root: Path, key: str, entry: Path)
                 )
             part = staging / f"part{i}.npy"
             np.save(part, X)
-            parts.append((part, labels, rec, len(X)))
+            parts.append((part, labels, released, rec, len(X)))
         total = sum(n for *_, n in parts)
         n_chans, n_times = np.load(parts[0][0], mmap_mode="r").shape[1:]
         X_all = np.lib.format.open_memmap(staging / "X.npy", mode="w+", dtype=np.float32, shape=(total, n_chans, n_times))
-        y, subj, sess, run, file_idx, pos = [], [], [], [], [], 0
-        for i, (part, labels, rec, n) in enumerate(parts):
+        y, release, subj, sess, run, file_idx, pos = [], [], [], [], [], [], 0
+        for i, (part, labels, released, rec, n) in enumerate(parts):
             X_all[pos : pos + n] = np.load(part, mmap_mode="r")
             pos += n
             part.unlink()
             y.append(labels)
+            release.append(released)
             subj += [rec.subject] * n
             sess += [rec.session] * n
             run += [rec.run] * n
@@ -168,6 +173,7 @@ def _build_entry(cfg: DataConfig, recordings, root: Path, key: str, entry: Path)
         del X_all
         np.save(staging / "y.npy", np.concatenate(y).astype(np.int64))
         np.save(staging / "trial.npy", np.arange(total, dtype=np.int64))
+        np.save(staging / "release.npy", np.concatenate(release))
         np.save(staging / "file_index.npy", np.asarray(file_idx, dtype=np.int64))
         np.savez(staging / "groups.npz", subject=np.asarray(subj), session=np.asarray(sess), run=np.asarray(run))
         meta.update(
@@ -203,4 +209,5 @@ def _load_entry(entry: Path, key: str) -> EpochsData:
         cache_path=str(entry),
         ch_pos=meta.get("ch_pos"),
         event_counts=meta["event_counts"],
+        release=np.load(entry / "release.npy"),
     )

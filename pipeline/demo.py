@@ -358,6 +358,10 @@ def _main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console()
+    if args.release is not None:  # a bad value is refused before anything is written
+        from datasets.config import ReleaseConfig
+
+        ReleaseConfig(after_s=args.release)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -388,6 +392,9 @@ def _run(args, out: Path, console, progress: Progress) -> None:
     classes = list(dict.fromkeys((raw_data.get("events") or {}).values()))
     actions = hand_actions(classes, args.action)  # refused now, not after training
     rest_gate, s["rest_gate_skipped"] = wants_rest_gate(args.rest_gate, classes)
+    if args.release is not None and classes and "rest" not in classes:  # refused now, not after training
+        raise ValueError(f"--release labels its windows 'rest', a class the data lack: their classes are "
+                         f"{sorted(set(classes))}.")
 
     progress.begin(console, 2)
     models = [m.strip() for m in args.models.split(",") if m.strip()]

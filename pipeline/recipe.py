@@ -100,7 +100,9 @@ def describe_split(cfg, split_summary: dict[str, Any]) -> list[str]:
         lines.append(f"  validation {by}s {_groups(va, by)}: {counts(va)}")
     else:
         lines.append(f"  validation: {counts(va)}, {split.val_fraction:.0%} of the training {by}s' trials (whole trials)")
-    lines.append(f"  test {by}s {_groups(te, by)}: {counts(te)}")
+    released = split_summary.get("test_release_left_out")
+    lines.append(f"  test {by}s {_groups(te, by)}: {counts(te)}"
+                 + (f" (the cues' own windows: {released} windows of letting go, data.release, left out)" if released else ""))
     return lines
 
 

@@ -49,7 +49,7 @@ movements.
 clears the previous movement sooner, from less signal.
 
 ``--release S``: every decoder also trains on a rest window ending S s after each movement cue (``data.release``,
-windows of letting go); they are in the held-out run's offline scores too, not in its cues.
+windows of letting go); they train and validate, and the held-out run's offline scores leave them out.
 """
 
 from __future__ import annotations

@@ -38,6 +38,24 @@ def test_loaders_give_whole_batches_and_shuffle_reproducibly(dm, synth_fif, tmp_
     assert dm.split_summary["test"]["groups"]["run"] == ["03"]
 
 
+def test_release_windows_train_and_validate_but_the_test_scores_the_cues_alone(synth_fif, tmp_path):
+    """`data.release` adds windows of letting go to every run; the test split keeps only the cues' own windows, so
+    a run trained with them is scored on the same windows as one trained without."""
+    def module(**release):
+        m = EpochsDataModule(data_config(synth_fif, tmp_path, normalize="none", **release), tmp_path, seed=3)
+        m.prepare_data()
+        m.setup("fit")
+        return m
+
+    plain, released = module(), module(release={"after_s": 0.75})
+    for a, b in zip(plain.arrays("test"), released.arrays("test")):
+        np.testing.assert_array_equal(a, b)
+    assert released.split_summary["test_release_left_out"] == 2 * 8  # run 03 of two subjects, 8 movement cues each
+    assert "test_release_left_out" not in plain.split_summary
+    n_train = {m: m.split_summary["train"]["n_epochs"] + m.split_summary["val"]["n_epochs"] for m in (plain, released)}
+    assert n_train[released] - n_train[plain] == 4 * 8  # runs 01 and 02 of two subjects
+
+
 def test_normalisation_is_fitted_on_train_only(dm):
     X_train, _ = dm.arrays("train")
     np.testing.assert_allclose(X_train.mean(axis=(0, 2)), 0, atol=1e-4)

@@ -129,6 +129,9 @@ def test_release_windows_end_where_the_config_says_after_each_movement_cue(synth
     assert np.bincount(released.y).tolist() == [4 + 8, 4, 4] and np.bincount(plain.y).tolist() == [4, 4, 4]
     np.testing.assert_array_equal(released.y, reference.y)
     np.testing.assert_array_equal(released.X, reference.X)
+    # each window says whether it is a cue's own or one of letting go (the test split leaves the latter out)
+    assert released.release.sum() == 8 and not plain.release.any()
+    np.testing.assert_array_equal(released.X[~released.release], plain.X)
 
     # 5 s after the cue (3 s long): the gaps between cues are 1.5-2.5 s, so only the windows before a rest cue stay
     onset, end = ann.onset[moving], ann.onset[moving] + ann.duration[moving]

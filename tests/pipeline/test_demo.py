@@ -140,6 +140,23 @@ def test_data_whose_classes_have_no_hand_action_are_refused_before_training(tmp_
         assert "Step 2/6" not in proc.stdout and not list(out.iterdir())  # nothing trained, nothing written
 
 
+def test_a_bad_release_is_refused_before_training(tmp_path):
+    """`bmi demo --release`: a length that is not positive is refused before anything is written, and data
+    without a rest class to label the windows with before training."""
+    import yaml
+
+    config = tmp_path / "lr.yaml"
+    config.write_text(yaml.safe_dump({"data": {"files": ["a_raw.fif"], "events": {"T1": "left", "T2": "right"}}}))
+    for extra, message in ((["--release", "0"], "'release.after_s' (0.0) must be positive"),
+                           (["--data", str(config), "--action", "left=open", "--action", "right=grasp", "--release",
+                             "1.5"], "--release labels its windows 'rest', a class the data lack")):
+        out = tmp_path / f"demo{len(extra)}"
+        proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo", "--out", str(out), *extra],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+        assert "Step 2/6" not in proc.stdout and not (out.exists() and list(out.iterdir()))  # nothing written
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_demo_on_real_recordings_maps_their_classes_and_channel_names(eegmmidb_dir, tmp_path):
