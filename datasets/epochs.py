@@ -35,7 +35,7 @@ class EpochsData:
     y: np.ndarray  # int64 class index into ``classes``
     classes: list[str]
     groups: dict[str, np.ndarray]  # "subject" / "session" / "run" -> str per epoch
-    trial: np.ndarray  # unique trial id per epoch
+    trial: np.ndarray  # trial id per epoch; windows sharing samples share it (splits keep trials whole)
     ch_names: list[str]
     ch_types: list[str]
     sfreq: float  # the model's input rate
@@ -75,6 +75,19 @@ def _window_starts(samples: np.ndarray, cfg: DataConfig, spec: PreprocessingSpec
         warnings.warn(f"{path.name}: {np.sum(~inside)} epoch(s) fall outside the recording or start before the "
                       f"filters settle ({spec.settle_samples / spec.sfreq_in:.2f} s) and are dropped.")
     return starts, inside, n_times
+
+
+def _trials(starts: np.ndarray, released: np.ndarray, n_times: int) -> np.ndarray:
+    """Each window's trial (a file-local index): its own, except that a window of letting go sharing samples
+    with a cue's window (the rest cue that follows a movement at once, as in EEGMMIDB) shares its trial, so no
+    split puts the same samples in training and validation."""
+    trial = np.arange(len(starts))
+    cues = np.flatnonzero(~released)
+    for i in np.flatnonzero(released):
+        apart = np.abs(starts[cues] - starts[i])
+        if len(cues) and apart.min() < n_times:
+            trial[i] = cues[np.argmin(apart)]
+    return trial
 
 
 def _preprocess(raw: mne.io.BaseRaw, spec: PreprocessingSpec, block_seconds: float = 60.0) -> np.ndarray:
@@ -121,7 +134,7 @@ def _process_file(rec, cfg: DataConfig, ch_names_ref):
     idx = starts[:, None] + np.arange(n_times)[None, :]
     X = np.ascontiguousarray(data[:, idx].transpose(1, 0, 2), dtype=np.float32)
     # every epoch: 'reject' acts in the DataModule
-    return X, labels, released, picks, types, spec, positions, event_counts
+    return X, labels, released, _trials(starts, released, n_times), picks, types, spec, positions, event_counts
 
 
 def load_epochs(cfg: DataConfig, config_dir: Path | None = None) -> EpochsData:
@@ -142,7 +155,7 @@ def _build_entry(cfg: DataConfig, recordings, root: Path, key: str, entry: Path)
     try:
         parts, meta, ref, event_counts = [], None, None, Counter()
         for i, rec in enumerate(recordings):
-            X, labels, released, picks, types, spec, positions, counts = _process_file(rec, cfg, ref)
+            X, labels, released, trials, picks, types, spec, positions, counts = _process_file(rec, cfg, ref)
             event_counts.update(counts)
             ref = ref or (rec.path, picks)
             if meta is None:
@@ -154,12 +167,13 @@ def _build_entry(cfg: DataConfig, recordings, root: Path, key: str, entry: Path)
                 )
             part = staging / f"part{i}.npy"
             np.save(part, X)
-            parts.append((part, labels, released, rec, len(X)))
+            parts.append((part, labels, released, trials, rec, len(X)))
         total = sum(n for *_, n in parts)
         n_chans, n_times = np.load(parts[0][0], mmap_mode="r").shape[1:]
         X_all = np.lib.format.open_memmap(staging / "X.npy", mode="w+", dtype=np.float32, shape=(total, n_chans, n_times))
-        y, release, subj, sess, run, file_idx, pos = [], [], [], [], [], [], 0
-        for i, (part, labels, released, rec, n) in enumerate(parts):
+        y, release, trial, subj, sess, run, file_idx, pos = [], [], [], [], [], [], [], 0
+        for i, (part, labels, released, trials, rec, n) in enumerate(parts):
+            trial.append(trials + pos)
             X_all[pos : pos + n] = np.load(part, mmap_mode="r")
             pos += n
             part.unlink()
@@ -172,7 +186,7 @@ def _build_entry(cfg: DataConfig, recordings, root: Path, key: str, entry: Path)
         X_all.flush()
         del X_all
         np.save(staging / "y.npy", np.concatenate(y).astype(np.int64))
-        np.save(staging / "trial.npy", np.arange(total, dtype=np.int64))
+        np.save(staging / "trial.npy", np.concatenate(trial).astype(np.int64))
         np.save(staging / "release.npy", np.concatenate(release))
         np.save(staging / "file_index.npy", np.asarray(file_idx, dtype=np.int64))
         np.savez(staging / "groups.npz", subject=np.asarray(subj), session=np.asarray(sess), run=np.asarray(run))

@@ -149,6 +149,22 @@ def test_release_windows_end_where_the_config_says_after_each_movement_cue(synth
         load_epochs(data_config([marks], tmp_path, release={"after_s": after}), tmp_path)
 
 
+def test_a_release_window_sharing_samples_with_the_next_cue_shares_its_trial(eegmmidb_dir, tmp_path):
+    """On EEGMMIDB the rest cue T0 follows each movement at once, so a window of letting go ending 1.5 s after a
+    movement (2 s long) shares its last second with the next rest cue's window (0.5-2.5 s after T0): the two are one
+    trial, which a split keeps on one side."""
+    cfg = data_config([eegmmidb_dir / "S001R03.edf"], tmp_path, events={"T0": "rest", "T1": "left", "T2": "right"},
+                      rename="eegbci", tmin=0.5, tmax=2.5, resample=None, release={"after_s": 1.5})
+    ep = load_epochs(cfg, tmp_path)
+    released = np.flatnonzero(ep.release)
+    assert len(released) == 14 and len(np.unique(ep.trial)) == len(ep.y) - len(released)
+    second = 160  # samples at 160 Hz
+    for i in released:
+        (j,) = np.flatnonzero((ep.trial == ep.trial[i]) & ~ep.release)
+        assert ep.classes[ep.y[j]] == "rest"
+        np.testing.assert_array_equal(ep.X[i][:, second:], ep.X[j][:, :second])  # the same samples
+
+
 @pytest.mark.parametrize("release, extra, message", [
     ({"after_s": 0.0}, {}, r"'release.after_s' \(0.0\) must be positive"),
     ({"after_s": 1.0, "label": "idle"}, {}, r"'release.label' \('idle'\) must be one of the classes"),
