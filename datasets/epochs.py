@@ -83,9 +83,9 @@ def _trials(starts: np.ndarray, released: np.ndarray, n_times: int) -> np.ndarra
     split puts the same samples in training and validation."""
     trial = np.arange(len(starts))
     cues = np.flatnonzero(~released)
-    for i in np.flatnonzero(released):
+    for i in np.flatnonzero(released) if len(cues) else ():
         apart = np.abs(starts[cues] - starts[i])
-        if len(cues) and apart.min() < n_times:
+        if apart.min() < n_times:
             trial[i] = cues[np.argmin(apart)]
     return trial
 
