@@ -78,16 +78,24 @@ def _window_starts(samples: np.ndarray, cfg: DataConfig, spec: PreprocessingSpec
 
 
 def _trials(starts: np.ndarray, released: np.ndarray, n_times: int) -> np.ndarray:
-    """Each window's trial (a file-local index): its own, except that a window of letting go sharing samples
-    with a cue's window (the rest cue that follows a movement at once, as in EEGMMIDB) shares its trial, so no
-    split puts the same samples in training and validation."""
-    trial = np.arange(len(starts))
-    cues = np.flatnonzero(~released)
-    for i in np.flatnonzero(released) if len(cues) else ():
-        apart = np.abs(starts[cues] - starts[i])
-        if apart.min() < n_times:
-            trial[i] = cues[np.argmin(apart)]
-    return trial
+    """Each window's trial (a file-local id): its own, except that a window of letting go and every window it shares
+    samples with are one trial (the rest cue that follows a movement at once, as in EEGMMIDB; the movement itself
+    when its cue is short), so no split puts the same samples in training and validation."""
+    parent = np.arange(len(starts))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    order = np.argsort(starts, kind="stable")
+    for a, i in enumerate(order):
+        for j in order[a + 1 :]:
+            if starts[j] - starts[i] >= n_times:
+                break  # sorted: no later window reaches back to this one
+            if released[i] or released[j]:
+                parent[root(j)] = root(i)
+    return np.array([root(i) for i in range(len(starts))], dtype=np.int64)
 
 
 def _preprocess(raw: mne.io.BaseRaw, spec: PreprocessingSpec, block_seconds: float = 60.0) -> np.ndarray:

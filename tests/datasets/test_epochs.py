@@ -165,6 +165,18 @@ def test_a_release_window_sharing_samples_with_the_next_cue_shares_its_trial(eeg
         np.testing.assert_array_equal(ep.X[i][:, second:], ep.X[j][:, :second])  # the same samples
 
 
+def test_a_release_window_joins_every_window_it_shares_samples_with():
+    """A window of letting go after a short cue overlaps the movement's window before it and the rest cue's window
+    after it: all three are one trial. Cue windows that overlap only each other, and windows apart, keep their own."""
+    from datasets.epochs import _trials
+
+    starts = np.array([0, 50, 90, 300, 340, 600])  # windows of 100 samples
+    released = np.array([False, True, False, False, False, True])
+    trial = _trials(starts, released, 100)
+    assert trial[0] == trial[1] == trial[2]  # movement, its release window, the rest cue after it
+    assert len({trial[0], trial[3], trial[4], trial[5]}) == 4  # 3 and 4 overlap, but neither is a release window
+
+
 @pytest.mark.parametrize("release, extra, message", [
     ({"after_s": 0.0}, {}, r"'release.after_s' \(0.0\) must be positive"),
     ({"after_s": 1.0, "label": "idle"}, {}, r"'release.label' \('idle'\) must be one of the classes"),
