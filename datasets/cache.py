@@ -20,7 +20,8 @@ from typing import Any
 from .config import DataConfig
 from .typed import to_mapping
 
-CACHE_VERSION = 5  # 3: filters start at steady state, windows before settling dropped; 4: event counts; 5: release.npy
+CACHE_VERSION = 5  # 3: filters start at steady state, windows before settling dropped; 4: event counts;
+# 5: release.npy, and trial.npy joins a release window with the windows it shares samples with
 # Fields that do not change the epochs themselves (they act later, in the DataModule).
 _NOT_IN_KEY = {"split", "normalize", "euclidean_alignment", "alignment_calibration", "crop", "batch_size", "cache_dir",
                "reject"}
