@@ -288,7 +288,7 @@ def main(argv=None) -> None:
                    help="the server's EMA weight on the newest window (bmi serve --ema-alpha; default: the server's)")
     p.add_argument("--release", type=float, metavar="SECONDS",
                    help="train every decoder with windows of letting go (data.release: a rest window ending SECONDS "
-                        "after each movement cue; they count in the offline test scores too)")
+                        "after each movement cue; they train and validate, the offline test scores leave them out)")
     p.add_argument("--out", default=str(ROOT / "bench_results" / "gate.json"), help="results file (JSON)")
     p.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (recordings, runs, exported models) "
                                                  "instead of a temporary folder, e.g. to bmi rehearse a model")
