@@ -55,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="LSL marker stream the cues are published on and recorded from (default lsl:bmi-cues)")
     p.add_argument("--console", metavar="HOST:PORT", help="show the cues on an operator console's cue page started "
                    "here (http://HOST:PORT/cue); default: in the terminal")
-    p.add_argument("--token", help="the console's token (needed beyond loopback)")
+    p.add_argument("--console-token-file", type=Path, help="file holding the console's secret (else "
+                   "$BMI_CONSOLE_TOKEN, else drawn at random: the cue page's URL then carries it)")
     p.add_argument("--subject", default="01", help="subject label in the file names (sub-LABEL; default 01)")
     p.add_argument("--session", default="01", help="session label in the file names (ses-LABEL; default 01)")
     p.add_argument("--flush-seconds", type=float, default=2.0,
@@ -301,6 +302,20 @@ def gate_on_test_run(model: Path, config_path: Path, rest_class: str = "rest",
 # -- the command ---------------------------------------------------------------------------------------------
 
 
+def _console_cues(listen: str, cue_outlet: str, token_file: Path | None):
+    """The console's cue page, started here with the console's secret (from the file, the environment, or drawn:
+    then the address shown carries it)."""
+    from exports.runtime.console.bridge import parse_listen
+    from exports.runtime.console.secret import child_environment, console_secret, console_url
+
+    from .paradigm import ConsoleCues
+
+    host, port = parse_listen(listen)
+    secret, drawn = console_secret(token_file)
+    return ConsoleCues(listen, cue_outlet, secret, console_url(host, port, secret, drawn, "/cue"),
+                       child_environment(secret))
+
+
 def _interrupt(*_: Any) -> None:
     raise KeyboardInterrupt  # SIGTERM ends a calibration like Ctrl-C: the files are finished first
 
@@ -310,7 +325,7 @@ def _main(args: argparse.Namespace) -> int:
     from datasets.lsl_quiet import quiet_liblsl
     from exports.runtime.actions import parse_action_args, plan_actions
 
-    from .paradigm import ConsoleCues, TerminalCues, load_calibration, plan_runs
+    from .paradigm import TerminalCues, load_calibration, plan_runs
 
     stream, cues = lsl_name(args.stream, "--stream"), lsl_name(args.cues, "--cues")
     subject, ses = _label(args.subject, "--subject"), _label(args.session, "--session")
@@ -331,7 +346,7 @@ def _main(args: argparse.Namespace) -> int:
 
     from datasets.recorder import Recorder
 
-    display = ConsoleCues(args.console, cues, args.token) if args.console else TerminalCues(cues)
+    display = _console_cues(args.console, cues, args.console_token_file) if args.console else TerminalCues(cues)
     recorder = progress = None
     try:
         recorder = Recorder(stream, cues, durations={c: cfg.paradigm.cue_seconds for c in cfg.paradigm.classes},

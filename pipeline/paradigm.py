@@ -139,15 +139,16 @@ class ConsoleCues:
     """Cues on the operator console's cue page: a console process started here (``--console HOST:PORT``) whose
     cue outlet publishes every onset as an LSL marker."""
 
-    def __init__(self, listen: str, cue_outlet: str, token: str | None = None, timeout: float = 20.0):
+    def __init__(self, listen: str, cue_outlet: str, secret: str, where: str, env: dict[str, str],
+                 timeout: float = 20.0):
+        """``secret``: the console's; ``where``: the cue page's address to show; ``env``: the console process's
+        environment, which carries the secret (never its command line; see exports.runtime.console.secret)."""
         host, _, port = listen.rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"'--console' ({listen!r}) must be HOST:PORT, e.g. 127.0.0.1:8080.")
-        self.base, self.token = f"http://{host}:{port}", token
-        self.where = f"{self.base}/cue" + (f"?token={token}" if token else "")
+        self.base, self.token, self.where = f"http://{host}:{port}", secret, where
         args = [sys.executable, "-m", "exports.runtime.console", "--listen", listen, "--cue-outlet", cue_outlet]
-        args += ["--token", token] if token else []
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -164,7 +165,7 @@ class ConsoleCues:
                 time.sleep(0.2)
 
     def _post(self, body: dict[str, Any]) -> None:
-        headers = {"Content-Type": "application/json"} | ({"X-BMI-Token": self.token} if self.token else {})
+        headers = {"Content-Type": "application/json", "X-BMI-Token": self.token, "Origin": self.base}
         request = urllib.request.Request(f"{self.base}/api/cue", json.dumps(body).encode(), headers, method="POST")
         with urllib.request.urlopen(request, timeout=2.0) as response:
             response.read()

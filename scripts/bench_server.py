@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -114,17 +116,17 @@ def run_shape(name: str, n_chans: int, sfreq: float, seconds: float, folder: Pat
     rig.bind(("127.0.0.1", 0))
     rig.settimeout(0.2)
     stats_path = folder / f"{name}{'_console' if console else ''}_stats.json"
-    console_port = _free_port()
+    console_port, secret = _free_port(), secrets.token_urlsafe(24)
     server = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "serve", str(model), "--input", f"lsl:{stream}", "--output",
          f"udp://127.0.0.1:{rig.getsockname()[1]}", "--hop-ms", str(HOP_MS), "--duration", str(seconds + 6),
          "--stats", str(stats_path), "--no-status", "--stale-ms", "1000"]
         + (["--console", f"127.0.0.1:{console_port}"] if console else []) + list(server_args),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ, BMI_CONSOLE_TOKEN=secret))
     if not outlet.wait_for_consumers(30):
         server.kill()
         raise RuntimeError(f"bmi serve did not connect to the stream: {server.stderr.read()[-2000:]}")
-    browser = subprocess.Popen([sys.executable, "-c", BROWSER, f"http://127.0.0.1:{console_port}/", str(seconds + 3)],
+    browser = subprocess.Popen([sys.executable, "-c", BROWSER, f"http://127.0.0.1:{console_port}/?token={secret}", str(seconds + 3)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if console else None
     time.sleep(3.0 if console else 0.5)  # let the server finish its warm-up (and the browser open the page)
     latencies, decisions = [], 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -82,10 +83,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--resolve-timeout", type=float, default=10.0, help="seconds to wait for an LSL stream")
     g.add_argument("--hello-timeout", type=float, default=2.0, help="seconds a TCP client has to send its hello")
     g.add_argument("--allow-remote", action="store_true", help="allow non-loopback addresses (needs --token)")
-    g.add_argument("--token", help="shared token TCP clients must present in their hello")
+    g.add_argument("--token-file", type=Path, help="file holding the shared token TCP clients must present in their "
+                   "hello (or $BMI_TOKEN); not the console's secret")
+    g.add_argument("--token", help="the same token on the command line (visible to every user in ps: prefer "
+                   "--token-file or $BMI_TOKEN)")
     g = p.add_argument_group("session")
     g.add_argument("--console", metavar="HOST:PORT", help="serve the operator console (live view, emergency stop, "
-                   "cues, runs) here, e.g. 127.0.0.1:8080; beyond loopback it needs --allow-remote and --token")
+                   "cues, runs) here, e.g. 127.0.0.1:8080; beyond loopback it needs --allow-remote. Its secret: "
+                   "--console-token-file, else $BMI_CONSOLE_TOKEN, else drawn at random and shown once as the URL")
+    g.add_argument("--console-token-file", type=Path, help="file holding the console's secret (never give a secret "
+                   "on the command line: every user sees it in ps)")
     g.add_argument("--runs", help="runs folder the console's runs page lists")
     g.add_argument("--cue-outlet", default="bmi-cues", help="LSL marker stream the console's cue onsets go to")
     g.add_argument("--log", type=Path, help="session log (CSV) of every decision and safety event")
@@ -113,9 +120,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--speed", type=float, default=1.0, help="aperture units per second (default 1)")
     p.add_argument("--proportional", action="store_true", help="scale speed by |level|")
     p.add_argument("--allow-remote", action="store_true", help="listen on a non-loopback address (needs --token)")
-    p.add_argument("--token", help="shared token every message must carry (serve: --output udp://HOST:PORT?token=T)")
+    p.add_argument("--token-file", type=Path, help="file holding the shared token every message must carry (or "
+                   "$BMI_TOKEN; serve: --output udp://HOST:PORT?token=T)")
+    p.add_argument("--token", help="the same token on the command line (visible to every user in ps: prefer "
+                   "--token-file or $BMI_TOKEN)")
     p.add_argument("--action", action="append", metavar="CLASS=ACTION",
                    help="hand action of a class, for senders whose messages carry only the class (repeatable)")
+    p.add_argument("--timeout-ms", type=float, default=None,
+                   help="hold when no message comes for this long, until a message announces the sender's "
+                        "timeout (default: bmi serve's default, stale-ms + 2 hops + 100 ms = 450)")
     p.add_argument("--no-status", action="store_true", help="no live status line")
     p.set_defaults(func=_rig)
     register_console(subparsers)
@@ -125,23 +138,28 @@ def register_console(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("console", help="the runs dashboard offline (web page over the runs folder)")
     p.add_argument("--runs", default="runs", help="runs folder (default runs)")
     p.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT (default 127.0.0.1:8080)")
-    p.add_argument("--allow-remote", action="store_true", help="listen beyond loopback (needs --token)")
-    p.add_argument("--token", help="token every request must carry (X-BMI-Token header or ?token=)")
+    p.add_argument("--allow-remote", action="store_true", help="listen beyond loopback")
+    p.add_argument("--token-file", type=Path, help="file holding the console's secret (else $BMI_CONSOLE_TOKEN, else "
+                   "drawn at random and shown once as the URL to open)")
     p.add_argument("--cue-outlet", default="bmi-cues", help="LSL marker stream the cue page's onsets go to")
     p.set_defaults(func=_console)
 
 
 def _console(args: argparse.Namespace) -> int:
     from .console.__main__ import main as console_main
+    from .console.bridge import parse_listen
+    from .console.secret import ENV, console_secret, console_url
     from datasets.lsl_quiet import quiet_liblsl
 
     quiet_liblsl()
 
     if not Path(args.runs).is_dir():
         raise FileNotFoundError(f"Runs folder not found: {args.runs}")
-    print(f"runs dashboard at http://{args.listen}/runs (Ctrl-C to stop)", flush=True)
+    host, port = parse_listen(args.listen)
+    secret, drawn = console_secret(args.token_file)
+    os.environ[ENV] = secret  # the console below reads it there, as a child of bmi serve does
+    print(f"runs dashboard: open {console_url(host, port, secret, drawn, '/runs')} (Ctrl-C to stop)", flush=True)
     argv = ["--listen", args.listen, "--runs", str(args.runs), "--cue-outlet", args.cue_outlet]
-    argv += ["--token", args.token] if args.token else []
     return console_main(argv + (["--allow-remote"] if args.allow_remote else []))
 
 
@@ -176,8 +194,9 @@ def _serve(args: argparse.Namespace) -> int:
     from .server import ServeConfig, Server
     from .smoothing import SmoothingConfig
 
+    args.token = shared_token(args)
     if args.allow_remote and not args.token:
-        raise ValueError("--allow-remote needs a shared --token.")
+        raise ValueError("--allow-remote needs a shared token (--token-file or $BMI_TOKEN).")
     sham, code = _condition(args)
     cfg = ServeConfig(
         hop_ms=args.hop_ms, max_age_ms=args.max_age_ms,
@@ -192,7 +211,8 @@ def _serve(args: argparse.Namespace) -> int:
         on_unit_mismatch=args.on_unit_mismatch, max_amplitude_ratio=args.max_amplitude_ratio,
         check_seconds=args.check_seconds, artifact_ratio=args.artifact_ratio, jump_ratio=args.jump_ratio,
         subject=args.subject, align_seconds=args.align_seconds, alignment_path=args.alignment,
-        save_alignment=args.save_alignment, cues=args.cues, console=args.console, runs_dir=args.runs,
+        save_alignment=args.save_alignment, cues=args.cues, console=args.console,
+        console_token_file=args.console_token_file, runs_dir=args.runs,
         cue_outlet=args.cue_outlet, log_path=args.log, stats_path=args.stats, duration=args.duration,
         sham=sham, condition_code=code, sham_source=args.sham_source, sham_seed=args.sham_seed, status=not args.no_status,
         allow_remote=args.allow_remote, token=args.token, resolve_timeout=args.resolve_timeout,
@@ -202,6 +222,20 @@ def _serve(args: argparse.Namespace) -> int:
     sys.stderr.write(session_summary(stats) + "\n")
     print(json.dumps(stats))  # the machine-readable totals, last (also in --stats FILE)
     return 0
+
+
+def shared_token(args: argparse.Namespace) -> str | None:
+    """The TCP inputs' and the rig's shared token: ``--token-file``, else ``--token``, else ``$BMI_TOKEN``."""
+    if args.token_file is not None:
+        if args.token is not None:
+            raise ValueError("'--token' and '--token-file' both give the token: give one.")
+        if not args.token_file.is_file():
+            raise FileNotFoundError(f"Token file not found: {args.token_file}")
+        token = args.token_file.read_text().strip()
+        if not token:
+            raise ValueError(f"The token file {args.token_file} is empty.")
+        return token
+    return args.token or os.environ.get("BMI_TOKEN") or None
 
 
 def _condition(args: argparse.Namespace) -> tuple[bool, str | None]:
@@ -246,12 +280,14 @@ def session_summary(stats: dict) -> str:
 def _rig(args: argparse.Namespace) -> int:
     from .rig import run_rig
 
+    args.token = shared_token(args)
     if args.allow_remote and not args.token:
-        raise ValueError("--allow-remote needs a shared --token.")
+        raise ValueError("--allow-remote needs a shared token (--token-file or $BMI_TOKEN).")
     from .actions import parse_action_args
 
     result = run_rig(args.listen, args.log, args.plot, args.duration, args.speed, args.proportional,
                      allow_remote=args.allow_remote, token=args.token, status=not args.no_status,
-                     actions=parse_action_args(args.action))
+                     actions=parse_action_args(args.action),
+                     **({} if args.timeout_ms is None else {"timeout_ms": args.timeout_ms}))
     print(json.dumps(result))
     return 0

@@ -127,14 +127,17 @@ def decide(windows: Windows, *, smoothing: SmoothingConfig | None = None, gate: 
     smoothing = smoothing or SmoothingConfig()
     gate_cfg = gate_in_force(meta, rest_gate, gate or {})
     if gate_cfg is None:
-        smoother, gates = Smoother(classes, smoothing), np.full(len(windows.t), np.nan)
+        hold = "rest" if "rest" in classes else "hold"  # the server's default safe command: decisions start there
+        smoother, gates = Smoother(classes, smoothing, hold=hold), np.full(len(windows.t), np.nan)
     else:  # a rest gate: 1 - P(rest) is the gate
         smoother = GatedSmoother(classes, smoothing, gate_cfg)
         gates = windows.gate if rest_gate is None else \
             1.0 - windows.probabilities[:, classes.index(rest_gate)].astype(np.float64)  # as the server's float()
-    commands = [(smoother.update(p, t) if gate_cfg is None else smoother.update(p, t, g))[0]
-                for t, p, g in zip(windows.t, windows.probabilities, gates)]
-    return Decisions(windows.t, commands, [act[c] for c in commands], windows.probabilities,
+    commands, actions = [], []
+    for t, p, g in zip(windows.t, windows.probabilities, gates):
+        commands.append((smoother.update(p, t) if gate_cfg is None else smoother.update(p, t, g))[0])
+        actions.append(SAFE_ACTION if smoother.holding else act[commands[-1]])  # as the server's decisions
+    return Decisions(windows.t, commands, actions, windows.probabilities,
                      np.asarray(gates, dtype=np.float64), classes, windows.alignment)
 
 

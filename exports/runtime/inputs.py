@@ -8,6 +8,10 @@ local clock, or None)``, and ``wait(timeout)``, which blocks until something arr
 the server sleeps on its input instead of polling it; ``wakes_on_arrival`` says whether that wait ends when data
 arrive (a stream) or when a clock says (a replay), i.e. whether polling just before a chunk is due can gain
 anything (:mod:`.pacing`).
+
+Streams also have ``clock_offset`` (local minus sender time, as estimated now), which the server watches: a jump
+of it beyond the freshness limit is a clock fault; a TCP input's ``clock_settled`` says when that check starts
+(:mod:`.clock`). A replay stamps samples on the local clock itself, never ahead of it and with no offset.
 """
 
 from __future__ import annotations
@@ -298,6 +302,11 @@ class TCPInput:
     @property
     def clock_offset(self) -> float | None:
         return self._arrival.offset
+
+    @property
+    def clock_settled(self) -> bool:
+        """Whether the offset estimate is established, so that a jump of it is a fault (:mod:`.clock`)."""
+        return self._arrival.settled
 
     def close(self) -> None:
         for client in [self._active, *self._pending]:

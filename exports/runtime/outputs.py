@@ -1,13 +1,33 @@
 """Command outputs: ``udp://HOST:PORT``, ``tcp://HOST:PORT``, ``serial:DEVICE?baud=N``, ``lsl:NAME``.
 
-UDP and TCP carry one JSON object per line (the command schema in the README). Serial carries one ASCII
-line per message for a real robotic hand::
+UDP and TCP carry one JSON object per line (the command schema in the README); every one of them also carries
+``"session"`` (16 random hex digits, new for each run of ``bmi serve``) and ``"timeout_ms"`` (the controller
+timeout below). Serial carries one ASCII line per message for a real robotic hand::
 
     C,<seq>,<action>,<level with sign, 3 decimals>,<D|S>\\n      e.g.  C,42,grasp,+0.613,D
 
 (``D`` a decoded command, ``S`` the safe state). LSL is a string marker outlet with the JSON, so the
 decoder's output is recorded in sync with the amplifier data. UDP and TCP outputs add ``"token"`` to
 every message when the spec carries ``?token=...`` (a rig listening beyond loopback requires one).
+
+THE CONTROLLER CONTRACT: what every hand controller must do (``bmi rig`` does; tests/exports/runtime/test_deadman.py)
+======================================================================================================================
+
+1. **Dead man: no message for ``timeout_ms`` -> hold**, at once, whatever the last command was. A live server
+   is never silent that long (:func:`controller_timeout_ms`): silence means the server, its computer or the
+   link died, and the hand must not go on closing. The next message takes control again.
+2. **seq: drop a message whose ``seq`` is not newer than the newest seen in its session** (a duplicate, or a
+   datagram overtaken by a newer one). ``seq`` only grows within a session; it may skip numbers.
+3. **session: a new ``session`` is a new server run, whose ``seq`` starts again at 1**: track seq afresh for it
+   (never drop a new server's messages as old), and drop messages of a session already left behind. Every
+   message carries ``session`` and ``timeout_ms``, so a controller that starts after the server, reconnects,
+   or loses a datagram needs nothing else: there is no handshake to miss.
+4. **``stop``** (safe, ``action: hold``) is the server's last message: hold; silence after it is expected.
+
+The serial line has no room for ``session`` or ``timeout_ms`` (its five fields are what the firmware parses):
+a serial controller holds after the default timeout, :data:`DEFAULT_TIMEOUT_MS` (450 ms; stale_ms + 2 hops +
+100 ms with other settings), and after a timeout accepts the next ``seq`` whatever it is (a restarted server
+is silent far longer than that while it loads its model; a serial link neither reorders nor duplicates).
 
 Outputs never block the decoding loop: sockets and the serial port are non-blocking, a controller that
 is down or not reading loses messages (counted) instead of queueing stale ones, and TCP reconnects with
@@ -19,6 +39,8 @@ from __future__ import annotations
 
 import errno
 import json
+import math
+import secrets
 import select
 import socket
 import time
@@ -29,6 +51,34 @@ from urllib.parse import parse_qs, urlparse
 from .inputs import LOOPBACK
 
 MAX_PENDING = 64 * 1024  # bytes a controller may leave unread before it counts as stuck
+SCHEDULING_MARGIN_MS = 100.0  # a loaded rig computer's scheduling delay (the server's own stale test allows this)
+
+
+def controller_timeout_ms(stale_ms: float, hop_ms: float) -> int:
+    """The silence after which a controller holds: longer than a live server is ever silent. It sends a decision
+    every hop while decoding and a heartbeat every hop while safe, so its longest silence is a stalled stream: no
+    decisions until the watchdog declares the stream stale after ``stale_ms`` and sends the safe message. Two hops
+    cover the hop phase and the heartbeat period, the margin a loaded machine's scheduling. A message every hop
+    during a stall would allow ~200 ms instead of 450, at the price of a new message kind that every controller
+    must understand mid-decoding; a stall is already bounded, so the contract uses that bound."""
+    for name, value in (("stale_ms", stale_ms), ("hop_ms", hop_ms)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"'{name}' ({value!r}) must be a positive number of milliseconds.")
+    return int(math.ceil(stale_ms + 2 * hop_ms + SCHEDULING_MARGIN_MS))
+
+
+DEFAULT_TIMEOUT_MS = controller_timeout_ms(250.0, 50.0)  # SafetyConfig.stale_ms and ServeConfig.hop_ms defaults
+
+
+def fields_tail(fields: dict[str, Any]) -> bytes:
+    """The bytes that add ``fields`` to an encoded line (see :func:`add_fields`)."""
+    return b"," + json.dumps(fields, separators=(",", ":"))[1:].encode() + b"\n"
+
+
+def add_fields(line: bytes, tail: bytes) -> bytes:
+    """``line`` (one object from :func:`encode`) with the fields of ``tail`` spliced in: the decoding loop's
+    hot path encodes each message once, never twice."""
+    return line[:-2] + tail
 
 
 class OutputDown(OSError):
@@ -61,11 +111,12 @@ class UDPOutput:
 
     def __init__(self, host: str, port: int, token: str | None = None):
         self.addr, self.token = (host, port), token
+        self._token = fields_tail({"token": token}) if token else None
         self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
 
     def send(self, msg: dict[str, Any], line: bytes) -> None:
-        self.sock.sendto(encode(dict(msg, token=self.token)) if self.token else line, self.addr)
+        self.sock.sendto(add_fields(line, self._token) if self._token else line, self.addr)
 
     def flush(self, deadline: float) -> None:
         pass
@@ -81,6 +132,7 @@ class TCPOutput:
 
     def __init__(self, host: str, port: int, token: str | None = None):
         self.addr, self.token = (host, port), token
+        self._token = fields_tail({"token": token}) if token else None
         self.sock: socket.socket | None = None
         self._connected = False
         self._pending = _Pending()
@@ -127,7 +179,7 @@ class TCPOutput:
         if not self._ready():
             raise OutputDown(f"no controller connection to {self.addr[0]}:{self.addr[1]}")
         try:
-            self._pending.push(encode(dict(msg, token=self.token)) if self.token else line, self._write)
+            self._pending.push(add_fields(line, self._token) if self._token else line, self._write)
         except OutputDown:
             if len(self._pending.buf) > MAX_PENDING:
                 self._drop()
@@ -198,6 +250,9 @@ class OutputSet:
     def __init__(self, specs: list[str], events: Counter, *, allow_remote: bool = False):
         self.events = events
         self.specs = list(specs)
+        self.session = secrets.token_hex(8)  # a restarted server starts seq at 1 again: this tells its runs apart
+        self.timeout_ms: int | None = None
+        self._tail = fields_tail({"session": self.session})
         self.outputs = []
         try:
             for spec in specs:
@@ -207,7 +262,14 @@ class OutputSet:
             raise
         self.stats = [{"output": s, "sent": 0, "failed": 0, "last_error": ""} for s in specs]
 
+    def announce(self, stale_ms: float, hop_ms: float) -> int:
+        """From now on every message carries the controller timeout for these settings (the contract above)."""
+        self.timeout_ms = controller_timeout_ms(stale_ms, hop_ms)
+        self._tail = fields_tail({"session": self.session, "timeout_ms": self.timeout_ms})
+        return self.timeout_ms
+
     def send(self, msg: dict[str, Any], line: bytes) -> None:
+        line = add_fields(line, self._tail)  # serial sends from msg: its line has no room for them
         for out, stat in zip(self.outputs, self.stats):
             try:
                 out.send(msg, line)

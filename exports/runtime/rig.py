@@ -9,26 +9,90 @@ message is logged with its arrival time; the aperture is plotted against time.
 
 It listens on loopback unless given ``--allow-remote`` and a ``--token``, which every message must then
 carry (as ``bmi serve``'s TCP input does for its clients).
+
+It keeps the controller contract of ``outputs.py`` (:class:`Link`): no message for the timeout (the one the
+messages announce, else ``--timeout-ms``) -> the hand holds (counted in ``timeouts``, each in
+``timeout_events``, and said on stderr); a message whose ``seq`` is not newer than the newest of its session,
+or that comes from a session already left behind, is dropped (``out_of_order``); a new session starts afresh.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import signal
 import socket
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from .actions import DEFAULT_ACTIONS
 from .inputs import check_bind_address, same_token
+from .outputs import DEFAULT_TIMEOUT_MS
 
 TARGETS = {"grasp": 0.0, "open": 1.0, "hold": None}
-RIG_FIELDS = ["t_arrival", "seq", "type", "command", "action", "level", "safe", "aperture", "latency_ms", "t_window_end"]
+RIG_FIELDS = ["t_arrival", "seq", "type", "command", "action", "level", "safe", "aperture", "latency_ms", "t_window_end",
+              "session"]
+MAX_TIMEOUT_EVENTS = 1000  # the summary keeps the first ones: a flapping link must not grow it without bound
+
+
+def _positive_ms(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{what} ({value!r}) must be a positive number of milliseconds (the silence after which "
+                         f"the hand holds).")
+    return float(value)
+
+
+class Link:
+    """The controller's half of the contract in ``outputs.py``: the seq rule per session and the dead man."""
+
+    def __init__(self, timeout_ms: float = DEFAULT_TIMEOUT_MS):
+        self.timeout_ms = _positive_ms(timeout_ms, "'--timeout-ms'")
+        self.session: str | None = None
+        self.last_seq: int | None = None
+        self.left: deque = deque(maxlen=8)  # sessions left behind: a late message of theirs is old
+        self.heard_at: float | None = None  # monotonic time of the last message; None: no timeout armed
+        self.timeouts = self.out_of_order = 0
+
+    def admit(self, msg: dict[str, Any], now: float) -> bool:
+        """Whether an authenticated message is new enough to act on; ValueError for a bad seq/timeout_ms."""
+        seq, session, announced = msg.get("seq"), msg.get("session"), msg.get("timeout_ms")
+        if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
+            raise ValueError(f"'seq' ({seq!r}) must be an integer")
+        if announced is not None:
+            announced = _positive_ms(announced, "'timeout_ms'")
+        if session != self.session:
+            if session is not None and session in self.left:
+                self.out_of_order += 1
+                return False
+            if self.session is not None:
+                self.left.append(self.session)
+            self.session, self.last_seq = session, None  # a new server run: its seq starts at 1 again
+        if seq is not None:
+            if self.last_seq is not None and seq <= self.last_seq:
+                self.out_of_order += 1
+                return False
+            self.last_seq = seq
+        if announced is not None:
+            self.timeout_ms = announced
+        self.heard_at = None if msg.get("type") == "stop" else now  # after the server's last word silence is fine
+        return True
+
+    def expired(self, now: float) -> dict[str, Any] | None:
+        """Once per silence, when it has just outlasted the timeout: what was heard last (else None)."""
+        if self.heard_at is None or (now - self.heard_at) * 1000 <= self.timeout_ms:
+            return None
+        event = {"silent_ms": round((now - self.heard_at) * 1000, 1), "timeout_ms": self.timeout_ms,
+                 "last_seq": self.last_seq, "session": self.session}
+        self.heard_at = None
+        self.timeouts += 1
+        if self.session is None:  # no session to tell a restarted sender by: the silence ends this one
+            self.last_seq = None
+        return event
 
 
 class Hand:
@@ -53,9 +117,11 @@ class Hand:
 
 def run_rig(listen: str, log: Path | None, plot: Path | None, duration: float | None, speed: float,
             proportional: bool = False, *, allow_remote: bool = False, token: str | None = None,
-            status: bool = True, actions: dict[str, str] | None = None) -> dict[str, Any]:
+            status: bool = True, actions: dict[str, str] | None = None,
+            timeout_ms: float = DEFAULT_TIMEOUT_MS) -> dict[str, Any]:
     """``actions`` maps classes to hand actions for senders whose messages carry no ``action`` (``bmi serve``'s
-    always do), on top of the defaults (grasp/close -> grasp, open -> open, rest/hold -> hold)."""
+    always do), on top of the defaults (grasp/close -> grasp, open -> open, rest/hold -> hold). ``timeout_ms``:
+    the dead man's timeout until a message announces the sender's."""
     url = urlparse(listen)
     if url.scheme not in ("udp", "tcp") or url.port is None:
         raise ValueError(f"'--listen' ({listen!r}) must be udp://127.0.0.1:PORT or tcp://127.0.0.1:PORT.")
@@ -65,6 +131,7 @@ def run_rig(listen: str, log: Path | None, plot: Path | None, duration: float | 
     bad = sorted({a for a in mapping.values() if a not in TARGETS})
     if bad:
         raise ValueError(f"'--action' maps to {bad}; hand actions are {sorted(TARGETS)}.")
+    link = Link(timeout_ms)
     hand = Hand(speed, proportional)
     stop = {"flag": False}
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -79,6 +146,7 @@ def run_rig(listen: str, log: Path | None, plot: Path | None, duration: float | 
     rows: list[dict[str, Any]] = []
     counts = {"messages": 0, "malformed": 0, "bad_token": 0, "unknown_action": 0}
     unknown: Counter = Counter()
+    timeout_events: list[dict[str, Any]] = []
     log_fh = log.open("w", newline="") if log else None
     writer = csv.DictWriter(log_fh, fieldnames=RIG_FIELDS) if log_fh else None
     if writer:
@@ -100,6 +168,12 @@ def run_rig(listen: str, log: Path | None, plot: Path | None, duration: float | 
         if not same_token(msg.get("token"), token):
             counts["bad_token"] += 1
             return
+        try:
+            if not link.admit(msg, time.monotonic()):
+                return  # out of order: counted by the link
+        except ValueError:
+            counts["malformed"] += 1
+            return
         if action not in TARGETS:
             counts["unknown_action"] += 1
             unknown[action] += 1
@@ -110,7 +184,8 @@ def run_rig(listen: str, log: Path | None, plot: Path | None, duration: float | 
         counts["messages"] += 1
         row = {"t_arrival": t, "seq": msg.get("seq"), "type": msg.get("type"), "command": command, "action": action,
                "level": level, "safe": int(bool(msg.get("safe"))), "aperture": round(hand.aperture, 5),
-               "latency_ms": msg.get("latency_ms"), "t_window_end": msg.get("t_window_end")}
+               "latency_ms": msg.get("latency_ms"), "t_window_end": msg.get("t_window_end"),
+               "session": msg.get("session")}
         rows.append(row)
         if writer:
             writer.writerow(row)
@@ -119,8 +194,17 @@ def run_rig(listen: str, log: Path | None, plot: Path | None, duration: float | 
     try:
         while not stop["flag"] and (duration is None or time.monotonic() - started < duration):
             hand.advance()
+            if (event := link.expired(time.monotonic())) is not None:  # the sender went silent: hold
+                hand.apply("hold", 0.0)
+                if len(timeout_events) < MAX_TIMEOUT_EVENTS:
+                    timeout_events.append({"t_wall": time.time(), **event, "aperture": hand.aperture})
+                sys.stderr.write(f"\nbmi rig: no message for {event['silent_ms']:.0f} ms (timeout "
+                                 f"{event['timeout_ms']:.0f} ms, last seq {event['last_seq']}): the hand holds.\n")
+                sys.stderr.flush()
             if status and time.monotonic() >= next_status:
                 ignored = f" | UNKNOWN ACTIONS {dict(unknown)}" if unknown else ""
+                ignored += f" | timeouts {link.timeouts}" if link.timeouts else ""
+                ignored += f" | out of order {link.out_of_order}" if link.out_of_order else ""
                 sys.stderr.write(f"\r[rig {time.monotonic() - started:6.1f} s] aperture {hand.aperture:4.2f} | "
                                  f"{hand.action:5s} | messages {counts['messages']}{ignored}   ")
                 sys.stderr.flush()
@@ -166,7 +250,9 @@ def run_rig(listen: str, log: Path | None, plot: Path | None, duration: float | 
     if unknown:
         sys.stderr.write(f"bmi rig: {counts['unknown_action']} messages carried actions the hand does not know "
                          f"({dict(unknown)}); it held still for them.\n")
-    return {"final_aperture": hand.aperture, **counts, "unknown_actions": dict(unknown)}
+    return {"final_aperture": hand.aperture, **counts, "unknown_actions": dict(unknown),
+            "timeouts": link.timeouts, "out_of_order": link.out_of_order, "timeout_ms": link.timeout_ms,
+            "session": link.session, "timeout_events": timeout_events}
 
 
 def plot_aperture(rows: list[dict[str, Any]], path: Path, cues: list[tuple[float, float, str]] | None = None) -> Path:

@@ -48,6 +48,7 @@ from datasets.dsp import CausalPreprocessor, PreprocessingSpec
 from .actions import SAFE_ACTION, level_classes, plan_actions
 from .alignment import choose_alignment, estimate_alignment, save_alignment, session_normalizer
 from .buffer import PhaseRings, RingBuffer
+from .clock import AHEAD_TOLERANCE_S
 from .inputs import open_input
 from .layout import Layout, StreamDescription, StreamMismatch, plan_layout
 from .model import DecoderSession
@@ -85,6 +86,7 @@ class ServeConfig:
     save_alignment: Path | None = None
     cues: str | None = None  # lsl:NAME of a cue marker stream to score decisions against
     console: str | None = None  # HOST:PORT of the operator console
+    console_token_file: Path | None = None  # its secret (else $BMI_CONSOLE_TOKEN, else drawn and shown once)
     runs_dir: str | None = None  # runs the console's /runs page lists
     cue_outlet: str = "bmi-cues"  # LSL marker stream of the console's cue onsets
     log_path: Path | None = None
@@ -156,7 +158,7 @@ class Server:
         if self.gated:  # the rest command until the gate opens (GatedSmoother); the level from the gate
             self.smoother = GatedSmoother(self.classes, cfg.smoothing, self.gate_cfg, cfg.level_classes)
         else:
-            self.smoother = Smoother(self.classes, cfg.smoothing, cfg.level_classes)
+            self.smoother = Smoother(self.classes, cfg.smoothing, cfg.level_classes, hold=cfg.safety.safe_command)
         self.n_times = self.decoder.n_times
         decim = self.spec.decim
         self.hop_in = max(1, int(round(cfg.hop_ms / 1000 * self.spec.sfreq_in)))
@@ -173,7 +175,8 @@ class Server:
         self.amplitude = AmplitudeCheck(self.norm["rms"], self.spec.ch_names,
                                         int(cfg.check_seconds * self.spec.sfreq_out), cfg.max_amplitude_ratio)
         self.sham = ShamDecoder(self.classes, cfg.hop_ms / 1000, cfg.sham_source, seed=cfg.sham_seed,
-                                level_pair=cfg.level_classes) if cfg.sham else None
+                                level_pair=cfg.level_classes, hold=cfg.safety.safe_command,
+                                hold_s=cfg.smoothing.dwell_s) if cfg.sham else None
         self.raw_ring = RingBuffer(len(self.spec.ch_names), self.flat_samples)  # the console's channel view only
         # filtered, in the data's units: kept only for the console's view and the alignment's refill
         self.proc_ring = PhaseRings(len(self.spec.ch_names), self.n_times, decim)
@@ -191,11 +194,17 @@ class Server:
         self.late_hops = 0
         self.decisions = 0
         self.clock_ahead_max = 0.0
+        self.clock_faults = 0
+        self.clock_fault_reason: str | None = None  # the last one's
+        self._clock_faulty = False  # the last pull failed the clock check: a fault lasts until one passes
+        self._last_offset: float | None = None  # the source's clock offset at the last pull (settled estimates)
+        self._chunk_seen = [0, 0, 0.0]  # the largest pull this second and the last, and when this second began
         self._since_hop = 0  # samples since the last decision point
         self.superseded_hops = 0  # hop points merged into a later decision (several hops in one chunk)
         self._settle_left = self.spec.settle_out * decim  # input samples; whole decimation steps
         self._running = True
         self._log: SessionLog | None = None
+        self._log_base: Path | None = None  # the name of the operator's logs: the first, then -2, -3 ...
         self._next_heartbeat = 0.0
         self._next_layout: Layout | None = None
         self._scored: deque[tuple[float, int, str]] = deque(maxlen=500_000)  # (window end, argmax, command)
@@ -222,7 +231,7 @@ class Server:
                 from .console.link import ConsoleLink
 
                 self.console = ConsoleLink(self, cfg.console)
-                sys.stderr.write(f"bmi serve: operator console at {self.console.url}\n")
+                sys.stderr.write(f"bmi serve: operator console: open {self.console.url}\n")
         except BaseException:
             self.outputs.close()
             if self.cue_inlet is not None:
@@ -313,6 +322,11 @@ class Server:
                 "safe": True, "reason": reason}
 
     def _enter_safe(self, reason: str) -> None:
+        """Safe now; decoding restarts from hold: the smoothing and the gate forget what came before, so the
+        first movement after it needs the full dwell again (as after the start)."""
+        self.smoother.reset()
+        if self.sham is not None:
+            self.sham.reset()
         if self.state.enter(reason):
             self._emit(self._safe_message("safe", reason))
             self._next_heartbeat = time.monotonic() + self.cfg.hop_ms / 1000
@@ -369,13 +383,16 @@ class Server:
         if self.sham is not None:  # the decoder still runs, so timing is identical; its output is not used
             fake = self.sham.next()
             command, confidence, level, probs = fake["command"], fake["confidence"], fake["level"], fake["probabilities"]
+            holding = fake.get("holding", False)
             if self.gated:  # the wire carries a gate either way; a sham's is its own rest probability's complement
                 gate = 1.0 - float(probs[self.classes.index(self.gate_cfg.rest_class)])
         elif self.gated:
             command, confidence, level, _ = self.smoother.update(probs, self.samples_total / self.spec.sfreq_in, gate)
+            holding = self.smoother.holding
         else:
             # dwell counts stream time on the sample clock: a burst of windows cannot cross it
             command, confidence, level, _ = self.smoother.update(probs, self.samples_total / self.spec.sfreq_in)
+            holding = self.smoother.holding
         age = (self.source.clock() - t_window_end) * 1000
         if age > self.cfg.max_age_ms:  # decoded too late to act on
             self.withheld["late"] += 1
@@ -394,7 +411,9 @@ class Server:
             self.late_hops += 1
         self.seq += 1
         msg = {"type": "decision", "seq": self.seq, "t_wall": time.time(), "t_window_end": round(t_window_end, 6),
-               "sample_index": self.samples_total, "command": command, "action": self.actions[command],
+               "sample_index": self.samples_total, "command": command,
+               # from hold until a movement earned the dwell, whatever the held class is mapped to
+               "action": SAFE_ACTION if holding else self.actions[command],
                "confidence": round(confidence, 6), "level": round(level, 6),
                "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, probs)},
                "latency_ms": round(latency, 3), "age_ms": round(age, 3), "safe": False, "reason": ""}
@@ -484,15 +503,60 @@ class Server:
             self.events[f"input_error_{type(err).__name__}"] += 1
             return False
         if self.source.connection != self._connection:
+            self._last_offset, self._clock_faulty = None, False  # a new sender: a new clock
             self._on_connection()
         if not chunk.shape[1] or self.layout is None:
             return False
         local_now = self.source.clock()
-        if ts is None or ts > local_now:  # a sample cannot be acquired after it arrived: clamp, and say by how much
-            self.clock_ahead_max = max(self.clock_ahead_max, (ts - local_now) if ts is not None else 0.0)
+        if ts is None:
             ts = local_now
-        self._feed(chunk, ts, now)
+        problem = self._clock_problem(ts, local_now, chunk.shape[1], now)
+        if problem is not None:
+            self._clock_fault(problem, chunk.shape[1])
+            return True
+        self._clock_faulty = False
+        self._feed(chunk, min(ts, local_now), now)  # a tolerated lead is clamped: never acquired after arrival
         return True
+
+    def _clock_problem(self, ts: float, local_now: float, n: int, now: float) -> str | None:
+        """Why this pull's timestamps cannot be trusted, or None: they run ahead of our clock by more than
+        AHEAD_TOLERANCE_S plus one of the sender's chunks (mne-lsl's PlayerLSL stamps each chunk with the time its
+        last sample is due: one chunk ahead; its chunk size is the largest pull of the last 1-2 s, as a chunk
+        may come in two pulls), capped at the freshness limit; or the source's clock offset moved by more
+        than the freshness limit since the last pull, either way (a sender clock step, or liblsl's correction
+        jumping): ages across such a move are wrong by the move."""
+        limit = self.cfg.max_age_ms / 1000
+        lead = ts - local_now
+        self.clock_ahead_max = max(self.clock_ahead_max, lead)
+        seen = self._chunk_seen
+        if now - seen[2] > 1.0:
+            seen[:] = [0, seen[0], now]
+        seen[0] = max(seen[0], n)
+        allowed = AHEAD_TOLERANCE_S + min(max(seen[0], seen[1]) / self.source.description.sfreq, limit)
+        problem = None
+        if lead > allowed:
+            problem = f"timestamps {lead * 1000:.1f} ms ahead of this computer's clock (tolerated {allowed * 1000:.1f} ms)"
+        offset = getattr(self.source, "clock_offset", None)
+        if offset is not None and getattr(self.source, "clock_settled", True):
+            if self._last_offset is not None and abs(offset - self._last_offset) > limit:
+                problem = problem or (f"the sender's clock offset jumped by {(offset - self._last_offset) * 1000:+.1f} "
+                                      f"ms (more than --max-age-ms {self.cfg.max_age_ms:g})")
+            self._last_offset = offset
+        return problem
+
+    def _clock_fault(self, problem: str, n: int) -> None:
+        """Safe, the chunk discarded and the filters restarted: decoding resumes only on data whose clock passes
+        again, once the filters have settled. One fault (one notice) until a pull passes."""
+        self.events["discarded_samples_clock"] += n
+        self.samples_total += n
+        if not self._clock_faulty:
+            self._clock_faulty = True
+            self.clock_faults += 1
+            self.clock_fault_reason = problem
+            self.events["clock_fault"] += 1
+            self.notice(f"clock fault: {problem}; safe until fresh data")
+            self._reset_pipeline()
+        self._enter_safe("clock")
 
     def _watchdog(self, now: float, last_data: float) -> None:
         if (now - last_data) * 1000 > self.cfg.safety.stale_ms and not (self.state.safe and self.state.reason == "stale"):
@@ -518,6 +582,7 @@ class Server:
             self._log = SessionLog(cfg.log_path, LOG_FIELDS)
         started, cpu_started = time.monotonic(), time.process_time()
         last_data, self._next_heartbeat, next_status, next_cues = started, started, started + 1.0, started
+        self.outputs.announce(cfg.safety.stale_ms, cfg.hop_ms)  # the controller timeout, on every message (outputs.py)
         self._emit(self._safe_message("safe", "starting"))
         if self.gated and (warning := gate_prior_warning(self.gate_cfg, self.classes)):
             self.notice(warning)
@@ -598,7 +663,8 @@ class Server:
     def resume(self) -> str:
         if self.estopped:
             self.estopped = False
-            self.notice("resumed by the operator: decoding restarts on the next window that passes every check")
+            self.notice("resumed by the operator: decoding restarts from hold; a movement needs the full dwell on "
+                        "windows that pass every check")
         return "resumed"
 
     @property
@@ -607,7 +673,12 @@ class Server:
 
     def start_log(self) -> tuple[bool, str]:
         if self._log is None:
-            path = self.cfg.log_path or Path(f"session-{time.strftime('%Y%m%d-%H%M%S')}.csv")
+            base = self._log_base = self._log_base or self.cfg.log_path or \
+                Path(f"session-{time.strftime('%Y%m%d-%H%M%S')}.csv")
+            path, number = base, 1
+            while path.exists():  # a log stopped earlier in this session is kept, never overwritten
+                number += 1
+                path = base.with_name(f"{base.stem}-{number}{base.suffix}")
             try:
                 self._log = SessionLog(path, LOG_FIELDS)
             except OSError as err:
@@ -617,7 +688,7 @@ class Server:
 
     def stop_log(self) -> str:
         if self._log is not None:
-            self._log.close()
+            self._log.close(wait=False)  # its thread writes what is queued and closes the file: no wait here
             self._log = None
         return "session log closed"
 
@@ -655,7 +726,9 @@ class Server:
             "age_ms": percentiles(self.ages), "max_age_ms": self.cfg.max_age_ms,
             "withheld_hops": dict(self.withheld),
             "clock": {"timestamps_ahead_ms_max": round(self.clock_ahead_max * 1000, 3),
-                      "offset_s": getattr(self.source, "clock_offset", None)},
+                      "offset_s": getattr(self.source, "clock_offset", None),
+                      "ahead_tolerance_ms": AHEAD_TOLERANCE_S * 1000,
+                      "faults": self.clock_faults, "last_fault": self.clock_fault_reason},
             "settle_seconds": self.spec.settle_samples / self.spec.sfreq_in,
             "amplitude": {"passed": self.amplitude.passed, "failures": self.amplitude.failures,
                           "ratio_min": float(ratio.min()) if ratio is not None else None,

@@ -39,6 +39,7 @@ class SessionLog:
         while True:
             row = self._queue.get()
             if row is None:
+                self._close_file()
                 return
             if self.error is not None:
                 continue
@@ -54,9 +55,14 @@ class SessionLog:
         self.error = f"{type(err).__name__}: {err}"
         sys.stderr.write(f"\nbmi serve: the session log {self.path} failed ({self.error}); decoding goes on without it.\n")
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, wait: bool = True, timeout: float = 5.0) -> None:
+        """Write what is queued and close the file; ``wait=False`` returns at once (the decoding loop never
+        waits on a disk) and the writer thread finishes on its own."""
         self._queue.put(None)
-        self._thread.join(timeout)
+        if wait:
+            self._thread.join(timeout)
+
+    def _close_file(self) -> None:
         try:
             self._fh.close()
         except OSError as err:  # the last buffered rows could not be written

@@ -19,8 +19,10 @@ import numpy as np
 
 class ShamDecoder:
     def __init__(self, classes: list[str], hop_s: float, source: str | Path | None = None, mean_dwell_s: float = 1.5,
-                 seed: int | None = None, level_pair: tuple[str, str] | None = None):
-        self.classes = classes
+                 seed: int | None = None, level_pair: tuple[str, str] | None = None, hold: str = "hold",
+                 hold_s: float = 0.0):
+        """``hold`` for ``hold_s`` after every :meth:`reset`, as the real decoder's smoothing starts from hold."""
+        self.classes, self.hold, self.hold_s = classes, hold, hold_s
         self.level_idx = tuple(classes.index(c) for c in level_pair) if level_pair else None
         self.rng = np.random.default_rng(seed)
         self.segments: list[list[dict]] = []
@@ -28,6 +30,12 @@ class ShamDecoder:
             self.segments = self._segments_from_log(Path(source))
         self.hop_s, self.mean_dwell_s = hop_s, mean_dwell_s
         self._queue: list[dict] = []
+        self.reset()
+
+    def reset(self) -> None:
+        """A (re)start: hold for the dwell, then a fresh segment."""
+        self._queue = []
+        self._hold_left = int(np.ceil(self.hold_s / self.hop_s - 1e-9))
 
     def _segments_from_log(self, path: Path) -> list[list[dict]]:
         if not path.is_file():
@@ -64,4 +72,10 @@ class ShamDecoder:
                     level = float(p[self.level_idx[0]] - p[self.level_idx[1]]) if self.level_idx else 0.0
                     self._queue.append({"command": self.classes[peak], "probabilities": p,
                                         "confidence": float(p[peak]), "level": level})
-        return self._queue.pop(0)
+        decision = self._queue.pop(0)
+        if self._hold_left > 0:
+            self._hold_left -= 1
+            held = self.classes.index(self.hold) if self.hold in self.classes else None
+            return dict(decision, command=self.hold, level=0.0, holding=True,
+                        confidence=float(decision["probabilities"][held]) if held is not None else 0.0)
+        return decision

@@ -39,9 +39,17 @@ class SmoothingConfig:
 
 
 class Smoother:
-    def __init__(self, classes: list[str], cfg: SmoothingConfig, level_pair: tuple[str, str] | None = None):
-        self.classes, self.cfg = classes, cfg
+    """``hold``: the command every (re)start begins from (the server's safe command: the rest class, or "hold"
+    when the model has none). From hold, a movement is commanded only once it has been the smoothed choice (by
+    more than the hysteresis over the rest class, where there is one) for the whole dwell in stream time, so
+    one window after a start, a resume or any reset cannot move the hand. ``hold=None``: the first window's
+    choice is the command at once (a gated decoder's type smoother, whose gate holds instead)."""
+
+    def __init__(self, classes: list[str], cfg: SmoothingConfig, level_pair: tuple[str, str] | None = None,
+                 hold: str | None = None):
+        self.classes, self.cfg, self.hold = classes, cfg, hold
         self.level_idx = tuple(classes.index(c) for c in level_pair) if level_pair else None
+        self.hold_idx = classes.index(hold) if hold in classes else None
         self.reset()
 
     def reset(self) -> None:
@@ -49,22 +57,43 @@ class Smoother:
         self._votes: deque[int] = deque(maxlen=self.cfg.k)
         self.command: int | None = None
         self._since = 0.0  # stream time the current command began
+        self.holding = self.hold is not None  # at hold until a movement has earned the dwell
+        self._candidate: int | None = None  # the movement the hold may give way to, and since when
+        self._candidate_since = 0.0
+
+    def _smooth(self, probs: np.ndarray) -> np.ndarray:
+        if self.cfg.method == "ema":
+            self._ema = probs if self._ema is None else self.cfg.alpha * probs + (1 - self.cfg.alpha) * self._ema
+            return self._ema
+        if self.cfg.method == "vote":
+            self._votes.append(int(probs.argmax()))
+            counts = Counter(self._votes)
+            return np.array([counts.get(i, 0) / len(self._votes) for i in range(len(probs))])
+        return probs
+
+    def _leave_hold(self, smooth: np.ndarray, best: int, t: float) -> bool:
+        """Whether the movement ``best`` has now been the choice for the whole dwell since hold."""
+        rest = self.hold_idx
+        moving = best != rest and (rest is None or smooth[best] - smooth[rest] > self.cfg.hysteresis)
+        if not moving:
+            self._candidate = None
+            return False
+        if best != self._candidate:
+            self._candidate, self._candidate_since = best, t
+        return t - self._candidate_since >= self.cfg.dwell_s - 1e-9
 
     def update(self, probs: np.ndarray, t: float) -> tuple[str, float, float, np.ndarray]:
         """Probabilities of the window ending at stream time ``t`` (s) -> (command, confidence, level,
         smoothed probabilities)."""
         probs = np.asarray(probs, dtype=np.float64)
-        if self.cfg.method == "ema":
-            self._ema = probs if self._ema is None else self.cfg.alpha * probs + (1 - self.cfg.alpha) * self._ema
-            smooth = self._ema
-        elif self.cfg.method == "vote":
-            self._votes.append(int(probs.argmax()))
-            counts = Counter(self._votes)
-            smooth = np.array([counts.get(i, 0) / len(self._votes) for i in range(len(probs))])
-        else:
-            smooth = probs
+        smooth = self._smooth(probs)
         best = int(smooth.argmax())
-        if self.command is None:
+        if self.holding:
+            if not self._leave_hold(smooth, best, t):
+                confidence = float(smooth[self.hold_idx]) if self.hold_idx is not None else 0.0
+                return self.hold, confidence, 0.0, smooth
+            self.holding, self.command, self._since = False, best, t
+        elif self.command is None:
             self.command, self._since = best, t
         elif best != self.command:
             margin = smooth[best] - smooth[self.command]
@@ -181,6 +210,7 @@ class GatedSmoother:
     def reset(self) -> None:
         self._g: float | None = None
         self.open = False
+        self.holding = True  # until the gate first opens after this (re)start: the dwell from hold
         self._above_since: float | None = None
         self.gate: float | None = None  # the smoothed gate probability after the last update
         if self.types is not None:
@@ -195,7 +225,7 @@ class GatedSmoother:
             if self._above_since is None:
                 self._above_since = t
             if t - self._above_since >= cfg.dwell_s - 1e-9:
-                self.open = True
+                self.open, self.holding = True, False
         else:
             self._above_since = None
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import signal
 import subprocess
@@ -127,6 +128,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SECRET = "console-secret-of-the-calibration-test"
+
+
 def wait_http(url: str, timeout: float = 20.0) -> None:
     import httpx
 
@@ -197,14 +201,15 @@ def test_a_whole_day_on_the_simulated_amplifier(names, tmp_path):
         port = free_port()
         calibrate = bmi("calibrate", "--stream", f"lsl:{name}", "--cues", f"lsl:{cues}", "--console",
                         f"127.0.0.1:{port}", "--config", str(config), "--trials", "6", "--seed", "2", "--out", str(day1),
-                        "--flush-seconds", "1")
+                        "--flush-seconds", "1", env=dict(os.environ, BMI_CONSOLE_TOKEN=SECRET))
         procs.append(calibrate)
         shown_on_page: list[str] = []
 
         def watch_cue_page():  # what the patient's screen receives: the cue page's event stream
             wait_http(f"http://127.0.0.1:{port}/cue")
             try:
-                with httpx.stream("GET", f"http://127.0.0.1:{port}/events", timeout=None) as response:
+                with httpx.stream("GET", f"http://127.0.0.1:{port}/events", timeout=None,
+                                  headers={"X-BMI-Token": SECRET, "Origin": f"http://127.0.0.1:{port}"}) as response:
                     for line in response.iter_lines():
                         if line.startswith("data: "):
                             msg = json.loads(line[6:])
@@ -255,7 +260,8 @@ def test_a_whole_day_on_the_simulated_amplifier(names, tmp_path):
 
         # the closed-loop session: a console cues the patient, bmi serve decodes the same amplifier
         port2 = free_port()
-        console = bmi("console", "--runs", str(day1 / "runs"), "--listen", f"127.0.0.1:{port2}", "--cue-outlet", cues)
+        console = bmi("console", "--runs", str(day1 / "runs"), "--listen", f"127.0.0.1:{port2}", "--cue-outlet", cues,
+                      env=dict(os.environ, BMI_CONSOLE_TOKEN=SECRET))
         procs.append(console)
         wait_http(f"http://127.0.0.1:{port2}/cue")
         stats = tmp_path / "stats.json"
@@ -266,7 +272,8 @@ def test_a_whole_day_on_the_simulated_amplifier(names, tmp_path):
         time.sleep(8)  # the server settles and checks the amplitude; the amplifier subscribes to the console's cues
         paradigm = {"classes": ["grasp", "open", "rest"], "trials": 5, "cue_s": 3.0, "rest_s": 1.0, "jitter_s": 0.5,
                     "seed": 5}
-        assert httpx.post(f"http://127.0.0.1:{port2}/api/paradigm", json=paradigm).json()["ok"]
+        own = {"X-BMI-Token": SECRET, "Origin": f"http://127.0.0.1:{port2}"}
+        assert httpx.post(f"http://127.0.0.1:{port2}/api/paradigm", json=paradigm, headers=own).json()["ok"]
         _, serve_err = serve.communicate(timeout=150)
         assert serve.returncode == 0, serve_err[-3000:]
     finally:

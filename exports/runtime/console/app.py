@@ -1,16 +1,21 @@
 """The console's web application (Starlette): pages, a server-sent event stream, controls, cues and runs.
 
 State comes from the server as datagrams (:mod:`.bridge`) and goes to every open page as server-sent
-events. Controls are POSTs: same-origin only, with the token when one is set (always beyond loopback), and
-each answered with the server's own acknowledgement, so a page shows what the server did, not what was
-clicked.
+events. Controls are POSTs answered with the server's own acknowledgement, so a page shows what the server
+did, not what was clicked.
+
+Only the operator's own page controls the rig. Every request must name this console's own host (the bound
+address or a loopback name: a DNS-rebinding page names its own); every page and request must carry the
+per-session secret (:mod:`.secret`; opened once as ``/?token=...``, then an HttpOnly, SameSite=Strict cookie,
+or the ``X-BMI-Token`` header for scripts); and every control, cue and paradigm POST, the event stream and the
+runs API must also prove the same origin (``Origin`` equal to the console's own, or ``Sec-Fetch-Site:
+same-origin``; a request with neither is refused).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import random
 import socket
@@ -20,11 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from . import runs as run_records
+from .guard import Guard, allowed_hosts
 
 STATIC = Path(__file__).parent / "static"
 MAX_QUEUE = 500  # messages a slow page may lag behind before the oldest are dropped
@@ -114,14 +122,16 @@ class Hub:
         if self.sock is None or self.server_gone:
             return {"ok": False, "message": "no server is attached to this console"}
         self._next_id += 1
+        ident = self._next_id  # this control's own: a second one sent while this waits takes the next
         future = asyncio.get_running_loop().create_future()
-        self._acks[self._next_id] = future
+        self._acks[ident] = future
         try:
-            self.sock.send(json.dumps({"kind": "control", "id": self._next_id, "action": action, **fields}).encode())
+            self.sock.send(json.dumps({"kind": "control", "id": ident, "action": action, **fields}).encode())
             return await asyncio.wait_for(future, timeout)
         except (OSError, asyncio.TimeoutError) as err:
-            self._acks.pop(self._next_id, None)
             return {"ok": False, "message": f"the server did not answer ({type(err).__name__})"}
+        finally:
+            self._acks.pop(ident, None)
 
 
 class CueOutlet:
@@ -154,28 +164,39 @@ def paradigm_order(classes: list[str], trials: int, seed: int | None) -> list[st
     return order
 
 
-def build_app(hub: Hub, *, token: str | None, runs_dir: Path | None, cue_outlet: str = "bmi-cues",
+class BadBody(ValueError):
+    """A request body that is not the JSON object a route takes."""
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The request's JSON object ({} for an empty body), or :class:`BadBody` naming what was wrong."""
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as err:
+        raise BadBody(f"the body must be JSON ({err})") from None
+    if not isinstance(body, dict):
+        raise BadBody(f"the body must be a JSON object, not {type(body).__name__}")
+    return body
+
+
+def bad_request(message: str) -> JSONResponse:
+    return JSONResponse({"ok": False, "message": message}, 400)
+
+
+def build_app(hub: Hub, *, secret: str, host: str, port: int, runs_dir: Path | None, cue_outlet: str = "bmi-cues",
               live: bool = True) -> Starlette:
-    """``live``: a server is attached (else ``/`` goes to the runs page)."""
+    """``secret``: the per-session secret (:mod:`.secret`); ``host``/``port``: where it listens (the host names it
+    answers, the cookie's name). ``live``: a server is attached (else ``/`` goes to the runs page)."""
     cues = CueOutlet(cue_outlet)
     state: dict[str, Any] = {"paradigm": None}
-
-    def authorised(request: Request) -> Response | None:
-        """Same origin only for controls; the token when one is set (header X-BMI-Token or ?token=)."""
-        if request.method == "POST":
-            origin = request.headers.get("origin")
-            own = f"{request.url.scheme}://{request.url.netloc}"
-            if origin is not None and origin != own:
-                return JSONResponse({"ok": False, "message": f"cross-origin request from {origin} refused"}, 403)
-        if token is not None:
-            given = request.headers.get("x-bmi-token") or request.query_params.get("token") or ""
-            if not hmac.compare_digest(given.encode(), token.encode()):
-                return JSONResponse({"ok": False, "message": "missing or wrong token"}, 403)
-        return None
+    guard = Guard(secret, port)
 
     def page(name: str):
         async def handler(request: Request) -> Response:
-            refused = authorised(request)
+            refused = guard.page(request)
             return refused or FileResponse(STATIC / f"{name}.html", headers={"Cache-Control": "no-store"})
         return handler
 
@@ -186,7 +207,7 @@ def build_app(hub: Hub, *, token: str | None, runs_dir: Path | None, cue_outlet:
         return FileResponse(path, headers={"Cache-Control": "no-store"})
 
     async def events(request: Request) -> Response:
-        refused = authorised(request)
+        refused = guard.check(request)
         if refused:
             return refused
         queue = hub.listen()
@@ -206,16 +227,16 @@ def build_app(hub: Hub, *, token: str | None, runs_dir: Path | None, cue_outlet:
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
     async def control(request: Request) -> Response:
-        refused = authorised(request)
+        refused = guard.check(request)
         if refused:
             return refused
         action = request.path_params["action"]
         if action not in ("estop", "resume", "log_start", "log_stop", "mark", "unblind"):
             return JSONResponse({"ok": False, "message": f"unknown control {action!r}"}, 404)
         try:
-            body = await request.json() if (await request.body()) else {}
-        except ValueError:
-            return JSONResponse({"ok": False, "message": "the body must be JSON"}, 400)
+            body = await json_object(request)
+        except BadBody as err:
+            return bad_request(str(err))
         fields = {k: body[k] for k in ("confirm", "label") if k in body}
         ack = await hub.control(action, **fields)
         return JSONResponse(ack, 200 if ack.get("ok") else 409)
@@ -227,13 +248,18 @@ def build_app(hub: Hub, *, token: str | None, runs_dir: Path | None, cue_outlet:
         hub.broadcast(hub.cue)
 
     async def cue(request: Request) -> Response:
-        refused = authorised(request)
+        refused = guard.check(request)
         if refused:
             return refused
-        body = await request.json()
-        label, seconds = body.get("label"), float(body.get("seconds", 0) or 0)
+        try:
+            body = await json_object(request)
+            label, seconds = body.get("label"), float(body.get("seconds", 0) or 0)
+        except BadBody as err:
+            return bad_request(str(err))
+        except (TypeError, ValueError):
+            return bad_request(f"'seconds' ({body.get('seconds')!r}) must be a number")
         if label is not None and not isinstance(label, str):
-            return JSONResponse({"ok": False, "message": "'label' must be a string or null"}, 400)
+            return bad_request("'label' must be a string or null")
         set_cue(label, seconds)
         return JSONResponse({"ok": True, "cue": hub.cue})
 
@@ -254,10 +280,13 @@ def build_app(hub: Hub, *, token: str | None, runs_dir: Path | None, cue_outlet:
             hub.broadcast(hub.paradigm)
 
     async def paradigm(request: Request) -> Response:
-        refused = authorised(request)
+        refused = guard.check(request)
         if refused:
             return refused
-        body = await request.json()
+        try:
+            body = await json_object(request)
+        except BadBody as err:
+            return bad_request(str(err))
         try:
             classes = [str(c) for c in body["classes"]]
             trials, cue_s = int(body.get("trials", 10)), float(body.get("cue_s", 4.0))
@@ -277,7 +306,7 @@ def build_app(hub: Hub, *, token: str | None, runs_dir: Path | None, cue_outlet:
 
     async def paradigm_stop(request: Request) -> Response:
         """Stop the running paradigm: the cue page shows the fixation cross, no further cue marker is sent."""
-        refused = authorised(request)
+        refused = guard.check(request)
         if refused:
             return refused
         task = state["paradigm"]
@@ -292,7 +321,7 @@ def build_app(hub: Hub, *, token: str | None, runs_dir: Path | None, cue_outlet:
         return JSONResponse({"ok": True})
 
     async def runs_list(request: Request) -> Response:
-        refused = authorised(request)
+        refused = guard.check(request)
         if refused:
             return refused
         if runs_dir is None:
@@ -300,7 +329,7 @@ def build_app(hub: Hub, *, token: str | None, runs_dir: Path | None, cue_outlet:
         return JSONResponse({"runs": run_records.list_runs(runs_dir), "root": str(runs_dir)})
 
     async def run_curves(request: Request) -> Response:
-        refused = authorised(request)
+        refused = guard.check(request)
         if refused:
             return refused
         try:
@@ -309,7 +338,7 @@ def build_app(hub: Hub, *, token: str | None, runs_dir: Path | None, cue_outlet:
             return JSONResponse({"message": str(err)}, 404)
 
     async def run_file(request: Request) -> Response:
-        refused = authorised(request)
+        refused = guard.check(request, same_origin=False)  # a download link: the secret's SameSite cookie suffices
         if refused:
             return refused
         try:
@@ -346,4 +375,5 @@ def build_app(hub: Hub, *, token: str | None, runs_dir: Path | None, cue_outlet:
         if hub.sock is not None:
             asyncio.get_running_loop().remove_reader(hub.sock.fileno())
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    hosts = Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host), www_redirect=False)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[hosts])

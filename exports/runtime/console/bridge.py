@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from ..inputs import check_bind_address
+from .secret import child_environment, console_secret, console_url
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -22,24 +23,25 @@ class ConsoleBridge:
     """A console child process fed by non-blocking datagrams: a message the console cannot take at once is
     dropped and counted, never waited for; its controls are read without waiting."""
 
-    def __init__(self, listen: str, *, token: str | None, allow_remote: bool, runs_dir: str | None,
-                 hello: dict[str, Any], cue_outlet: str = "bmi-cues"):
+    def __init__(self, listen: str, *, allow_remote: bool, runs_dir: str | None, hello: dict[str, Any],
+                 cue_outlet: str = "bmi-cues", token_file: str | None = None):
         host, port = parse_listen(listen)
-        check_bind_address(host, allow_remote, token, "The console")
+        secret, drawn = console_secret(token_file)
+        check_bind_address(host, allow_remote, secret, "The console")
         self.sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
         self.sock.setblocking(False)
         args = [sys.executable, "-m", "exports.runtime.console", "--fd", str(child.fileno()), "--listen", listen,
                 "--cue-outlet", cue_outlet]
-        if token:
-            args += ["--token", token]
         if allow_remote:
             args += ["--allow-remote"]
         if runs_dir:
             args += ["--runs", str(runs_dir)]
-        self.proc = subprocess.Popen(args, pass_fds=[child.fileno()], stdout=subprocess.DEVNULL)
+        # the secret goes in the child's environment (readable by this user only), never in its arguments
+        self.proc = subprocess.Popen(args, pass_fds=[child.fileno()], stdout=subprocess.DEVNULL,
+                                     env=child_environment(secret))
         child.close()
-        self.url = f"http://{host}:{port}/"
+        self.url = console_url(host, port, secret, drawn)
         self.dropped = 0
         self.send({"kind": "hello", **hello})
 

@@ -27,8 +27,8 @@ class ConsoleLink:
                            "window_s": meta["window"]["seconds"], "settle_s": spec.settle_samples / spec.sfreq_in},
                  "hop_ms": cfg.hop_ms, "max_age_ms": cfg.max_age_ms, "outputs": server.outputs.specs,
                  "log_path": str(cfg.log_path) if cfg.log_path else None, "gate": server.gate_settings()}
-        self.bridge = ConsoleBridge(listen, token=cfg.token, allow_remote=cfg.allow_remote, runs_dir=cfg.runs_dir,
-                                    hello=hello, cue_outlet=cfg.cue_outlet)
+        self.bridge = ConsoleBridge(listen, allow_remote=cfg.allow_remote, runs_dir=cfg.runs_dir, hello=hello,
+                                    cue_outlet=cfg.cue_outlet, token_file=cfg.console_token_file)
         self.url = self.bridge.url
         self._next_status = 0.0
         self._lost = False
@@ -97,7 +97,8 @@ class ConsoleLink:
             "late_hops": s.late_hops, "withheld": dict(s.withheld), "samples": s.samples_total,
             "stream": {"source": desc.source if desc else None, "connected": s.layout is not None,
                        "clock_offset_ms": None if offset is None else round(offset * 1000, 3),
-                       "ahead_ms_max": round(s.clock_ahead_max * 1000, 3)},
+                       "ahead_ms_max": round(s.clock_ahead_max * 1000, 3),
+                       "clock_faults": s.clock_faults, "clock_fault_last": s.clock_fault_reason},
             "channels": self._channels(), "amplitude_passed": s.amplitude.passed, "alignment": s.alignment.source,
             "events": dict(s.state.events) | dict(s.events), "outputs": s.outputs.stats,
             "console_dropped": self.bridge.dropped,

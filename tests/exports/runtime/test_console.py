@@ -1,8 +1,9 @@
 """The operator console in a real browser (Debian's chromium driven by Playwright): the live page follows a
 replayed LSL stream, the emergency stop reaches the hand, resume needs confirmation, blinding holds until an
 unblinding that is logged, the cue page follows a paradigm with LSL markers, the runs page lists and plots
-runs, and controls need the token and the same origin."""
+runs, and a page of another site in the same browser cannot resume a stopped hand (raw HTTP: test_console_security)."""
 
+import contextlib
 import csv
 import importlib.util
 import json
@@ -10,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +21,12 @@ from runtime_helpers import bmi, free_port, wait
 from test_safety import UDPListener
 
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
+SECRET = "console-secret-of-this-test-0123"  # given as the environment variable, as a lab would
+
+
+def with_secret() -> dict:
+    """The environment of a server or console whose secret is SECRET."""
+    return dict(os.environ, BMI_CONSOLE_TOKEN=SECRET)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +51,7 @@ def screenshot(page, name, tmp_path):
 
 
 def open_page(browser, url, timeout=30):
-    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()  # a context may open more pages
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -53,6 +61,36 @@ def open_page(browser, url, timeout=30):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def attacker_site(console_port):
+    """A page on another origin (localhost on another port) that POSTs a confirmed resume to the console under
+    both of its loopback names, with the browser's cookies, as a forged request would."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    html = ("<script>for (const host of ['127.0.0.1', 'localhost']) fetch(`http://${host}:%d/api/control/resume`, "
+            "{method: 'POST', credentials: 'include', mode: 'no-cors', headers: {'Content-Type': 'text/plain'}, "
+            "body: JSON.stringify({confirm: true})}).catch(() => {}); document.title = 'sent';</script>" % console_port)
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(html.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def play(path, name, seconds, annotations=False):
@@ -69,8 +107,9 @@ def test_live_page_emergency_stop_and_resume(browser, exported, recording_array,
     udp = UDPListener()
     cues = f"{name}-cues"
     server = bmi("serve", str(exported.path), "--input", f"lsl:{name}", "--output", f"udp://127.0.0.1:{udp.port}",
-                 "--console", f"127.0.0.1:{port}", "--cue-outlet", cues, "--duration", "30", "--no-status")
-    page = open_page(browser, f"http://127.0.0.1:{port}/")
+                 "--console", f"127.0.0.1:{port}", "--cue-outlet", cues, "--duration", "30", "--no-status",
+                 env=with_secret())
+    page = open_page(browser, f"http://127.0.0.1:{port}/?token={SECRET}")
     state = page.get_by_test_id("safety-state")
     command = page.get_by_test_id("command")
     page.wait_for_function("document.querySelector('[data-testid=safety-state]').textContent === 'DECODING'", timeout=20000)
@@ -95,6 +134,17 @@ def test_live_page_emergency_stop_and_resume(browser, exported, recording_array,
     assert stop_msg["safe"] and stop_msg["action"] == "hold" and stop_msg["t_wall"] - clicked < 0.2
     assert "EMERGENCY STOP" in state.inner_text()
     screenshot(page, "console-emergency-stop.png", tmp_path)
+    assert "token" not in page.url  # the secret went into a cookie; the address bar and history do not keep it
+
+    # another site's page, in the same browser as the operator's, tries to resume the hand (a forged request)
+    n = len(udp.messages)
+    with attacker_site(port) as evil:
+        attacker = page.context.new_page()  # the same cookie jar as the operator's page
+        attacker.goto(evil)
+        attacker.wait_for_function("document.title === 'sent'", timeout=5000)
+        time.sleep(1.0)
+        attacker.close()
+    assert not [m for m in udp.messages[n:] if m["type"] == "decision"] and "EMERGENCY STOP" in state.inner_text()
 
     page.once("dialog", lambda dialog: dialog.dismiss())  # resume needs confirmation: declined, still stopped
     page.get_by_test_id("resume").click()
@@ -149,8 +199,8 @@ def test_a_sham_session_looks_real_until_unblinded_and_marks_are_logged(browser,
     port, log, markers = free_port(), replay.parent / "session.csv", f"bmi-marks-{time.monotonic_ns()}"
     server = bmi("serve", str(exported.path), "--input", f"replay:{replay}", "--output", f"udp://127.0.0.1:{free_port()}",
                  "--output", f"lsl:{markers}", "--console", f"127.0.0.1:{port}", "--duration", "25", "--no-status",
-                 "--sham", "--log", str(log))
-    page = open_page(browser, f"http://127.0.0.1:{port}/")
+                 "--sham", "--log", str(log), env=with_secret())
+    page = open_page(browser, f"http://127.0.0.1:{port}/?token={SECRET}")
     page.wait_for_function("document.querySelector('[data-testid=safety-state]').textContent === 'DECODING'", timeout=20000)
     assert "sham" not in page.content().lower()  # nothing on the page tells the condition
     inlet = pylsl.StreamInlet(pylsl.resolve_byprop("name", markers, timeout=10)[0])
@@ -185,8 +235,8 @@ def test_the_live_page_shows_the_gate_in_force(browser, exported, recording_arra
     port = free_port()
     server = bmi("serve", str(exported.path), "--input", f"replay:{replay}", "--output", f"udp://127.0.0.1:{free_port()}",
                  "--console", f"127.0.0.1:{port}", "--duration", "25", "--no-status", "--gate-rest-class", "rest",
-                 "--gate-threshold", "0.6")
-    page = open_page(browser, f"http://127.0.0.1:{port}/")
+                 "--gate-threshold", "0.6", env=with_secret())
+    page = open_page(browser, f"http://127.0.0.1:{port}/?token={SECRET}")
     page.wait_for_function("document.querySelector('[data-testid=safety-state]').textContent === 'DECODING'", timeout=20000)
     gate = page.get_by_test_id("gate")
     assert gate.is_visible() and gate.get_attribute("data-threshold") == "0.6"
@@ -214,12 +264,14 @@ def test_cue_page_follows_a_paradigm_with_lsl_markers(browser, trained_run, tmp_
     import pylsl
 
     port, outlet = free_port(), f"bmi-cues-{time.monotonic_ns()}"
-    console = bmi("console", "--runs", str(trained_run.parent), "--listen", f"127.0.0.1:{port}", "--cue-outlet", outlet)
-    page = open_page(browser, f"http://127.0.0.1:{port}/cue")
+    console = bmi("console", "--runs", str(trained_run.parent), "--listen", f"127.0.0.1:{port}", "--cue-outlet", outlet,
+                  env=with_secret())
+    page = open_page(browser, f"http://127.0.0.1:{port}/cue?token={SECRET}")
     inlet = pylsl.StreamInlet(pylsl.resolve_byprop("name", outlet, timeout=10)[0])  # a recorder, before the first cue
     inlet.open_stream(timeout=10)
-    reply = httpx.post(f"http://127.0.0.1:{port}/api/paradigm", json={"classes": ["grasp", "open", "rest"], "trials": 1,
-                       "cue_s": 1.2, "rest_s": 0.6, "jitter_s": 0.0, "seed": 3}).json()
+    base = f"http://127.0.0.1:{port}"
+    reply = httpx.post(base + "/api/paradigm", json={"classes": ["grasp", "open", "rest"], "trials": 1, "cue_s": 1.2,
+                       "rest_s": 0.6, "jitter_s": 0.0, "seed": 3}, headers={"X-BMI-Token": SECRET, "Origin": base}).json()
     order = reply["order"]
     assert sorted(order) == ["grasp", "open", "rest"]
     seen = []
@@ -250,8 +302,8 @@ def test_runs_page_lists_sorts_and_overlays_curves(browser, trained_run, tmp_pat
         summary.update(run_id=copy.name, group=group, test=dict(summary["test"], balanced_accuracy=acc))
         (copy / "summary.json").write_text(json.dumps(summary))
     port = free_port()
-    console = bmi("console", "--runs", str(runs), "--listen", f"127.0.0.1:{port}")
-    page = open_page(browser, f"http://127.0.0.1:{port}/runs")
+    console = bmi("console", "--runs", str(runs), "--listen", f"127.0.0.1:{port}", env=with_secret())
+    page = open_page(browser, f"http://127.0.0.1:{port}/runs?token={SECRET}")
     table = page.get_by_test_id("runs-table")
     page.wait_for_function("document.querySelectorAll('[data-testid=runs-table] tbody tr[data-run]').length === 3")
     assert "group cv-a: 2 runs" in table.inner_text()
@@ -269,30 +321,3 @@ def test_runs_page_lists_sorts_and_overlays_curves(browser, trained_run, tmp_pat
     screenshot(page, "console-runs.png", tmp_path)
     console.terminate()
     wait(console, 10)
-
-
-def test_controls_need_the_same_origin_and_the_token(trained_run, tmp_path):
-    import httpx
-
-    port = free_port()
-    console = bmi("console", "--runs", str(trained_run.parent), "--listen", f"127.0.0.1:{port}", "--token", "s3cret")
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(base + "/runs", timeout=2)
-            break
-        except httpx.HTTPError:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-    cue = {"label": "grasp", "seconds": 1}
-    foreign = httpx.post(base + "/api/cue", json=cue, headers={"Origin": "http://evil.example", "X-BMI-Token": "s3cret"})
-    assert foreign.status_code == 403 and "cross-origin" in foreign.json()["message"]
-    assert httpx.post(base + "/api/cue", json=cue).status_code == 403  # no token
-    assert httpx.get(base + "/api/runs").status_code == 403
-    assert httpx.post(base + "/api/cue", json=cue, headers={"X-BMI-Token": "s3cret", "Origin": base}).status_code == 200
-    assert httpx.get(base + "/api/runs?token=s3cret").json()["runs"]
-    console.terminate()
-    wait(console, 10)
-    code, _, err = wait(bmi("console", "--runs", str(trained_run.parent), "--listen", "0.0.0.0:9"), 30)
-    assert code == 1 and "needs --allow-remote and a shared --token" in err

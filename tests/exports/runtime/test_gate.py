@@ -219,8 +219,8 @@ def logvar_file(exported, path, weights, biases):
 
 
 def test_a_rest_gate_holds_a_flat_decoder_until_its_movement_probability_opens_it(constant_flat_model, recording_array):
-    """Through the rig's decision chain: ungated, the flat decoder commands a movement on every window (0.4
-    beats rest's 0.2); with a rest gate the hand holds while 1 - P(rest) = 0.8 is below the threshold, and
+    """Through the rig's decision chain: ungated, the flat decoder commands a movement on every window after the
+    first dwell from hold (0.4 beats rest's 0.2); with a rest gate the hand holds while 1 - P(rest) = 0.8 is below the threshold, and
     moves once it stays above the opening level for the dwell."""
     from exports.onnx import read_model_metadata
     from exports.runtime.closed_loop import decode_recording
@@ -229,7 +229,10 @@ def test_a_rest_gate_holds_a_flat_decoder_until_its_movement_probability_opens_i
     meta = read_model_metadata(constant_flat_model)
     data = data[[ch_names.index(c) for c in meta["preprocessing"]["ch_names"]], : int(8 * sfreq)]
     plain = decode_recording(constant_flat_model, data)
-    assert len(plain.t) > 20 and all(a != "hold" for a in plain.action) and np.isnan(plain.gate).all()
+    dwell = SmoothingConfig().dwell_s
+    moved = np.array([a != "hold" for a in plain.action])
+    assert len(plain.t) > 20 and np.isnan(plain.gate).all()
+    assert not moved[plain.t < plain.t[0] + dwell - 1e-9].any() and moved[plain.t >= plain.t[0] + dwell - 1e-9].all()
     held = decode_recording(constant_flat_model, data, rest_gate="rest", gate={"threshold": 0.85, "hysteresis": 0.05})
     assert set(held.command) == {"rest"} and np.allclose(held.gate, 0.8, atol=1e-5)
     opens = decode_recording(constant_flat_model, data, rest_gate="rest", gate={"threshold": 0.6, "dwell_s": 0.5})

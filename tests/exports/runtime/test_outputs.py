@@ -78,7 +78,7 @@ def test_remote_addresses_need_a_flag_and_a_token(exported, recording_array, tmp
     assert code == 1 and "needs --allow-remote" in err
     proc = bmi("serve", str(exported.path), "--input", f"replay:{replay}", "--output", "udp://127.0.0.1:9", "--allow-remote")
     code, _, err = wait(proc, 30)
-    assert code == 1 and "--allow-remote needs a shared --token" in err
+    assert code == 1 and "--allow-remote needs a shared token (--token-file or $BMI_TOKEN)" in err
 
 
 def test_rig_follows_the_address_policy_and_reports_what_it_ignores(tmp_path):

@@ -85,6 +85,27 @@ def test_smoothing_hysteresis_and_dwell_in_stream_time():
         SmoothingConfig("median")
 
 
+def test_every_restart_holds_for_the_dwell_before_a_movement():
+    """From hold (the rest class, or "hold" without one), a movement is commanded only once it has been the
+    choice for the whole dwell in stream time; a reset (any entry to the safe state) starts that again."""
+    classes = ["rest", "grasp", "open"]
+    grasp = [0.05, 0.9, 0.05]
+    s = Smoother(classes, SmoothingConfig("ema", alpha=0.3, hysteresis=0.1, dwell_s=0.2), hold="rest")
+    assert [s.update(grasp, t=10 + 0.05 * i)[0] for i in range(6)] == ["rest"] * 4 + ["grasp"] * 2
+    assert s.holding is False
+    s.reset()  # an emergency stop while grasping, then resume: the old average and command are gone
+    assert s.update(grasp, t=20.0)[:3] == ("rest", pytest.approx(0.05), 0.0) and s.holding
+    # the choice must last the whole dwell: a change of movement starts the count again
+    s.reset()
+    first = [s.update(p, t=30 + 0.05 * i)[0] for i, p in enumerate([grasp] * 3 + [[0.0, 0.0, 1.0]] * 8)]
+    assert "grasp" not in first and first.index("open") >= 3 + 4
+    # no rest class: "hold" is the command, and any class must earn the dwell
+    lr = Smoother(["left", "right"], SmoothingConfig("none", dwell_s=0.1), hold="hold")
+    assert [lr.update([0.9, 0.1], t=0.05 * i)[0] for i in range(4)] == ["hold", "hold", "left", "left"]
+    # hold=None (a gated decoder's type smoother): the first window's choice at once, as before
+    assert Smoother(classes, SmoothingConfig("none")).update(grasp, t=0.0)[0] == "grasp"
+
+
 def test_safety_checks():
     cfg = SafetyConfig(saturation=1.0)
     assert check_chunk(np.array([[0.1, np.nan]]), cfg) == "nonfinite"

@@ -1,28 +1,23 @@
-// Shared by the console's pages: the token, the event stream and controls. No build step, no framework.
+// Shared by the console's pages: the event stream and controls. No build step, no framework.
+// The console's secret is in an HttpOnly cookie set when the page was first opened with ?token=...: the
+// browser sends it with every request of this page; no script here ever sees it.
 "use strict";
-
-const TOKEN = new URLSearchParams(location.search).get("token");
-
-function withToken(url) {
-  return TOKEN ? url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(TOKEN) : url;
-}
 
 function api(path, body) {
   const headers = {"Content-Type": "application/json"};
-  if (TOKEN) headers["X-BMI-Token"] = TOKEN;
-  return fetch(path, {method: "POST", headers, body: JSON.stringify(body || {})})
+  return fetch(path, {method: "POST", headers, body: JSON.stringify(body || {}), credentials: "same-origin"})
     .then((r) => r.json().catch(() => ({ok: false, message: "HTTP " + r.status})));
 }
 
 function getJSON(path) {
-  return fetch(withToken(path)).then((r) => r.json());
+  return fetch(path, {credentials: "same-origin"}).then((r) => r.json());
 }
 
 // server-sent events, reconnecting; handlers by message kind
 function subscribe(handlers) {
   let source;
   const open = () => {
-    source = new EventSource(withToken("/events"));
+    source = new EventSource("/events");
     source.onmessage = (e) => {
       const msg = JSON.parse(e.data);
       (handlers[msg.kind] || (() => {}))(msg);

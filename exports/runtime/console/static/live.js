@@ -115,6 +115,7 @@ function onStatus(st) {
   $("stream-rate").textContent = S.rate === null ? "–" : fmt(S.rate, 0) + " samples/s";
   $("offset").textContent = st.stream.clock_offset_ms === null ? "–" : fmt(st.stream.clock_offset_ms, 2) + " ms";
   $("ahead").textContent = fmt(st.stream.ahead_ms_max, 1) + " ms (largest)";
+  $("clock-faults").textContent = st.stream.clock_faults ? `${st.stream.clock_faults} (last: ${st.stream.clock_fault_last})` : "none";
   $("amplitude").textContent = st.amplitude_passed ? "passed" : "pending / failed";
   $("alignment").textContent = st.alignment;
   $("outputs").textContent = st.outputs.map((o) => `${o.output}: ${o.sent} sent, ${o.failed} failed`).join(" · ");
@@ -217,7 +218,7 @@ async function control(action, body) {
 $("estop").addEventListener("click", () => control("estop"));
 document.addEventListener("keydown", (e) => { if (e.key === "Escape") control("estop"); });
 $("resume").addEventListener("click", () => {
-  if (confirm("Resume decoding? The hand moves again on the next window that passes every check.")) control("resume", {confirm: true});
+  if (confirm("Resume decoding? Decoding restarts from hold: the hand moves again once a movement has held for the dwell on windows that pass every check.")) control("resume", {confirm: true});
 });
 $("log-toggle").addEventListener("click", () => control(S.logActive ? "log_stop" : "log_start"));
 $("mark").addEventListener("click", () => control("mark", {label: $("mark-label").value || "mark"}));

@@ -57,7 +57,7 @@ function render() {
       const tr = el("tr", {"data-run": r.id, class: r.status}, el("td", {}, box));
       for (const [, , get] of COLUMNS) tr.append(el("td", {text: cell(get(r))}));
       const files = el("td");
-      for (const f of r.files) files.append(el("a", {href: withToken(`/runs/files/${r.id}/${f}`), text: f.split("/").pop()}), " ");
+      for (const f of r.files) files.append(el("a", {href: `/runs/files/${r.id}/${f}`, text: f.split("/").pop()}), " ");
       tr.append(files);
       if (r.warnings.length) tr.title = r.warnings.join("\n");
       body.append(tr);
