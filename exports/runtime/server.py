@@ -669,20 +669,17 @@ class Server:
 
     @property
     def log_active(self) -> bool:
-        return self._log is not None
+        return self._log is not None and self._log.error is None
 
     def start_log(self) -> tuple[bool, str]:
-        if self._log is None:
+        if self._log is None or self._log.error is not None:  # none, or one that failed: a new file
             base = self._log_base = self._log_base or self.cfg.log_path or \
                 Path(f"session-{time.strftime('%Y%m%d-%H%M%S')}.csv")
             path, number = base, 1
             while path.exists():  # a log stopped earlier in this session is kept, never overwritten
                 number += 1
                 path = base.with_name(f"{base.stem}-{number}{base.suffix}")
-            try:
-                self._log = SessionLog(path, LOG_FIELDS)
-            except OSError as err:
-                return False, f"cannot open {path}: {err}"
+            self._log = SessionLog(path, LOG_FIELDS, open_now=False)  # opened by its thread: no disk wait here
             self.cfg.log_path = path
         return True, f"logging to {self.cfg.log_path}"
 

@@ -15,27 +15,43 @@ from typing import Any
 
 
 class SessionLog:
-    def __init__(self, path: Path, fields: list[str]):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, fields: list[str], open_now: bool = True):
+        """``open_now``: open the file here, so a path that cannot be opened is refused at once (the server's
+        start); else the writer thread opens it (a log started from the console: the decoding loop never waits on
+        a disk) and a failure is reported in :attr:`error`."""
         self.path, self.fields = path, fields
-        self._fh = path.open("w", newline="")  # a path that cannot be opened is refused at start
-        self._writer = csv.DictWriter(self._fh, fieldnames=fields, extrasaction="ignore")
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self.rows_written = 0
         self.error: str | None = None
+        self._fh = None
+        if open_now:
+            self._open(refuse=True)
+        self._thread = threading.Thread(target=self._run, name="session-log", daemon=True)
+        self._thread.start()
+
+    def _open(self, refuse: bool = False) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("w", newline="")
+        except OSError as err:
+            if refuse:
+                raise
+            self._fail(err)
+            return
+        self._writer = csv.DictWriter(self._fh, fieldnames=self.fields, extrasaction="ignore")
         try:
             self._writer.writeheader()
             self._fh.flush()
         except OSError as err:
             self._fail(err)
-        self._thread = threading.Thread(target=self._run, name="session-log", daemon=True)
-        self._thread.start()
 
     def write(self, row: dict[str, Any]) -> None:
         if self.error is None:
             self._queue.put(row)
 
     def _run(self) -> None:
+        if self._fh is None and self.error is None:
+            self._open()
         while True:
             row = self._queue.get()
             if row is None:
@@ -63,6 +79,8 @@ class SessionLog:
             self._thread.join(timeout)
 
     def _close_file(self) -> None:
+        if self._fh is None:
+            return
         try:
             self._fh.close()
         except OSError as err:  # the last buffered rows could not be written

@@ -168,6 +168,7 @@ def _stream_and_serve(exported, recording_array, tmp_path, extra):
     server = bmi("serve", str(exported.path), "--input", f"tcp://127.0.0.1:{in_port}", "--output",
                  f"udp://127.0.0.1:{udp.getsockname()[1]}", "--console", f"127.0.0.1:{console_port}",
                  "--duration", "40", "--no-status", "--dwell-ms", "400", "--safe-command", "hold", *extra,
+                 "--log", str(tmp_path / "session.csv"),
                  *[a for c in classes for a in ("--action", f"{c}=grasp")],
                  env=dict(os.environ, BMI_CONSOLE_TOKEN=SECRET))
     return server, udp, in_port, console_port, data, ch_names, sfreq
@@ -221,6 +222,10 @@ def test_resume_after_an_emergency_stop_starts_from_hold(exported, recording_arr
         while not (decisions() and decisions()[-1]["action"] == "grasp"):  # moving now
             assert time.monotonic() < deadline and server.poll() is None, ("no movement command before the stop", messages[-3:])
             time.sleep(0.01)
+        # the operator stops the session log and starts another: the first is kept, never overwritten
+        assert control("log_stop").json()["ok"]
+        restarted = control("log_start").json()
+        assert restarted["ok"] and restarted["message"].endswith("session-2.csv") and restarted["log_active"]
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(3) as pool:  # a double-clicked stop: each click gets its own acknowledgement
@@ -260,3 +265,8 @@ def test_resume_after_an_emergency_stop_starts_from_hold(exported, recording_arr
         sock.close()
         udp.close()
     assert code == 0, err[-2000:]
+    import csv
+
+    first, second = (list(csv.DictReader((tmp_path / name).open())) for name in ("session.csv", "session-2.csv"))
+    assert [r for r in first if r["type"] == "decision"] and [r for r in second if r["type"] == "decision"]
+    assert int(second[0]["seq"]) > int(first[-1]["seq"])  # one session, two files, nothing written twice

@@ -46,8 +46,11 @@ def test_real_edf_stream_is_decoded(eegmmidb_dir, tmp_path):
     wait(player, 30)
     assert code == 0, err
     decisions = [r for r in csv.DictReader(log.open()) if r["type"] == "decision"]
-    assert len(decisions) > 40 and {r["command"] for r in decisions} <= {"left", "right"}
-    assert {r["action"] for r in decisions} <= {"open", "grasp"}
+    # no rest class: "hold" (the safe command) until a class has held for the dwell, then the classes' actions
+    assert len(decisions) > 40 and {r["command"] for r in decisions} <= {"left", "right", "hold"}
+    assert decisions[0]["command"] == "hold" and any(r["command"] != "hold" for r in decisions)
+    assert {r["action"] for r in decisions if r["command"] != "hold"} <= {"open", "grasp"}
+    assert {r["action"] for r in decisions if r["command"] == "hold"} == {"hold"}
 
     # the EDF file itself, replayed: its PhysioNet names (C3.., Fc5.) get the training renaming (eegbci)
     log = tmp_path / "replay.csv"
