@@ -2,8 +2,6 @@
 sender clock that jumps, or timestamps ahead of ours, are clock faults (safe, filters restarted, then fresh data)."""
 
 import json
-import socket
-import threading
 import time
 
 import numpy as np
@@ -13,6 +11,7 @@ from exports.runtime.clock import ArrivalClock
 from exports.runtime.protocol import encode_data, encode_hello
 
 from runtime_helpers import bmi, connect, free_port, wait
+from test_safety import UDPListener
 
 FRAME_S = 0.02
 OFFSET = 1000.0  # local minus sender time in the unit tests
@@ -122,31 +121,12 @@ def test_only_a_stream_at_real_time_pace_settles():
 # -- bmi serve with a real TCP sender -----------------------------------------------------------------------------
 
 
-class Listener:
-    """A controller on UDP: every message with this computer's monotonic time at receipt."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.messages, self._stop = [], threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            self.messages.append((time.monotonic(), json.loads(data)))
+class Listener(UDPListener):
+    """The controller; ``close()`` gives (receipt time on this computer's monotonic clock, message) pairs."""
 
     def close(self):
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.sock.close()
-        return self.messages
+        super().close()
+        return list(zip(self.arrivals, self.messages))
 
 
 class Amplifier:

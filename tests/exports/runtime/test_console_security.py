@@ -8,7 +8,6 @@ import re
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from runtime_helpers import bmi, connect, free_port, send_data, wait

@@ -67,21 +67,24 @@ def replay_file(tmp_path, name, data, ch_names, sfreq, units=None):
 
 
 class UDPListener:
-    """A controller on UDP: collects every JSON message in a thread."""
+    """A controller on UDP: collects every JSON message in a thread (and this computer's monotonic time at its
+    receipt, in ``arrivals``)."""
 
     def __init__(self):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.1)
         self.port = self.sock.getsockname()[1]
-        self.messages, self._stop = [], threading.Event()
+        self.messages, self.arrivals, self._stop = [], [], threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self):
         while not self._stop.is_set():
             try:
-                self.messages.append(json.loads(self.sock.recv(65536)))
+                data = self.sock.recv(65536)
+                self.arrivals.append(time.monotonic())
+                self.messages.append(json.loads(data))
             except socket.timeout:
                 continue
 
