@@ -194,7 +194,6 @@ class Server:
         self.late_hops = 0
         self.decisions = 0
         self.clock_ahead_max = 0.0
-        self.clock_faults = 0
         self.clock_fault_reason: str | None = None  # the last one's
         self._clock_faulty = False  # the last pull failed the clock check: a fault lasts until one passes
         self._last_offset: float | None = None  # the source's clock offset at the last pull (settled estimates)
@@ -551,7 +550,6 @@ class Server:
         self.samples_total += n
         if not self._clock_faulty:
             self._clock_faulty = True
-            self.clock_faults += 1
             self.clock_fault_reason = problem
             self.events["clock_fault"] += 1
             self.notice(f"clock fault: {problem}; safe until fresh data")
@@ -725,7 +723,7 @@ class Server:
             "clock": {"timestamps_ahead_ms_max": round(self.clock_ahead_max * 1000, 3),
                       "offset_s": getattr(self.source, "clock_offset", None),
                       "ahead_tolerance_ms": AHEAD_TOLERANCE_S * 1000,
-                      "faults": self.clock_faults, "last_fault": self.clock_fault_reason},
+                      "faults": self.events["clock_fault"], "last_fault": self.clock_fault_reason},
             "settle_seconds": self.spec.settle_samples / self.spec.sfreq_in,
             "amplitude": {"passed": self.amplitude.passed, "failures": self.amplitude.failures,
                           "ratio_min": float(ratio.min()) if ratio is not None else None,

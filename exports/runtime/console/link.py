@@ -98,7 +98,7 @@ class ConsoleLink:
             "stream": {"source": desc.source if desc else None, "connected": s.layout is not None,
                        "clock_offset_ms": None if offset is None else round(offset * 1000, 3),
                        "ahead_ms_max": round(s.clock_ahead_max * 1000, 3),
-                       "clock_faults": s.clock_faults, "clock_fault_last": s.clock_fault_reason},
+                       "clock_faults": s.events["clock_fault"], "clock_fault_last": s.clock_fault_reason},
             "channels": self._channels(), "amplitude_passed": s.amplitude.passed, "alignment": s.alignment.source,
             "events": dict(s.state.events) | dict(s.events), "outputs": s.outputs.stats,
             "console_dropped": self.bridge.dropped,
