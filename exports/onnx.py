@@ -19,7 +19,7 @@ import numpy as np
 
 from datasets import atomic
 from datasets.data_info import DataInfo
-from pipeline.run_record import CONFIG, DATA_INFO, SUMMARY, config_run, data_seed, load_network, read_config, read_data_info
+from pipeline.record.run import CONFIG, DATA_INFO, SUMMARY, config_run, data_seed, load_network, read_config, read_data_info
 
 from .metadata import METADATA_KEY, SCHEMA, SCHEMA_VERSION, MetadataError, parse_metadata_props, validate_metadata
 from .units import si_unit

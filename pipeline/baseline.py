@@ -106,7 +106,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _main(args: argparse.Namespace) -> int:
     from datasets.datamodule import EpochsDataModule
-    from pipeline.config import load_config
+    from pipeline.record.config import load_config
 
     cfg, config_dir = load_config(args.config, args.set)
     dm = EpochsDataModule(cfg.data, config_dir, seed=cfg.seed)

@@ -252,7 +252,7 @@ def write_training_config(session: Session, info, cfg, classes: list[str]) -> Pa
 def train_and_export(config_path: Path, overrides: list[str], out: Path) -> tuple[dict[str, Any], Path]:
     from exports.onnx import export_run
 
-    from .config import load_config
+    from .record.config import load_config
     from .train import run_training
 
     cfg, config_dir = load_config(config_path, overrides)

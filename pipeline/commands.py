@@ -67,7 +67,7 @@ def train_seeds(cfg, config_dir, seeds: list[int], progress: bool = True) -> dic
     from .ensemble import build_ensemble
     from .train import run_training
 
-    from .run_record import check_free
+    from .record.run import check_free
 
     base = cfg.name or None
     if base:  # every member's name and the ensemble's must be free before the first member trains
@@ -82,7 +82,7 @@ def train_seeds(cfg, config_dir, seeds: list[int], progress: bool = True) -> dic
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .record.config import load_config
     from .train import run_training
 
     if args.resume:

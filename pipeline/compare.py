@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .run_record import CONFIG, METRICS_CSV, SUMMARY, read_status, relative_to_root
+from .record.run import CONFIG, METRICS_CSV, SUMMARY, read_status, relative_to_root
 
 DEFAULT_METRICS = ["test.balanced_accuracy", "val.balanced_accuracy"]
 DEFAULT_CURVE = "val/balanced_accuracy"

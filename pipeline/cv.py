@@ -33,7 +33,7 @@ def run_cv(cfg, config_dir: Path, *, folds: int | None = None, progress: bool = 
     from datasets.atomic import write_json
     from datasets.datamodule import EpochsDataModule
 
-    from .run_record import new_folder
+    from .record.run import new_folder
     from .train import check_config, run_training
 
     if cfg.data.split.method == "holdout":
@@ -90,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .record.config import load_config
 
     cfg, config_dir = load_config(args.config, args.set)
     result = run_cv(cfg, config_dir, folds=args.folds, progress=not args.no_progress, ensemble=args.ensemble)

@@ -137,7 +137,7 @@ def _train(configs: list[dict[str, Any]], out: Path, console) -> list[dict[str, 
     import yaml
 
     from datasets.atomic import write_text
-    from pipeline.config import load_config
+    from pipeline.record.config import load_config
     from pipeline.train import run_training
 
     summaries = []

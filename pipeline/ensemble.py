@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .run_record import ENSEMBLE as ENSEMBLE_FILE
+from .record.run import ENSEMBLE as ENSEMBLE_FILE
 
 
 def _check_compatible(infos: list[dict[str, Any]], dirs: list[Path]) -> None:
@@ -44,7 +44,7 @@ def build_ensemble(members: list[str | Path], out_dir: str | Path | None = None,
     from datasets.atomic import temporary_sibling, write_json
 
     from .metrics import scores
-    from .run_record import (RUN_JSON, RunExistsError, code_version, load_ensemble, load_network, new_run_id,
+    from .record.run import (RUN_JSON, RunExistsError, code_version, load_ensemble, load_network, new_run_id,
                              read_status)
 
     dirs = [Path(m).resolve() for m in members]
@@ -113,7 +113,7 @@ def _member_split(member_dir: Path, info: dict[str, Any]) -> dict[str, tuple[np.
     """The first member's validation and test windows (its split, its normalisation)."""
     from datasets.datamodule import EpochsDataModule
 
-    from .run_record import data_seed, read_config
+    from .record.run import data_seed, read_config
 
     cfg, config_dir = read_config(member_dir)
     dm = EpochsDataModule(cfg.data, config_dir, seed=data_seed(cfg), normalization=info["normalization"])

@@ -18,7 +18,7 @@ def evaluate_run(run_dir: str | Path, data_config: str | Path, overrides: list[s
     from datasets.config import DataConfig
 
     from .metrics import scores
-    from .run_record import config_run, load_network, read_config
+    from .record.run import config_run, load_network, read_config
 
     run_dir = Path(run_dir)
     net, summary, info, _ = load_network(run_dir)

@@ -28,8 +28,8 @@ def finetune_config(run_dir: str | Path, patient_config: str | Path, overrides: 
     ``finetune`` section pointing at the run. Returns (config, folder the patient's paths are relative to)."""
     from datasets.typed import ConfigError, apply_overrides, load_yaml, to_mapping
 
-    from .config import ExperimentConfig, config_from_mapping
-    from .run_record import read_config
+    from .record.config import ExperimentConfig, config_from_mapping
+    from .record.run import read_config
 
     run_dir = Path(run_dir).resolve()
     if not (run_dir / "summary.json").is_file():
@@ -78,7 +78,7 @@ def pretrained_network(cfg_finetune, dm):
     import torch
     from torch import nn
 
-    from .run_record import load_network
+    from .record.run import load_network
 
     net, summary, info, _ = load_network(Path(cfg_finetune.run))
     if info["ch_names"] != dm.ch_names:

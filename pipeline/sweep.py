@@ -73,8 +73,8 @@ def run_sweep(config_path: Path, space_path: Path, *, trials: int, overrides: li
 
     from datasets.atomic import write_json
 
-    from .config import load_config
-    from .run_record import new_folder
+    from .record.config import load_config
+    from .record.run import new_folder
     from .train import check_config, run_training
 
     space = load_space(space_path)

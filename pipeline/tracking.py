@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 
 from datasets.atomic import atomic_path
 
-from .config import TrackingConfig
+from .record.config import TrackingConfig
 
 
 def has_wandb_key() -> bool:

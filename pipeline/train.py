@@ -1,5 +1,5 @@
 """A training run: data module + decoder + Lightning Trainer -> ``runs/<run_id>/`` with everything needed
-to compare, evaluate, resume and export it (the run record, :mod:`pipeline.run_record`).
+to compare, evaluate, resume and export it (the run record, :mod:`pipeline.record.run`).
 
 :func:`run_training` is a short list of named steps. Everything that can fail before training starts (the
 config, the recordings, the split, a window too short for the model) fails before the run directory exists,
@@ -19,8 +19,9 @@ from typing import Any
 
 from datasets.atomic import copy_file, write_json
 
-from . import recipe, run_record
-from .config import ExperimentConfig, save_config
+from . import recipe
+from .record import run as run_record
+from .record.config import ExperimentConfig, save_config
 
 RUN_ID_ENV = "BMI_RUN_ID"  # DDP re-launches the command per rank; all ranks must share one run id
 

@@ -119,7 +119,7 @@ def _stats(values: list[float]) -> dict:
 
 
 def run_set(name: str, raw: dict, recipes: list[str], seeds: list[int], pretrain: dict | None, tmp: Path) -> dict:
-    from pipeline.config import config_from_mapping
+    from pipeline.record.config import config_from_mapping
     from pipeline.ensemble import build_ensemble
     from pipeline.finetune import finetune_config
     from pipeline.train import run_training
@@ -176,7 +176,7 @@ def transfer_experiment(seeds: list[int], tmp: Path, calibration_runs=(1, 2, 4))
     import yaml
 
     from datasets.synthetic import write_synthetic
-    from pipeline.config import config_from_mapping
+    from pipeline.record.config import config_from_mapping
     from pipeline.finetune import finetune_config
     from pipeline.train import run_training
 

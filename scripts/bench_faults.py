@@ -71,7 +71,7 @@ def train_model(folder: Path) -> tuple[Path, list[Path]]:
 
     from datasets.synthetic import write_synthetic
     from exports.onnx import export_run
-    from pipeline.config import load_config
+    from pipeline.record.config import load_config
     from pipeline.train import run_training
 
     files = write_synthetic(folder / "rec", n_subjects=1, n_runs=3, trials_per_class=6, seed=3)

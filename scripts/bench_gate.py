@@ -200,7 +200,7 @@ def online_rest_auc(decisions, cues, cue_s: float, rest: str = "rest", skip_s: f
 def run(name: str, spec: dict, bands: list[str], kinds: list[str], seeds: list[int], tmp: Path, quick: bool,
         smoothing: SmoothingConfig | None = None) -> dict:
     from exports.onnx import export_run
-    from pipeline.config import config_from_mapping
+    from pipeline.record.config import config_from_mapping
     from pipeline.train import run_training
 
     out = {}

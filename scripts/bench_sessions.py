@@ -62,7 +62,7 @@ def data_section(files: list[Path], test_runs: list[str]) -> dict:
 
 
 def train(data: dict, runs_dir: Path, name: str, seed: int) -> dict:
-    from pipeline.config import config_from_mapping
+    from pipeline.record.config import config_from_mapping
     from pipeline.train import run_training
 
     cfg = config_from_mapping({"data": data, "name": name, "seed": seed, "runs_dir": str(runs_dir),

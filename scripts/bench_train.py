@@ -89,7 +89,7 @@ def train_lightning(config_path: str, compile: bool = False) -> dict:
     """`bmi train`'s own code path (with ``trainer.compile`` when ``compile``)."""
     from dataclasses import replace
 
-    from pipeline.config import load_config
+    from pipeline.record.config import load_config
     from pipeline.train import run_training
 
     cfg, config_dir = load_config(config_path)
@@ -127,7 +127,7 @@ def train_plain(config_path: str, braindecode: bool = False) -> dict:
 
     import models
     from datasets.datamodule import EpochsDataModule
-    from pipeline.config import load_config
+    from pipeline.record.config import load_config
 
     cfg, config_dir = load_config(config_path)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -1,11 +1,12 @@
-"""The layers point down: datasets <- models <- pipeline (training) <- exports (export) <- exports.runtime.
+"""The layers point down: datasets <- models <- pipeline.record <- (pipeline | exports) <- exports.runtime <- orchestrators.
 
 Every ``import`` in the project's source (module level or inside a function, relative or absolute) is read with
 ``ast`` and checked against the layer of the module that holds it:
 
-- a module may import its own layer and the layers below it, never one above;
-- ``exports`` takes from ``pipeline`` only the run record (``pipeline.run_record`` and what it stands on,
-  ``pipeline.config`` and ``pipeline.metrics``), never the training loop;
+- a module may import its own package and the layers below it, never one above;
+- ``pipeline.record`` (the typed experiment config and the run record) sits below training (``pipeline``) and
+  export (``exports``), which sit side by side: export reads finished runs through the record and never imports
+  the training loop, and training never imports export;
 - ``exports.runtime`` (the rig) takes from the project only the pure signal and metadata modules, and from
   outside only the light libraries the rig installs;
 - ``pipeline.cli``, ``pipeline.demo``, ``pipeline.calibrate`` and ``pipeline.rehearse`` orchestrate every layer and
@@ -23,9 +24,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("datasets", "models", "pipeline", "exports")
-ORCHESTRATORS = {"pipeline.cli", "pipeline.demo", "pipeline.calibrate", "pipeline.rehearse"}
-#: what export may take from training: the run record and the light modules it stands on
-RUN_RECORD = {"pipeline", "pipeline.run_record", "pipeline.config", "pipeline.metrics"}
 #: what the rig's runtime may take from the rest of the project
 RUNTIME_PROJECT = {"datasets", "datasets.dsp", "datasets.channel_names", "datasets.lsl_quiet", "exports", "exports.metadata", "exports.units"}
 #: the pure helpers those modules stand on (the metadata's typed schema): light too, never imported by the runtime
@@ -40,10 +38,25 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+#: each layer's rank by the package (or module) that holds it; a module belongs to the longest prefix that names it.
+#: Training and export share a rank: they sit side by side on the run record and neither imports the other.
+LAYERS = {"datasets": 0, "models": 1, "pipeline.record": 2, "pipeline": 3, "exports": 3, "exports.runtime": 4,
+          "orchestrators": 5}
+RUNTIME = LAYERS["exports.runtime"]
+#: the modules on top, which put every layer together
+ORCHESTRATORS = {"pipeline.cli", "pipeline.demo", "pipeline.calibrate", "pipeline.rehearse"}
+
+
+def home(module: str) -> str:
+    """The entry of LAYERS that holds a module."""
+    parts = module.split(".")
+    if any(".".join(parts[:n]) in ORCHESTRATORS for n in range(1, len(parts) + 1)):
+        return "orchestrators"
+    return next(".".join(parts[:n]) for n in range(len(parts), 0, -1) if ".".join(parts[:n]) in LAYERS)
+
+
 def layer(module: str) -> int:
-    if module == "exports.runtime" or module.startswith("exports.runtime."):
-        return 4
-    return {"datasets": 0, "models": 1, "pipeline": 2, "exports": 3}[module.split(".")[0]]
+    return LAYERS[home(module)]
 
 
 def imports(path: Path) -> list[tuple[int, str]]:
@@ -78,14 +91,12 @@ def is_project(module: str) -> bool:
 
 def violations_of(path: Path) -> list[str]:
     module = module_name(path)
-    if module in ORCHESTRATORS:
-        return []
     found = []
     for line, target in imports(path):
         where = f"{path.relative_to(ROOT)}:{line} imports {target}"
         top = target.split(".")[0]
-        if layer(module) == 4:
-            if is_project(target) and not (target in RUNTIME_PROJECT or layer(target) == 4):
+        if layer(module) == RUNTIME:
+            if is_project(target) and not (target in RUNTIME_PROJECT or layer(target) == RUNTIME):
                 found.append(f"{where}: the runtime may use only {sorted(RUNTIME_PROJECT - {'datasets', 'exports'})}")
             elif not is_project(target) and top not in sys.stdlib_module_names and top not in RUNTIME_THIRD_PARTY | {"__future__"}:
                 found.append(f"{where}: the rig installs only {sorted(RUNTIME_THIRD_PARTY)}")
@@ -94,10 +105,8 @@ def violations_of(path: Path) -> list[str]:
             continue
         if layer(target) > layer(module):
             found.append(f"{where}: points up (layer {layer(module)} -> {layer(target)})")
-        elif layer(module) == 3 and layer(target) == 2 and target not in RUN_RECORD:
-            found.append(f"{where}: export may read runs only through {sorted(RUN_RECORD - {'pipeline'})}")
-        elif module in RUN_RECORD and layer(target) == 2 and target not in RUN_RECORD:
-            found.append(f"{where}: the run record must stay light (no training loop)")
+        elif layer(target) == layer(module) and home(target) != home(module):
+            found.append(f"{where}: {home(module)} and {home(target)} sit side by side and neither imports the other")
         elif module in LIGHT and target not in LIGHT:
             found.append(f"{where}: the runtime depends on this module, which must stay light")
     for line, target in imports(path):
@@ -116,18 +125,19 @@ def test_every_import_points_down():
 @pytest.mark.parametrize("source, code, expected", [
     ("datasets/x.py", "import pipeline.train\n", "points up"),
     ("models/x.py", "from exports.onnx import export_run\n", "points up"),
-    ("exports/x.py", "from pipeline.train import run_training\n", "export may read runs only through"),
-    ("exports/x.py", "def f():\n    from pipeline import evaluate\n", "export may read runs only through"),
+    ("exports/x.py", "from pipeline.train import run_training\n", "side by side"),
+    ("exports/x.py", "def f():\n    from pipeline import evaluate\n", "side by side"),
+    ("pipeline/x.py", "from exports.onnx import export_run\n", "side by side"),
     ("exports/runtime/x.py", "import torch\n", "the rig installs only"),
     ("exports/runtime/x.py", "from datasets.epochs import load_epochs\n", "the runtime may use only"),
     ("exports/runtime/x.py", "from ..onnx import read_model_metadata\n", "the runtime may use only"),
-    ("pipeline/run_record.py", "from .train import run_training\n", "must stay light"),
+    ("pipeline/record/run.py", "from ..train import run_training\n", "points up"),
     ("datasets/dsp.py", "import mne\n", "the runtime depends on this module"),
     ("datasets/typed.py", "from .epochs import load_epochs\n", "the runtime depends on this module"),
 ])
 def test_the_check_catches_an_import_against_the_layers(tmp_path, monkeypatch, source, code, expected):
     """Each rule fails on a file that breaks it (written into a copy of the package layout)."""
-    for folder in (*PACKAGES, "exports/runtime"):
+    for folder in (*PACKAGES, "exports/runtime", "pipeline/record"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "__init__.py").write_text("")
     for name in ("pipeline/train.py", "pipeline/evaluate.py", "exports/onnx.py", "datasets/epochs.py"):
@@ -140,7 +150,7 @@ def test_the_check_catches_an_import_against_the_layers(tmp_path, monkeypatch, s
 
 def test_export_and_the_run_record_load_no_training_loop():
     """At run time too: importing the exporter (and reading a run through the record) loads no training code."""
-    code = ("import sys, exports.onnx, exports.cli, pipeline.run_record; "
+    code = ("import sys, exports.onnx, exports.cli, pipeline.record.run; "
             "bad = [m for m in ('pipeline.train', 'pipeline.task', 'pipeline.tracking', 'pytorch_lightning') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

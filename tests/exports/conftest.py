@@ -40,7 +40,7 @@ def recordings(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, recordings):
-    from pipeline.config import load_config
+    from pipeline.record.config import load_config
     from pipeline.train import run_training
 
     folder = tmp_path_factory.mktemp("run")

@@ -14,7 +14,7 @@ import torch
 
 from exports.metadata import METADATA_KEY, MetadataError
 from exports.onnx import export_run, read_model_metadata
-from pipeline.run_record import load_network
+from pipeline.record.run import load_network
 
 
 def test_export_embeds_complete_metadata(exported, trained_run):
@@ -163,7 +163,7 @@ def test_quantize_reports_accuracy_change(trained_run, tmp_path):
 
 
 def test_export_attaches_the_onnx_file_to_the_offline_wandb_run(trained_run, tmp_path, monkeypatch):
-    from pipeline.config import load_config
+    from pipeline.record.config import load_config
     from pipeline.train import run_training
     from wandb_records import complete_records
 

@@ -15,7 +15,7 @@ import yaml
 @pytest.fixture(scope="module")
 def gated_export(tmp_path_factory, recordings):
     from exports.onnx import export_run
-    from pipeline.config import load_config
+    from pipeline.record.config import load_config
     from pipeline.train import run_training
 
     folder = tmp_path_factory.mktemp("gated")

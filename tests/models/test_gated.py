@@ -102,7 +102,7 @@ def test_the_shipped_gated_config_is_valid():
     """configs/gated_eegmmidb.yaml loads, names a buildable gated decoder, and resolves its named band."""
     from pathlib import Path
 
-    from pipeline.config import load_config
+    from pipeline.record.config import load_config
     from pipeline.train import check_config
 
     cfg, _ = load_config(Path(__file__).resolve().parents[2] / "configs" / "gated_eegmmidb.yaml")

@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 
 import pipeline.train as train
-from pipeline.config import load_config
+from pipeline.record.config import load_config
 from pipeline.train import run_training
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.config import load_config
+from pipeline.record.config import load_config
 from pipeline.train import run_training
 
 # EEGNet: BatchNorm statistics a stray forward pass would move (their re-estimation before each validation off)

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from datasets.typed import ConfigError
-from pipeline.config import ExperimentConfig, load_config, save_config
+from pipeline.record.config import ExperimentConfig, load_config, save_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -42,8 +42,8 @@ def test_two_process_ddp_on_cpu(write_config, tmp_path):
 
     from datasets.datamodule import EpochsDataModule
     from pipeline.metrics import scores
-    from pipeline.config import load_config
-    from pipeline.run_record import load_network
+    from pipeline.record.config import load_config
+    from pipeline.record.run import load_network
 
     net, _, info, _ = load_network(run_dir)
     cfg, config_dir = load_config(run_dir / "config.yaml")

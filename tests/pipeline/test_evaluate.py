@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import load_config
+from pipeline.record.config import load_config
 from pipeline.evaluate import evaluate_run
 from pipeline.train import run_training
 

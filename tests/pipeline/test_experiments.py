@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pipeline.compare import compare_runs, find_runs
-from pipeline.config import load_config
+from pipeline.record.config import load_config
 from pipeline.cv import run_cv
 from pipeline.sweep import run_sweep
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.config import load_config
+from pipeline.record.config import load_config
 from pipeline.train import run_training
 
 

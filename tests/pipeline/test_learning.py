@@ -27,7 +27,7 @@ def learnable(tmp_path_factory, make_experiment):
 
 
 def _train(learnable, make_experiment, **sections):
-    from pipeline.config import config_from_mapping
+    from pipeline.record.config import config_from_mapping
     from pipeline.train import run_training
 
     root, files = learnable

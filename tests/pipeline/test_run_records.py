@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import load_config
-from pipeline.run_record import RunExistsError, read_status
+from pipeline.record.config import load_config
+from pipeline.record.run import RunExistsError, read_status
 from pipeline.train import run_training
 from wandb_records import complete_records
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from datasets.datamodule import BatchIndexSampler, auto_batch_size
 from pipeline import recipe
-from pipeline.config import load_config
+from pipeline.record.config import load_config
 
 
 def test_auto_batch_size_and_epochs_give_enough_steps():
@@ -153,7 +153,7 @@ def test_reject_keeps_hard_test_epochs_and_reports_both(write_config):
 
 def _mean_member_probabilities(members, X):
     from pipeline.ensemble import predict_proba
-    from pipeline.run_record import load_network
+    from pipeline.record.run import load_network
 
     return np.mean([predict_proba(load_network(Path(m))[0], X) for m in members], axis=0)
 
@@ -189,7 +189,7 @@ def test_seed_ensemble_is_one_onnx_decoder_averaging_probabilities(write_config,
 def test_fold_ensemble_adapts_each_members_normalisation(write_config):
     from datasets.datamodule import EpochsDataModule
     from pipeline.cv import run_cv
-    from pipeline.run_record import load_network
+    from pipeline.record.run import load_network
 
     cfg, config_dir = load_config(write_config(trainer={"max_epochs": 1},
                                                data={"split": {"method": "kfold", "by": "run", "n_folds": 3}}))
@@ -219,7 +219,7 @@ def test_fold_ensemble_adapts_each_members_normalisation(write_config):
 
 def test_finetune_starts_from_the_pretrained_weights_and_freezes_all_but_the_classifier(write_config, tmp_path):
     from datasets.synthetic import write_synthetic
-    from pipeline.run_record import load_network
+    from pipeline.record.run import load_network
     from pipeline.finetune import finetune_config
     from pipeline.train import run_training
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.config import load_config
+from pipeline.record.config import load_config
 from pipeline.train import run_training
 from wandb_records import complete_records, history
 
@@ -126,7 +126,7 @@ def test_wandb_offline_run_is_recorded(write_config, monkeypatch):
 
 
 def test_tracking_mode_resolution(monkeypatch, tmp_path):
-    from pipeline.config import TrackingConfig
+    from pipeline.record.config import TrackingConfig
     from pipeline.tracking import resolve_mode
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
@@ -163,7 +163,7 @@ def test_resume_needs_checkpoints(tmp_path, write_config):
     with pytest.raises(FileNotFoundError, match="config.yaml"):
         run_training(None, resume=tmp_path)
     cfg, _ = load_config(write_config())
-    from pipeline.config import save_config
+    from pipeline.record.config import save_config
 
     save_config(cfg, tmp_path / "config.yaml")
     with pytest.raises(FileNotFoundError, match="last.ckpt"):

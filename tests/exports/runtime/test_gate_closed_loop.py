@@ -27,7 +27,7 @@ def session(tmp_path_factory):
 
 def train_and_export(folder: Path, files, model: dict, name: str, seed: int):
     from exports.onnx import export_run
-    from pipeline.config import config_from_mapping
+    from pipeline.record.config import config_from_mapping
     from pipeline.train import run_training
 
     raw = {"data": {"files": [str(f) for f in files], "events": {"rest": "rest", "grasp": "grasp", "open": "open"},
