@@ -48,6 +48,13 @@ def write_json(path: str | Path, data: Any) -> Path:
     return write_text(path, json.dumps(data, indent=2, default=str))
 
 
+def publish_dir(staging: str | Path, target: str | Path) -> Path:
+    """Move a finished folder written under a temporary name into place in one step (``os.rename``: it fails
+    when ``target`` exists and is not empty, so a folder another process published is never replaced)."""
+    os.rename(staging, target)
+    return Path(target)
+
+
 def copy_file(src: str | Path, dst: str | Path) -> Path:
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)

@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .atomic import publish_dir
 from .config import DataConfig
 from .typed import to_mapping
 
@@ -39,9 +40,12 @@ def file_identity(path: Path) -> dict[str, Any]:
     return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "edges_sha1": digest.hexdigest()}
 
 
-def cache_key(cfg: DataConfig, files: list[Path]) -> str:
+def cache_key(cfg: DataConfig, files: list[Path], identities: list[dict | None] | None = None) -> str:
+    """``identities``: per file, what identifies data held in memory (a MOABB run) in place of the file's own."""
     fields = {k: v for k, v in to_mapping(cfg).items() if k not in _NOT_IN_KEY}
-    doc = {"version": CACHE_VERSION, "config": fields, "files": [file_identity(p) for p in files]}
+    identities = identities or [None] * len(files)
+    doc = {"version": CACHE_VERSION, "config": fields,
+           "files": [ident if ident is not None else file_identity(p) for p, ident in zip(files, identities)]}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
@@ -63,7 +67,7 @@ def new_staging_dir(cache_root: Path, key: str) -> Path:
 def publish(staging: Path, entry: Path) -> None:
     """Move a finished staging folder into place atomically (another process may have won the race)."""
     try:
-        os.rename(staging, entry)
+        publish_dir(staging, entry)
     except OSError:
         if is_complete(entry):
             shutil.rmtree(staging, ignore_errors=True)

@@ -48,6 +48,45 @@ class BidsConfig:
 
 
 @dataclass
+class XdfConfig:
+    """Which streams of an LSL recording (``.xdf``) are read (:mod:`datasets.xdf`).
+
+    ``stream``: the signal stream's name or type (default: the one EEG / MEG / ECoG / sEEG stream with a nominal
+    rate); ``markers``: the marker stream's name or type (default: the one irregular stream, if any);
+    ``durations``: seconds of each marker's annotation by label (LSL markers have none: 0 otherwise).
+    """
+
+    stream: str | None = None
+    markers: str | None = None
+    durations: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key in ("stream", "markers"):
+            if getattr(self, key) is not None and not str(getattr(self, key)).strip():
+                raise ConfigError(f"'xdf.{key}' ({getattr(self, key)!r}) must be a stream's name or type, or null.")
+        bad = {k: v for k, v in self.durations.items() if not v >= 0}
+        if bad:
+            raise ConfigError(f"'xdf.durations' ({bad}) must be seconds >= 0 per marker label.")
+
+
+@dataclass
+class MoabbConfig:
+    """A MOABB dataset's continuous runs (:mod:`datasets.moabb_source`); subject / session / run are the groups.
+
+    ``dataset`` is a class name in ``moabb.datasets`` (``BNCI2014_001``, ``PhysionetMI``, ``FakeDataset`` ...),
+    ``options`` its constructor's keyword arguments. ``subjects`` / ``sessions`` / ``runs`` keep only those (all
+    when null). ``download: false`` (the default) refuses a dataset that is not on disk instead of downloading it.
+    """
+
+    dataset: str
+    subjects: list[int] | None = None
+    sessions: list[str] | None = None
+    runs: list[str] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    download: bool = False
+
+
+@dataclass
 class SplitConfig:
     """How epochs are split, always by whole groups so nothing leaks.
 
@@ -157,6 +196,8 @@ class DataConfig:
 
     files: list[str] = field(default_factory=list)
     bids: BidsConfig | None = None
+    moabb: MoabbConfig | None = None
+    xdf: XdfConfig = field(default_factory=XdfConfig)  # which streams of .xdf files
     events: dict[str, str] = field(default_factory=dict)
     stim_channel: str | None = None
     tmin: float = 0.0
@@ -169,6 +210,7 @@ class DataConfig:
     bandpass: list[float | None] | str | None = field(default_factory=lambda: [8.0, 30.0])  # or a preset's name
     filter_order: int = 4
     phase: Literal["causal", "zero"] = "causal"
+    preprocessed: bool = False  # cut trials (-epo.fif, epoched .set) already filtered: skip the project's filters
     resample: float | Literal["auto"] | None = None
     reject: float | None = None
     group_pattern: str | None = None
@@ -182,8 +224,9 @@ class DataConfig:
     cache_dir: str = ".bmi_cache"
 
     def __post_init__(self) -> None:
-        if not self.files and self.bids is None:
-            raise ConfigError("'data.files' is empty: give recording paths or globs (or a 'data.bids' section).")
+        if not self.files and self.bids is None and self.moabb is None:
+            raise ConfigError("'data.files' is empty: give recording paths or globs (or a 'data.bids' or "
+                              "'data.moabb' section).")
         if not self.events:
             raise ConfigError("'data.events' is empty: map event names or codes to class names, e.g. {T1: left, T2: right}.")
         if self.tmax <= self.tmin:

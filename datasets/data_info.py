@@ -43,6 +43,31 @@ class Normalization:
 
 
 @dataclass(frozen=True)
+class DataSource:
+    """Where the training windows came from, and where the causal filters started.
+
+    ``kind``: ``recordings`` (continuous recordings, filtered from their first sample, as the server filters the
+    live stream) or ``cut_trials`` (trials cut before the project saw them: MNE Epochs files, epoched EEGLAB).
+    ``filter_start``: ``recording_start``; for cut trials ``trial_start`` (the filters ran from each trial's first
+    sample, ``trial_tmin`` s from its event, and the window began after they settled, ``settle_seconds`` later)
+    or ``preprocessed`` (the trials came filtered; the project applied no filters, so neither does the server:
+    the live stream must arrive filtered the same way). ``baseline``: the file's baseline correction, if any."""
+
+    kind: Literal["recordings", "cut_trials"] = "recordings"
+    filter_start: Literal["recording_start", "trial_start", "preprocessed"] = "recording_start"
+    trial_tmin: float | None = None
+    trial_tmax: float | None = None
+    settle_seconds: float | None = None
+    baseline: list[float | None] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.kind == "cut_trials") != (self.filter_start != "recording_start"):
+            raise ConfigError(f"'source.filter_start' ({self.filter_start!r}) does not fit 'source.kind' "
+                              f"({self.kind!r}): recordings start at 'recording_start', cut trials at "
+                              "'trial_start' or 'preprocessed'.")
+
+
+@dataclass(frozen=True)
 class DataInfo:
     """The decoder's input: classes, channels, rate, window, preprocessing, normalisation; and where it came from."""
 
@@ -59,6 +84,7 @@ class DataInfo:
     data_hash: str | None = None
     split_summary: dict[str, Any] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    source: DataSource = field(default_factory=DataSource)
 
     def __post_init__(self) -> None:
         if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):

@@ -327,6 +327,7 @@ class EpochsDataModule(pl.LightningDataModule):
             "data_hash": self.data_hash,
             "split_summary": self.split_summary,
             "files": list(self._ensure_epochs().files),
+            "source": self._ensure_epochs().source,  # recordings, or cut trials and where their filters started
         }, "data module").to_dict()
 
     def arrays(self, stage: str) -> tuple[np.ndarray, np.ndarray]:

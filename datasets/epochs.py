@@ -22,9 +22,10 @@ import numpy as np
 from . import atomic, cache
 from .config import DataConfig
 from .dsp import CausalPreprocessor, PreprocessingSpec, apply_offline, make_spec
+from .epochs_files import check_sources, process_epochs_file
 from .events import find_events, missing_events, release_events
 from .picks import pick_channels
-from .reading import check_same_channels, list_recordings, read_raw
+from .reading import check_same_channels, list_recordings, read_recording
 
 
 @dataclass
@@ -49,6 +50,8 @@ class EpochsData:
     ch_pos: list[list[float]] | None = None  # sensor positions (m, head or device frame), when the files have them
     event_counts: dict[str, int] = field(default_factory=dict)  # every event name in the files -> occurrences
     release: np.ndarray | None = None  # True for a window of letting go (data.release), not a cue's own window
+    source: dict = field(default_factory=dict)  # datasets.data_info.DataSource: recordings, or cut trials
+    trial_info: list[dict] | None = None  # cut trials: each window's event, index in its file and metadata row
 
     def missing_events(self, events: dict[str, str]) -> list[str]:
         """Keys of the config's ``events`` that occur in none of the files."""
@@ -115,7 +118,7 @@ def _preprocess(raw: mne.io.BaseRaw, spec: PreprocessingSpec, block_seconds: flo
 
 
 def _process_file(rec, cfg: DataConfig, ch_names_ref):
-    raw = read_raw(rec.path, cfg)
+    raw = read_recording(rec, cfg)
     picks = pick_channels(raw, cfg.picks)
     if ch_names_ref is not None:
         check_same_channels(ch_names_ref, (rec.path, picks))
@@ -149,21 +152,27 @@ def load_epochs(cfg: DataConfig, config_dir: Path | None = None) -> EpochsData:
     """Read, preprocess and epoch the configured recordings, using the cache when it is current."""
     config_dir = Path(config_dir or ".").resolve()
     recordings = list_recordings(cfg, config_dir)
+    cut_trials = check_sources(recordings, cfg)  # before anything is written
     files = [r.path for r in recordings]
-    key = cache.cache_key(cfg, files)
+    key = cache.cache_key(cfg, files, [r.identity for r in recordings])
     root = Path(cfg.cache_dir) if Path(cfg.cache_dir).is_absolute() else config_dir / cfg.cache_dir
     entry = cache.entry_dir(root, key)
     if not cache.is_complete(entry):
-        _build_entry(cfg, recordings, root, key, entry)
+        _build_entry(cfg, recordings, root, key, entry, cut_trials)
     return _load_entry(entry, key)
 
 
-def _build_entry(cfg: DataConfig, recordings, root: Path, key: str, entry: Path) -> None:
+def _build_entry(cfg: DataConfig, recordings, root: Path, key: str, entry: Path, cut_trials: bool = False) -> None:
     staging = cache.new_staging_dir(root, key)
     try:
         parts, meta, ref, event_counts = [], None, None, Counter()
         for i, rec in enumerate(recordings):
-            X, labels, released, trials, picks, types, spec, positions, counts = _process_file(rec, cfg, ref)
+            if cut_trials:  # datasets.epochs_files: per-trial groups and metadata come with them
+                X, labels, released, trials, picks, types, spec, positions, counts, extra = process_epochs_file(rec, cfg, ref)
+            else:
+                X, labels, released, trials, picks, types, spec, positions, counts = _process_file(rec, cfg, ref)
+                extra = {"groups": {"subject": [rec.subject] * len(X), "session": [rec.session] * len(X),
+                                    "run": [rec.run] * len(X)}}
             event_counts.update(counts)
             ref = ref or (rec.path, picks)
             if meta is None:
@@ -175,21 +184,23 @@ def _build_entry(cfg: DataConfig, recordings, root: Path, key: str, entry: Path)
                 )
             part = staging / f"part{i}.npy"
             np.save(part, X)
-            parts.append((part, labels, released, trials, rec, len(X)))
-        total = sum(n for *_, n in parts)
+            parts.append((part, labels, released, trials, rec, len(X), extra))
+        total = sum(n for *_, n, _extra in parts)
         n_chans, n_times = np.load(parts[0][0], mmap_mode="r").shape[1:]
+        trial_info = [dict(row, file=i) for i, p in enumerate(parts) for row in p[-1].get("trials", [])]
+        source = parts[0][-1].get("source", {"kind": "recordings", "filter_start": "recording_start"})
         X_all = np.lib.format.open_memmap(staging / "X.npy", mode="w+", dtype=np.float32, shape=(total, n_chans, n_times))
         y, release, trial, subj, sess, run, file_idx, pos = [], [], [], [], [], [], [], 0
-        for i, (part, labels, released, trials, rec, n) in enumerate(parts):
+        for i, (part, labels, released, trials, rec, n, extra) in enumerate(parts):
             trial.append(trials + pos)
             X_all[pos : pos + n] = np.load(part, mmap_mode="r")
             pos += n
             part.unlink()
             y.append(labels)
             release.append(released)
-            subj += [rec.subject] * n
-            sess += [rec.session] * n
-            run += [rec.run] * n
+            subj += list(extra["groups"]["subject"])
+            sess += list(extra["groups"]["session"])
+            run += list(extra["groups"]["run"])
             file_idx += [i] * n
         X_all.flush()
         del X_all
@@ -200,8 +211,10 @@ def _build_entry(cfg: DataConfig, recordings, root: Path, key: str, entry: Path)
         np.savez(staging / "groups.npz", subject=np.asarray(subj), session=np.asarray(sess), run=np.asarray(run))
         meta.update(
             classes=cfg.class_names, tmin=cfg.tmin, tmax=cfg.tmax, key=key, event_counts=dict(event_counts),
-            files=[str(r.path) for r in recordings], mne_version=mne.__version__,
+            files=[str(r.path) for r in recordings], mne_version=mne.__version__, source=source,
         )
+        if cut_trials:
+            atomic.write_json(staging / "trials.json", trial_info)
         atomic.write_json(staging / "meta.json", meta)  # written last: marks the entry complete
         cache.publish(staging, entry)
     except BaseException:
@@ -232,4 +245,6 @@ def _load_entry(entry: Path, key: str) -> EpochsData:
         ch_pos=meta.get("ch_pos"),
         event_counts=meta["event_counts"],
         release=np.load(entry / "release.npy"),
+        source=meta.get("source", {}),
+        trial_info=json.loads((entry / "trials.json").read_text()) if (entry / "trials.json").is_file() else None,
     )

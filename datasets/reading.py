@@ -6,6 +6,7 @@ import glob
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import mne
 
@@ -13,7 +14,7 @@ from .channel_names import rename_channels
 from .config import DataConfig
 
 # Extensions mne.io.read_raw dispatches on (lower case; ".fif.gz" handled by suffixes).
-SUPPORTED = (".fif", ".fif.gz", ".edf", ".bdf", ".gdf", ".vhdr", ".set", ".cnt", ".mff", ".snirf", ".ds", ".sqd", ".con", ".nxe")
+SUPPORTED = (".fif", ".fif.gz", ".edf", ".bdf", ".gdf", ".vhdr", ".set", ".cnt", ".mff", ".snirf", ".ds", ".sqd", ".con", ".nxe", ".xdf", ".xdfz")  # XDF: datasets.xdf
 
 # Default group patterns, tried in order on the file name: BIDS-like, then PhysioNet eegmmidb (S001R03.edf).
 DEFAULT_PATTERNS = (
@@ -30,6 +31,9 @@ class Recording:
     subject: str
     session: str
     run: str
+    #: for data held in memory (a MOABB run): returns the Raw, and what identifies it in the epochs cache
+    load: Callable[[], mne.io.BaseRaw] | None = None
+    identity: dict | None = None
 
 
 def _suffix(path: Path) -> str:
@@ -61,6 +65,14 @@ def resolve_files(patterns: list[str], config_dir: Path) -> list[Path]:
 
 def group_labels(path: Path, pattern: str | None) -> tuple[str, str, str]:
     """(subject, session, run) from the file name, by ``pattern`` or the default patterns."""
+    found = named_groups(path, pattern)
+    subject = found.get("subject") or path.stem
+    return subject, found.get("session") or "1", found.get("run") or path.stem
+
+
+def named_groups(path: Path, pattern: str | None) -> dict[str, str | None]:
+    """The groups (subject, session, run) the file name names, by ``pattern`` or the default patterns; those it
+    does not name are missing or None."""
     if pattern is not None:
         match = re.search(pattern, path.name)
         if match is None:
@@ -78,12 +90,15 @@ def group_labels(path: Path, pattern: str | None) -> tuple[str, str, str]:
             if match:
                 found = match.groupdict()
                 break
-    subject = found.get("subject") or path.stem
-    return subject, found.get("session") or "1", found.get("run") or path.stem
+    return found
 
 
 def list_recordings(cfg: DataConfig, config_dir: Path) -> list[Recording]:
     """The recordings a config names, from ``files`` or a BIDS dataset, with subject/session/run labels."""
+    if cfg.moabb is not None:  # continuous runs held in memory by MOABB
+        from .moabb_source import moabb_recordings
+
+        return moabb_recordings(cfg.moabb)
     if cfg.bids is not None:
         return _bids_recordings(cfg, config_dir)
     return [Recording(p, *group_labels(p, cfg.group_pattern)) for p in resolve_files(cfg.files, config_dir)]
@@ -108,12 +123,27 @@ def _bids_recordings(cfg: DataConfig, config_dir: Path) -> list[Recording]:
     return [Recording(Path(p.fpath), p.subject or "1", p.session or "1", p.run or p.basename) for p in paths]
 
 
+def read_recording(rec: Recording, cfg: DataConfig) -> mne.io.BaseRaw:
+    """The recording's Raw: from its loader (data held in memory) or read from its file."""
+    return standardise_names(rec.load(), cfg) if rec.load is not None else read_raw(rec.path, cfg)
+
+
 def read_raw(path: Path, cfg: DataConfig) -> mne.io.BaseRaw:
     """Open one file (data read lazily), standardise names / set the montage as configured."""
+    if _suffix(path) in (".xdf", ".xdfz"):  # LSL recordings: several streams, chosen by data.xdf
+        from .xdf import read_xdf
+
+        return standardise_names(read_xdf(path, cfg.xdf), cfg)
     try:
         raw = mne.io.read_raw(path, preload=False, verbose="error")  # read block by block later
     except Exception as err:  # MNE raises many types for corrupt files; name the file
         raise ValueError(f"Could not read recording {path}: {type(err).__name__}: {err}") from None
+    return standardise_names(raw, cfg)
+
+
+def standardise_names(inst, cfg: DataConfig):
+    """Rename channels and set the montage as configured, on a Raw or an Epochs (in place; returns it)."""
+    raw = inst
     if cfg.rename is not None:  # the rule the rig applies to a live stream too (datasets.channel_names)
         raw.rename_channels(dict(zip(raw.ch_names, rename_channels(raw.ch_names, cfg.rename))))
     if cfg.montage:

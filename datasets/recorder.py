@@ -5,16 +5,20 @@ The stream's description becomes the recording's :class:`mne.Info` through mne-l
 SI units as MNE keeps them. Markers become annotations at the sample of their timestamp (both clocks corrected
 to this computer's with liblsl), with the duration given per label.
 
+A recording can be written as XDF too (or instead): the signal and marker streams as LabRecorder would write
+them (:mod:`datasets.xdf_writer`), the signal in the stream's own units and format under its own XML header, the
+markers at their own times; both streams' stamps on this computer's clock.
+
 Crash safety: every ``flush_seconds`` the whole recording so far is written to a temporary file beside the
-target and renamed over it (``os.replace``, atomic), so a SIGKILL, a power cut or Ctrl-C leaves the last complete
-version: a readable FIF file holding everything up to at most ``flush_seconds`` (plus one write) before the end.
+target and renamed over it (:func:`datasets.atomic.atomic_path`), so a SIGKILL, a power cut or Ctrl-C leaves the
+last complete version: a readable file holding everything up to at most ``flush_seconds`` (plus one write)
+before the end.
 Rewriting costs a time that grows with the file (measured in ``stats``); to keep it below about a tenth of the
 wall time the interval stretches to ten times the last write's duration when that is longer.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import temporary_sibling
+from .atomic import atomic_path
 
 
 @dataclass
@@ -37,21 +41,33 @@ class FlushStats:
 
 @dataclass
 class RecordingFile:
-    """One FIF recording being written: the samples and markers so far, rewritten whole by :meth:`flush`."""
+    """One recording being written: the samples and markers so far, rewritten whole by :meth:`flush`.
+
+    ``path`` ending in ``.xdf`` is written as XDF only, else as FIF; ``also_xdf`` writes an XDF file there too.
+    XDF needs ``xdf_header`` (the signal stream's XML), ``to_si`` (per channel, stream units -> SI) and
+    ``cue_stream`` (the marker stream's name)."""
 
     path: Path
     info: object  # mne.Info in SI units
     durations: dict[str, float] = field(default_factory=dict)  # label -> annotation duration (s)
     description: str = ""
+    also_xdf: Path | None = None
+    xdf_header: str | None = None
+    to_si: np.ndarray | None = None
+    cue_stream: str = "markers"
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
+        self.xdf_path = self.path if self.path.suffix == ".xdf" else (Path(self.also_xdf) if self.also_xdf else None)
+        if self.xdf_path is not None and self.xdf_header is None:
+            raise ValueError(f"Writing {self.xdf_path} as XDF needs the signal stream's XML header ('xdf_header').")
         self.sfreq = float(self.info["sfreq"])
         self._data = np.empty((len(self.info["ch_names"]), int(60 * self.sfreq)))
         self._times = np.empty(self._data.shape[1])
         self.n = 0
         self._pending: list[tuple[float, str]] = []  # markers newer than the last sample
         self.annotations: list[tuple[int, str]] = []  # (sample, label)
+        self.marker_times: list[tuple[float, str]] = []  # (LSL time, label) of each annotation, for XDF
         self.dropped_markers = 0  # markers from before the file's first sample
         self.wall_start: float | None = None
         self.stats = FlushStats()
@@ -87,6 +103,7 @@ class RecordingFile:
                 self.dropped_markers += 1
             elif t <= times[-1] + 0.5 / self.sfreq:
                 self.annotations.append((int(np.argmin(np.abs(times - t))) if t <= times[-1] else self.n - 1, label))
+                self.marker_times.append((t, label))
             else:
                 keep.append((t, label))  # its sample has not arrived yet
         self._pending = keep
@@ -106,26 +123,14 @@ class RecordingFile:
         return out
 
     def flush(self) -> None:
-        """Write everything so far: a temporary file, renamed over the target in one step."""
-        import mne
-
+        """Write everything so far: each file a temporary file, renamed over the target in one step."""
         if self.n == self._written_n or not self.n:
             return
         started = time.monotonic()
-        raw = mne.io.RawArray(self._data[:, : self.n], self.info, verbose="error")
-        raw.set_meas_date(self.wall_start)
-        if self.annotations:
-            onsets = np.array([s for s, _ in self.annotations]) / self.sfreq
-            labels = [label for _, label in self.annotations]
-            # a cue still running ends, for now, with the data
-            durations = np.minimum([self.durations.get(x, 0.0) for x in labels], self.n / self.sfreq - onsets)
-            raw.set_annotations(mne.Annotations(onsets, durations, labels, orig_time=raw.info["meas_date"]))
-        tmp = temporary_sibling(self.path, "_raw.fif")  # MNE wants a FIF name
-        try:
-            raw.save(tmp, overwrite=True, verbose="error")
-            os.replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        if self.path.suffix != ".xdf":
+            self._write_fif()
+        if self.xdf_path is not None:
+            self._write_xdf()
         done = time.monotonic()
         self.stats.count += 1
         self.stats.seconds_total += done - started
@@ -135,11 +140,43 @@ class RecordingFile:
         self.stats.bytes_last = self.path.stat().st_size
         self._flushed_at, self._written_n = done, self.n
 
+    def _write_xdf(self) -> None:
+        from .xdf_writer import XdfStream, marker_header, write_xdf
+
+        fmt = _channel_format(self.xdf_header)
+        to_si = np.ones(self._data.shape[0]) if self.to_si is None else np.ravel(self.to_si)
+        signal = XdfStream(self.xdf_header, self._times[: self.n], self._data[:, : self.n].T / to_si, fmt)
+        stamps = np.array([t for t, _ in self.marker_times])
+        cues = XdfStream(marker_header(self.cue_stream), stamps, [x for _, x in self.marker_times], "string")
+        write_xdf(self.xdf_path, [signal, cues])
+
+    def _write_fif(self) -> None:
+        import mne
+
+        raw = mne.io.RawArray(self._data[:, : self.n], self.info, verbose="error")
+        raw.set_meas_date(self.wall_start)
+        if self.annotations:
+            onsets = np.array([s for s, _ in self.annotations]) / self.sfreq
+            labels = [label for _, label in self.annotations]
+            # a cue still running ends, for now, with the data
+            durations = np.minimum([self.durations.get(x, 0.0) for x in labels], self.n / self.sfreq - onsets)
+            raw.set_annotations(mne.Annotations(onsets, durations, labels, orig_time=raw.info["meas_date"]))
+        with atomic_path(self.path, "_raw.fif") as tmp:  # MNE wants a FIF name
+            raw.save(tmp, overwrite=True, verbose="error")
+
     def due(self, flush_seconds: float) -> bool:
         # the last write, not the longest: writes grow with the file, and one slow write (a busy disk, a
         # collection) must not stretch every later interval
         interval = max(flush_seconds, 10 * self.stats.seconds_last)
         return time.monotonic() - self._flushed_at >= interval
+
+
+def _channel_format(header: str) -> str:
+    """The ``channel_format`` of an LSL stream's XML header (float32 when it names none)."""
+    import re
+
+    found = re.search(r"<channel_format>\s*([a-z0-9]+)\s*</channel_format>", header)
+    return found.group(1) if found else "float32"
 
 
 def stream_units_to_si(info) -> np.ndarray:
@@ -184,10 +221,13 @@ class Recorder:
         sinfo = resolve_signal(stream, resolve_timeout)
         self.inlet = StreamInlet(sinfo, max_buffered=120, processing_flags=["clocksync", "dejitter"])
         self.inlet.open_stream(timeout=resolve_timeout)
-        self.info = self.inlet.get_sinfo(timeout=resolve_timeout).get_channel_info()
+        sinfo_full = self.inlet.get_sinfo(timeout=resolve_timeout)
+        self.info = sinfo_full.get_channel_info()
+        self.xml = sinfo_full.as_xml  # the stream's own header, for XDF files
         self.to_si = stream_units_to_si(self.info)[:, None]
         self.sfreq = float(self.info["sfreq"])
         self.markers = MarkerListener(cue_stream) if cue_stream else None
+        self.cue_stream = cue_stream or "markers"
         self.current: RecordingFile | None = None
         self.last_sample_at = time.monotonic()  # when the last sample arrived (a stalled amplifier shows here)
         self.error: BaseException | None = None
@@ -198,10 +238,12 @@ class Recorder:
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self._thread.start()
 
-    def start_file(self, path: str | Path, description: str = "") -> RecordingFile:
+    def start_file(self, path: str | Path, description: str = "", also_xdf: str | Path | None = None) -> RecordingFile:
+        """Record into ``path`` (``.xdf``: XDF only, else FIF) and, with ``also_xdf``, into that XDF file too."""
         if self.current is not None:
             raise RuntimeError(f"Already recording to {self.current.path}; stop it first.")
-        rec = RecordingFile(Path(path), self.info.copy(), self.durations, description)
+        rec = RecordingFile(Path(path), self.info.copy(), self.durations, description, also_xdf=also_xdf,
+                            xdf_header=self.xml, to_si=self.to_si, cue_stream=self.cue_stream)
         with self.info._unlock():
             rec.info["description"] = description or None
         if self.markers is not None:

@@ -29,6 +29,8 @@ import mne
 import numpy as np
 import yaml
 
+from .atomic import atomic_path
+
 CUE_SECONDS = 3.0  # how long a cue's pattern lasts
 LINE_FREQ = 50.0
 CLASSES = ("rest", "grasp", "open")
@@ -299,12 +301,11 @@ def write_synthetic(
                 raw.info["line_freq"] = LINE_FREQ
                 stem = f"sub-{s + 1:02d}_ses-{ses + 1:02d}_run-{r + 1:02d}"
                 path = out_dir / (f"{stem}_raw.fif" if fmt == "fif" else f"{stem}.edf")
-                tmp = path.with_name(".tmp-" + path.name)
-                if fmt == "fif":
-                    raw.save(tmp, overwrite=True, verbose="error")
-                else:
-                    mne.export.export_raw(tmp, raw, fmt="edf", overwrite=True, verbose="error")
-                tmp.replace(path)
+                with atomic_path(path, suffix="_raw.fif" if fmt == "fif" else ".edf") as tmp:
+                    if fmt == "fif":
+                        raw.save(tmp, overwrite=True, verbose="error")
+                    else:
+                        mne.export.export_raw(tmp, raw, fmt="edf", overwrite=True, verbose="error")
                 paths.append(path)
     return paths
 

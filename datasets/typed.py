@@ -32,6 +32,22 @@ def _suggest(key: str, valid: list[str]) -> str:
 
 
 def unknown_key_error(key: str, valid: list[str], where: str) -> ConfigError:
+    """The error for an unknown config key: it names the key, where it was, the valid keys and the closest one.
+
+    Parameters
+    ----------
+    key : str
+        The key that is not known.
+    valid : list of str
+        The keys allowed there.
+    where : str
+        The section, e.g. ``config.trainer``.
+
+    Returns
+    -------
+    ConfigError
+        The error to raise.
+    """
     return ConfigError(
         f"Unknown key {key!r} in {where}. Valid keys: {', '.join(sorted(valid))}.{_suggest(key, valid)}"
     )

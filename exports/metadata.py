@@ -30,6 +30,9 @@ Schema (version 2)::
               "code_version": str, "config": {resolved training config}},
       "gate": null | {"output": "gate", "rest_class": str,   # a gated decoder (models.gated): the output "gate"
                       "threshold": float, "hysteresis": float, "dwell_s": float, "type_threshold": float}
+      "source": {"kind": "recordings" | "cut_trials",         # optional (absent: recordings); see
+                 "filter_start": "recording_start" | "trial_start" | "preprocessed",   # datasets.data_info
+                 "trial_tmin", "trial_tmax", "settle_seconds", "baseline"}             # .DataSource
     }
 """
 
@@ -41,7 +44,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from datasets.data_info import Normalization
+from datasets.data_info import DataSource, Normalization
 from datasets.typed import ConfigError, from_mapping
 
 METADATA_KEY = "bmi_decoder"
@@ -114,6 +117,7 @@ class DecoderMetadata:
     normalization: Normalization
     run: dict[str, Any]
     gate: GateInfo | None = None  # optional: only gated decoders have it
+    source: DataSource = field(default_factory=DataSource)  # optional: recordings unless it says cut trials
 
 
 #: what the preprocessing section must hold (``datasets.dsp.PreprocessingSpec.to_dict``)

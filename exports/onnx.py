@@ -71,6 +71,7 @@ def build_metadata(summary: dict, info: dict, config: dict, net, n_params: int) 
         "window": {"n_times": n_times, "seconds": data.seconds, "tmin": data.tmin, "tmax": data.tmax},
         "preprocessing": info["preprocessing"],
         "normalization": info["normalization"],
+        "source": data.to_dict()["source"],  # recordings, or cut trials and where their filters started
         "run": {"run_id": summary["run_id"], "metrics": {"val": summary.get("val"), "test": summary.get("test")},
                 "data_hash": summary.get("data_hash"), "code_version": summary.get("code_version"), "config": config},
     }

@@ -144,6 +144,7 @@ class SpatialFirst(nn.Module):
         self.filt.bias.data = bias.detach().clone()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, 1, C, T]
+        """Mix the channels, then filter each mixture in time: ``x`` is ``[batch, 1, n_chans, n_times]``."""
         return self.filt(self.pad(self.mix(x)))
 
 
@@ -228,6 +229,7 @@ class EEGNet(Decoder):
         return self.body(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores (logits, ``[batch, n_outputs]``) of windows ``x`` (``[batch, n_chans, n_times]``)."""
         return self.classifier(self.features(x).flatten(1))
 
     def inference_module(self) -> nn.Module:

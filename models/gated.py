@@ -188,6 +188,7 @@ class GatedDecoder(Decoder):
             self.type_decoder.fit_data(X, None if pos is None else pos - 1)
 
     def apply_constraints(self) -> None:
+        """Apply each stage's own weight constraints (max-norm) after an optimiser step."""
         for member in self._members():
             if hasattr(member, "apply_constraints"):
                 member.apply_constraints()
@@ -206,6 +207,7 @@ class GatedDecoder(Decoder):
         return 1 - torch.softmax(self.gate(x), dim=1)[:, 0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores (logits, ``[batch, n_outputs]``); :meth:`forward_with_gate` also returns the gate."""
         return self.forward_with_gate(x)[0]
 
 
@@ -238,4 +240,5 @@ class _GatedInference(nn.Module):
         return _combine(self.gate(x), None if self.type_decoder is None else self.type_decoder(x), self.order, self.tied)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores (logits, ``[batch, n_outputs]``); :meth:`forward_with_gate` also returns the gate."""
         return self.forward_with_gate(x)[0]

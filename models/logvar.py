@@ -157,6 +157,7 @@ class LogVarNet(Decoder):
         return torch.log(torch.clamp(var, min=1e-6)).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores (logits, ``[batch, n_outputs]``) of windows ``x`` (``[batch, n_chans, n_times]``)."""
         return self.classifier(self.dropout(self.features(x)))
 
     def inference_module(self) -> nn.Module:

@@ -30,6 +30,23 @@ def available() -> list[str]:
 
 
 def get(name: str) -> type[nn.Module]:
+    """The decoder class registered under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A registered name (:func:`available` lists them).
+
+    Returns
+    -------
+    type
+        The ``nn.Module`` subclass.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, listing the known ones and the closest match.
+    """
     if name not in _REGISTRY:
         close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""

@@ -58,6 +58,7 @@ class ShallowConvNet(Decoder):
         return torch.log(torch.clamp(x, min=1e-6))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores (logits, ``[batch, n_outputs]``) of windows ``x`` (``[batch, n_chans, n_times]``)."""
         return self.classifier(self.dropout(self.features(x)).flatten(1))
 
     def inference_module(self) -> nn.Module:

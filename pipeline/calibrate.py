@@ -59,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "$BMI_CONSOLE_TOKEN, else drawn at random: the cue page's URL then carries it)")
     p.add_argument("--subject", default="01", help="subject label in the file names (sub-LABEL; default 01)")
     p.add_argument("--session", default="01", help="session label in the file names (ses-LABEL; default 01)")
+    p.add_argument("--format", choices=("fif", "xdf", "both"), default="fif",
+                   help="recording files: FIF (default), XDF (the signal and cue streams as LabRecorder writes them, "
+                        "read back through data.xdf) or both (training reads the FIF files)")
     p.add_argument("--flush-seconds", type=float, default=2.0,
                    help="rewrite the recording this often: the most a crash loses (default 2)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -99,6 +102,9 @@ class Session:
     files: list[Any] = field(default_factory=list)  # RecordingFile per run, finished or not
     shown: list[dict[str, int]] = field(default_factory=list)  # cues shown per run, by label
     started: float = field(default_factory=time.monotonic)
+    fmt: str = "fif"  # --format: fif, xdf or both
+    stream: str = ""  # the signal and cue streams' names, for the XDF files' training config
+    cues: str = ""
 
 
 class Progress:
@@ -170,8 +176,10 @@ def record(cfg, plan: list[list[str]], seed: int, recorder, display, session: Se
     total = sum(len(run) for run in plan)
     done = 0
     for r, order in enumerate(plan, start=1):
-        path = session.out / f"sub-{subject}_ses-{ses}_run-{r:02d}_raw.fif"
-        rec = recorder.start_file(path, description=f"bmi calibrate: run {r} of {len(plan)}, cues {', '.join(p.classes)}")
+        stem = f"sub-{subject}_ses-{ses}_run-{r:02d}"
+        path = session.out / (f"{stem}.xdf" if session.fmt == "xdf" else f"{stem}_raw.fif")
+        rec = recorder.start_file(path, description=f"bmi calibrate: run {r} of {len(plan)}, cues {', '.join(p.classes)}",
+                                  also_xdf=session.out / f"{stem}.xdf" if session.fmt == "both" else None)
         session.files.append(rec)
         session.shown.append({})
         progress.update(run=f"{r} / {len(plan)}", file=path.name, cue=None)
@@ -213,8 +221,10 @@ def record(cfg, plan: list[list[str]], seed: int, recorder, display, session: Se
 # -- training and export --------------------------------------------------------------------------------------
 
 
-def training_config(files: list[Path], out: Path, info, cfg, classes: list[str], n_runs: int) -> dict[str, Any]:
-    """The experiment config for the recorded runs: the default recipe, the last run tests."""
+def training_config(files: list[Path], out: Path, info, cfg, classes: list[str], n_runs: int,
+                    xdf: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The experiment config for the recorded runs: the default recipe, the last run tests (``xdf``: the
+    ``data.xdf`` section for XDF recordings)."""
     types = set(info.get_channel_types(picks="data"))
     picks = ["meg"] if types & {"mag", "grad"} else sorted(types)
     sfreq = float(info["sfreq"])
@@ -224,6 +234,7 @@ def training_config(files: list[Path], out: Path, info, cfg, classes: list[str],
     return {
         "data": {
             "files": [f.name for f in files],
+            **({"xdf": xdf} if xdf else {}),
             "events": {c: c for c in classes},
             "tmin": w.tmin, "tmax": w.tmax,
             "picks": {"types": picks},
@@ -244,7 +255,11 @@ def write_training_config(session: Session, info, cfg, classes: list[str]) -> Pa
     from datasets.atomic import write_text
 
     files = [f.path for f in session.files if f.path.is_file()]
-    raw = training_config(files, session.out, info, cfg, classes, len(files))
+    xdf = None
+    if any(f.suffix == ".xdf" for f in files):  # the streams by name; LSL markers carry no duration: the cue's
+        xdf = {"stream": session.stream, "markers": session.cues,
+               "durations": {c: cfg.paradigm.cue_seconds for c in classes}}
+    raw = training_config(files, session.out, info, cfg, classes, len(files), xdf)
     header = "# Written by bmi calibrate: the calibration's recordings, the default recipe; the last run tests.\n"
     return write_text(session.out / "train.yaml", header + yaml.safe_dump(raw, sort_keys=False))
 
@@ -341,7 +356,7 @@ def _main(args: argparse.Namespace) -> int:
     seed = cfg.paradigm.seed if cfg.paradigm.seed is not None else int(np.random.SeedSequence().entropy % 2**31)
     plan = plan_runs(cfg.paradigm, seed)
     out.mkdir(parents=True, exist_ok=True)
-    session = Session(out)
+    session = Session(out, fmt=args.format, stream=stream, cues=cues)
     signal.signal(signal.SIGTERM, _interrupt)
 
     from datasets.recorder import Recorder
@@ -379,7 +394,8 @@ def _main(args: argparse.Namespace) -> int:
     config_path = write_training_config(session, info, cfg, cfg.paradigm.classes)
     report: dict[str, Any] = {
         "stream": stream, "cues": cues, "paradigm": vars(cfg.paradigm) | {"seed": seed, "order": plan},
-        "files": [{"path": f.path.name, "seconds": round(f.seconds, 3), "cues": f.counts(),
+        "files": [{"path": f.path.name, **({"xdf": f.xdf_path.name} if f.xdf_path not in (None, f.path) else {}),
+                   "seconds": round(f.seconds, 3), "cues": f.counts(),
                    "writes": f.stats.count, "write_seconds_max": round(f.stats.seconds_max, 4),
                    "write_seconds_total": round(f.stats.seconds_total, 4),
                    "longest_unsaved_seconds": round(f.stats.interval_max, 3)} for f in session.files],

@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "exports.runtime.cli",     # bmi serve / rig
     "pipeline.demo",           # bmi demo
     "pipeline.bench",          # bmi bench
+    "pipeline.benchmark",      # bmi benchmark (MOABB's evaluations)
     "datasets.amp",            # bmi amp
     "pipeline.calibrate",      # bmi calibrate
     "pipeline.rehearse",       # bmi rehearse

@@ -332,13 +332,13 @@ def _choose_rest_gate(model_path: Path, recording: Path, raw_data: dict[str, Any
 
     meta = read_model_metadata(model_path)
     data_cfg = from_mapping(DataConfig, raw_data, "data")
-    ((path, data, cues, cue_s),) = read_cued([recording], data_cfg, meta["preprocessing"]["ch_names"])
+    (cued,) = read_cued([recording], data_cfg, meta["preprocessing"]["ch_names"])
     start_s = streamed_s + 5.0  # the player's start-up and the last streamed cue kept out
-    left_s = data.shape[1] / meta["preprocessing"]["sfreq_in"] - start_s
+    left_s = cued.data.shape[1] / meta["preprocessing"]["sfreq_in"] - start_s
     defaults = {"serve_options": serve_options(gate_in_force(meta, "rest", {}), "rest"), "rehearsed_seconds": 0.0}
     if left_s < MIN_CHOICE_SECONDS:
         return dict(defaults, why=f"the gate's defaults (only {max(left_s, 0):.0f} s of the recording is not streamed)")
-    rest_of_it = cued_part((path, data, cues, cue_s), start_s, float("inf"), meta["preprocessing"]["sfreq_in"])
+    rest_of_it = cued_part(cued, start_s, float("inf"), meta["preprocessing"]["sfreq_in"])
     choice = choose_rest_gate(model_path, [rest_of_it], actions=actions)
     chosen = choice["chosen"]
     rehearsed = {"rehearsed_seconds": round(left_s, 1), "rehearsal": chosen, "rows": choice["rows"]}

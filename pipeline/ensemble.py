@@ -41,7 +41,7 @@ def predict_proba(net, X: np.ndarray) -> np.ndarray:
 def build_ensemble(members: list[str | Path], out_dir: str | Path | None = None, runs_dir: str | Path = "runs",
                    name: str | None = None) -> dict[str, Any]:
     """Combine finished runs into one ensemble run directory; scores it on the members' shared val/test split."""
-    from datasets.atomic import temporary_sibling, write_json
+    from datasets.atomic import publish_dir, temporary_sibling, write_json
 
     from .metrics import scores
     from .record.run import (RUN_JSON, RunExistsError, code_version, load_ensemble, load_network, new_run_id,
@@ -102,7 +102,7 @@ def build_ensemble(members: list[str | Path], out_dir: str | Path | None = None,
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.exists():
             out.rmdir()
-        tmp.rename(out)
+        publish_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

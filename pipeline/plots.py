@@ -13,6 +13,20 @@ import numpy as np  # noqa: E402
 
 
 def learning_curves(metrics_csv: Path, out: Path) -> Path:
+    """Plot a run's loss and balanced accuracy per epoch, training and validation side by side.
+
+    Parameters
+    ----------
+    metrics_csv : Path
+        The run's ``metrics.csv`` (one row per epoch, columns ``train/loss``, ``val/balanced_accuracy`` ...).
+    out : Path
+        The PNG to write.
+
+    Returns
+    -------
+    Path
+        ``out``.
+    """
     rows = list(csv.DictReader(metrics_csv.open()))
     epochs = [int(r["epoch"]) for r in rows]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -32,6 +46,24 @@ def learning_curves(metrics_csv: Path, out: Path) -> Path:
 
 
 def confusion_matrix(matrix: np.ndarray, classes: list[str], out: Path, title: str = "Test confusion matrix") -> Path:
+    """Plot a confusion matrix with its counts.
+
+    Parameters
+    ----------
+    matrix : array of shape (n_classes, n_classes)
+        Counts: rows the true class, columns the predicted one.
+    classes : list of str
+        The class names, in the matrix's order.
+    out : Path
+        The PNG to write.
+    title : str
+        The figure's title.
+
+    Returns
+    -------
+    Path
+        ``out``.
+    """
     matrix = np.asarray(matrix)
     fig, ax = plt.subplots(figsize=(1.2 * len(classes) + 2.5, 1.2 * len(classes) + 2))
     ax.imshow(matrix, cmap="Blues")

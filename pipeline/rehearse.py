@@ -22,12 +22,13 @@ import argparse
 import itertools
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``bmi rehearse`` to the ``bmi`` command's subparsers (:func:`pipeline.cli.build_parser`)."""
     p = subparsers.add_parser(
         "rehearse", help="score an exported model's closed loop (commands, gate) against a cued recording's cues",
         description="Stream cued recordings through the rig's own decision chain (causal filters chunk by chunk, "
@@ -61,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="choose the setting that moves the hand least where no movement was cued (share of "
                         "decisions in rest cues and gaps between cues, then false movements per minute) among those "
                         "that answer at least FRACTION of the movement cues, and print its bmi serve options")
+    p.add_argument("--decisions", type=Path, metavar="FILE.csv",
+                   help="write every hop's decision (sample index, command, action, why withheld, probabilities) "
+                        "under the one setting tried, or the one --min-hits chose, as bmi serve's session log has them")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_main)
 
@@ -74,8 +78,24 @@ def _values(text: str | None, name: str, scale: float = 1.0) -> list[float | Non
         raise ValueError(f"'{name}' ({text!r}) must be numbers separated by commas, e.g. 0.6,0.7,0.8.") from None
 
 
-def read_cued(files: list[Path], data_cfg, ch_names: list[str]) -> list[tuple[Path, np.ndarray, list, float]]:
-    """Each recording as (path, the model's channels in its order [n_chans, n], cues (onset s, class), cue s)."""
+class CuedRecording(NamedTuple):
+    """A recording for a rehearsal: the model's channels in its order (``[n_chans, n]``), its cues (onset s, class)
+    on the data's own clock, the cues' typical length (s), and the sample indices where the stream stalled."""
+
+    path: Path
+    data: np.ndarray
+    cues: list
+    cue_s: float
+    restarts: tuple[int, ...] = ()
+
+
+#: annotations that mark a discontinuity (MNE's: a skip in acquisition, a boundary between joined recordings):
+#: the stream stalled there, and the rig's chain restarts
+STALL_MARKS = ("BAD_ACQ_SKIP", "EDGE boundary", "BAD boundary")
+
+
+def read_cued(files: list[Path], data_cfg, ch_names: list[str]) -> list[CuedRecording]:
+    """Each recording as a :class:`CuedRecording`."""
     from datasets.reading import read_raw
 
     out = []
@@ -92,17 +112,20 @@ def read_cued(files: list[Path], data_cfg, ch_names: list[str]) -> list[tuple[Pa
         # onsets on the data's own clock (0 at its first sample), as the decisions' times are
         offset = raw.first_time if raw.annotations.orig_time is not None else 0.0
         cues = [(float(a["onset"]) - offset, data_cfg.events[a["description"]]) for a in cued]
-        out.append((path, raw.get_data(picks=ch_names).astype(np.float32), cues,
-                    float(np.median([float(a["duration"]) for a in cued]))))
+        restarts = tuple(sorted({int(round((float(a["onset"]) - offset) * raw.info["sfreq"]))
+                                 for a in raw.annotations if a["description"] in STALL_MARKS}))
+        out.append(CuedRecording(path, raw.get_data(picks=ch_names).astype(np.float32), cues,
+                                 float(np.median([float(a["duration"]) for a in cued])), restarts))
     return out
 
 
 def cued_part(recording, start_s: float, end_s: float, sfreq: float):
     """A :func:`read_cued` recording between two times (s), with the cues that lie whole inside it, on its own
     clock (0 at ``start_s``)."""
-    path, data, cues, cue_s = recording
+    path, data, cues, cue_s, restarts = recording
     first, last = int(round(start_s * sfreq)), int(round(min(end_s, data.shape[1] / sfreq) * sfreq))
-    return path, data[:, first:last], [(t - start_s, c) for t, c in cues if start_s <= t and t + cue_s <= end_s], cue_s
+    return CuedRecording(path, data[:, first:last], [(t - start_s, c) for t, c in cues if start_s <= t and t + cue_s <= end_s],
+                         cue_s, tuple(r - first for r in restarts if first < r < last))
 
 
 def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]], rest_gate: str | None = None,
@@ -127,14 +150,14 @@ def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]
     align = {"subject": None, "align_seconds": None, "path": None, **(alignment or {})}
     sfreq = meta["preprocessing"]["sfreq_in"]
     # a cue running past its recording's last sample (half a sample's rounding allowed) is not scored
-    decoded = [(decode_windows(model, data, alignment=choose_alignment(meta, **align)), cues, cue_s,
-                (data.shape[1] + 0.5) / sfreq) for _, data, cues, cue_s in recordings]
+    decoded = [(decode_windows(model, r.data, alignment=choose_alignment(meta, **align), restarts=r.restarts),
+                r.cues, r.cue_s, (r.data.shape[1] + 0.5) / sfreq) for r in recordings]
     late_s = late_seconds(meta)
     rows = []
     for smoothing, gate in itertools.product(smoothings, gate_settings):
         scores = [score_commands(decide(windows, smoothing=smoothing, gate=gate or None, rest_gate=rest_gate,
                                         actions=actions), cues, cue_s,
-                                 rest_class=rest_class, from_s=windows.t[0] if len(windows.t) else float("inf"),
+                                 rest_class=rest_class, from_s=windows.first_decoded_t,
                                  late_s=late_s, until_s=until_s)
                   for windows, cues, cue_s, until_s in decoded]
         n = {k: sum(s["counts"][k] for s in scores) for k in scores[0]["counts"] if k != "latencies_s"}
@@ -154,6 +177,42 @@ def rehearse(model: str | Path, recordings, gate_settings: list[dict[str, float]
                      "cues_unscored": sum(s["n_cues_unscored"] for s in scores),
                      "alignment": sorted({windows.alignment.source for windows, *_ in decoded})})
     return rows
+
+
+DECISION_FIELDS = ["recording", "sample_index", "t_window_end", "command", "action", "reason", "gate", "probabilities"]
+
+
+def write_decisions(path: Path, model: str | Path, recordings: list[CuedRecording], row: dict[str, Any],
+                    rest_gate: str | None, actions: dict[str, str] | None, alignment: dict[str, Any] | None) -> Path:
+    """Every hop of every recording under one of :func:`rehearse`'s settings (``row``), to a CSV file written
+    atomically: the decision chain's output as ``bmi serve --log`` records its decisions (a withheld hop holds,
+    with its reason)."""
+    import csv
+    import io
+
+    from datasets.atomic import write_text
+    from exports.onnx import read_model_metadata
+    from exports.runtime.alignment import choose_alignment
+    from exports.runtime.closed_loop import decode_recording
+    from exports.runtime.smoothing import SmoothingConfig
+
+    meta = read_model_metadata(model)
+    align = {"subject": None, "align_seconds": None, "path": None, **(alignment or {})}
+    smoothing = SmoothingConfig() if row["ema_alpha"] is None else SmoothingConfig(alpha=row["ema_alpha"])
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, DECISION_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for r in recordings:
+        d = decode_recording(model, r.data, smoothing=smoothing, gate=row["gate"] or None, actions=actions,
+                             rest_gate=rest_gate, alignment=choose_alignment(meta, **align), restarts=r.restarts)
+        for i in range(len(d.t)):
+            decided = not d.reason[i]
+            writer.writerow({"recording": str(r.path), "sample_index": int(d.sample_index[i]),
+                             "t_window_end": round(float(d.t[i]), 6), "command": d.command[i], "action": d.action[i],
+                             "reason": d.reason[i], "gate": "" if np.isnan(d.gate[i]) else round(float(d.gate[i]), 6),
+                             "probabilities": json.dumps({c: round(float(p), 6) for c, p in zip(d.classes, d.probabilities[i])})
+                             if decided else ""})
+    return write_text(path, buffer.getvalue())
 
 
 def choose_gate(rows: list[dict[str, Any]], min_hits: float, by: str = "movement_time_uncued") -> dict[str, Any] | None:
@@ -236,11 +295,18 @@ def _main(args: argparse.Namespace) -> int:
     alphas = _values(args.ema_alpha, "--ema-alpha")
     for alpha in (a for a in alphas if a is not None):  # refused before the recordings are read, as bmi serve does
         SmoothingConfig(alpha=alpha)
+    if args.decisions is not None and args.min_hits is None and len(settings) * len(alphas) > 1:
+        raise ValueError(f"'--decisions' writes one setting's decisions; {len(settings) * len(alphas)} settings are to "
+                         "be tried: give one (one --gate-threshold, --gate-dwell-ms and --ema-alpha) or --min-hits "
+                         "to choose one.")
     files = [r.path for r in list_recordings(data_cfg, Path(args.data).resolve().parent)]  # files or BIDS
     recordings = read_cued(files, data_cfg, meta["preprocessing"]["ch_names"])
     rows = rehearse(args.model, recordings, settings, args.gate_rest_class, args.rest_class,
                     parse_action_args(args.action), alignment, alphas)
     chosen = choose_gate(rows, args.min_hits) if args.min_hits is not None else None
+    if args.decisions is not None and (args.min_hits is None or chosen is not None):
+        write_decisions(args.decisions, args.model, recordings, chosen or rows[0], args.gate_rest_class,
+                        parse_action_args(args.action), alignment)
     in_force = gate_in_force(meta, args.gate_rest_class, chosen["gate"]) if chosen else None
     alpha = chosen["ema_alpha"] if chosen and args.ema_alpha is not None else None
     options = serve_options(in_force, args.gate_rest_class, alpha) if chosen and (in_force or alpha) else None

@@ -42,8 +42,31 @@ def resolve_mode(cfg: TrackingConfig) -> str:
     return "online" if has_wandb_key() else "offline"
 
 
+def grouping(group: str | None, run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """Where a run sits among many: its ``study`` (the sweep's study or the CV's group, also its W&B group), its
+    ``fold`` (a CV's split), its sweep ``trial`` (from a ``trial<n>`` run folder) and its ``subject`` where the
+    config names one (the held-out subject of a LOSO over listed BIDS subjects, or the only one listed); logged
+    as the W&B config's ``grouping`` so the hosted dashboard groups and filters the runs as ``bmi compare`` does."""
+    data = config.get("data") or {}
+    split = data.get("split") or {}
+    method = split.get("method")
+    fold = split.get("fold") if method in ("kfold", "loso") else None
+    name = Path(run_dir).name
+    trial = int(name[5:]) if name.startswith("trial") and name[5:].isdigit() else None
+    subjects = sorted(str(s) for s in ((data.get("bids") or {}).get("subjects") or []))
+    subject = None
+    if method == "loso" and fold is not None and 0 <= fold < len(subjects):
+        subject = subjects[fold]
+    elif len(subjects) == 1:
+        subject = subjects[0]
+    return {"study": group or (config.get("tracking") or {}).get("group"), "fold": fold, "trial": trial,
+            "subject": subject}
+
+
 def make_wandb_logger(cfg: TrackingConfig, run_id: str, run_dir: Path, group: str | None, config: dict[str, Any]):
-    """A WandbLogger for this run, or None when tracking is disabled."""
+    """A WandbLogger for this run, or None when tracking is disabled. The config gets the run's
+    :func:`grouping` (study, fold, trial, subject) beside the experiment config."""
+    config = {**config, "grouping": grouping(group or cfg.group, run_dir, config)}
     mode = resolve_mode(cfg)
     if mode == "disabled":
         return None

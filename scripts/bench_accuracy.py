@@ -244,10 +244,10 @@ def markdown(results: dict) -> str:
 def save(results: dict, out: Path, started: float) -> None:
     results["seconds"] = round(time.monotonic() - started)
     out.parent.mkdir(parents=True, exist_ok=True)
+    from datasets.atomic import write_text
+
     for path, text in ((out, json.dumps(results, indent=2)), (out.with_suffix(".md"), markdown(results))):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        write_text(path, text)
 
 
 def main() -> int:

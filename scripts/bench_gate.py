@@ -166,11 +166,11 @@ def stream_scores(model_path: Path, recording: Path, data_cfg: dict, actions: di
 
     meta = read_model_metadata(model_path)
     cfg = from_mapping(DataConfig, data_cfg, "data")
-    _, data, cues, cue_s = read_cued([Path(recording)], cfg, meta["preprocessing"]["ch_names"])[0]
+    _, data, cues, cue_s, _ = read_cued([Path(recording)], cfg, meta["preprocessing"]["ch_names"])[0]
     windows = decode_windows(model_path, data)  # once; each gate setting only re-runs the server's rules
     # as bmi rehearse: cues that begin before the first decision are not scored; a rest-cue onset repeating the
     # movement cue just before while the window still holds mostly that cue is counted late, not spontaneous
-    scoring = {"from_s": windows.t[0] if len(windows.t) else float("inf"), "late_s": late_seconds(meta)}
+    scoring = {"from_s": windows.first_decoded_t, "late_s": late_seconds(meta)}
     decisions = decide(windows, smoothing=smoothing, actions=actions, rest_gate=rest_gate)
     scores = score_commands(decisions, cues, cue_s, **scoring) | {"online_rest_auc": online_rest_auc(decisions, cues, cue_s)}
     if sweep:  # the gate's trade-off on the same stream (not used to choose the defaults)

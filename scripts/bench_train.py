@@ -314,10 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         for workload in workloads:
             result["workloads"][workload] = run_workload(workload, args, epochs, repeats, Path(tmp))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_name(f".{out.name}.tmp")
-    tmp_out.write_text(json.dumps(result, indent=2))
-    os.replace(tmp_out, out)
+    from datasets.atomic import write_text
+
+    write_text(out, json.dumps(result, indent=2))
     for workload, r in result["workloads"].items():
         rate, alone = r["samples_per_s"], r["alone"]
         print(f"{workload} ({r['description']}, {r['n_train']} training windows, {r['batches_per_epoch']} batches/epoch):")

@@ -25,7 +25,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("datasets", "models", "pipeline", "exports")
 #: what the rig's runtime may take from the rest of the project
-RUNTIME_PROJECT = {"datasets", "datasets.dsp", "datasets.channel_names", "datasets.lsl_quiet", "exports", "exports.metadata", "exports.units"}
+RUNTIME_PROJECT = {"datasets", "datasets.dsp", "datasets.channel_names", "datasets.lsl_quiet", "datasets.atomic", "exports",
+                   "exports.metadata", "exports.units"}
 #: the pure helpers those modules stand on (the metadata's typed schema): light too, never imported by the runtime
 RUNTIME_SUPPORT = {"datasets.typed", "datasets.data_info"}
 LIGHT = RUNTIME_PROJECT | RUNTIME_SUPPORT
@@ -155,3 +156,35 @@ def test_export_and_the_run_record_load_no_training_loop():
             "print(bad); sys.exit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def renames_in(path: Path) -> list[str]:
+    """Calls that move a file into place: ``os.replace``, ``os.rename``, ``shutil.move``, ``<path>.replace(target)``,
+    ``<path>.rename(target)`` (one argument: ``str.replace`` takes two)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        owner = node.func.value.id if isinstance(node.func.value, ast.Name) else None
+        named = (owner, node.func.attr) in {("os", "replace"), ("os", "rename"), ("shutil", "move")}
+        path_method = node.func.attr in ("replace", "rename") and len(node.args) == 1 and not node.keywords
+        if named or (path_method and owner not in ("os", "shutil")):
+            found.append(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}:{node.lineno} {ast.unparse(node)}")
+    return found
+
+
+def test_one_atomic_write():
+    """Every file (and folder) moved into place goes through datasets/atomic.py, the one helper that removes its
+    temporary on an error; nothing else in the project renames files."""
+    files = [p for p in sources() + sorted((ROOT / "scripts").glob("*.py")) if p != ROOT / "datasets" / "atomic.py"]
+    found = [hit for path in files for hit in renames_in(path)]
+    assert not found, "write through datasets.atomic instead:\n" + "\n".join(found)
+
+
+def test_the_atomic_write_check_catches_a_rename(tmp_path):
+    bad = tmp_path / "x.py"
+    for code in ("import os\nos.replace(a, b)\n", "tmp.replace(path)\n", "p.rename(q)\n", "import shutil\nshutil.move(a, b)\n"):
+        bad.write_text(code)
+        assert renames_in(bad), code
+    bad.write_text("name = text.replace('a', 'b')\n")
+    assert not renames_in(bad)

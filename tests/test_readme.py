@@ -1,6 +1,8 @@
-"""The README cannot drift from the code: every fenced ``bmi ...`` command of the journeys runs and exits 0.
+"""The README and the journey pages cannot drift from the code: every ``bmi ...`` command they show runs and exits 0.
 
-The commands run in order, as a user would type them from the project root, in a copy of the project's
+The commands of the README's sections "Journey N" run first, then those of the journey pages
+(``docs/journeys/*.rst``, in the order of :data:`JOURNEY_PAGES`) that the README did not already run, in order, as a
+user would type them from the project root, in a copy of the project's
 ``configs/`` (so ``runs/``, ``data/`` and the caches land in a temporary folder): on the synthetic recordings
 that ``bmi data synth data/synthetic`` writes, and on the PhysioNet S001 files (``../shared/data``, linked in)
 when they are present. Two changes keep it quick, and neither changes what a command does: training commands
@@ -36,7 +38,9 @@ CANNOT_RUN_HERE = {
     "bmi calibrate": "records a live amplifier for minutes (tests/pipeline/test_calibrate.py runs the whole day)",
     "bmi finetune sessions/": "needs a calibration day's recordings (tests/pipeline/test_small_data.py fine-tunes)",
     "bmi session unblind": "needs the logs of planned sessions (tests/exports/runtime/test_session_plan.py)",
+    "bmi rehearse": "needs a held-out cued recording's config (tests/exports/runtime/test_gate.py, test_demo.py)",
 }
+JOURNEY_PAGES = ("train_and_compare", "deploy", "calibrate")
 NEEDS_S001 = ("train_eegmmidb", "eegmmidb_real", "runs/s001")
 TRAINING = ("bmi train", "bmi cv", "bmi sweep", "bmi finetune")
 
@@ -52,6 +56,30 @@ def journey_commands(text: str) -> list[str]:
     return commands
 
 
+def page_commands(text: str) -> list[str]:
+    """The ``bmi`` lines of a journey page's ``.. code-block:: bash`` blocks, in order."""
+    commands = []
+    for block in re.findall(r"^\.\. code-block:: (?:bash|sh|shell|console)\n((?:\n|[ \t]+.*\n)*)", text, flags=re.M):
+        commands += [line.strip() for line in block.splitlines() if line.strip().startswith("bmi ")]
+    return commands
+
+
+def walked_commands() -> list[str]:
+    """The README's journey commands, then the journey pages' commands the README did not already show."""
+    commands = journey_commands((ROOT / "README.md").read_text())
+
+    def words(command: str) -> tuple[str, ...]:  # the command without its comment (a shown line may continue: \\)
+        return tuple(shlex.split(command.removesuffix("\\"), comments=True))
+
+    seen = {words(command) for command in commands}
+    for page in JOURNEY_PAGES:
+        for command in page_commands((ROOT / "docs" / "journeys" / f"{page}.rst").read_text()):
+            if words(command) not in seen:
+                seen.add(words(command))
+                commands.append(command)
+    return commands
+
+
 def prepared(command: str) -> list[str]:
     args = shlex.split(command, comments=True)
     if command.startswith(TRAINING):
@@ -64,14 +92,50 @@ def prepared(command: str) -> list[str]:
 def test_the_readme_lists_the_commands_it_documents():
     commands = journey_commands((ROOT / "README.md").read_text())
     for expected in ("bmi train configs/train_eegmmidb.yaml --name s001", "bmi cv configs/demo.yaml", "bmi compare",
-                     "bmi export runs/<run_id>", "bmi data synth data/synthetic"):
+                     "bmi export runs/<run_id>", "bmi data synth data/synthetic", "bmi serve", "bmi calibrate"):
         assert any(c.startswith(expected) for c in commands), expected
 
 
-def test_the_readme_quotes_the_shipped_config_whole():
+def test_the_readme_is_a_front_door():
     readme = (ROOT / "README.md").read_text()
-    shipped = (ROOT / "configs" / "train_eegmmidb.yaml").read_text()
-    assert f"```yaml\n{shipped}```" in readme
+    lines = readme.splitlines()
+    assert len(lines) <= 200, f"the README has {len(lines)} lines; the manual belongs in docs/"
+    first_block = re.search(r"```bash\n(.*?)```", readme, flags=re.S).group(1).splitlines()
+    assert [line.split()[:2] for line in first_block] == [["make", "demo"], ["make", "test"]]
+    assert "not a medical device" in readme.lower()
+    assert "make docs" in readme
+    for name in ("pipeline", "models", "datasets", "exports"):
+        assert f"`{name}`" in readme, name
+
+
+def test_every_journey_page_has_commands_and_the_readme_links_the_safety_page():
+    for page in JOURNEY_PAGES:
+        assert page_commands((ROOT / "docs" / "journeys" / f"{page}.rst").read_text()), page
+    assert (ROOT / "docs" / "safety.rst").is_file() and "docs/safety.rst" in (ROOT / "README.md").read_text()
+
+
+def test_the_training_journey_quotes_the_shipped_config_by_inclusion():
+    page = (ROOT / "docs" / "journeys" / "train_and_compare.rst").read_text()
+    assert ".. literalinclude:: ../../configs/train_eegmmidb.yaml" in page
+    assert (ROOT / "configs" / "train_eegmmidb.yaml").is_file()
+
+
+def test_every_results_file_is_complete_and_shown_on_a_benchmark_page():
+    sys.path.insert(0, str(ROOT / "docs" / "benchmarks"))
+    try:
+        import tables
+    finally:
+        sys.path.remove(str(ROOT / "docs" / "benchmarks"))
+    shown = set()
+    for page in (ROOT / "docs" / "benchmarks").glob("*.rst"):
+        shown |= set(re.findall(r"^\.\. results-table:: (\S+)", page.read_text(), flags=re.M))
+    results = {path.stem for path in tables.RESULTS.glob("*.json")}
+    assert results, "no results files"
+    assert shown == results, f"shown but missing: {shown - results}; never shown: {results - shown}"
+    for name in sorted(results):
+        data = tables.load(name)
+        assert data["benchmark"] == name and data["rows"] and data["date"] and data["command"], name
+        assert any(line.startswith(".. list-table::") for line in tables.rst_lines(data))
 
 
 @pytest.mark.slow
@@ -86,7 +150,7 @@ def test_every_journey_command_runs(tmp_path):
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", MPLBACKEND="Agg", PYTHONPATH=str(ROOT),
                COLUMNS="100")
     ran, skipped, failed = [], [], []
-    for command in journey_commands((ROOT / "README.md").read_text()):
+    for command in walked_commands():
         reason = next((why for prefix, why in CANNOT_RUN_HERE.items() if command.startswith(prefix)), None)
         if reason is None and not S001.is_dir() and any(key in command for key in NEEDS_S001):
             reason = f"needs the S001 recordings ({S001})"

@@ -9,15 +9,14 @@ one saved by an earlier session (``--alignment FILE``, written with ``--save-ali
 from __future__ import annotations
 
 import json
-import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from datasets import atomic
 from datasets.dsp import Normalizer, alignment_matrix
 
 
@@ -78,10 +77,7 @@ def save_alignment(path: Path, matrix: np.ndarray, meta: dict[str, Any], seconds
     doc = {"matrix": np.asarray(matrix).tolist(), "ch_names": meta["channels"]["names"],
            "model_run_id": meta["run"].get("run_id"), "seconds": seconds,
            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(doc))
 
 
 def load_alignment(path: Path, meta: dict[str, Any]) -> np.ndarray:

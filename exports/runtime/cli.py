@@ -193,6 +193,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .safety import SafetyConfig
     from .server import ServeConfig, Server
     from .smoothing import SmoothingConfig
+    from .terminal import show_on_terminal
 
     args.token = shared_token(args)
     if args.allow_remote and not args.token:
@@ -200,8 +201,10 @@ def _serve(args: argparse.Namespace) -> int:
     sham, code = _condition(args)
     cfg = ServeConfig(
         hop_ms=args.hop_ms, max_age_ms=args.max_age_ms,
-        smoothing=SmoothingConfig(args.smoothing, args.ema_alpha, args.vote_k, args.hysteresis, args.dwell_ms / 1000),
-        safety=SafetyConfig(args.stale_ms, args.flat_threshold, args.saturation, args.safe_command, args.flat_ms),
+        smoothing=SmoothingConfig(method=args.smoothing, alpha=args.ema_alpha, k=args.vote_k,
+                                  hysteresis=args.hysteresis, dwell_s=args.dwell_ms / 1000),
+        safety=SafetyConfig(stale_ms=args.stale_ms, flat_threshold=args.flat_threshold, saturation=args.saturation,
+                            safe_command=args.safe_command, flat_ms=args.flat_ms),
         level_classes=tuple(args.level_classes.split(",")) if args.level_classes else None,
         gate={k: v for k, v in (("threshold", args.gate_threshold), ("hysteresis", args.gate_hysteresis),
                                 ("dwell_s", None if args.gate_dwell_ms is None else args.gate_dwell_ms / 1000))
@@ -218,6 +221,7 @@ def _serve(args: argparse.Namespace) -> int:
         allow_remote=args.allow_remote, token=args.token, resolve_timeout=args.resolve_timeout,
         hello_timeout=args.hello_timeout, split_mix=not args.whole_graph, poll_ahead_ms=args.poll_ahead_ms,
     )
+    show_on_terminal()  # the notices and the status line, off the decoding loop (terminal.py)
     stats = Server(args.model, args.input, args.output, cfg).run()
     sys.stderr.write(session_summary(stats) + "\n")
     print(json.dumps(stats))  # the machine-readable totals, last (also in --stats FILE)

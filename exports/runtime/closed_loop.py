@@ -1,52 +1,63 @@
 """A recording through the rig's own decision chain, as fast as the CPU goes, and what the hand did during it.
 
-:func:`decode_recording` feeds a recording (already in the model's channel order and units) through the pieces
-``bmi serve`` runs (:class:`datasets.dsp.CausalPreprocessor` chunk by chunk, the settling time, the window of
-every ``decim``-th filtered sample ending at the newest one, the normaliser, the decoder's leading channel mix on
-arrival when it has one, :class:`~exports.runtime.model.DecoderSession`, then :class:`~exports.runtime.smoothing.Smoother` or,
-for a gated decoder or a rest gate, :class:`~exports.runtime.smoothing.GatedSmoother`), one decision per hop on the stream's
-sample clock, without the network, the wall clock or the stream checks (a recording has no stalls). A model trained
-with Euclidean alignment takes the session's matrix as the server does (:mod:`~exports.runtime.alignment`): a
-training subject's, a saved one, or one estimated from the recording's first seconds, decisions withheld meanwhile.
+:func:`decode_windows` feeds a recording (already in the model's channel order and units) to
+:class:`~exports.runtime.chain.SignalChain`, the code ``bmi serve`` runs, one hop at a time on the stream's sample
+clock: the same causal preprocessing and settling, the same checks on the data (flat channels, steps,
+artifacts, amplitude, non-finite or saturated samples), the same alignment, and at every hop the newest window
+through the decoder or the reason it was withheld. :func:`decide` runs
+:class:`~exports.runtime.chain.CommandChain` (smoothing, gate, hold, actions) over those hops, as the server does,
+so the same windows can be decided under many settings. What only a live stream has (a sender's clock, a
+window's age, the operator's stop) does not arise; a stall of the stream, where the recording marks one
+(``restarts``), restarts the chain as the server's stale watchdog does.
+
 :func:`score_commands` measures the commands against the session's cues: false movement commands per minute
-during rest cues, and for every movement cue the time to its first correct command. Used by
-``scripts/bench_gate.py`` and the gate's tests; light (numpy and the runtime's own modules).
+during rest cues, and for every movement cue the time to its first correct command. Used by ``bmi rehearse``,
+the demo and ``scripts/bench_gate.py``; light (numpy and the runtime's own modules).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from datasets.dsp import CausalPreprocessor, PreprocessingSpec
-
-from .actions import SAFE_ACTION, plan_actions
-from .alignment import AlignmentPlan, choose_alignment, estimate_alignment, session_normalizer
-from .buffer import PhaseRings
+from .actions import SAFE_ACTION
+from .alignment import AlignmentPlan, choose_alignment
+from .chain import ChainConfig, CommandChain, SignalChain
 from .model import DecoderSession
-from .smoothing import GatedSmoother, SmoothingConfig, Smoother, gate_in_force
+from .smoothing import SmoothingConfig
 
 
 @dataclass
 class Windows:
-    """Every decision point of a recording, before any smoothing or gate rule: the stream time of its window's
-    last sample (s), the model's probabilities and (gated decoders) its raw gate probability (NaN otherwise)."""
+    """Every hop of a recording, before any smoothing or gate rule: its sample index (samples so far), the stream
+    time of its window's last sample (s), why it was withheld ("" for a decoded window), the model's
+    probabilities (NaN when withheld) and (gated decoders) its raw gate probability (NaN otherwise)."""
 
+    sample_index: np.ndarray
     t: np.ndarray
+    reason: list[str]
     probabilities: np.ndarray
     gate: np.ndarray
     meta: dict[str, Any]
     alignment: AlignmentPlan  # the matrix that aligned the windows and where it came from
+    config: ChainConfig
+
+    @property
+    def first_decoded_t(self) -> float:
+        """The stream time of the first decoded window (inf when none was)."""
+        decoded = [t for t, r in zip(self.t, self.reason) if not r]
+        return decoded[0] if decoded else float("inf")
 
 
 @dataclass
 class Decisions:
-    """One row per decision: the stream time of its window's last sample (s), the command, its hand action,
-    the model's probabilities and the gate the rules saw (the model's, or 1 - P(rest) under a rest gate; NaN
-    without a gate)."""
+    """One row per hop (and per chunk refused as non-finite or saturated): its sample index, the stream time of its window's last sample (s), the command (the safe
+    command while withheld), its hand action, why it was withheld ("" for a decision), the probabilities sent
+    (NaN when withheld) and the gate the rules saw (the model's, or 1 - P(rest) under a rest gate; NaN without a
+    gate or when withheld)."""
 
     t: np.ndarray
     command: list[str]
@@ -55,90 +66,107 @@ class Decisions:
     gate: np.ndarray
     classes: list[str]
     alignment: AlignmentPlan | None = None  # the matrix that aligned the windows and where it came from
+    reason: list[str] | None = None
+    sample_index: np.ndarray | None = None
+
+    def decided(self) -> Decisions:
+        """Only the decoded hops (the messages the server sends as decisions)."""
+        keep = np.array([not r for r in self.reason]) if self.reason is not None else np.ones(len(self.t), bool)
+        return Decisions(self.t[keep], [c for c, k in zip(self.command, keep) if k],
+                         [a for a, k in zip(self.action, keep) if k], self.probabilities[keep], self.gate[keep],
+                         self.classes, self.alignment, [""] * int(keep.sum()),
+                         None if self.sample_index is None else self.sample_index[keep])
 
 
 def decode_recording(model_path: str | Path, data: np.ndarray, *, hop_ms: float = 50.0,
                      smoothing: SmoothingConfig | None = None, gate: dict[str, float] | None = None,
                      actions: dict[str, str] | None = None, rest_gate: str | None = None,
-                     alignment: AlignmentPlan | None = None) -> Decisions:
+                     alignment: AlignmentPlan | None = None, config: ChainConfig | None = None,
+                     restarts: Sequence[int] = ()) -> Decisions:
     """Decisions on ``data`` (``[n_chans, n_samples]``, the model's channels in its order and units):
     :func:`decode_windows` then :func:`decide`."""
-    return decide(decode_windows(model_path, data, hop_ms=hop_ms, alignment=alignment), smoothing=smoothing,
-                  gate=gate, actions=actions, rest_gate=rest_gate)
+    windows = decode_windows(model_path, data, hop_ms=hop_ms, alignment=alignment, config=config, restarts=restarts)
+    return decide(windows, smoothing=smoothing, gate=gate, actions=actions, rest_gate=rest_gate)
 
 
 def decode_windows(model_path: str | Path, data: np.ndarray, *, hop_ms: float = 50.0,
-                   alignment: AlignmentPlan | None = None) -> Windows:
-    """The model on ``data`` (``[n_chans, n_samples]``, the model's channels in its order and units), arriving in
-    chunks of one hop: one window per hop once the filters have settled and a window has filled. ``alignment``
-    (from :func:`~exports.runtime.alignment.choose_alignment`, as ``bmi serve --subject / --align-seconds /
+                   alignment: AlignmentPlan | None = None, config: ChainConfig | None = None,
+                   restarts: Sequence[int] = ()) -> Windows:
+    """The decision chain's windows on ``data`` (``[n_chans, n_samples]``, the model's channels in its order and
+    units), arriving in chunks of one hop. ``config``: the chain's checks as ``bmi serve`` takes them (its
+    defaults by default; ``hop_ms`` sets the hop when no config is given). ``restarts``: sample indices where the
+    stream stalled (the samples before and after are not contiguous): the chain restarts there, as the server
+    does after a stall, and the next hops start from it. ``alignment`` (from
+    :func:`~exports.runtime.alignment.choose_alignment`, as ``bmi serve --subject / --align-seconds /
     --alignment``) is the session's alignment; by default the model's only training subject's, if it has
     alignment at all."""
+    cfg = config if config is not None else ChainConfig(hop_ms=hop_ms)
     decoder = DecoderSession(model_path, warmup=1)
     meta = decoder.meta
-    spec = PreprocessingSpec.from_dict(meta["preprocessing"])
-    if data.shape[0] != len(spec.ch_names):
-        raise ValueError(f"'data' has {data.shape[0]} channels; the model takes {len(spec.ch_names)} ({spec.ch_names}).")
+    n_model = len(meta["preprocessing"]["ch_names"])
+    if data.shape[0] != n_model:
+        raise ValueError(f"'data' has {data.shape[0]} channels; the model takes {n_model} "
+                         f"({meta['preprocessing']['ch_names']}).")
     plan = alignment if alignment is not None else choose_alignment(meta, None, None, None)
-    pre = CausalPreprocessor(spec)
-    rows = decoder.rows_from(session_normalizer(meta["normalization"], plan.matrix))  # the window's rows, as the server
-    hop = max(1, int(round(hop_ms / 1000 * spec.sfreq_in)))
-    decim = spec.decim
-    need, settle = decoder.n_times * decim, spec.settle_out * decim  # input samples, as the server counts them
-    filtered = PhaseRings(data.shape[0], decoder.n_times, decim)  # as the server: the filtered samples, and ...
-    normalized = PhaseRings(decoder.window.shape[0], decoder.n_times, decim)  # ... the decoder's rows of them
-    have = 0  # filtered input samples so far
-    to_align, aligning = plan.estimate_samples, []  # the session's own alignment: its first settled samples
-    t, probs_out, gates = [], [], []
-    for start in range(0, data.shape[1] - hop + 1, hop):
-        out = pre.filter(np.asarray(data[:, start : start + hop], dtype=np.float32)).astype(np.float32)
-        filtered.append(out)
-        normalized.append(rows(out))
-        have += out.shape[1]
-        if to_align:
-            aligning.append(out)
-            if -(-(have - settle) // decim) >= to_align:  # model-rate samples from the first settled one, as the server
-                first = np.concatenate(aligning, axis=1)[:, settle::decim][:, :to_align]
-                matrix = estimate_alignment(first, decoder.n_times)
-                plan = AlignmentPlan(matrix, plan.source)
-                rows = decoder.rows_from(session_normalizer(meta["normalization"], matrix))
-                to_align, aligning = 0, []
-                normalized.refill(filtered, rows)  # what it held was normalised unaligned
-        if have - settle < need or to_align:  # decisions withheld while the filters settle or the alignment is estimated
-            continue
-        # every decim-th normalised sample up to the newest, copied into the decoder's input as the server does
-        np.copyto(decoder.window, normalized.latest(decoder.n_times))
-        probs_out.append(decoder.predict())
-        t.append((start + hop) / spec.sfreq_in)
-        gates.append(decoder.gate if decoder.gated else np.nan)
-    return Windows(np.asarray(t), np.asarray(probs_out).reshape(len(t), len(meta["classes"])),
-                   np.asarray(gates, dtype=np.float64), meta, plan)
+    plan = AlignmentPlan(plan.matrix, plan.source, plan.estimate_samples)  # the chain fills in an estimate: a copy
+    chain = SignalChain(decoder, cfg, plan)
+    index, t, reasons, probs_out, gates = [], [], [], [], []
+    n_classes = len(meta["classes"])
+    bounds = sorted({0, data.shape[1], *(int(r) for r in restarts if 0 < r < data.shape[1])})
+    for first, last in zip(bounds[:-1], bounds[1:]):
+        if first:
+            chain.restart()  # a stall: the server's stale watchdog restarts the chain
+        for start in range(first, last, chain.hop):
+            problem = chain.feed(np.asarray(data[:, start : min(start + chain.hop, last)], dtype=np.float32))
+            window = None
+            if problem:
+                window_reason = problem
+            elif chain.hop_due():
+                window = chain.window()
+                window_reason = window.reason or ""
+            else:
+                continue
+            index.append(chain.samples)
+            t.append(chain.t)
+            reasons.append(window_reason)
+            decoded = window is not None and window.reason is None
+            probs_out.append(window.probabilities if decoded else np.full(n_classes, np.nan, dtype=np.float32))
+            gates.append(window.gate if decoded else np.nan)
+    return Windows(np.asarray(index, dtype=np.int64), np.asarray(t), reasons,
+                   np.asarray(probs_out, dtype=np.float32).reshape(len(t), n_classes),
+                   np.asarray(gates, dtype=np.float64), meta, plan, cfg)
 
 
 def decide(windows: Windows, *, smoothing: SmoothingConfig | None = None, gate: dict[str, float] | None = None,
            actions: dict[str, str] | None = None, rest_gate: str | None = None) -> Decisions:
-    """The server's rules on decoded windows: :class:`~exports.runtime.smoothing.Smoother` or, for a gated
-    decoder or a rest gate, :class:`~exports.runtime.smoothing.GatedSmoother`, on stream time. ``gate`` overrides
-    the gate's settings; ``rest_gate`` names the rest class of a model without a gate to gate it on
-    ``1 - P(rest_gate)`` (``bmi serve --gate-rest-class``). The same windows can be decided under many settings."""
-    meta = windows.meta
-    classes = meta["classes"]
-    act = plan_actions(classes, actions or {})
-    smoothing = smoothing or SmoothingConfig()
-    gate_cfg = gate_in_force(meta, rest_gate, gate or {})
-    if gate_cfg is None:
-        hold = "rest" if "rest" in classes else "hold"  # the server's default safe command: decisions start there
-        smoother, gates = Smoother(classes, smoothing, hold=hold), np.full(len(windows.t), np.nan)
-    else:  # a rest gate: 1 - P(rest) is the gate
-        smoother = GatedSmoother(classes, smoothing, gate_cfg)
-        gates = windows.gate if rest_gate is None else \
-            1.0 - windows.probabilities[:, classes.index(rest_gate)].astype(np.float64)  # as the server's float()
-    commands, actions = [], []
-    for t, p, g in zip(windows.t, windows.probabilities, gates):
-        commands.append((smoother.update(p, t) if gate_cfg is None else smoother.update(p, t, g))[0])
-        actions.append(SAFE_ACTION if smoother.holding else act[commands[-1]])  # as the server's decisions
-    return Decisions(windows.t, commands, actions, windows.probabilities,
-                     np.asarray(gates, dtype=np.float64), classes, windows.alignment)
+    """The server's rules (:class:`~exports.runtime.chain.CommandChain`) on decoded windows: a withheld hop holds
+    and starts the rules again from hold, as the server's safe state does. ``smoothing``, ``gate`` (the gate's
+    settings over the model's), ``actions`` and ``rest_gate`` (the rest class of a model without a gate, to gate
+    it on ``1 - P(rest_gate)``: ``bmi serve --gate-rest-class``) override the windows' chain settings. The same
+    windows can be decided under many settings."""
+    base = windows.config
+    cfg = replace(base, smoothing=smoothing or base.smoothing, gate=base.gate if gate is None else gate,
+                  actions=base.actions if actions is None else actions,
+                  gate_rest_class=base.gate_rest_class if rest_gate is None else rest_gate)
+    rules = CommandChain(windows.meta, cfg)
+    commands, actions_out, probs, gates = [], [], [], []
+    for t, reason, p, g in zip(windows.t, windows.reason, windows.probabilities, windows.gate):
+        if reason:
+            rules.reset()
+            commands.append(rules.safe_command)
+            actions_out.append(SAFE_ACTION)
+            probs.append(p)
+            gates.append(np.nan)
+            continue
+        decision = rules.decide(p, g, t)
+        commands.append(decision.command)
+        actions_out.append(decision.action)
+        probs.append(decision.probabilities)
+        gates.append(decision.gate)
+    n_classes = len(windows.meta["classes"])
+    return Decisions(windows.t, commands, actions_out, np.asarray(probs, dtype=np.float64).reshape(-1, n_classes),
+                     np.asarray(gates, dtype=np.float64), rules.classes, windows.alignment,
+                     list(windows.reason), windows.sample_index)
 
 
 MIN_GAP_S = 0.5  # shorter spans between cues are not scored as gaps

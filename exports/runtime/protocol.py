@@ -65,6 +65,24 @@ class Frame:
 
 
 def encode_hello(ch_names: list[str], sfreq: float, token: str | None = None, units: str | list[str] | None = None) -> bytes:
+    """The hello frame a TCP client sends first.
+
+    Parameters
+    ----------
+    ch_names : list of str
+        The channels, in the order of every data frame's samples.
+    sfreq : float
+        The sampling rate in Hz.
+    token : str, optional
+        The shared token, when the server requires one.
+    units : str or list of str, optional
+        One unit for every channel (``"uV"``) or one per channel.
+
+    Returns
+    -------
+    bytes
+        The frame: the 24-byte header and its UTF-8 JSON payload.
+    """
     body: dict[str, Any] = {"ch_names": list(ch_names), "sfreq": float(sfreq)}
     if token is not None:
         body["token"] = token

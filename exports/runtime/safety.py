@@ -55,9 +55,16 @@ def check_chunk(chunk: np.ndarray, cfg: SafetyConfig) -> str | None:
     """Problem with a raw input chunk, or None."""
     if not math.isfinite(chunk.sum(dtype=np.float64)):  # any NaN or inf makes the sum so; float32 never overflows it
         return "nonfinite"
-    if cfg.saturation is not None and chunk.size and np.abs(chunk).max() >= cfg.saturation:
+    if cfg.saturation is not None and saturated_channels(chunk, cfg.saturation).any():
         return "saturated"
     return None
+
+
+def saturated_channels(chunk: np.ndarray, limit: float | None) -> np.ndarray:
+    """Which channels of ``chunk`` (``[n_chans, n]``) reach the amplifier's range ``limit`` (none when None)."""
+    if limit is None or not chunk.shape[1]:
+        return np.zeros(chunk.shape[0], dtype=bool)
+    return np.abs(chunk).max(axis=1) >= limit
 
 
 class FlatDetector:
@@ -100,8 +107,14 @@ class FlatDetector:
                 self._fill, self._slot = 0, (k + 1) % self.blocks
                 self._whole = min(self.blocks, self._whole + 1)
                 if self._whole == self.blocks:
-                    flat |= bool((self._hi.max(axis=0) - self._lo.min(axis=0) <= self.threshold).any())
+                    flat |= bool(self.flat_channels().any())
         return flat
+
+    def flat_channels(self) -> np.ndarray:
+        """Which channels are flat over the newest whole blocks held (none until ``flat_samples`` have come)."""
+        if self._whole < self.blocks:
+            return np.zeros(self._lo.shape[1], dtype=bool)
+        return self._hi.max(axis=0) - self._lo.min(axis=0) <= self.threshold
 
 
 class AmplitudeCheck:

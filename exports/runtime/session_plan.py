@@ -23,12 +23,12 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import random
 import secrets
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from datasets import atomic
 
 CONDITIONS = ("real", "sham")  # what bmi serve can run
 PLAN_FIELDS = ["patient", "session", "code"]
@@ -79,13 +79,7 @@ def _write_new(path: Path, text: str) -> None:
     """Write atomically, never over an existing file (a schedule is made once)."""
     if path.exists():
         raise FileExistsError(f"{path} exists; a session plan is never overwritten (choose another --out / --key).")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic.write_text(path, text)
 
 
 def default_key_path(plan_path: Path) -> Path:

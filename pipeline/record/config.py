@@ -163,6 +163,20 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[E
 
 
 def config_from_mapping(raw: dict[str, Any], overrides: list[str] | None = None) -> ExperimentConfig:
+    """A config from a plain mapping (a parsed YAML document), with ``key.path=value`` overrides applied.
+
+    Parameters
+    ----------
+    raw : dict
+        The document, with a ``data`` section.
+    overrides : list of str, optional
+        Dotted overrides, e.g. ``["optim.lr=3e-3"]`` (values read as YAML).
+
+    Returns
+    -------
+    ExperimentConfig
+        The validated config; a bad key or value raises :class:`datasets.typed.ConfigError`.
+    """
     return from_mapping(ExperimentConfig, apply_overrides(raw, overrides, ExperimentConfig), "config")
 
 

@@ -141,10 +141,12 @@ def read_status(run_dir: Path) -> dict[str, Any]:
 
 
 def is_failed(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` ended failed or interrupted (its status file says so)."""
     return read_status(run_dir).get("status") in ("failed", "interrupted")
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
+    """The summary a finished run wrote (metrics, kept checkpoint, timings); FileNotFoundError if it has none."""
     return _read_json(run_dir, SUMMARY, "a finished run")
 
 
@@ -159,6 +161,7 @@ def read_data_info(run_dir: Path) -> dict[str, Any]:
 
 
 def is_ensemble(run_dir: Path) -> bool:
+    """Whether ``run_dir`` is an ensemble of runs (``bmi train --seeds``, ``bmi ensemble``)."""
     return (Path(run_dir) / ENSEMBLE).is_file()
 
 
@@ -189,6 +192,7 @@ def data_seed(cfg: ExperimentConfig) -> int:
 
 
 def last_checkpoint(run_dir: Path) -> Path:
+    """The run's ``checkpoints/last.ckpt`` (what ``bmi train --resume`` continues from)."""
     last = Path(run_dir) / CHECKPOINTS / "last.ckpt"
     if not last.is_file():
         raise FileNotFoundError(f"{run_dir} has no {CHECKPOINTS}/last.ckpt (the run never finished an epoch).")

@@ -69,3 +69,21 @@ def write_config(synth_dir, tmp_path):
         return path
 
     return _write
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server on a free loopback port in a temporary data directory (``tests/postgres.py``),
+    stopped at the end of the session. Skips where it cannot run, unless ``BMI_REQUIRE_POSTGRES=1`` (CI)."""
+    import os
+
+    from postgres import start_postgres, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is not None:
+        if os.environ.get("BMI_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"BMI_REQUIRE_POSTGRES=1 but {reason}")
+        pytest.skip(reason)
+    server = start_postgres()
+    yield server
+    server.stop()

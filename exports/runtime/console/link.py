@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..server import percentiles
+from ..safety import saturated_channels
+from ..stats import percentiles
 from .bridge import ConsoleBridge
 
 
@@ -99,26 +100,26 @@ class ConsoleLink:
                        "clock_offset_ms": None if offset is None else round(offset * 1000, 3),
                        "ahead_ms_max": round(s.clock_ahead_max * 1000, 3),
                        "clock_faults": s.events["clock_fault"], "clock_fault_last": s.clock_fault_reason},
-            "channels": self._channels(), "amplitude_passed": s.amplitude.passed, "alignment": s.alignment.source,
+            "channels": self._channels(), "amplitude_passed": s.chain.amplitude.passed, "alignment": s.alignment.source,
             "events": dict(s.state.events) | dict(s.events), "outputs": s.outputs.stats,
             "console_dropped": self.bridge.dropped,
         })
 
     def _channels(self) -> dict[str, Any] | None:
-        """Each channel's band-passed RMS against training, and which are flat or saturated right now."""
-        s = self.server
-        if not s.proc_ring.count:
+        """Each channel's band-passed RMS against training, and which are flat or saturated right now (by the
+        rules the decision chain applies: :class:`~exports.runtime.safety.FlatDetector` and
+        :func:`~exports.runtime.safety.saturated_channels`)."""
+        chain = self.server.chain
+        if not chain.filtered.count:
             return None
-        window = s.proc_ring.latest(s.proc_ring.count)  # at the model's rate
+        window = chain.filtered.latest(chain.filtered.count)  # at the model's rate
         rms = np.sqrt(np.mean(np.square(window, dtype=np.float64), axis=1))
-        train = np.asarray(s.norm["rms"], dtype=np.float64)
+        train = np.asarray(chain.norm["rms"], dtype=np.float64)
         ratio = np.where(train > 0, rms / np.where(train > 0, train, 1), 1.0)
-        raw = s.raw_ring.latest(min(s.raw_ring.count, s.flat_samples))
-        flat = np.flatnonzero(np.ptp(raw, axis=1) <= s.cfg.safety.flat_threshold) if raw.shape[1] > 1 else []
-        limit = s.cfg.safety.saturation
-        saturated = np.flatnonzero(np.abs(raw).max(axis=1) >= limit) if limit is not None and raw.shape[1] else []
-        return {"ratio": np.round(ratio, 3).tolist(), "flat": [int(i) for i in flat],
-                "saturated": [int(i) for i in saturated]}
+        raw = chain.raw_ring.latest(chain.raw_ring.count)
+        saturated = saturated_channels(raw, self.server.cfg.safety.saturation)
+        return {"ratio": np.round(ratio, 3).tolist(), "flat": np.flatnonzero(chain.flat.flat_channels()).tolist(),
+                "saturated": np.flatnonzero(saturated).tolist()}
 
     def close(self) -> None:
         self.status()

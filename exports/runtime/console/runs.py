@@ -1,6 +1,10 @@
 """The runs under a runs folder, read from their files only (summary.json, config.yaml, metrics.csv, run.json).
 
 Light on purpose (json, csv, yaml): the console runs on the rig, where there is no training stack.
+
+A lab's runs folder holds hundreds of runs (sweep studies, cross-validations): each run's row is kept in memory
+and read again only when one of its files changed (their modification times and sizes), so a reload of the
+runs page costs a directory walk, not hundreds of YAML parses.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ def _config(run: Path) -> dict:
     import yaml
 
     path = run / "config.yaml"
-    try:
-        return yaml.safe_load(path.read_text()) or {} if path.is_file() else {}
+    try:  # libyaml's loader where PyYAML has it (ten times faster)
+        return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {} \
+            if path.is_file() else {}
     except yaml.YAMLError:
         return {}
 
@@ -38,30 +43,68 @@ def _run_dirs(root: Path) -> list[Path]:
     return sorted({p.parent for pattern in ("**/summary.json", "**/run.json") for p in root.glob(pattern)})
 
 
+#: a run's row, by its folder, with the stamps of the files it was read from
+_ROWS: dict[Path, tuple[tuple, dict[str, Any]]] = {}
+_STAMPED = ("summary.json", "run.json", "config.yaml", "metrics.csv")
+
+
+def _stamp(run: Path) -> tuple:
+    out = []
+    for name in _STAMPED:
+        try:
+            st = (run / name).stat()
+            out.append((st.st_mtime_ns, st.st_size))
+        except FileNotFoundError:
+            out.append(None)
+    return tuple(out)
+
+
 def list_runs(root: Path) -> list[dict[str, Any]]:
-    """One row per run folder: id, status, model, key config, val/test metrics, date, group, files."""
+    """One row per run folder: id, status, model, key config, val/test metrics, date, group, the folder it
+    sits in (its study or CV: ``folder``), files. A run's row is read again only when its files changed."""
     rows = []
-    for run in _run_dirs(Path(root)):
-        summary_path = run / "summary.json"
-        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-        meta = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
-        config = _config(run)
-        rel = run.relative_to(root).as_posix()
-        files = [p.relative_to(run).as_posix() for p in sorted(run.glob("checkpoints/*.ckpt"))]
-        files += [p.relative_to(run).as_posix() for p in sorted(run.glob("*.onnx"))]
-        rows.append({
-            "id": rel, "run_id": summary.get("run_id") or meta.get("run_id") or run.name,
-            "status": "finished" if summary else "incomplete",
-            "date": summary.get("finished") or _date_from_id(run.name),
-            "group": summary.get("group") or meta.get("group"),
-            "tags": summary.get("tags") or [],
-            "config": {k: _get(config, path) for k, path in KEY_CONFIG.items()},
-            "val": summary.get("val") or {}, "test": summary.get("test") or {},
-            "classes": summary.get("classes"), "confusion": summary.get("test_confusion_matrix"),
-            "warnings": summary.get("warnings") or [], "files": files,
-            "has_curves": (run / "metrics.csv").is_file(),
-        })
+    root = Path(root)
+    for run in _run_dirs(root):
+        stamp = _stamp(run)
+        cached = _ROWS.get(run)
+        if cached is None or cached[0] != stamp or not _files_unchanged(run, cached[1]):
+            cached = (stamp, _read_row(root, run))
+            _ROWS[run] = cached
+        rows.append(cached[1])
     return rows
+
+
+def _files(run: Path) -> list[str]:
+    files = [p.relative_to(run).as_posix() for p in sorted(run.glob("checkpoints/*.ckpt"))]
+    return files + [p.relative_to(run).as_posix() for p in sorted(run.glob("*.onnx"))]
+
+
+def _files_unchanged(run: Path, row: dict[str, Any]) -> bool:
+    return _files(run) == row["files"]
+
+
+def _read_row(root: Path, run: Path) -> dict[str, Any]:
+    summary_path = run / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    meta = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
+    config = _config(run)
+    rel = run.relative_to(root).as_posix()
+    files = _files(run)
+    return {
+        "id": rel, "run_id": summary.get("run_id") or meta.get("run_id") or run.name,
+        "folder": rel.rpartition("/")[0],
+        # without a summary: what run.json says (failed, interrupted; running, or killed and never marked)
+        "status": "finished" if summary else meta.get("status") or "incomplete",
+        "error": None if summary else meta.get("error"),
+        "date": summary.get("finished") or _date_from_id(run.name),
+        "group": summary.get("group") or meta.get("group"),
+        "tags": summary.get("tags") or [],
+        "config": {k: _get(config, path) for k, path in KEY_CONFIG.items()},
+        "val": summary.get("val") or {}, "test": summary.get("test") or {},
+        "classes": summary.get("classes"), "confusion": summary.get("test_confusion_matrix"),
+        "warnings": summary.get("warnings") or [], "files": files,
+        "has_curves": (run / "metrics.csv").is_file(),
+    }
 
 
 def _date_from_id(name: str) -> str | None:

@@ -228,14 +228,18 @@ def test_a_rest_gate_holds_a_flat_decoder_until_its_movement_probability_opens_i
     data, ch_names, sfreq, _ = recording_array
     meta = read_model_metadata(constant_flat_model)
     data = data[[ch_names.index(c) for c in meta["preprocessing"]["ch_names"]], : int(8 * sfreq)]
-    plain = decode_recording(constant_flat_model, data)
+    every = decode_recording(constant_flat_model, data)
+    first = every.reason.index("")  # the hops before it waited for the filters and the amplitude check, holding
+    assert first > 0 and set(every.reason[:first]) <= {"settling", "checking_amplitude"}
+    assert set(every.action[:first]) == {"hold"} and not any(every.reason[first:])
+    plain = every.decided()
     dwell = SmoothingConfig().dwell_s
     moved = np.array([a != "hold" for a in plain.action])
     assert len(plain.t) > 20 and np.isnan(plain.gate).all()
     assert not moved[plain.t < plain.t[0] + dwell - 1e-9].any() and moved[plain.t >= plain.t[0] + dwell - 1e-9].all()
-    held = decode_recording(constant_flat_model, data, rest_gate="rest", gate={"threshold": 0.85, "hysteresis": 0.05})
+    held = decode_recording(constant_flat_model, data, rest_gate="rest", gate={"threshold": 0.85, "hysteresis": 0.05}).decided()
     assert set(held.command) == {"rest"} and np.allclose(held.gate, 0.8, atol=1e-5)
-    opens = decode_recording(constant_flat_model, data, rest_gate="rest", gate={"threshold": 0.6, "dwell_s": 0.5})
+    opens = decode_recording(constant_flat_model, data, rest_gate="rest", gate={"threshold": 0.6, "dwell_s": 0.5}).decided()
     moving = np.array([a != "hold" for a in opens.action])
     first = opens.t[np.argmax(moving)]
     assert not moving[opens.t < opens.t[0] + 0.5].any() and moving[opens.t >= first].all()
@@ -282,8 +286,8 @@ def test_rehearse_scores_a_gate_against_the_cues(constant_flat_model, recording_
     config.write_text(yaml.safe_dump({"data": {"files": [str(path)], "events": {c: c for c in CLASSES}}}))
     classes = read_model_metadata(constant_flat_model)["classes"]
     preferred = next(c for c in classes if c != "rest")  # the first of the two tied movement classes
-    cues = [a["description"] for a in mne.io.read_raw(path, verbose="error").annotations]
-    share = cues.count(preferred) / sum(c != "rest" for c in cues)
+    raw = mne.io.read_raw(path, verbose="error")
+    decisions = tmp_path / "decisions.csv"
 
     def rehearse(*options):
         proc = bmi("rehearse", str(constant_flat_model), "--data", str(config), "--json", *options)
@@ -291,7 +295,13 @@ def test_rehearse_scores_a_gate_against_the_cues(constant_flat_model, recording_
         assert code == 0, err
         return json.loads(out.splitlines()[-1])
 
-    plain = rehearse()["rows"][0]
+    plain = rehearse("--decisions", str(decisions))["rows"][0]
+    # the cues scored: from the first decided window (the filters settled, the amplitude checked) to the data's end
+    first = next(float(r["t_window_end"]) for r in csv.DictReader(decisions.open()) if not r["reason"])
+    cues = [a["description"] for a in raw.annotations if first <= a["onset"] - raw.first_time
+            and a["onset"] - raw.first_time + a["duration"] <= raw.times[-1]]
+    share = cues.count(preferred) / sum(c != "rest" for c in cues)
+    assert 0 < share < 1 and plain["movement_cues"] == sum(c != "rest" for c in cues)
     assert plain["movement_time_during_rest"] == 1.0 and plain["movement_hit_rate"] == pytest.approx(share)
     assert plain["rest_cues"] > 0 and plain["rest_cues_moved_in"] == plain["rest_cues"]  # the hand moved in every one
     result = rehearse("--gate-rest-class", "rest", "--gate-threshold", "0.85,0.6", "--gate-dwell-ms", "200",
@@ -349,11 +359,11 @@ def test_rehearse_tries_ema_weights_as_the_server_would_smooth(flickering_flat_m
     result = json.loads(out.splitlines()[-1])
     rows = result["rows"]
     assert [r["ema_alpha"] for r in rows] == [1, 0.05]
-    _, signals, cues, cue_s = read_cued([path], from_mapping(DataConfig, data, "data"), meta["preprocessing"]["ch_names"])[0]
+    _, signals, cues, cue_s, _ = read_cued([path], from_mapping(DataConfig, data, "data"), meta["preprocessing"]["ch_names"])[0]
     windows = decode_windows(flickering_flat_model, signals)
     for row in rows:
         expected = score_commands(decide(windows, smoothing=SmoothingConfig(alpha=row["ema_alpha"])), cues, cue_s,
-                                  from_s=windows.t[0], late_s=late_seconds(meta))
+                                  from_s=windows.first_decoded_t, late_s=late_seconds(meta))
         for key in ("false_movements_per_min", "movement_time_during_rest", "movement_hit_rate", "time_to_correct_s",
                     "movement_time_between_cues", "movement_time_uncued"):
             assert row[key] == pytest.approx(expected[key]), (row["ema_alpha"], key)
@@ -382,7 +392,7 @@ def test_rehearse_leaves_out_a_cue_its_recording_cuts(constant_flat_model, recor
     meta = read_model_metadata(constant_flat_model)
     data = from_mapping(DataConfig, {"files": [str(path)], "events": {c: c for c in meta["classes"]}}, "data")
     (recording,) = read_cued([path], data, meta["preprocessing"]["ch_names"])
-    _, signals, cues, cue_s = recording
+    _, signals, cues, cue_s, _ = recording
     cut_at = cues[-2][0] + cue_s / 2  # half-way through the last cue but one
     cut = (path, signals[:, : int(cut_at * sfreq)], cues, cue_s)
     (whole,) = rehearse(constant_flat_model, [recording], [{}])

@@ -508,7 +508,9 @@ def test_a_rehearsal_aligns_each_recording_as_the_server_does(exported, recordin
     with pytest.raises(ValueError, match="choose --subject S"):
         decode_recording(model, data)
 
-    estimated = decode_recording(model, data, alignment=choose_alignment(meta, None, 4.0, None))
+    everything = decode_recording(model, data, alignment=choose_alignment(meta, None, 4.0, None))
+    estimated = everything.decided()
+    assert "aligning" in everything.reason and set(everything.action[: everything.reason.index("")]) == {"hold"}
     decim, n_times = meta["preprocessing"]["decim"], meta["window"]["n_times"]
     settle_out = int(np.ceil(meta["preprocessing"]["settle_seconds"] * sfreq / decim))
     n_align = int(4 * meta["sfreq"])
@@ -518,8 +520,8 @@ def test_a_rehearsal_aligns_each_recording_as_the_server_does(exported, recordin
     windows = reference[:, : (n_align // n_times) * n_times].reshape(len(reference), -1, n_times).transpose(1, 0, 2)
     matrix = alignment_matrix(windows)
     np.testing.assert_allclose(estimated.alignment.matrix, matrix, rtol=1e-3, atol=1e-3 * np.abs(matrix).max())
-    known = decode_recording(model, data, alignment=AlignmentPlan(matrix, "reference"))
-    identity = decode_recording(model, data, alignment=choose_alignment(meta, "01", None, None))
+    known = decode_recording(model, data, alignment=AlignmentPlan(matrix, "reference")).decided()
+    identity = decode_recording(model, data, alignment=choose_alignment(meta, "01", None, None)).decided()
     same = known.t >= estimated.t[0]
     np.testing.assert_array_equal(known.t[same], estimated.t)
     np.testing.assert_allclose(estimated.probabilities, known.probabilities[same], atol=1e-4)

@@ -1,4 +1,6 @@
 // The runs page: every run under the runs folder, sortable, grouped; curves and confusion matrices of a selection.
+// At a lab's scale (sweep studies and cross-validations, hundreds of runs) the groups (a run's study or CV
+// folder, else its W&B group) start folded to one summary row each, and the ungrouped list is paged.
 "use strict";
 
 const COLUMNS = [
@@ -15,7 +17,11 @@ const COLUMNS = [
   ["status", "status", (r) => r.status],
 ];
 const PALETTE = ["#2f6fdf", "#d9822b", "#1f9d55", "#c92a2a", "#7b61ff", "#00a3a3", "#a05a2c", "#e64980"];
-const R = {runs: [], sort: "date", asc: false, selected: new Set()};
+const R = {runs: [], sort: "date", asc: false, selected: new Set(), open: new Set(), page: 0};
+const FOLD_ABOVE = 60;  // more runs than this: groups start folded
+const PAGE_SIZE = 100;  // ungrouped: rows per page
+
+function groupOf(r) { return r.folder || r.group || ""; }
 
 function cell(v) {
   return typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(3)) : v === null || v === undefined ? "–" : String(v);
@@ -41,14 +47,26 @@ function render() {
   const body = table.tBodies[0];
   body.replaceChildren();
   const grouped = document.getElementById("group-toggle").checked;
-  const groups = grouped ? [...new Set(rows.map((r) => r.group || ""))].sort() : [null];
+  const byGroup = new Map();
+  if (grouped) for (const r of rows) { const g = groupOf(r); byGroup.has(g) ? byGroup.get(g).push(r) : byGroup.set(g, [r]); }
+  const groups = grouped ? [...byGroup.keys()].sort() : [null];
+  const pages = Math.max(1, Math.ceil(rows.length / PAGE_SIZE));
+  R.page = Math.min(R.page, pages - 1);
   for (const g of groups) {
-    const members = g === null ? rows : rows.filter((r) => (r.group || "") === g);
+    let members = g === null ? rows.slice(R.page * PAGE_SIZE, (R.page + 1) * PAGE_SIZE) : byGroup.get(g);
     if (g) {
-      const mean = members.map((r) => r.test.balanced_accuracy).filter((x) => typeof x === "number");
-      const avg = mean.length ? (mean.reduce((a, b) => a + b, 0) / mean.length).toFixed(3) : "–";
-      body.append(el("tr", {class: "group"}, el("td", {colspan: COLUMNS.length + 2,
-        text: `group ${g}: ${members.length} runs (CV folds or sweep trials), mean test balanced accuracy ${avg}`})));
+      const scores = members.map((r) => r.test.balanced_accuracy).filter((x) => typeof x === "number");
+      const avg = scores.length ? (scores.reduce((a, b) => a + b, 0) / scores.length).toFixed(3) : "–";
+      const best = scores.length ? Math.max(...scores).toFixed(3) : "–";
+      const failed = members.filter((r) => r.status !== "finished").length;
+      const open = R.open.has(g);
+      const td = el("td", {colspan: COLUMNS.length + 2, text: `${open ? "▾" : "▸"} group ${g}: ${members.length} runs ` +
+        `(CV folds or sweep trials)${failed ? `, ${failed} not finished` : ""}, test balanced accuracy mean ${avg}, best ${best}`});
+      const tr = el("tr", {class: "group", "data-group": g, title: open ? "fold this group" : "show this group's runs"}, td);
+      tr.style.cursor = "pointer";
+      tr.addEventListener("click", () => { R.open.has(g) ? R.open.delete(g) : R.open.add(g); render(); });
+      body.append(tr);
+      if (!open) continue;
     }
     for (const r of members) {
       const box = el("input", {type: "checkbox"});
@@ -60,10 +78,19 @@ function render() {
       for (const f of r.files) files.append(el("a", {href: `/runs/files/${r.id}/${f}`, text: f.split("/").pop()}), " ");
       tr.append(files);
       if (r.warnings.length) tr.title = r.warnings.join("\n");
+      if (r.error) tr.title = r.error;
       body.append(tr);
     }
   }
   document.getElementById("count").textContent = `(${R.runs.length})`;
+  const pager = document.getElementById("pager");
+  pager.hidden = grouped || pages < 2;
+  document.getElementById("page-label").textContent = `page ${R.page + 1} of ${pages}`;
+}
+
+function foldAll(open) {
+  R.open = new Set(open ? R.runs.map(groupOf).filter(Boolean) : []);
+  render();
 }
 
 async function drawSelection() {
@@ -104,6 +131,8 @@ async function drawSelection() {
 async function load() {
   const data = await getJSON("/api/runs");
   R.runs = data.runs;
+  // a few runs: every group open; a lab's hundreds: folded to one row per study or CV (click to open)
+  if (R.runs.length <= FOLD_ABOVE) R.open = new Set(R.runs.map(groupOf).filter(Boolean));
   document.getElementById("root").textContent = data.root ? "runs folder: " + data.root : "no runs folder (--runs)";
   const recent = [...R.runs].filter((r) => r.status === "finished").slice(-2);
   recent.forEach((r) => R.selected.add(r.id));
@@ -112,5 +141,9 @@ async function load() {
 }
 
 document.getElementById("metric").addEventListener("change", drawSelection);
-document.getElementById("group-toggle").addEventListener("change", render);
+document.getElementById("group-toggle").addEventListener("change", () => { R.page = 0; render(); });
+document.getElementById("open-all").addEventListener("click", () => foldAll(true));
+document.getElementById("fold-all").addEventListener("click", () => foldAll(false));
+document.getElementById("page-prev").addEventListener("click", () => { R.page = Math.max(0, R.page - 1); render(); });
+document.getElementById("page-next").addEventListener("click", () => { R.page += 1; render(); });
 load();

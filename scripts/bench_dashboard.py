@@ -1,0 +1,190 @@
+"""The comparison dashboard at a lab's scale: ``bmi compare`` and the console's runs page on a few hundred runs.
+
+Writes N synthetic run folders (the files a finished run leaves: run.json, config.yaml, summary.json,
+metrics.csv) laid out as a lab's runs folder would be after a campaign (sweep studies of ``trial<n>`` runs,
+cross-validations of ``fold<k>`` runs, a few failed trials), then measures:
+
+* ``bmi compare`` on all of them, as a user runs it (a fresh process: imports, table, report, chart);
+* the runs API's payload (``exports.runtime.console.runs.list_runs``): cold, and again (what a reload costs);
+* the runs page's first paint in a real browser (Debian's chromium through Playwright, where installed): from
+  navigation to the table's rows drawn, and how many rows the page draws.
+
+::
+
+    python scripts/bench_dashboard.py --runs 300 --out bench_results/dashboard.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def write_runs(root: Path, n: int, seed: int = 0) -> dict[str, int]:
+    """``n`` run folders under ``root``: two thirds in sweep studies (40 trials each), the rest in 10-fold CVs
+    (one per subject), a few sweep trials failed. Returns the layout's counts."""
+    import yaml
+
+    from datasets.atomic import write_json
+
+    rng = random.Random(seed)
+    n_sweep = (2 * n) // 3
+    plan = [(f"sweep-s{s:02d}", f"trial{t}") for s in range((n_sweep + 39) // 40) for t in range(40)][:n_sweep]
+    plan += [(f"cv-loso-s{c:02d}", f"fold{k}") for c in range((n - n_sweep + 9) // 10) for k in range(10)][:n - n_sweep]
+    failed = 0
+    for i, (folder, leaf) in enumerate(plan):
+        run = root / folder / leaf
+        run.mkdir(parents=True)
+        model = rng.choice(["eegnet", "shallow", "deep", "logvar"])
+        config = {"model": {"name": model, "params": {"dropout": round(rng.uniform(0.1, 0.5), 3)}},
+                  "optim": {"lr": round(10 ** rng.uniform(-4, -2), 6), "weight_decay": 0.0},
+                  "data": {"bandpass": rng.choice([[8.0, 30.0], [4.0, 40.0], [1.0, 45.0]]), "tmin": 0.5,
+                           "tmax": rng.choice([1.5, 2.0, 2.5]), "batch_size": rng.choice([16, 32, 64]),
+                           "split": {"method": "loso" if leaf.startswith("fold") else "holdout",
+                                     "fold": int(leaf[4:]) if leaf.startswith("fold") else 0}},
+                  "trainer": {"max_epochs": 30}, "seed": i, "runs_dir": str(root),
+                  "tracking": {"group": folder}}
+        (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        if leaf.startswith("trial") and i % 37 == 5:  # a trial that diverged
+            write_json(run / "run.json", {"run_id": f"{folder}-{leaf}", "group": folder, "status": "failed",
+                                          "error": "RuntimeError: Loss is nan"})
+            failed += 1
+            continue
+        write_json(run / "run.json", {"run_id": f"{folder}-{leaf}", "group": folder, "status": "finished"})
+        epochs = 30
+        curve = [min(0.95, 0.33 + 0.5 * (1 - 0.9 ** e) + rng.gauss(0, 0.02)) for e in range(epochs)]
+        lines = ["epoch,step,lr,train/loss,val/balanced_accuracy,val/loss"]
+        lines += [f"{e},{10 * e},{config['optim']['lr']},{1.1 - 0.6 * curve[e]:.4f},{curve[e]:.4f},{1.2 - 0.7 * curve[e]:.4f}"
+                  for e in range(epochs)]
+        (run / "metrics.csv").write_text("\n".join(lines) + "\n")
+        scores = {m: round(max(curve) - rng.uniform(0, 0.05), 4) for m in ("balanced_accuracy", "accuracy", "f1_macro")}
+        scores["kappa"] = round(1.5 * scores["balanced_accuracy"] - 0.5, 4)
+        test = {m: round(v - rng.uniform(0, 0.05), 4) for m, v in scores.items()}
+        write_json(run / "summary.json", {"run_id": f"{folder}-{leaf}", "run_dir": str(run), "group": folder,
+                                          "model": model, "val": scores, "test": test, "classes": ["rest", "grasp", "open"],
+                                          "test_confusion_matrix": [[5, 1, 0], [1, 4, 1], [0, 2, 4]],
+                                          "finished": f"2026-12-0{1 + i % 5} 10:{i % 60:02d}", "tags": []})
+    return {"runs": len(plan), "failed": failed, "studies": len({f for f, _ in plan})}
+
+
+def time_compare(root: Path, out: Path) -> dict[str, float]:
+    env = dict(os.environ, COLUMNS="120", MPLBACKEND="Agg")
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "compare", "--runs-dir", str(root), "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"bmi compare failed: {proc.stderr}")
+    return {"bmi_compare_s": round(wall, 3), "bmi_compare_output_lines": len(proc.stdout.splitlines())}
+
+
+def time_api(root: Path) -> dict[str, float]:
+    from exports.runtime.console import runs
+
+    start = time.perf_counter()
+    rows = runs.list_runs(root)
+    cold = time.perf_counter() - start
+    start = time.perf_counter()
+    runs.list_runs(root)
+    warm = time.perf_counter() - start
+    return {"api_list_runs_cold_s": round(cold, 4), "api_list_runs_again_s": round(warm, 4),
+            "api_payload_kb": round(len(json.dumps({"runs": rows})) / 1024, 1), "api_rows": len(rows)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def time_page(root: Path) -> dict[str, float] | dict[str, str]:
+    chromium = shutil.which("chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        chromium = None
+    if chromium is None:
+        return {"page": "skipped: no chromium or playwright"}
+    secret = "bench-dashboard-secret-0123456789"
+    port = free_port()
+    console = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "console", "--runs", str(root), "--listen",
+                                f"127.0.0.1:{port}"], env=dict(os.environ, BMI_CONSOLE_TOKEN=secret),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
+            deadline = time.monotonic() + 60
+            while True:  # the console is up once its page answers
+                try:
+                    page.goto(f"http://127.0.0.1:{port}/runs?token={secret}")
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.3)
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                page.reload()
+                page.wait_for_function("document.querySelectorAll('[data-testid=runs-table] tbody tr').length > 0")
+                times.append(time.perf_counter() - start)
+            drawn = page.evaluate("document.querySelectorAll('[data-testid=runs-table] tbody tr[data-run]').length")
+            groups = page.evaluate("document.querySelectorAll('[data-testid=runs-table] tbody tr.group').length")
+            start = time.perf_counter()  # open the first group
+            page.click("[data-testid=runs-table] tbody tr.group >> nth=0")
+            page.wait_for_function("document.querySelectorAll('[data-testid=runs-table] tbody tr[data-run]').length > 0")
+            opened_s = time.perf_counter() - start
+            opened = page.evaluate("document.querySelectorAll('[data-testid=runs-table] tbody tr[data-run]').length")
+            page.uncheck("#group-toggle")  # ungrouped: paged
+            paged = page.evaluate("document.querySelectorAll('[data-testid=runs-table] tbody tr[data-run]').length")
+            pager = page.inner_text("#page-label")
+            browser.close()
+    finally:
+        console.terminate()
+        console.wait(10)
+    return {"page_first_paint_s": round(min(times), 3), "page_first_paint_s_all": [round(t, 3) for t in times],
+            "page_run_rows_drawn": drawn, "page_group_rows": groups, "page_open_group_s": round(opened_s, 3),
+            "page_rows_in_opened_group": opened, "page_rows_ungrouped_first_page": paged, "page_pager": pager}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=300, help="synthetic run folders (default 300)")
+    parser.add_argument("--out", default="bench_results/dashboard.json", help="results JSON")
+    parser.add_argument("--keep", metavar="DIR", help="write the runs folder here and keep it (default: a temp dir)")
+    args = parser.parse_args(argv)
+    if args.runs < 10:
+        parser.error(f"'--runs' ({args.runs}) must be at least 10.")
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
+    try:
+        root = work / "runs"
+        if root.exists():
+            raise SystemExit(f"{root} exists: give --keep an empty folder")
+        layout = write_runs(root, args.runs)
+        result = {"layout": layout, **time_compare(root, work / "compare"), **time_api(root), **time_page(root),
+                  "cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    from datasets.atomic import write_json
+
+    write_json(Path(args.out), result)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
