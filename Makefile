@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,14 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# The docs site into docs/_build/html, warnings as errors: the reference pages are generated from the code, the
+# examples in docs/examples/ run (docs/conf.py).
+docs: $(STAMP)
+	MPLBACKEND=Agg WANDB_MODE=disabled $(BIN)/python -m sphinx -b html -W --keep-going -q docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
+
 bench: $(STAMP)
 	bash scripts/bench_all.sh
 
 clean:
-	rm -rf $(VENV) runs demo_output .bmi_cache wandb
+	rm -rf $(VENV) runs demo_output .bmi_cache wandb docs/_build docs/auto_examples docs/gen_modules

@@ -84,6 +84,7 @@ class PreprocessingSpec:
         return -(-self.settle_samples // self.decim)
 
     def to_dict(self) -> dict[str, Any]:
+        """The spec as plain JSON values: the exported model's ``preprocessing`` metadata section."""
         out = asdict(self)
         out["sfreq_out"] = self.sfreq_out
         out["settle_seconds"] = self.settle_samples / self.sfreq_in
@@ -92,6 +93,7 @@ class PreprocessingSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PreprocessingSpec":
+        """The spec from :meth:`to_dict`'s mapping (a model's ``preprocessing`` metadata)."""
         data = dict(data)
         data.pop("sfreq_out", None)
         data.pop("settle_seconds", None)
@@ -282,6 +284,7 @@ class CausalPreprocessor:
         self.reset()
 
     def reset(self) -> None:
+        """Forget the filter state: the next chunk starts the filters again at its own steady state."""
         self._z = None  # filter state [n_chans, 2 x sections] of the input minus its offset
         self._offset = None  # the first sample after the reset, per channel
         self._phase = 0  # input samples seen, modulo decim

@@ -29,7 +29,6 @@ import mne
 import numpy as np
 
 from .config import MoabbConfig
-from .reading import Recording
 
 #: one subject's runs, kept between listing the runs and reading them ((name, options, subject) -> sessions)
 _MEMO: dict[tuple, dict] = {}
@@ -198,8 +197,8 @@ def _load_subject(dataset, cfg: MoabbConfig, subject: int) -> dict:
     return _MEMO[key]
 
 
-def moabb_recordings(cfg: MoabbConfig) -> list[Recording]:
-    """One :class:`Recording` per continuous run of the configured MOABB dataset, in subject, session, run order.
+def moabb_recordings(cfg: MoabbConfig) -> list[dict[str, Any]]:
+    """The fields of one :class:`datasets.reading.Recording` per continuous run of the configured MOABB dataset, in subject, session, run order.
 
     Parameters
     ----------
@@ -208,7 +207,7 @@ def moabb_recordings(cfg: MoabbConfig) -> list[Recording]:
 
     Returns
     -------
-    list of Recording
+    list of dict
         ``path`` is a name, not a file (``<dataset>_sub-<s>_ses-<session>_run-<run>``); ``load`` returns a copy of
         the run's Raw with its events as annotations; ``identity`` keys the epochs cache.
     """
@@ -235,9 +234,10 @@ def moabb_recordings(cfg: MoabbConfig) -> list[Recording]:
                             "subject": subject, "session": session, "run": run, "data_root": str(data_root()),
                             "n_times": raw.n_times, "sfreq": raw.info["sfreq"], "ch_names": raw.ch_names,
                             "signal": _signal_digest(raw)}
-                recordings.append(Recording(
-                    Path(f"{cfg.dataset}_sub-{subject}_ses-{session}_run-{run}"), str(subject), str(session), str(run),
-                    load=_loader(dataset, cfg, subject, session, run), identity=identity))
+                recordings.append(dict(
+                    path=Path(f"{cfg.dataset}_sub-{subject}_ses-{session}_run-{run}"), subject=str(subject),
+                    session=str(session), run=str(run), load=_loader(dataset, cfg, subject, session, run),
+                    identity=identity))
     return recordings
 
 

@@ -98,7 +98,7 @@ def list_recordings(cfg: DataConfig, config_dir: Path) -> list[Recording]:
     if cfg.moabb is not None:  # continuous runs held in memory by MOABB
         from .moabb_source import moabb_recordings
 
-        return moabb_recordings(cfg.moabb)
+        return [Recording(**fields) for fields in moabb_recordings(cfg.moabb)]
     if cfg.bids is not None:
         return _bids_recordings(cfg, config_dir)
     return [Recording(p, *group_labels(p, cfg.group_pattern)) for p in resolve_files(cfg.files, config_dir)]

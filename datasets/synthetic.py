@@ -159,6 +159,8 @@ class Head:
     @classmethod
     def build(cls, info: mne.Info, subject_state: int, session_gain: float, session_shift: float = 0.0,
               shift_rng: np.random.Generator | None = None) -> "Head":
+        """A simulated head for ``info``'s sensors: the subject's fixed traits from ``subject_state``, the session's
+        gain, and with ``session_shift`` the cap moved and each contact's gain changed (drawn from ``shift_rng``)."""
         srng = np.random.default_rng(subject_state)  # the subject's fixed traits
         pos = _positions(info)
         centre = pos.mean(axis=0)

@@ -10,6 +10,7 @@ docstring in the validated modules, or an example that raises fails the build.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from datetime import date
 from pathlib import Path
@@ -49,6 +50,7 @@ templates_path = ["_templates"]
 exclude_patterns = ["_build", "examples", "_templates", "screenshots", "**/README.md", "benchmarks/results", "auto_examples/*.ipynb",
                     "auto_examples/*.py", "auto_examples/*.zip"]
 root_doc = "index"
+highlight_language = "text"  # "::" blocks in docstrings are wire formats and tables, not Python
 nitpicky = False
 # config.cache: sphinx_gallery_conf holds functions, so Sphinx cannot cache it (it rebuilds: fine).
 
@@ -96,6 +98,7 @@ sphinx_gallery_conf = {
     "examples_dirs": ["examples"],
     "gallery_dirs": ["auto_examples"],
     "filename_pattern": r"/plot_",  # every plot_*.py runs at build
+    "ignore_pattern": r"(__init__|_tutorial_run)\.py",  # the examples' shared helper is imported, not shown
     "within_subsection_order": "FileNameSortKey",
     "download_all_examples": False,
     "remove_config_comments": True,
@@ -133,12 +136,29 @@ def _drop_empty_globs(app, docname: str, source: list[str]) -> None:
     kept = []
     for line in source[0].splitlines(keepends=True):
         entry = line.strip()
-        if line.startswith("   ") and "*" in entry and not entry.startswith(":"):
+        if line.startswith("   ") and re.fullmatch(r"[\w/.-]+\*", entry):  # a toctree's glob entry
             if not any(p.suffix == ".rst" for p in DOCS.glob(entry + ("" if entry.endswith(".rst") else ".rst"))):
                 continue
         kept.append(line)
     source[0] = "".join(kept)
 
 
+def _undocumented_methods(app, what, name, obj, skip, options):
+    """autodoc leaves a member without a docstring out silently, where numpydoc never sees it: in the validated
+    modules, a public function or method without its own docstring is a warning (an error with ``-W``)."""
+    import inspect
+
+    func = getattr(obj, "__func__", obj)
+    qualname = f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', name)}"
+    if (not name.startswith("_") and inspect.isfunction(func) and re.match(rf"({_validated})(\.|$)", qualname)
+            and not (func.__doc__ or "").strip()):
+        from sphinx.util import logging
+
+        logging.getLogger(__name__).warning("%s has no docstring (a public function of a validated module)",
+                                            qualname, type="bmi", subtype="undocumented")
+    return None
+
+
 def setup(app):
     app.connect("source-read", _drop_empty_globs)
+    app.connect("autodoc-skip-member", _undocumented_methods)

@@ -89,6 +89,7 @@ class Decoder(nn.Module):
         return max(minimum, int(round(n_at_reference * self.sfreq / self.reference_sfreq)))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - overridden
+        """The decoder's representation of windows ``x`` (``[batch, n_chans, n_times]``) before its classifier."""
         raise TypeError(f"{type(self).__name__} must define features()")
 
     def feature_shape(self) -> torch.Size:

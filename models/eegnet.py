@@ -226,6 +226,7 @@ class EEGNet(Decoder):
             w.copy_(torch.renorm(w, p=2, dim=0, maxnorm=self.max_norm_classifier))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Both convolution blocks' output for windows ``x`` (``[batch, n_chans, n_times]``), before the classifier."""
         return self.body(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

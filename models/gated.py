@@ -200,6 +200,7 @@ class GatedDecoder(Decoder):
         return out.eval()
 
     def forward_with_gate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class scores (logits) and the gate's probability of movement, for windows ``x``."""
         return _combine(self.gate(x), None if self.type_decoder is None else self.type_decoder(x), self.order, self.tied)
 
     def gate_probability(self, x: torch.Tensor) -> torch.Tensor:
@@ -237,6 +238,7 @@ class _GatedInference(nn.Module):
         self.register_buffer("order", order.clone(), persistent=False)
 
     def forward_with_gate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class scores (logits) and the gate's probability of movement, for windows ``x``."""
         return _combine(self.gate(x), None if self.type_decoder is None else self.type_decoder(x), self.order, self.tied)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

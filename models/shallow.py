@@ -53,6 +53,7 @@ class ShallowConvNet(Decoder):
         self.classifier = nn.Linear(int(torch.tensor(self.feature_shape()).prod()), n_outputs)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Log band power of the learnt temporal and spatial filters over pooled stretches of the window."""
         x = self.bn(self.spatial(self.temporal(x.unsqueeze(1))))
         x = self.pool(x * x)
         return torch.log(torch.clamp(x, min=1e-6))

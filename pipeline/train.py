@@ -167,7 +167,7 @@ def build_network(run: Run, dm):
 
     cfg = run.cfg
     if cfg.finetune is not None:
-        from .finetune import pretrained_network
+        from .pretrained import pretrained_network
 
         net, note = pretrained_network(cfg.finetune, dm)
         run.notes.append(note)
@@ -251,7 +251,7 @@ def build_trainer(run: Run, logger, progress: bool, *, refit: bool = False):
     if show_progress:
         callbacks.append(progress_bar())
     if cfg.finetune is not None:
-        from .finetune import frozen_epochs
+        from .pretrained import frozen_epochs
         from .task import FreezeSchedule
 
         callbacks.append(FreezeSchedule(frozen_epochs(cfg)))

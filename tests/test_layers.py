@@ -188,3 +188,58 @@ def test_the_atomic_write_check_catches_a_rename(tmp_path):
         assert renames_in(bad), code
     bad.write_text("name = text.replace('a', 'b')\n")
     assert not renames_in(bad)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Every project module -> the project modules it imports (at module level or inside a function)."""
+    modules = {module_name(p): p for p in sources()}
+    graph = {}
+    for module, path in modules.items():
+        targets = {t for _, t in imports(path) if is_project(t)}
+        # "from pkg.mod import name" may name an attribute: the module is the longest prefix that exists
+        graph[module] = {next((".".join(t.split(".")[:n]) for n in range(len(t.split(".")), 0, -1)
+                               if ".".join(t.split(".")[:n]) in modules), t) for t in targets} - {module}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                out.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles():
+    """No two modules import each other, directly or through others (a function-level import counts too)."""
+    found = cycles(import_graph())
+    assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []

@@ -26,7 +26,7 @@ def recordings() -> tuple[list[Path], Path]:
     files = sorted((WORK / "data").glob("*_raw.fif"))
     if not config.is_file() or len(files) != 3:
         shutil.rmtree(WORK / "data", ignore_errors=True)
-        files = write_synthetic(WORK / "data", n_subjects=1, n_runs=3, trials_per_class=10, snr=0.7, seed=1)
+        files = write_synthetic(WORK / "data", n_subjects=1, n_runs=3, trials_per_class=10, snr=1.0, seed=1)
         write_example_config(WORK / "data", files, test_runs=["03"])
     return files, config
 

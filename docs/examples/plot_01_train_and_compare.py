@@ -55,10 +55,10 @@ fig.tight_layout()
 # Every run draws them with :mod:`pipeline.plots` into its ``plots/`` folder.
 from pathlib import Path
 
-for png in summary["plots"]:
-    fig, ax = plt.subplots(figsize=(8, 3.2))
+fig, axes = plt.subplots(len(summary["plots"]), 1, figsize=(9, 4.2 * len(summary["plots"])), squeeze=False)
+for png, ax in zip(summary["plots"], axes[:, 0]):
     ax.imshow(plt.imread(Path(png)))
     ax.set_axis_off()
-    fig.tight_layout()
+fig.tight_layout()
 
 print(np.array(summary["test_confusion_matrix"]))

@@ -10,12 +10,22 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``bmi serve``, ``bmi rig`` and ``bmi console`` to the ``bmi`` command's subparsers."""
     p = subparsers.add_parser("serve", help="decode a live stream with an exported model and drive a controller")
     p.add_argument("model", help="ONNX model from bmi export")
     p.add_argument("--input", required=True,
                    help="lsl:NAME[?source_id=ID] | tcp://127.0.0.1:PORT | replay:FILE(.npz/.edf/.bdf)")
     p.add_argument("--output", action="append", required=True, help="udp://HOST:PORT | tcp://HOST:PORT | "
                    "serial:DEVICE?baud=N | lsl:NAME; add ?token=T for a rig that requires one (repeatable)")
+    for options in (_decision_options, _safety_options, _decoder_options, _stream_options, _session_options):
+        options(p)
+    p.set_defaults(func=_serve)
+    register_rig(subparsers)
+    register_console(subparsers)
+
+
+def _decision_options(p: argparse.ArgumentParser) -> None:
+    """bmi serve's decision rules: hop, smoothing, actions, the gate."""
     g = p.add_argument_group("decisions")
     g.add_argument("--hop-ms", type=float, default=50.0, help="decision interval on the stream's clock (default 50)")
     g.add_argument("--smoothing", choices=["ema", "vote", "none"], default="ema",
@@ -40,6 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--gate-dwell-ms", type=float,
                    help="stream time the gate must stay above its opening level before movement commands "
                         "(default: the model's metadata)")
+
+
+def _safety_options(p: argparse.ArgumentParser) -> None:
+    """bmi serve's checks on the data before any movement command."""
     g = p.add_argument_group("safety")
     g.add_argument("--max-age-ms", type=float, default=150.0,
                    help="a window whose last sample is older than this is never decoded (default 150)")
@@ -59,12 +73,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "filters (default 100; 0 = off)")
     g.add_argument("--safe-command", help="class reported in the safe state: a class or 'hold' "
                    "(default: rest when the model has that class, else hold); the hand action is always hold")
+
+
+def _decoder_options(p: argparse.ArgumentParser) -> None:
+    """How bmi serve runs the model."""
     g = p.add_argument_group("decoder")
     g.add_argument("--whole-graph", action="store_true",
                    help="run the model's whole ONNX graph on every window; by default a model that begins with a "
                         "channel mix (EEGNet, EEG-TCNet, the log-variance, GRU/LSTM and gated decoders) has that mix "
                         "applied to the samples as they arrive, checked against the whole graph at start (faster "
                         "decisions; the same commands)")
+
+
+def _stream_options(p: argparse.ArgumentParser) -> None:
+    """bmi serve's input stream: channels, units, alignment, pacing, access."""
     g = p.add_argument_group("stream")
     g.add_argument("--rename", help="rename the stream's channels: eegbci, or a JSON/YAML file {old: new} "
                    "(replay: applies the model's training renaming by default)")
@@ -87,6 +109,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "hello (or $BMI_TOKEN); not the console's secret")
     g.add_argument("--token", help="the same token on the command line (visible to every user in ps: prefer "
                    "--token-file or $BMI_TOKEN)")
+
+
+def _session_options(p: argparse.ArgumentParser) -> None:
+    """bmi serve's session: console, logs, cues, stats, sham and blinded sessions."""
     g = p.add_argument_group("session")
     g.add_argument("--console", metavar="HOST:PORT", help="serve the operator console (live view, emergency stop, "
                    "cues, runs) here, e.g. 127.0.0.1:8080; beyond loopback it needs --allow-remote. Its secret: "
@@ -110,8 +136,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--session-key", type=Path, help="the plan's key file (default: PLAN.key.csv beside the plan)")
     g.add_argument("--no-status", action="store_true", help="no live status line")
     g.add_argument("--verbose", action="store_true", help="also show liblsl's own log lines")
-    p.set_defaults(func=_serve)
 
+
+def register_rig(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("rig", help="simulated prosthetic hand that receives the command stream")
     p.add_argument("--listen", required=True, help="udp://127.0.0.1:PORT or tcp://127.0.0.1:PORT")
     p.add_argument("--log", type=Path, help="CSV of every message with its arrival time")
@@ -131,8 +158,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "timeout (default: bmi serve's default, stale-ms + 2 hops + 100 ms = 450)")
     p.add_argument("--no-status", action="store_true", help="no live status line")
     p.set_defaults(func=_rig)
-    register_console(subparsers)
-
 
 def register_console(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("console", help="the runs dashboard offline (web page over the runs folder)")

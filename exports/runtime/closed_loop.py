@@ -230,26 +230,14 @@ def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_
     t, command, action = decisions.t, decisions.command, decisions.action
     moving = np.array([a != SAFE_ACTION for a in action], dtype=bool)
     onset_of_movement = moving & np.r_[True, np.array(command[1:]) != np.array(command[:-1])]
+    gap = _gap_counts(t, command, moving, cues, cue_seconds, rest_class, late_s)
     rest_minutes, false_onsets, rest_decisions, rest_moving, rest_cues, rest_cues_moved_in = 0.0, 0, 0, 0, 0, 0
-    latencies, hits, n_movement, late_onsets, previous = [], 0, 0, 0, None
-    gaps, gaps_moved_in, gaps_moved_in_late, gap_decisions, gap_moving = 0, 0, 0, 0, 0
-    for (onset, label), seen_whole in zip(cues, whole):
-        inside = (t >= onset) & (t < onset + cue_seconds)
-        before, previous = previous, (onset, label)
-        if before is not None:
-            grace = late_s if late_s is not None and before[1] != rest_class else 0.0
-            gap_start = before[0] + cue_seconds + grace
-            in_gap = (t >= gap_start) & (t < onset)
-            if onset - gap_start >= MIN_GAP_S and in_gap.any():
-                gaps += 1
-                gap_decisions += int(in_gap.sum())
-                gap_moving += int((moving & in_gap).sum())
-                moved = np.flatnonzero(moving & in_gap)
-                gaps_moved_in += bool(len(moved))
-                # only the movement just cued, held past its late answer: the hand slow to let go, not moving at rest
-                gaps_moved_in_late += bool(len(moved)) and all(command[i] == before[1] for i in moved)
+    latencies, hits, n_movement, late_onsets = [], 0, 0, 0
+    for k, ((onset, label), seen_whole) in enumerate(zip(cues, whole)):
         if not seen_whole:
             continue
+        inside = (t >= onset) & (t < onset + cue_seconds)
+        before = cues[k - 1] if k else None
         if label == rest_class:
             rest_minutes += cue_seconds / 60
             false_onsets += int((onset_of_movement & inside).sum())
@@ -273,8 +261,28 @@ def score_commands(decisions: Decisions, cues: Sequence[tuple[float, str]], cue_
     counts = {"false_onsets": false_onsets, "late_onsets": late_onsets, "rest_minutes": rest_minutes,
               "rest_decisions": rest_decisions, "rest_moving": rest_moving, "rest_cues": rest_cues,
               "rest_cues_moved_in": rest_cues_moved_in, "hits": hits, "movement_cues": n_movement,
-              "gaps": gaps, "gaps_moved_in": gaps_moved_in, "gaps_moved_in_late": gaps_moved_in_late,
-              "gap_decisions": gap_decisions, "gap_moving": gap_moving, "latencies_s": latencies}
-    return {**command_rates(counts), "late_onsets": late_onsets, "n_gaps": gaps,
+              **gap, "latencies_s": latencies}
+    return {**command_rates(counts), "late_onsets": late_onsets, "n_gaps": gap["gaps"],
             "n_rest_cues": rest_cues, "n_movement_cues": n_movement,
             "n_decisions": int(len(t)), "n_cues_unscored": n_unscored, "counts": counts}
+
+
+def _gap_counts(t: np.ndarray, command: list[str], moving: np.ndarray, cues: Sequence[tuple[float, str]],
+                cue_seconds: float, rest_class: str, late_s: float | None) -> dict[str, int]:
+    """The gaps between consecutive cues (:func:`score_commands`): how many, how many the hand moved in (and in how
+    many only by holding the movement just cued), their decisions and the moving ones."""
+    out = {"gaps": 0, "gaps_moved_in": 0, "gaps_moved_in_late": 0, "gap_decisions": 0, "gap_moving": 0}
+    for before, (onset, _label) in zip(cues, cues[1:]):
+        grace = late_s if late_s is not None and before[1] != rest_class else 0.0
+        gap_start = before[0] + cue_seconds + grace
+        in_gap = (t >= gap_start) & (t < onset)
+        if onset - gap_start < MIN_GAP_S or not in_gap.any():
+            continue
+        out["gaps"] += 1
+        out["gap_decisions"] += int(in_gap.sum())
+        out["gap_moving"] += int((moving & in_gap).sum())
+        moved = np.flatnonzero(moving & in_gap)
+        out["gaps_moved_in"] += bool(len(moved))
+        # only the movement just cued, held past its late answer: the hand slow to let go, not moving at rest
+        out["gaps_moved_in_late"] += bool(len(moved)) and all(command[i] == before[1] for i in moved)
+    return out

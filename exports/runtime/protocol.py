@@ -55,6 +55,7 @@ class Frame:
         return np.frombuffer(self.payload, dtype="<f4").reshape(self.n_samples, self.n_chans).T
 
     def hello(self) -> dict[str, Any]:
+        """A hello frame's JSON (``ch_names``, ``sfreq``, optional ``token`` and ``units``); ProtocolError if not."""
         try:
             info = json.loads(self.payload.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -107,6 +108,10 @@ class FrameParser:
         self._buf = bytearray()
 
     def feed(self, data: bytes) -> list[Frame]:
+        """Add ``data`` (bytes as they arrived, any split); returns the frames now complete, in order.
+
+        Raises :class:`ProtocolError` on a bad magic, type, length or timestamp, or a payload over ``max_payload``.
+        """
         self._buf += data
         frames = []
         while len(self._buf) >= HEADER.size:

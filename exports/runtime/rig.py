@@ -115,6 +115,146 @@ class Hand:
         return self.aperture
 
 
+def parse_message(line: bytes, mapping: dict[str, str], token: str | None) -> tuple[dict[str, Any] | None, str | None]:
+    """One line from a sender -> (the message with its ``command``, ``action`` and ``level`` resolved, None), or
+    (None, why it is refused: ``malformed`` or ``bad_token``). A message without an ``action`` takes its command's
+    from ``mapping``."""
+    try:
+        msg = json.loads(line)
+        command = str(msg["command"])
+        action = str(msg["action"]) if "action" in msg else mapping.get(command, command)
+        level = float(msg.get("level") or 0.0)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, "malformed"
+    if not same_token(msg.get("token"), token):
+        return None, "bad_token"
+    return {**msg, "command": command, "action": action, "level": level}, None
+
+
+class Listener:
+    """The lines senders write to ``udp://`` (one datagram, one or more lines) or ``tcp://`` (newline-framed,
+    several connections), read without blocking for more than 20 ms."""
+
+    def __init__(self, scheme: str, host: str, port: int):
+        self.tcp = scheme == "tcp"
+        if self.tcp:
+            self.sock = socket.create_server((host, port))
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.bind((host, port))
+        self.sock.settimeout(0.02)
+        self.conns: list[socket.socket] = []
+        self.buffers: dict[socket.socket, bytes] = {}
+
+    def lines(self) -> list[bytes]:
+        try:
+            return self._tcp_lines() if self.tcp else self.sock.recv(65536).splitlines()
+        except socket.timeout:
+            return []
+
+    def _tcp_lines(self) -> list[bytes]:
+        try:
+            conn, _ = self.sock.accept()
+            conn.settimeout(0.0)
+            self.conns.append(conn)
+        except (socket.timeout, BlockingIOError):
+            pass
+        out: list[bytes] = []
+        for conn in list(self.conns):
+            try:
+                data = conn.recv(65536)
+            except (BlockingIOError, socket.timeout):
+                continue
+            if not data:
+                self.conns.remove(conn)
+                continue
+            *lines, self.buffers[conn] = (self.buffers.get(conn, b"") + data).split(b"\n")
+            out += lines
+        if not self.conns:
+            time.sleep(0.005)
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
+
+
+class Rig:
+    """Acts on the senders' messages: the hand, the dead man's link, the counts and the log."""
+
+    def __init__(self, hand: Hand, link: Link, mapping: dict[str, str], token: str | None, log: Path | None):
+        self.hand, self.link, self.mapping, self.token = hand, link, mapping, token
+        self.rows: list[dict[str, Any]] = []
+        self.counts = {"messages": 0, "malformed": 0, "bad_token": 0, "unknown_action": 0}
+        self.unknown: Counter = Counter()
+        self.timeout_events: list[dict[str, Any]] = []
+        self._log = log.open("w", newline="") if log else None
+        self._writer = csv.DictWriter(self._log, fieldnames=RIG_FIELDS) if self._log else None
+        if self._writer:
+            self._writer.writeheader()
+
+    def handle(self, line: bytes) -> None:
+        t = time.time()
+        msg, refused = parse_message(line, self.mapping, self.token)
+        if refused:
+            self.counts[refused] += 1
+            return
+        try:
+            if not self.link.admit(msg, time.monotonic()):
+                return  # out of order: counted by the link
+        except ValueError:
+            self.counts["malformed"] += 1
+            return
+        command, action = msg["command"], msg["action"]
+        if action not in TARGETS:
+            self.counts["unknown_action"] += 1
+            self.unknown[action] += 1
+            if self.unknown[action] == 1:
+                sys.stderr.write(f"\nbmi rig: unknown action {action!r} (class {command!r}): the hand holds still. "
+                                 f"It knows {sorted(TARGETS)}; map the model's classes with bmi serve --action.\n")
+        self.hand.apply(action, msg["level"])
+        self.counts["messages"] += 1
+        row = {"t_arrival": t, "seq": msg.get("seq"), "type": msg.get("type"), "command": command, "action": action,
+               "level": msg["level"], "safe": int(bool(msg.get("safe"))), "aperture": round(self.hand.aperture, 5),
+               "latency_ms": msg.get("latency_ms"), "t_window_end": msg.get("t_window_end"),
+               "session": msg.get("session")}
+        self.rows.append(row)
+        if self._writer:
+            self._writer.writerow(row)
+            self._log.flush()
+
+    def tick(self) -> None:
+        """Move the hand; hold it when the sender has gone silent for its timeout."""
+        self.hand.advance()
+        event = self.link.expired(time.monotonic())
+        if event is None:
+            return
+        self.hand.apply("hold", 0.0)
+        if len(self.timeout_events) < MAX_TIMEOUT_EVENTS:
+            self.timeout_events.append({"t_wall": time.time(), **event, "aperture": self.hand.aperture})
+        sys.stderr.write(f"\nbmi rig: no message for {event['silent_ms']:.0f} ms (timeout {event['timeout_ms']:.0f} "
+                         f"ms, last seq {event['last_seq']}): the hand holds.\n")
+        sys.stderr.flush()
+
+    def status_line(self, elapsed: float) -> str:
+        ignored = f" | UNKNOWN ACTIONS {dict(self.unknown)}" if self.unknown else ""
+        ignored += f" | timeouts {self.link.timeouts}" if self.link.timeouts else ""
+        ignored += f" | out of order {self.link.out_of_order}" if self.link.out_of_order else ""
+        return (f"\r[rig {elapsed:6.1f} s] aperture {self.hand.aperture:4.2f} | {self.hand.action:5s} | "
+                f"messages {self.counts['messages']}{ignored}   ")
+
+    def close(self) -> None:
+        if self._log:
+            self._log.close()
+
+    def summary(self) -> dict[str, Any]:
+        link = self.link
+        return {"final_aperture": self.hand.aperture, **self.counts, "unknown_actions": dict(self.unknown),
+                "timeouts": link.timeouts, "out_of_order": link.out_of_order, "timeout_ms": link.timeout_ms,
+                "session": link.session, "timeout_events": self.timeout_events}
+
+
 def run_rig(listen: str, log: Path | None, plot: Path | None, duration: float | None, speed: float,
             proportional: bool = False, *, allow_remote: bool = False, token: str | None = None,
             status: bool = True, actions: dict[str, str] | None = None,
@@ -132,127 +272,37 @@ def run_rig(listen: str, log: Path | None, plot: Path | None, duration: float | 
     if bad:
         raise ValueError(f"'--action' maps to {bad}; hand actions are {sorted(TARGETS)}.")
     link = Link(timeout_ms)
-    hand = Hand(speed, proportional)
     stop = {"flag": False}
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.update(flag=True))
-    if url.scheme == "udp":
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind((host, url.port))
-    else:
-        sock = socket.create_server((host, url.port))
-    sock.settimeout(0.02)
-    conns: list[socket.socket] = []
-    rows: list[dict[str, Any]] = []
-    counts = {"messages": 0, "malformed": 0, "bad_token": 0, "unknown_action": 0}
-    unknown: Counter = Counter()
-    timeout_events: list[dict[str, Any]] = []
-    log_fh = log.open("w", newline="") if log else None
-    writer = csv.DictWriter(log_fh, fieldnames=RIG_FIELDS) if log_fh else None
-    if writer:
-        writer.writeheader()
+    listener = Listener(url.scheme, host, url.port)  # a port in use fails here, before the log is opened
+    try:
+        rig = Rig(Hand(speed, proportional), link, mapping, token, log)
+    except BaseException:
+        listener.close()
+        raise
     started = time.monotonic()
     next_status = started + 1.0
-    buffers: dict[socket.socket, bytes] = {}
-
-    def handle(line: bytes) -> None:
-        t = time.time()
-        try:
-            msg = json.loads(line)
-            command = str(msg["command"])
-            action = str(msg["action"]) if "action" in msg else mapping.get(command, command)
-            level = float(msg.get("level") or 0.0)
-        except (ValueError, KeyError, TypeError, AttributeError):
-            counts["malformed"] += 1
-            return
-        if not same_token(msg.get("token"), token):
-            counts["bad_token"] += 1
-            return
-        try:
-            if not link.admit(msg, time.monotonic()):
-                return  # out of order: counted by the link
-        except ValueError:
-            counts["malformed"] += 1
-            return
-        if action not in TARGETS:
-            counts["unknown_action"] += 1
-            unknown[action] += 1
-            if unknown[action] == 1:
-                sys.stderr.write(f"\nbmi rig: unknown action {action!r} (class {command!r}): the hand holds still. "
-                                 f"It knows {sorted(TARGETS)}; map the model's classes with bmi serve --action.\n")
-        hand.apply(action, level)
-        counts["messages"] += 1
-        row = {"t_arrival": t, "seq": msg.get("seq"), "type": msg.get("type"), "command": command, "action": action,
-               "level": level, "safe": int(bool(msg.get("safe"))), "aperture": round(hand.aperture, 5),
-               "latency_ms": msg.get("latency_ms"), "t_window_end": msg.get("t_window_end"),
-               "session": msg.get("session")}
-        rows.append(row)
-        if writer:
-            writer.writerow(row)
-            log_fh.flush()
-
     try:
         while not stop["flag"] and (duration is None or time.monotonic() - started < duration):
-            hand.advance()
-            if (event := link.expired(time.monotonic())) is not None:  # the sender went silent: hold
-                hand.apply("hold", 0.0)
-                if len(timeout_events) < MAX_TIMEOUT_EVENTS:
-                    timeout_events.append({"t_wall": time.time(), **event, "aperture": hand.aperture})
-                sys.stderr.write(f"\nbmi rig: no message for {event['silent_ms']:.0f} ms (timeout "
-                                 f"{event['timeout_ms']:.0f} ms, last seq {event['last_seq']}): the hand holds.\n")
-                sys.stderr.flush()
+            rig.tick()
             if status and time.monotonic() >= next_status:
-                ignored = f" | UNKNOWN ACTIONS {dict(unknown)}" if unknown else ""
-                ignored += f" | timeouts {link.timeouts}" if link.timeouts else ""
-                ignored += f" | out of order {link.out_of_order}" if link.out_of_order else ""
-                sys.stderr.write(f"\r[rig {time.monotonic() - started:6.1f} s] aperture {hand.aperture:4.2f} | "
-                                 f"{hand.action:5s} | messages {counts['messages']}{ignored}   ")
+                sys.stderr.write(rig.status_line(time.monotonic() - started))
                 sys.stderr.flush()
                 next_status += 1.0
-            try:
-                if url.scheme == "udp":
-                    data = sock.recv(65536)
-                    for line in data.splitlines():
-                        handle(line)
-                else:
-                    try:
-                        conn, _ = sock.accept()
-                        conn.settimeout(0.0)
-                        conns.append(conn)
-                    except (socket.timeout, BlockingIOError):
-                        pass
-                    for conn in list(conns):
-                        try:
-                            data = conn.recv(65536)
-                        except (BlockingIOError, socket.timeout):
-                            continue
-                        if not data:
-                            conns.remove(conn)
-                            continue
-                        buf = buffers.get(conn, b"") + data
-                        *lines, buffers[conn] = buf.split(b"\n")
-                        for line in lines:
-                            handle(line)
-                    if not conns:
-                        time.sleep(0.005)
-            except socket.timeout:
-                continue
+            for line in listener.lines():
+                rig.handle(line)
     finally:
-        sock.close()
-        for conn in conns:
-            conn.close()
-        if log_fh:
-            log_fh.close()
+        listener.close()
+        rig.close()
         if status:
             sys.stderr.write("\n")
     if plot is not None:
-        plot_aperture(rows, plot)
-    if unknown:
-        sys.stderr.write(f"bmi rig: {counts['unknown_action']} messages carried actions the hand does not know "
-                         f"({dict(unknown)}); it held still for them.\n")
-    return {"final_aperture": hand.aperture, **counts, "unknown_actions": dict(unknown),
-            "timeouts": link.timeouts, "out_of_order": link.out_of_order, "timeout_ms": link.timeout_ms,
-            "session": link.session, "timeout_events": timeout_events}
+        plot_aperture(rig.rows, plot)
+    if rig.unknown:
+        sys.stderr.write(f"bmi rig: {rig.counts['unknown_action']} messages carried actions the hand does not know "
+                         f"({dict(rig.unknown)}); it held still for them.\n")
+    return rig.summary()
 
 
 def plot_aperture(rows: list[dict[str, Any]], path: Path, cues: list[tuple[float, float, str]] | None = None) -> Path:

@@ -104,6 +104,7 @@ class Server:
         self.chain = SignalChain(self.decoder, cfg, self.alignment, events=self.events, notice=self.notice,
                                  on_aligned=self._aligned, views=bool(cfg.console))
         self.spec = self.chain.spec
+        self.trained_on = {"kind": "recordings", "filter_start": "recording_start", **(meta.get("source") or {})}
         self.state = SafetyState()
         self.seq = 0
         self.latencies: deque[float] = deque(maxlen=100_000)
@@ -126,6 +127,12 @@ class Server:
         self.console = None
         if self.decoder.split_refused:  # correct either way, only slower: the operator should know
             self.notice(self.decoder.split_refused)
+        if (trained_on := self.trained_on["filter_start"]) != "recording_start":  # cut trials: say what differs online
+            self.notice("the model was trained on cut trials " + (
+                "that came filtered: the server applies no filter, so the stream must arrive filtered the same way"
+                if trained_on == "preprocessed" else
+                "filtered from each trial's start; here the filters run continuously from the stream's start, "
+                "so windows agree with training once both have settled (docs: data/epochs_files)"))
         self.decision_times: deque[float] = deque(maxlen=400)
         self.cue_inlet = self._open_cues(cfg.cues) if cfg.cues else None
         self.outputs = OutputSet(output_specs, self.events, allow_remote=cfg.allow_remote)
@@ -528,6 +535,7 @@ class Server:
                           "ratio_min": float(ratio.min()) if ratio is not None else None,
                           "ratio_max": float(ratio.max()) if ratio is not None else None},
             "alignment": self.alignment.source,
+            "trained_on": self.trained_on,
             # the rows of the decoder's window: the channels, or the leading channel mix run on arrival
             "decoder_input": {"channels": self.decoder.n_chans, "rows": int(self.decoder.window.shape[0]),
                               "channel_mix_on_arrival": self.decoder.mix is not None},

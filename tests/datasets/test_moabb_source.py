@@ -60,12 +60,12 @@ def test_the_epochs_hold_the_runs_signal_at_the_cues(fake_epochs):
     from datasets.dsp import CausalPreprocessor
 
     _, ep = fake_epochs
-    raw = FakeDataset(**FAKE["options"]).get_data([1])[1]["0"]["0"]
+    raw = FakeDataset(**FAKE["options"]).get_data([2])[2]["1"]["1"]  # the last run: subject 2, session 1, run 1
     stim = raw.get_data(picks=[raw.ch_names.index("stim")])[0]
     onsets = np.flatnonzero(stim)[1:]
     filtered = CausalPreprocessor(ep.spec).process(raw.get_data(picks=["C3", "Cz", "C4"]))
     expected = np.stack([filtered[:, s : s + 128] for s in onsets])
-    np.testing.assert_allclose(ep.X[ep.file_index == 0], expected, rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(ep.X[ep.file_index == 7], expected, rtol=1e-4, atol=1e-9)
 
 
 def test_a_second_read_uses_the_cache_and_other_data_do_not(fake_epochs):

@@ -153,10 +153,26 @@ def test_bmi_inspect_json_and_text(exported, tmp_path):
     assert err.returncode == 1 and "not a valid ONNX model" in err.stderr
 
 
-def test_quantize_reports_accuracy_change(trained_run, tmp_path):
+def test_quantize_reports_accuracy_change(trained_run, exported, tmp_path):
     result = export_run(trained_run, out=tmp_path / "q.onnx", quantize=True, max_accuracy_drop=1.0)
     q = result.parity["quantization"]
-    assert q["metric"] == "accuracy" and 0 <= q["after"] <= 1 and q["drop"] == pytest.approx(q["before"] - q["after"])
+    assert q["metric"] == "accuracy" and q["drop"] == pytest.approx(q["before"] - q["after"])
+    # both accuracies recomputed here with onnxruntime on the run's labelled validation windows (the windows the
+    # export checks on): the float model's (the session's export of the same run) and the int8 file's
+    from exports.onnx import _parity_windows
+
+    info = json.loads((trained_run / "data_info.json").read_text())
+    X, y, source = _parity_windows(trained_run, info, len(info["ch_names"]), int(info["n_times"]))
+    assert y is not None and "validation windows" in source
+
+    def accuracy(path):
+        probs = ort.InferenceSession(str(path)).run(["probabilities"], {"signals": X})[0]
+        return float((probs.argmax(axis=1) == y).mean())
+
+    assert q["before"] == pytest.approx(accuracy(exported.path), abs=1e-9)
+    assert q["after"] == pytest.approx(accuracy(tmp_path / "q.onnx"), abs=1e-9)
+    assert {n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node} & {"DynamicQuantizeLinear",
+                                                                                  "MatMulInteger", "ConvInteger"}
     with pytest.raises(ValueError, match="int8 quantisation drops"):
         export_run(trained_run, out=tmp_path / "q2.onnx", quantize=True, max_accuracy_drop=-1.0)
     assert not (tmp_path / "q2.onnx").exists()

@@ -238,23 +238,26 @@ def test_a_whole_day_on_the_simulated_amplifier(names, tmp_path):
 
         # trained, compared with the references, exported; the exact commands printed
         assert (day1 / "decoder.onnx").is_file()
-        assert "test balanced accuracy" in out or "balanced accuracy" in out
+        # the decoder's test score, as the result table prints it (its column and the value)
+        assert "calibration decoder, test run" in out and "balanced accuracy" in out
+        assert f"{report['test']['balanced_accuracy']:.3f}" in out
         assert set(report["baselines"]) == {"csp_lda", "tangent_space"}
         assert report["serve"]["today"] in out and report["serve"]["next_day"] in out
         assert report["serve"]["today"].startswith(f"bmi serve {day1 / 'decoder.onnx'} --input lsl:{name}")
-        # a rest gate chosen on the test run (2 rest, 4 movement cues) by bmi rehearse's rule, or why none
+        # a rest gate chosen on the test run (4 movement cues) by bmi rehearse's rule: the decoder trained on this
+        # amplifier's data (snr 2.5) answers them (measured: test balanced accuracy 1.000; 19 of the 24 settings
+        # answered all 4 cues, the others 0-2); half the settings is the bound, and the one moving least where no
+        # movement was cued is served
         gate = report["rest_gate"]
         assert gate["recording"] == "sub-01_ses-01_run-03_raw.fif" and len(gate["rows"]) == 24  # 12 gates x 2 EMA weights
         assert all(r["movement_cues"] == 4 for r in gate["rows"])
         answering = [r for r in gate["rows"] if r["movement_hit_rate"] >= 0.75]
-        if answering:
-            least = min(r["movement_time_during_rest"] for r in answering)
-            assert gate["chosen"] in answering and gate["chosen"]["movement_time_during_rest"] == least
-            assert report["serve"]["rest_gate"] in out
-            assert "--gate-rest-class rest --gate-threshold" in report["serve"]["rest_gate"]
-            assert f"--ema-alpha {gate['chosen']['ema_alpha']:g} " in report["serve"]["rest_gate"]
-        else:
-            assert gate["chosen"] is None and "no rest gate setting answered 75% of the test run's movement cues" in out
+        assert len(answering) >= 12, [r["movement_hit_rate"] for r in gate["rows"]]
+        assert gate["chosen"] in answering
+        assert gate["chosen"]["movement_time_uncued"] == min(r["movement_time_uncued"] for r in answering)
+        assert report["serve"]["rest_gate"] in out
+        assert "--gate-rest-class rest --gate-threshold" in report["serve"]["rest_gate"]
+        assert f"--ema-alpha {gate['chosen']['ema_alpha']:g} " in report["serve"]["rest_gate"]
         for f in report["files"]:  # what crash safety cost: rewrites about every second, each short
             assert f["longest_unsaved_seconds"] < 2.5 and f["write_seconds_max"] < 0.5
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline.demo import choose_decoder, wants_rest_gate
@@ -45,9 +46,22 @@ def test_quick_demo_runs_every_step_and_reports(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["models"]) == {"logvar", "eegnet", "gru"}
     assert summary["best"] in summary["models"] and "validation balanced accuracy" in summary["chosen_by"]
-    assert 0.0 <= summary["offline_test"]["balanced_accuracy"] <= 1.0
     assert summary["parity_max_abs_diff"] < 1e-4
     online = summary["online"]
+    # The quick run trains each decoder for one epoch on 24 windows: the chosen one is at chance (measured 0.333
+    # on the 15 test windows, 5 per class), so its score bounds nothing. What a broken pipeline (labels, events,
+    # epochs, split, reading) shows is in the classical reference fitted on the same split: CSP+LDA reaches 0.800
+    # (12 of 15) on the demo's synthetic data (snr 1.0, seed 0). 2/3 (10 of 15) keeps two trials of margin and
+    # is 1 in 118 for a guess (binomial tail, 15 trials at 1/3).
+    assert summary["baseline_test"]["balanced_accuracy"] >= 2 / 3
+    assert online["offline_recording"]["n_trials"] == 15  # the served model offline on every cue of the test run
+    # the served decoder's test score is its run's confusion matrix (15 test windows, 5 per class), recomputed
+    run_summary = json.loads((Path(summary["models"][summary["best"]]["run_dir"]) / "summary.json").read_text())
+    confusion = np.array(run_summary["test_confusion_matrix"])
+    assert confusion.sum() == 15 and confusion.sum(axis=1).tolist() == [5, 5, 5]
+    recall = np.diag(confusion) / confusion.sum(axis=1)
+    assert summary["offline_test"]["balanced_accuracy"] == pytest.approx(recall.mean(), abs=1e-6)
+    assert summary["offline_test"]["accuracy"] == pytest.approx(np.trace(confusion) / 15, abs=1e-6)
     assert online["n_decisions"] > 20  # ~20 decisions/s once the first window is full
     assert online["rig_messages"] >= online["n_decisions"]  # decisions plus safe/heartbeat messages
     assert online["latency_p99_ms"] < 50
@@ -55,8 +69,10 @@ def test_quick_demo_runs_every_step_and_reports(tmp_path):
     assert summary["rest_gate"] is None and summary["rest_gate_skipped"] == "--no-rest-gate"
     assert "without a rest gate (--no-rest-gate)" in proc.stdout
     assert set(online["hand_at_rest"]) == {"rest_cues", "moved_in", "travel", "cut"}
-    # scored by cue as bmi rehearse scores them; 6 s from the first decision hold no whole cue
-    assert online["commands"]["n_movement_cues"] + online["commands"]["n_rest_cues"] == 0
+    # scored by cue as bmi rehearse scores them (test_streamed_commands.py checks the scores on a written log):
+    # the synthetic cues last 3 s with 1.5-2.5 s between them, so the ~6 s of decisions hold one whole cue at
+    # most (two need 7.5 s); which one, if any, depends on where the live stream's first window falls
+    assert online["commands"]["n_movement_cues"] + online["commands"]["n_rest_cues"] <= 1
     report = Path(summary["report"]).read_text()
     assert "## Online" in report and summary["best"] in report
     # both ways of scoring online decisions: every decision in the cue period, and the training-aligned one
@@ -73,9 +89,11 @@ def test_quick_demo_runs_every_step_and_reports(tmp_path):
 def test_quick_demo_serves_under_a_rest_gate_by_default_and_holds_the_hand_while_rest_is_likely(tmp_path):
     """`bmi demo` (the rest gate is the default when the data have a rest class): the gate's threshold and dwell
     are chosen by `bmi rehearse` on the held-out recording's part that is not streamed; the server gates the flat
-    decoder on 1 - P(rest) with them: every logged decision carries that gate, and none below the chosen
-    threshold commands a movement."""
+    decoder on 1 - P(rest) with them: every logged decision carries that gate, and the hand moves only while the
+    gate, smoothed as the server smooths it, is open."""
     import csv
+
+    from exports.onnx import read_model_metadata
 
     out = tmp_path / "demo"
     proc = subprocess.run(
@@ -89,25 +107,56 @@ def test_quick_demo_serves_under_a_rest_gate_by_default_and_holds_the_hand_while
     assert gate["rehearsed_seconds"] >= 30 and len(gate["rows"]) == 24  # 12 gate settings x 2 EMA weights
     assert {r["ema_alpha"] for r in gate["rows"]} == {0.3, 0.1}
     options = gate["serve_options"]
-    threshold = float(options[options.index("--gate-threshold") + 1])
     assert options[:2] == ["--gate-rest-class", "rest"]
-    answering = [r for r in gate["rows"] if r["movement_hit_rate"] >= 0.75]
-    if answering:  # the one that moves least at rest, served
-        assert "chosen by bmi rehearse" in gate["why"] and gate["rehearsal"] in answering
-        assert gate["rehearsal"]["movement_time_uncued"] == min(r["movement_time_uncued"] for r in answering)
-        assert threshold == gate["rehearsal"]["gate"]["threshold"]
-        assert options[-2:] == ["--ema-alpha", f"{gate['rehearsal']['ema_alpha']:g}"]
-    else:  # one epoch of training may answer too few cues: the defaults, and the summary says why
-        assert gate["rehearsal"] is None and "no setting answered 75%" in gate["why"] and threshold == 0.7
+    # One epoch of training (the quick run) answers too few cues under any setting: of the 9 movement cues in
+    # the 66 s rehearsed, 4 at most (0.444, thresholds 0.6), none above; the gate's defaults are served, and the
+    # summary says why. (Which row bmi rehearse's rule chooses when some answer: test_gate.py, choose_gate.)
+    assert max(r["movement_hit_rate"] for r in gate["rows"]) < 0.75
+    assert gate["rehearsal"] is None and "no setting answered 75%" in gate["why"]
+    assert options[2:] == ["--gate-threshold", "0.7", "--gate-dwell-ms", "200"]  # the rest gate's defaults
     assert "under a rest gate" in proc.stdout
     assert set(summary["online"]["hand_at_rest"]) == {"rest_cues", "moved_in", "travel", "cut"}
-    decisions = [r for r in csv.DictReader((out / "session_log.csv").open()) if r["type"] == "decision"]
+    sfreq = read_model_metadata(out / "decoder.onnx")["preprocessing"]["sfreq_in"]
+    rows = list(csv.DictReader((out / "session_log.csv").open()))
+    decisions = [r for r in rows if r["type"] == "decision"]
     assert len(decisions) > 20
-    for row in decisions:
-        gate = float(row["gate"])
-        assert gate == pytest.approx(1 - json.loads(row["probabilities"])["rest"], abs=1e-5)
-        if gate < threshold:
-            assert row["action"] == "hold", row
+    # The server's rule, replayed from the log: the gate (1 - P(rest)) EMA-smoothed with the default weight 0.3,
+    # restarted at its first value after every safe state; the gate opens once the smoothed gate has stayed at or
+    # above threshold + hysteresis (0.1) for the dwell (200 ms of stream time, the sample clock), and closes as soon
+    # as it falls below the threshold. Closed, the command is rest; the hand moves only while it is open.
+    threshold, opening, dwell_s, alpha = 0.7, 0.8, 0.2, 0.3
+    smoothed, is_open, above_since, n_below = None, False, None, 0
+    for row in rows:
+        if row["safe"] == "1":
+            smoothed, is_open, above_since = None, False, None
+            continue
+        if row["type"] != "decision":
+            continue
+        raw = float(row["gate"])
+        assert raw == pytest.approx(1 - json.loads(row["probabilities"])["rest"], abs=1e-5)
+        smoothed = raw if smoothed is None else alpha * raw + (1 - alpha) * smoothed
+        # the log rounds the gate to 6 decimals: the replay decides the same only away from the two levels
+        assert min(abs(smoothed - threshold), abs(smoothed - opening)) > 1e-5, row
+        t = int(row["sample_index"]) / sfreq
+        if is_open:
+            is_open = smoothed >= threshold
+        elif smoothed >= opening:
+            above_since = t if above_since is None else above_since
+            is_open = t - above_since >= dwell_s - 1e-9
+        else:
+            above_since = None
+        if smoothed < threshold:
+            n_below += 1
+            assert row["action"] == "hold" and row["command"] == "rest", (smoothed, row)
+        if not is_open:
+            assert row["action"] == "hold" and row["command"] == "rest", (smoothed, row)
+        else:  # open: the type decoder's command, mapped to the hand (rest holds)
+            assert row["action"] == {"rest": "hold"}.get(row["command"], row["command"]), (smoothed, row)
+    # the decoder alone would move: most windows' likeliest class is a movement (84 of 90 measured), so the holds
+    # are the gate's doing (its smoothed value peaked at 0.736 here, below the opening level: it never opened)
+    assert n_below > 0
+    assert sum(max(json.loads(r["probabilities"]).items(), key=lambda kv: kv[1])[0] != "rest" for r in decisions) \
+        > len(decisions) / 2
 
 
 def test_the_demo_gates_on_rest_by_default_only_where_there_is_a_rest_class():

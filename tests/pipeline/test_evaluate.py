@@ -38,7 +38,15 @@ def _day2_config(synth_dir, name="day2.yaml", events=None) -> Path:
 def test_evaluate_on_another_day(trained_run, synth_dir):
     metrics = evaluate_run(trained_run, _day2_config(synth_dir))
     assert {"accuracy", "balanced_accuracy", "kappa", "f1_macro"} <= set(metrics)
-    assert metrics["n_epochs"] == 12 and all(0 <= metrics[k] <= 1 for k in ("accuracy", "balanced_accuracy"))
+    # Two epochs on one day's 30 windows do not carry to another day (measured: 0.250 on day 2's 12 windows), so
+    # no learning bound here; what must hold exactly: every day-2 window scored once (4 per class), an accuracy
+    # in twelfths, and with balanced classes the balanced accuracy equal to it and Cohen's kappa tied to it
+    # (chance agreement is 1/3 whatever is predicted: kappa = (accuracy - 1/3) / (2/3))
+    assert metrics["n_epochs"] == 12 and metrics["per_class"] == {"grasp": 4, "open": 4, "rest": 4}
+    hits = metrics["accuracy"] * 12
+    assert hits == pytest.approx(round(hits), abs=1e-4)
+    assert metrics["balanced_accuracy"] == pytest.approx(metrics["accuracy"], abs=1e-6)
+    assert metrics["kappa"] == pytest.approx((metrics["accuracy"] - 1 / 3) / (2 / 3), abs=1e-5)
     assert metrics["run_id"] == trained_run.name and len(metrics["files"]) == 1
 
 

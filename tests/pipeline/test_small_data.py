@@ -249,7 +249,7 @@ def test_finetune_starts_from_the_pretrained_weights_and_freezes_all_but_the_cla
     # the same classes listed in another order keep the pretrained classifier, its rows reordered
     from types import SimpleNamespace
 
-    from pipeline.finetune import pretrained_network
+    from pipeline.pretrained import pretrained_network
 
     net, info = load_network(Path(pre["run_dir"]))[0].eval(), load_network(Path(pre["run_dir"]))[2]
     reordered = list(reversed(info["classes"]))

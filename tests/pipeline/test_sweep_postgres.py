@@ -148,3 +148,19 @@ def test_a_study_with_another_space_or_metric_refuses_a_worker(postgres_server, 
     line = one_line_error(sweep_cli(write_config(), space, *common, "--direction", "minimize"))
     assert "maximizes its metric; this worker asked to minimize it" in line
     assert not elsewhere.exists()  # refused before any run folder was made
+
+
+def test_journal_storage_on_a_shared_file_system(tmp_path):
+    import optuna
+
+    from pipeline.sweep import check_study, open_storage
+
+    storage = open_storage(f"journal:{tmp_path / 'study.log'}")
+    study = optuna.create_study(study_name="j", storage=storage, direction="maximize", load_if_exists=True)
+    check_study(study, SPACE, "val.balanced_accuracy", "maximize")
+    again = optuna.load_study(study_name="j", storage=open_storage(f"journal://{tmp_path / 'study.log'}"))
+    assert again.user_attrs["bmi_metric"] == "val.balanced_accuracy"  # another worker sees what the first stored
+    with pytest.raises(ValueError, match="differing keys: model.params.n_filters"):
+        check_study(again, {"optim.lr": SPACE["optim.lr"]}, "val.balanced_accuracy", "maximize")
+    with pytest.raises(FileNotFoundError, match="Journal storage folder not found"):
+        open_storage(f"journal:{tmp_path / 'absent' / 'study.log'}")

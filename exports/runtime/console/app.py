@@ -186,14 +186,15 @@ def bad_request(message: str) -> JSONResponse:
     return JSONResponse({"ok": False, "message": message}, 400)
 
 
-def build_app(hub: Hub, *, secret: str, host: str, port: int, runs_dir: Path | None, cue_outlet: str = "bmi-cues",
-              live: bool = True) -> Starlette:
-    """``secret``: the per-session secret (:mod:`.secret`); ``host``/``port``: where it listens (the host names it
-    answers, the cookie's name). ``live``: a server is attached (else ``/`` goes to the runs page)."""
-    cues = CueOutlet(cue_outlet)
-    state: dict[str, Any] = {"paradigm": None}
-    guard = Guard(secret, port)
+def guarded(guard: Guard, handler, *, same_origin: bool = True):
+    """``handler`` behind the guard: the secret, and (by default) the same-origin proof (:mod:`.guard`)."""
+    async def checked(request: Request) -> Response:
+        return guard.check(request, same_origin=same_origin) or await handler(request)
+    return checked
 
+
+def page_routes(guard: Guard, live: bool) -> list[Route]:
+    """The pages (opening one with ``?token=`` sets the secret's cookie) and their static files."""
     def page(name: str):
         async def handler(request: Request) -> Response:
             refused = guard.page(request)
@@ -206,10 +207,17 @@ def build_app(hub: Hub, *, secret: str, host: str, port: int, runs_dir: Path | N
             return Response("not found", 404)
         return FileResponse(path, headers={"Cache-Control": "no-store"})
 
+    async def root(request: Request) -> Response:
+        if not live:  # no server attached: the dashboard of finished runs
+            return RedirectResponse("/runs" + (f"?{request.url.query}" if request.url.query else ""))
+        return await page("live")(request)
+
+    return [Route("/", root), Route("/cue", page("cue")), Route("/runs", page("runs")), Route("/static/{name}", static)]
+
+
+def live_routes(hub: Hub, guard: Guard) -> list[Route]:
+    """The live page's event stream and the operator's controls, answered by the server's acknowledgement."""
     async def events(request: Request) -> Response:
-        refused = guard.check(request)
-        if refused:
-            return refused
         queue = hub.listen()
 
         async def stream():
@@ -227,9 +235,6 @@ def build_app(hub: Hub, *, secret: str, host: str, port: int, runs_dir: Path | N
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
     async def control(request: Request) -> Response:
-        refused = guard.check(request)
-        if refused:
-            return refused
         action = request.path_params["action"]
         if action not in ("estop", "resume", "log_start", "log_stop", "mark", "unblind"):
             return JSONResponse({"ok": False, "message": f"unknown control {action!r}"}, 404)
@@ -241,16 +246,41 @@ def build_app(hub: Hub, *, secret: str, host: str, port: int, runs_dir: Path | N
         ack = await hub.control(action, **fields)
         return JSONResponse(ack, 200 if ack.get("ok") else 409)
 
-    def set_cue(label: str | None, seconds: float, index: int | None = None, total: int | None = None) -> None:
-        t = cues.push(label) if label else None
-        hub.cue = {"kind": "cue", "label": label, "seconds": seconds, "t": time.time(), "lsl_time": t,
-                   "index": index, "total": total}
-        hub.broadcast(hub.cue)
+    return [Route("/events", guarded(guard, events)),
+            Route("/api/control/{action}", guarded(guard, control), methods=["POST"])]
 
-    async def cue(request: Request) -> Response:
-        refused = guard.check(request)
-        if refused:
-            return refused
+
+class Cues:
+    """The cue page's cues: one at a time, or a paradigm (a shuffled order of cues, each followed by a jittered
+    rest), each onset pushed as an LSL marker."""
+
+    def __init__(self, hub: Hub, outlet: CueOutlet):
+        self.hub, self.outlet = hub, outlet
+        self.paradigm: asyncio.Task | None = None
+
+    def show(self, label: str | None, seconds: float, index: int | None = None, total: int | None = None) -> None:
+        t = self.outlet.push(label) if label else None
+        self.hub.cue = {"kind": "cue", "label": label, "seconds": seconds, "t": time.time(), "lsl_time": t,
+                        "index": index, "total": total}
+        self.hub.broadcast(self.hub.cue)
+
+    async def run(self, order: list[str], cue_s: float, rest_s: float, jitter_s: float, seed: int | None) -> None:
+        rng = random.Random(seed)
+        done = 0
+        try:
+            for i, label in enumerate(order):
+                self.show(label, cue_s, i + 1, len(order))
+                done = i + 1
+                await asyncio.sleep(cue_s)
+                pause = rest_s + rng.uniform(0, jitter_s)
+                self.show(None, pause, i + 1, len(order))
+                await asyncio.sleep(pause)
+        finally:
+            self.paradigm = None
+            self.hub.paradigm = {"kind": "paradigm", "running": False, "cues_done": done, "total": len(order)}
+            self.hub.broadcast(self.hub.paradigm)
+
+    async def cue(self, request: Request) -> Response:
         try:
             body = await json_object(request)
             label, seconds = body.get("label"), float(body.get("seconds", 0) or 0)
@@ -260,29 +290,10 @@ def build_app(hub: Hub, *, secret: str, host: str, port: int, runs_dir: Path | N
             return bad_request(f"'seconds' ({body.get('seconds')!r}) must be a number")
         if label is not None and not isinstance(label, str):
             return bad_request("'label' must be a string or null")
-        set_cue(label, seconds)
-        return JSONResponse({"ok": True, "cue": hub.cue})
+        self.show(label, seconds)
+        return JSONResponse({"ok": True, "cue": self.hub.cue})
 
-    async def run_paradigm(order: list[str], cue_s: float, rest_s: float, jitter_s: float, seed: int | None) -> None:
-        rng = random.Random(seed)
-        done = 0
-        try:
-            for i, label in enumerate(order):
-                set_cue(label, cue_s, i + 1, len(order))
-                done = i + 1
-                await asyncio.sleep(cue_s)
-                pause = rest_s + rng.uniform(0, jitter_s)
-                set_cue(None, pause, i + 1, len(order))
-                await asyncio.sleep(pause)
-        finally:
-            state["paradigm"] = None
-            hub.paradigm = {"kind": "paradigm", "running": False, "cues_done": done, "total": len(order)}
-            hub.broadcast(hub.paradigm)
-
-    async def paradigm(request: Request) -> Response:
-        refused = guard.check(request)
-        if refused:
-            return refused
+    async def start(self, request: Request) -> Response:
         try:
             body = await json_object(request)
         except BadBody as err:
@@ -292,24 +303,20 @@ def build_app(hub: Hub, *, secret: str, host: str, port: int, runs_dir: Path | N
             trials, cue_s = int(body.get("trials", 10)), float(body.get("cue_s", 4.0))
             rest_s, jitter_s = float(body.get("rest_s", 2.0)), float(body.get("jitter_s", 0.5))
         except (KeyError, TypeError, ValueError) as err:
-            return JSONResponse({"ok": False, "message": f"a paradigm needs 'classes' and numbers ({err})"}, 400)
+            return bad_request(f"a paradigm needs 'classes' and numbers ({err})")
         if not classes or trials < 1 or cue_s <= 0 or rest_s < 0 or jitter_s < 0:
-            return JSONResponse({"ok": False, "message": "classes must be given; trials >= 1, cue_s > 0, rest_s and "
-                                 "jitter_s >= 0"}, 400)
-        if state["paradigm"] is not None:
+            return bad_request("classes must be given; trials >= 1, cue_s > 0, rest_s and jitter_s >= 0")
+        if self.paradigm is not None:
             return JSONResponse({"ok": False, "message": "a paradigm is already running"}, 409)
         order = paradigm_order(classes, trials, body.get("seed"))
-        state["paradigm"] = asyncio.create_task(run_paradigm(order, cue_s, rest_s, jitter_s, body.get("seed")))
-        hub.paradigm = {"kind": "paradigm", "running": True, "order": order}
-        hub.broadcast(hub.paradigm)
+        self.paradigm = asyncio.create_task(self.run(order, cue_s, rest_s, jitter_s, body.get("seed")))
+        self.hub.paradigm = {"kind": "paradigm", "running": True, "order": order}
+        self.hub.broadcast(self.hub.paradigm)
         return JSONResponse({"ok": True, "order": order})
 
-    async def paradigm_stop(request: Request) -> Response:
+    async def stop(self, request: Request) -> Response:
         """Stop the running paradigm: the cue page shows the fixation cross, no further cue marker is sent."""
-        refused = guard.check(request)
-        if refused:
-            return refused
-        task = state["paradigm"]
+        task = self.paradigm
         if task is None:
             return JSONResponse({"ok": False, "message": "no paradigm is running"}, 409)
         task.cancel()
@@ -317,58 +324,53 @@ def build_app(hub: Hub, *, secret: str, host: str, port: int, runs_dir: Path | N
             await task
         except asyncio.CancelledError:
             pass
-        set_cue(None, 0.0)
+        self.show(None, 0.0)
         return JSONResponse({"ok": True})
 
+    def routes(self, guard: Guard) -> list[Route]:
+        return [Route("/api/cue", guarded(guard, self.cue), methods=["POST"]),
+                Route("/api/paradigm", guarded(guard, self.start), methods=["POST"]),
+                Route("/api/paradigm/stop", guarded(guard, self.stop), methods=["POST"])]
+
+
+def runs_routes(guard: Guard, runs_dir: Path | None) -> list[Route]:
+    """The dashboard of finished runs: the list, each run's learning curves, and its files."""
     async def runs_list(request: Request) -> Response:
-        refused = guard.check(request)
-        if refused:
-            return refused
         if runs_dir is None:
             return JSONResponse({"runs": [], "root": None})
         return JSONResponse({"runs": run_records.list_runs(runs_dir), "root": str(runs_dir)})
 
     async def run_curves(request: Request) -> Response:
-        refused = guard.check(request)
-        if refused:
-            return refused
         try:
             return JSONResponse(run_records.curves(runs_dir, request.path_params["run_id"]))
         except (FileNotFoundError, ValueError) as err:
             return JSONResponse({"message": str(err)}, 404)
 
     async def run_file(request: Request) -> Response:
-        refused = guard.check(request, same_origin=False)  # a download link: the secret's SameSite cookie suffices
-        if refused:
-            return refused
         try:
             path = run_records.run_file(runs_dir, request.path_params["run_id"], request.path_params["path"])
         except (FileNotFoundError, ValueError) as err:
             return Response(str(err), 404)
         return FileResponse(path, filename=path.name)
 
-    async def root_handler(request: Request) -> Response:
-        if not live:
-            return RedirectResponse("/runs" + (f"?{request.url.query}" if request.url.query else ""))
-        return await page("live")(request)
+    return [Route("/api/runs", guarded(guard, runs_list)),
+            Route("/api/runs/{run_id}/curves", guarded(guard, run_curves)),
+            # a download link: the secret's SameSite cookie suffices
+            Route("/runs/files/{run_id}/{path:path}", guarded(guard, run_file, same_origin=False))]
 
-    routes = [
-        Route("/", root_handler),
-        Route("/cue", page("cue")),
-        Route("/runs", page("runs")),
-        Route("/static/{name}", static),
-        Route("/events", events),
-        Route("/api/control/{action}", control, methods=["POST"]),
-        Route("/api/cue", cue, methods=["POST"]),
-        Route("/api/paradigm", paradigm, methods=["POST"]),
-        Route("/api/paradigm/stop", paradigm_stop, methods=["POST"]),
-        Route("/api/runs", runs_list),
-        Route("/api/runs/{run_id}/curves", run_curves),
-        Route("/runs/files/{run_id}/{path:path}", run_file),
-    ]
+
+def build_app(hub: Hub, *, secret: str, host: str, port: int, runs_dir: Path | None, cue_outlet: str = "bmi-cues",
+              live: bool = True) -> Starlette:
+    """``secret``: the per-session secret (:mod:`.secret`); ``host``/``port``: where it listens (the host names it
+    answers, the cookie's name). ``live``: a server is attached (else ``/`` goes to the runs page)."""
+    outlet = CueOutlet(cue_outlet)
+    guard = Guard(secret, port)
+    routes = page_routes(guard, live) + live_routes(hub, guard) + Cues(hub, outlet).routes(guard) + \
+        runs_routes(guard, runs_dir)
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        cues.open()
+        outlet.open()
         if hub.sock is not None:  # the server's datagrams are read by the event loop, as they come
             asyncio.get_running_loop().add_reader(hub.sock.fileno(), hub.on_readable)
         yield

@@ -394,7 +394,7 @@ def test_rehearse_leaves_out_a_cue_its_recording_cuts(constant_flat_model, recor
     (recording,) = read_cued([path], data, meta["preprocessing"]["ch_names"])
     _, signals, cues, cue_s, _ = recording
     cut_at = cues[-2][0] + cue_s / 2  # half-way through the last cue but one
-    cut = (path, signals[:, : int(cut_at * sfreq)], cues, cue_s)
+    cut = recording._replace(data=signals[:, : int(cut_at * sfreq)])
     (whole,) = rehearse(constant_flat_model, [recording], [{}])
     (part,) = rehearse(constant_flat_model, [cut], [{}])
 

@@ -10,7 +10,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from datasets.dsp import PreprocessingSpec, apply_normalization, apply_offline
 from exports.onnx import read_model_metadata
 
 from exports.runtime.protocol import encode_hello
@@ -59,6 +58,20 @@ def offline_reference(meta, data: np.ndarray) -> np.ndarray:
     return offline_filtered(meta, data)[:, :: meta["preprocessing"]["decim"]]
 
 
+def offline_normalized(norm, window: np.ndarray) -> np.ndarray:
+    """Independent of ``datasets.dsp``: the metadata's normalisation in plain float64 numpy, Euclidean
+    alignment (the one subject's matrix) first, then ``(x - mean) / std`` per channel."""
+    x = np.asarray(window, dtype=np.float64)
+    if norm.get("alignment"):
+        (matrix,) = norm["alignment"].values()  # one subject's whitening matrix
+        x = np.asarray(matrix, dtype=np.float64) @ x
+    if norm["kind"] == "standardize":
+        x = (x - np.asarray(norm["mean"], dtype=np.float64)[:, None]) / np.asarray(norm["std"], dtype=np.float64)[:, None]
+    else:
+        assert norm["kind"] == "none", norm["kind"]
+    return x.astype(np.float32)
+
+
 def assert_matches_offline(decisions, meta, data, model_path, start_index=0, atol=1e-4):
     """Each logged decision's probabilities equal the model run on the reference window ending at its newest
     sample: every ``decim``-th filtered sample counted back from it (``start_index``: the stream sample where
@@ -70,7 +83,7 @@ def assert_matches_offline(decisions, meta, data, model_path, start_index=0, ato
         newest = int(row["sample_index"]) - start_index - 1
         window = filtered[:, newest - (n_times - 1) * decim : newest + 1 : decim]
         assert window.shape[1] == n_times
-        window = apply_normalization(window.astype(np.float32), meta["normalization"])
+        window = offline_normalized(meta["normalization"], window)
         expected = session.run(["probabilities"], {"signals": window[None]})[0][0]
         online = json.loads(row["probabilities"])
         worst = max(worst, max(abs(online[c] - p) for c, p in zip(meta["classes"], expected)))
@@ -79,7 +92,7 @@ def assert_matches_offline(decisions, meta, data, model_path, start_index=0, ato
 
 def test_offline_and_online_probabilities_agree(exported, recording_array, tmp_path):
     """One recording streamed over TCP in odd chunks, channels shuffled, against an independent offline
-    reference (whole-recording scipy sosfilt + onnxruntime)."""
+    reference (whole-recording scipy sosfilt, numpy normalisation, onnxruntime)."""
     data, ch_names, sfreq, _ = recording_array
     data = data[:, : int(20 * sfreq)]
     port, log = free_port(), tmp_path / "session.csv"
