@@ -1,6 +1,8 @@
 """Shared test set-up: offline tracking, headless plots, CPU-friendly threads, the shared real data."""
 
+import importlib.util
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -38,3 +40,20 @@ def eegmmidb_dir() -> Path:
     if not (path / "S001R03.edf").is_file():
         pytest.skip(f"real recordings not found at {path}")
     return path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium driven by Playwright (its own browser download cannot work here), for the tests of what a
+    person sees: the console and the docs site. Missing, it skips, or fails where CI installed it."""
+    required = os.environ.get("BMI_REQUIRE_BROWSER") == "1"  # CI installs the browser: a missing one fails there
+    executable = shutil.which("chromium")
+    if executable is None or importlib.util.find_spec("playwright") is None:
+        message = "this test needs Debian's chromium (apt-get install chromium) and playwright (the dev extra)"
+        pytest.fail(message) if required else pytest.skip(message)
+    import playwright.sync_api as playwright
+
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
+        yield chromium
+        chromium.close()

@@ -3,10 +3,11 @@ How long a decision takes on the rig
 ====================================
 
 The rig runs the exported model with onnxruntime only (no torch). :class:`exports.runtime.model.DecoderSession`
-is the server's decoder: one preallocated input window, one thread, warmed up at start. Here it decodes a few
-hundred windows of the held-out recording and the time of each is drawn as a histogram, with the percentiles
-that ``bmi serve --stats`` reports. What a decision costs on this machine depends on its load: measure on the rig
-computer itself (``bmi bench``).
+is the server's decoder: one preallocated input window, one thread, warmed up at start. Here the held-out
+recording goes through the server's own decision chain (:class:`exports.runtime.chain.SignalChain`) one hop at a
+time, and the time of each decoded window (the newest window copied from the ring, then the model) is drawn as a
+histogram, with the percentiles that ``bmi serve --stats`` reports. What a decision costs on this machine depends
+on its load: measure on the rig computer itself (``bmi bench``).
 """
 
 import time
@@ -16,8 +17,9 @@ import mne
 import numpy as np
 from _tutorial_run import WORK, recordings, trained_run
 
-from datasets.dsp import PreprocessingSpec, apply_normalization, apply_offline
 from exports.onnx import export_run
+from exports.runtime.alignment import choose_alignment
+from exports.runtime.chain import ChainConfig, SignalChain
 from exports.runtime.model import DecoderSession
 
 summary = trained_run("logvar")
@@ -29,20 +31,20 @@ meta = decoder.meta
 print(f"model input: {decoder.n_chans} channels x {decoder.n_times} samples at {meta['sfreq']:g} Hz")
 
 # %%
-# Windows from the held-out recording, filtered and normalised as the server does, decoded one at a time.
+# The held-out recording through the decision chain, a hop (50 ms) at a time; every decoded window is timed.
 files, _ = recordings()
-spec = PreprocessingSpec.from_dict(meta["preprocessing"])
 raw = mne.io.read_raw_fif(files[-1], preload=True, verbose="error")
-filtered = apply_offline(spec, raw.get_data(picks=list(spec.ch_names)))
-starts = np.linspace(0, filtered.shape[1] - decoder.n_times, 400).astype(int)
-windows = apply_normalization(np.stack([filtered[:, s : s + decoder.n_times] for s in starts]).astype(np.float32),
-                              meta["normalization"])
+data = raw.get_data(picks=list(meta["preprocessing"]["ch_names"])).astype(np.float32)
+chain = SignalChain(decoder, ChainConfig(), choose_alignment(meta, None, None, None))
 
 latency_ms = []
-for window in windows:
-    t0 = time.perf_counter()
-    decoder.predict(window)  # the channel mix (applied on arrival by the server), then the rest of the graph
-    latency_ms.append(1000 * (time.perf_counter() - t0))
+for start in range(0, data.shape[1], chain.hop):
+    chain.feed(data[:, start : start + chain.hop])
+    if chain.hop_due():
+        t0 = time.perf_counter()
+        window = chain.window()  # the checks' verdict, the window from the ring, then the model
+        if window.reason is None:
+            latency_ms.append(1000 * (time.perf_counter() - t0))
 latency_ms = np.asarray(latency_ms)
 p50, p99 = np.percentile(latency_ms, [50, 99])
 print(f"median {p50:.3f} ms, 99th percentile {p99:.3f} ms, longest {latency_ms.max():.3f} ms")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,21 +36,6 @@ def site() -> Path:
         proc = build_site(HTML)
         assert proc.returncode == 0, f"make docs failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return HTML
-
-
-@pytest.fixture(scope="module")
-def browser():
-    required = os.environ.get("BMI_REQUIRE_BROWSER") == "1"  # CI installs the browser: a missing one fails there
-    executable = shutil.which("chromium")
-    if executable is None or importlib.util.find_spec("playwright") is None:
-        message = "the docs test needs Debian's chromium (apt-get install chromium) and playwright (the dev extra)"
-        pytest.fail(message) if required else pytest.skip(message)
-    import playwright.sync_api as playwright
-
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
-        yield chromium
-        chromium.close()
 
 
 def guide_page(site: Path) -> Path:

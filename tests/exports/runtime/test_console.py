@@ -5,7 +5,6 @@ runs, and a page of another site in the same browser cannot resume a stopped han
 
 import contextlib
 import csv
-import importlib.util
 import json
 import os
 import shutil
@@ -27,20 +26,6 @@ SECRET = "console-secret-of-this-test-0123"  # given as the environment variable
 def with_secret() -> dict:
     """The environment of a server or console whose secret is SECRET."""
     return dict(os.environ, BMI_CONSOLE_TOKEN=SECRET)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    required = os.environ.get("BMI_REQUIRE_BROWSER") == "1"  # CI installs the browser: a missing one fails there
-    executable = shutil.which("chromium")
-    if executable is None or importlib.util.find_spec("playwright") is None:
-        message = "the console tests need Debian's chromium (apt-get install chromium) and playwright (the dev extra)"
-        pytest.fail(message) if required else pytest.skip(message)
-    import playwright.sync_api as playwright
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
-        yield chromium
-        chromium.close()
 
 
 def screenshot(page, name, tmp_path):
