@@ -73,8 +73,9 @@ def test_a_killed_worker_leaves_its_trial_failed_and_the_study_goes_on(postgres_
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
+    from pipeline.sweep import GRACE_FACTOR
+
     config, url = write_config(), postgres_server.url()
-    survivor = worker(config, space, url, "killed", 4)
     victim = worker(config, space, url, "killed", 3)
     deadline, line = time.monotonic() + 180, ""
     while "run directory:" not in line:  # the victim is inside its first trial's training
@@ -83,7 +84,10 @@ def test_a_killed_worker_leaves_its_trial_failed_and_the_study_goes_on(postgres_
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     killed_dir = Path(line.split("run directory:", 1)[1].strip())
-    finish(survivor)
+    # A stale trial is failed by the next worker that starts a trial after the grace period (heartbeat 1 s): the
+    # survivor joins once the victim's trial is stale, so the check does not race the survivor's own pace.
+    time.sleep(GRACE_FACTOR * 1 + 1)
+    finish(worker(config, space, url, "killed", 4))
 
     trials = {t.number: t for t in optuna.load_study(study_name="killed", storage=url).trials}
     killed = next(t for t in trials.values() if t.user_attrs.get("run_dir") == str(killed_dir))
