@@ -88,15 +88,14 @@ class MoabbConfig:
 
 @dataclass
 class SplitConfig:
-    """How epochs are split, always by whole groups so nothing leaks.
+    """How epochs are split, always by whole groups so nothing leaks. ``method`` is one of:
 
-    method:
-      ``holdout``: ``test`` (and optional ``val``) name the held-out values of ``by``
-        (e.g. runs ``["11"]``); when ``test`` is empty the last group (sorted) is the test set.
-        When ``val`` is empty, validation is ``val_fraction`` of the training *trials*,
-        stratified by class (whole trials, never windows of one trial on both sides).
-      ``kfold``: grouped k-fold over ``by`` with ``n_folds``; ``fold`` picks the test fold.
-      ``loso``: leave-one-subject-out; ``fold`` indexes the sorted subjects.
+    * ``holdout``: ``test`` (and optional ``val``) name the held-out values of ``by`` (e.g. runs ``["11"]``); when
+      ``test`` is empty the last group (sorted) is the test set. When ``val`` is empty, validation is
+      ``val_fraction`` of the training *trials*, stratified by class (whole trials, never windows of one trial on
+      both sides).
+    * ``kfold``: grouped k-fold over ``by`` with ``n_folds``; ``fold`` picks the test fold.
+    * ``loso``: leave-one-subject-out; ``fold`` indexes the sorted subjects.
     """
 
     method: Literal["holdout", "kfold", "loso"] = "holdout"
@@ -207,7 +206,8 @@ class DataConfig:
     rename: Literal["eegbci"] | None = None
     reference: Any = None
     notch: list[float] = field(default_factory=list)
-    bandpass: list[float | None] | str | None = field(default_factory=lambda: [8.0, 30.0])  # or a preset's name
+    bandpass: list[float | None] | str | None = field(  # [low, high] Hz (a null edge: low- or high-pass),
+        default_factory=lambda: [8.0, 30.0])  # a preset (mu_beta, slow), or auto (the training trials choose)
     filter_order: int = 4
     phase: Literal["causal", "zero"] = "causal"
     preprocessed: bool = False  # cut trials (-epo.fif, epoched .set) already filtered: skip the project's filters
@@ -231,18 +231,22 @@ class DataConfig:
             raise ConfigError("'data.events' is empty: map event names or codes to class names, e.g. {T1: left, T2: right}.")
         if self.tmax <= self.tmin:
             raise ConfigError(f"'tmax' ({self.tmax}) must be greater than 'tmin' ({self.tmin}).")
-        if isinstance(self.bandpass, str):  # a named band (datasets.dsp.BAND_PRESETS), resolved here
+        if isinstance(self.bandpass, str) and self.bandpass != "auto":  # a named band, resolved here
             from .dsp import BAND_PRESETS
 
             if self.bandpass not in BAND_PRESETS:
-                raise ConfigError(f"'bandpass' ({self.bandpass!r}) must be [low, high] in Hz or a preset: "
-                                  f"{', '.join(BAND_PRESETS)}.")
+                raise ConfigError(f"'bandpass' ({self.bandpass!r}) must be [low, high] in Hz, a preset "
+                                  f"({', '.join(BAND_PRESETS)}) or auto (the training trials choose).")
             if self.bandpass == "slow" and self.resample is None:
                 self.resample = "auto"  # slow fields need few samples: decimate (datasets.dsp.auto_rate)
             self.bandpass = list(BAND_PRESETS[self.bandpass])
-        if self.bandpass is not None and len(self.bandpass) != 2:
+        if self.bandpass == "auto":  # chosen on the training trials by bmi train (pipeline.views)
+            if self.preprocessed:
+                raise ConfigError("'bandpass' auto chooses the project's filters, which 'preprocessed: true' skips: "
+                                  "drop one of them.")
+        elif self.bandpass is not None and len(self.bandpass) != 2:
             raise ConfigError(f"'bandpass' ({self.bandpass}) must be [low, high] in Hz (either may be null).")
-        if self.bandpass is not None:  # the Nyquist limit needs the recording's rate: checked when it is read
+        if self.bandpass not in (None, "auto"):  # the Nyquist limit needs the recording's rate: checked when read
             low, high = self.bandpass
             for edge, value in (("low", low), ("high", high)):
                 if value is not None and value <= 0:
@@ -253,7 +257,7 @@ class DataConfig:
             raise ConfigError(f"'notch' ({self.notch}) must list positive frequencies in Hz.")
         if self.filter_order < 1:
             raise ConfigError(f"'filter_order' ({self.filter_order}) must be at least 1.")
-        if self.resample == "auto" and (self.bandpass is None or self.bandpass[1] is None):
+        if self.resample == "auto" and (self.bandpass is None or self.bandpass != "auto" and self.bandpass[1] is None):
             raise ConfigError("'resample' (auto) needs a 'bandpass' high edge to choose a rate from.")
         if self.resample not in (None, "auto") and self.resample <= 0:
             raise ConfigError(f"'resample' ({self.resample}) must be a positive rate in Hz, 'auto' or null.")

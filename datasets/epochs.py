@@ -150,6 +150,9 @@ def _process_file(rec, cfg: DataConfig, ch_names_ref):
 
 def load_epochs(cfg: DataConfig, config_dir: Path | None = None) -> EpochsData:
     """Read, preprocess and epoch the configured recordings, using the cache when it is current."""
+    if cfg.bandpass == "auto":
+        raise ValueError("'data.bandpass' is auto: the band is chosen on the training trials when a run starts "
+                         "(bmi train, cv, sweep); to read the recordings here give it: [low, high], mu_beta or slow.")
     config_dir = Path(config_dir or ".").resolve()
     recordings = list_recordings(cfg, config_dir)
     cut_trials = check_sources(recordings, cfg)  # before anything is written

@@ -52,11 +52,13 @@ def _count_folds(cfg, config_dir: Path, folds: int | None) -> int:
     from datasets.datamodule import EpochsDataModule
 
     from .train import check_config
+    from .views import view_data
 
     if cfg.data.split.method == "holdout":
         raise ValueError("'data.split.method' is 'holdout'; cross-validation needs 'kfold' (grouped) or 'loso'.")
     check_config(cfg, config_dir)  # before the recordings are read to count the folds
-    n_folds = EpochsDataModule(cfg.data, config_dir, seed=cfg.seed).n_splits()
+    data = cfg.data if cfg.data.bandpass != "auto" else view_data(cfg.data, "mu_beta")  # groups: any band's
+    n_folds = EpochsDataModule(data, config_dir, seed=cfg.seed).n_splits()
     if folds is not None:
         if not 1 <= folds <= n_folds:
             raise ValueError(f"'--folds' ({folds}) must be between 1 and the {n_folds} folds of the split.")

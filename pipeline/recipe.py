@@ -20,8 +20,21 @@ AUTO_MODELS = ("logvar", "eegnet")
 AUTO_EPOCHS = (30, 300)
 
 
-def choose_model(n_train: int) -> tuple[str, str]:
+#: a band whose high edge is at most this (the ``slow`` preset's) keeps only the slow fields, whose waveform, not
+#: power, carries the signal: ``model.name: auto`` then takes the decoder that reads it
+SLOW_EDGE, SLOW_FIELDS_MODEL = 5.0, "amplitude"
+
+
+def keeps_only_slow_fields(bandpass) -> bool:
+    """Whether ``data.bandpass`` is a low-pass at or below :data:`SLOW_EDGE` (the ``slow`` preset or narrower)."""
+    return isinstance(bandpass, (list, tuple)) and bandpass[1] is not None and bandpass[1] <= SLOW_EDGE
+
+
+def choose_model(n_train: int, bandpass=None) -> tuple[str, str]:
     """The decoder for ``model.name: auto`` and why."""
+    if keeps_only_slow_fields(bandpass):
+        return SLOW_FIELDS_MODEL, (f"model.name auto -> {SLOW_FIELDS_MODEL} (mean amplitude in time bins): the band "
+                                   f"{list(bandpass)} Hz keeps the slow fields, whose waveform carries the signal")
     small, large = AUTO_MODELS
     if n_train < SMALL_DATA_WINDOWS:
         return small, (f"model.name auto -> logvar (log-variance network): {n_train} training windows "
@@ -42,7 +55,7 @@ def resolve(cfg, dm) -> tuple[Any, list[str]]:
     n_train = dm.split_summary["train"]["n_epochs"]
     model = cfg.model
     if model.name == "auto":
-        name, note = choose_model(n_train)
+        name, note = choose_model(n_train, cfg.data.bandpass)
         model = replace(model, name=name)
         notes.append(note)
     optim = cfg.optim

@@ -19,7 +19,7 @@ from typing import Any
 
 from datasets.atomic import copy_file, write_json
 
-from . import recipe
+from . import recipe, views
 from .record import run as run_record
 from .record.config import ExperimentConfig, save_config
 
@@ -38,6 +38,7 @@ class Run:
     resume_from: Path | None = None  # last.ckpt when resuming
     notes: list[str] = field(default_factory=list)  # what the 'auto' settings chose
     warnings: list[str] = field(default_factory=list)
+    view_check: Any = None  # pipeline.views.ViewCheck: which band separates the training trials (when checked)
 
     @property
     def rank_zero(self) -> bool:
@@ -132,6 +133,8 @@ def check_config(cfg: ExperimentConfig, config_dir: str | Path | None = None) ->
         list_recordings(cfg.data, Path(config_dir).resolve())
 
     names = [cfg.model.name] if cfg.model.name != "auto" else list(recipe.AUTO_MODELS)
+    if cfg.model.name == "auto" and (cfg.data.bandpass == "auto" or recipe.keeps_only_slow_fields(cfg.data.bandpass)):
+        names.append(recipe.SLOW_FIELDS_MODEL)  # the slow fields' decoder may be chosen too
     for name in names:
         try:
             models.check_params(name, cfg.model.params)
@@ -152,12 +155,14 @@ def prepare_data(run: Run):
     if cfg.trainer.keep_freed_memory:
         keep_freed_memory()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    cfg, view_notes, view_warnings, run.view_check = views.resolve(cfg, run.config_dir, run_record.data_seed(cfg))
     dm = EpochsDataModule(cfg.data, run.config_dir, seed=run_record.data_seed(cfg))
     dm.prepare_data()
     dm.setup("fit")
-    run.cfg, run.notes = recipe.resolve(cfg, dm)  # 'auto' model / batch size / epochs -> the saved config says what ran
+    run.cfg, notes = recipe.resolve(cfg, dm)  # 'auto' model / batch size / epochs -> the saved config says what ran
+    run.notes = [*view_notes, *notes]
     dm.cfg = run.cfg.data
-    run.warnings = recipe.split_warnings(run.cfg) if run.resume_from is None else []
+    run.warnings = [*view_warnings, *recipe.split_warnings(run.cfg)] if run.resume_from is None else []
     return dm
 
 
@@ -461,6 +466,7 @@ def write_summary(run: Run, trainer, task, dm, logger, best: str, val, test, tra
         "epochs_trained": trainer.current_epoch,
         "optimizer_steps": trainer.global_step,
         "recipe": run.notes,
+        "view_check": run.view_check.to_dict() if run.view_check is not None else None,
         "finetuned_from": cfg.finetune.run if cfg.finetune is not None else None,
         "warnings": run.warnings + new_warnings,
         "resumed_from_epoch": first_task.start_epoch if run.resume_from else None,

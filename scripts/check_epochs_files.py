@@ -6,10 +6,12 @@ No package on the registry bundles a public cut-trial set (the BCI competitions'
 network here, so the trials are cut from the real PhysioNet EEG Motor Movement/Imagery recordings of subject S001
 beside the project (left vs right fist, T1 / T2, 4 s trials from 0.5 s before the cue), one ``-epo.fif`` per run,
 with the subject and run in the trials' metadata only (the file names carry no groups). The test run is a real
-movement run (07); training takes the other runs. Each band is trained with several seeds.
+movement run (07); training takes the other runs. Each band is trained with several seeds: the default (mu/beta,
+where the run's view check warns when the trials carry slow fields instead) and ``auto`` (the check chooses the
+band and the decoder, :mod:`pipeline.views`).
 
     .venv/bin/python scripts/check_epochs_files.py [--runs 03 04 07] [--test 07] [--seeds 0 1 2]
-        [--bands mu_beta slow] [--out bench_results/epochs_files.json]
+        [--bands mu_beta auto] [--out bench_results/epochs_files.json]
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ def train_once(files: list[Path], work: Path, band: str, seed: int, test: str) -
     summary = run_training(cfg, work, progress=False)
     refs = {name: ref.get("test", {}).get("balanced_accuracy") for name, ref in summary["baselines"].items()}
     return {"band": band, "seed": seed, "model": summary["model"], "seconds": round(time.perf_counter() - start, 1),
+            "view_check": summary.get("view_check"), "recipe": summary.get("recipe"),
+            "warnings": [w for w in summary.get("warnings", []) if "slow movement-related fields" in w],
             "n_train": summary.get("n_train"), "n_test": summary.get("n_test"),
             "test_balanced_accuracy": summary["test"]["balanced_accuracy"], "references": refs}
 
@@ -70,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", nargs="+", default=["03", "04", "07"])
     parser.add_argument("--test", default="07")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--bands", nargs="+", default=["mu_beta", "slow"])
+    parser.add_argument("--bands", nargs="+", default=["mu_beta", "auto"],
+                        help="data.bandpass values: presets or auto (the default mu_beta band, then auto)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_results" / "epochs_files.json")
     args = parser.parse_args(argv)
     missing = [r for r in args.runs if not (args.data / f"S001R{r}.edf").is_file()]
@@ -79,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from datasets.dsp import BAND_PRESETS
 
-    unknown = [b for b in args.bands if b not in BAND_PRESETS]
+    unknown = [b for b in args.bands if b not in BAND_PRESETS and b != "auto"]
     if unknown:
-        parser.error(f"--bands {unknown}: must be presets among {', '.join(BAND_PRESETS)}")
+        parser.error(f"--bands {unknown}: must be presets among {', '.join(BAND_PRESETS)}, or auto")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         files = cut_trials(args.data, args.runs, work, tmin=-0.5, tmax=4.0)
@@ -90,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['band']:8s} seed {r['seed']}: {r['model']} test balanced accuracy {r['test_balanced_accuracy']:.3f}"
               f" (CSP+LDA {r['references'].get('csp_lda')}, tangent space {r['references'].get('tangent_space')}),"
               f" {r['n_train']} train / {r['n_test']} test trials, {r['seconds']} s")
+        check = r["view_check"]
+        if check:
+            print(f"    view check on the training trials: {check['scores']} -> {check['choice']}"
+                  + ("; warned" if r["warnings"] else ""))
     doc = {"what": "PhysioNet EEGMMIDB S001 cut into -epo.fif trials (-0.5..4 s around T1/T2), data.tmin..tmax "
                    "defaults, holdout run " + args.test, "runs": args.runs, "results": results}
     from datasets import atomic

@@ -22,7 +22,7 @@ def test_presets_resolve_to_bands_and_the_slow_one_decimates():
 
 
 def test_bad_presets_are_named():
-    with pytest.raises(ConfigError, match=r"'bandpass' \('delta'\) must be \[low, high\] in Hz or a preset: mu_beta, slow"):
+    with pytest.raises(ConfigError, match=r"'bandpass' \('delta'\) must be \[low, high\] in Hz, a preset \(mu_beta, slow\) or auto"):
         data(bandpass="delta")
     with pytest.raises(ConfigError, match=r"'resample' \(auto\) needs a 'bandpass' high edge"):
         data(bandpass=[8.0, None], resample="auto")
