@@ -76,6 +76,8 @@ class MoabbConfig:
     ``dataset`` is a class name in ``moabb.datasets`` (``BNCI2014_001``, ``PhysionetMI``, ``FakeDataset`` ...),
     ``options`` its constructor's keyword arguments. ``subjects`` / ``sessions`` / ``runs`` keep only those (all
     when null). ``download: false`` (the default) refuses a dataset that is not on disk instead of downloading it.
+    ``module``: a Python module to import first, where a lab's own dataset class (a MOABB ``BaseDataset``
+    subclass) is defined, so that ``dataset`` can name it.
     """
 
     dataset: str
@@ -84,6 +86,7 @@ class MoabbConfig:
     runs: list[str] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     download: bool = False
+    module: str | None = None
 
 
 @dataclass

@@ -58,6 +58,18 @@ def dataset_classes() -> dict[str, type]:
     return {cls.__name__: cls for cls in [*own, *dataset_list]}
 
 
+def import_module(name: str) -> None:
+    """Import ``moabb.module`` (where a lab's own dataset class lives); a module that cannot be imported is a
+    one-line error naming it."""
+    import importlib
+
+    try:
+        importlib.import_module(name)
+    except ImportError as err:
+        raise ValueError(f"'moabb.module' ({name!r}) cannot be imported ({err}): give an importable module (on "
+                         "PYTHONPATH, or installed) that defines the dataset class.") from None
+
+
 def make_dataset(name: str, options: dict[str, Any] | None = None):
     """Construct MOABB dataset ``name`` with keyword ``options``; an unknown name lists the close (or all) names.
 
@@ -84,8 +96,9 @@ def make_dataset(name: str, options: dict[str, Any] | None = None):
 
 
 def is_generated(dataset) -> bool:
-    """True for MOABB's fake datasets, which make their data up and have nothing to download."""
-    return type(dataset).__module__ == "moabb.datasets.fake"
+    """True for MOABB's fake datasets (and a lab's subclasses of them), which make their data up and have nothing
+    to download."""
+    return any(cls.__module__ == "moabb.datasets.fake" for cls in type(dataset).__mro__)
 
 
 def data_root() -> Path:
@@ -212,6 +225,8 @@ def moabb_recordings(cfg: MoabbConfig) -> list[dict[str, Any]]:
         the run's Raw with its events as annotations; ``identity`` keys the epochs cache.
     """
     moabb = _moabb()
+    if cfg.module:
+        import_module(cfg.module)
     dataset = make_dataset(cfg.dataset, cfg.options)
     subjects = _subjects(dataset, cfg)
     if not cfg.download:

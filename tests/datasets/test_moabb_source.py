@@ -86,6 +86,7 @@ def test_subjects_sessions_and_runs_select(tmp_path):
     ({"subjects": [7]}, "does not have"),
     ({"sessions": ["9"]}, "match none of subject 1's sessions"),
     ({"options": {"n_subject": 2}}, "do not fit FakeDataset"),
+    ({"module": "no_such_lab_datasets"}, "'moabb.module' ('no_such_lab_datasets') cannot be imported"),
 ])
 def test_bad_input_is_one_line_naming_what_is_allowed(tmp_path, moabb, message):
     with pytest.raises((ValueError, TypeError)) as info:
@@ -98,14 +99,18 @@ def files_under(path: Path) -> list[Path]:
     return [p for p in path.rglob("*") if p.is_file()] if path.exists() else []
 
 
-def test_a_dataset_not_downloaded_is_refused_before_any_download(tmp_path, monkeypatch):
-    """No data folder at all: refused at once, saying where MOABB looks and how to download; nothing written."""
-    home = tmp_path / "home"
-    home.mkdir()
+def bnci_without_data(tmp_path: Path, monkeypatch, home: Path) -> DataConfig:
+    """BNCI2014_001 subject 1 with MOABB's data folder at ``tmp_path/mne_data`` and HOME at ``home``."""
+    home.mkdir(exist_ok=True)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("MNE_DATA", str(tmp_path / "mne_data"))
-    cfg = from_mapping(DataConfig, {"moabb": {"dataset": "BNCI2014_001", "subjects": [1]},
-                                    "events": {"left_hand": "left"}, "cache_dir": str(tmp_path / "cache")}, "data")
+    return from_mapping(DataConfig, {"moabb": {"dataset": "BNCI2014_001", "subjects": [1]},
+                                     "events": {"left_hand": "left"}, "cache_dir": str(tmp_path / "cache")}, "data")
+
+
+def test_a_dataset_not_downloaded_is_refused_before_any_download(tmp_path, monkeypatch):
+    """No data folder at all: refused at once, saying where MOABB looks and how to download; nothing written."""
+    cfg = bnci_without_data(tmp_path, monkeypatch, home=tmp_path / "home")
     with pytest.raises(FileNotFoundError, match=r"BNCI2014_001 is not downloaded: .*mne_data does not exist.*download"):
         load_epochs(cfg, tmp_path)
     assert files_under(tmp_path) == []
@@ -114,10 +119,7 @@ def test_a_dataset_not_downloaded_is_refused_before_any_download(tmp_path, monke
 def test_a_data_folder_without_the_dataset_is_refused_with_the_network_blocked(tmp_path, monkeypatch):
     """The folder exists but lacks the files: MOABB's own lookup runs with the network blocked and fails."""
     (tmp_path / "mne_data").mkdir()
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("MNE_DATA", str(tmp_path / "mne_data"))
-    cfg = from_mapping(DataConfig, {"moabb": {"dataset": "BNCI2014_001", "subjects": [1]},
-                                    "events": {"left_hand": "left"}, "cache_dir": str(tmp_path / "cache")}, "data")
+    cfg = bnci_without_data(tmp_path, monkeypatch, home=tmp_path)
     with pytest.raises(FileNotFoundError, match=r"subject 1 is not downloaded under .*mne_data"):
         load_epochs(cfg, tmp_path)
     assert files_under(tmp_path) == []

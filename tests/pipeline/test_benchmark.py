@@ -10,25 +10,9 @@ import pytest
 
 pytest.importorskip("moabb")
 
-from moabb.datasets.fake import FakeDataset  # noqa: E402
-
+from moabb_learnable import LearnableFake  # noqa: E402
 from pipeline.benchmark import COLUMNS, make_paradigm, make_pipelines, run_benchmark  # noqa: E402
 from pipeline.cli import main  # noqa: E402
-
-
-class LearnableFake(FakeDataset):
-    """FakeDataset whose cues change the signal: during a left_hand trial C4's amplitude triples, during a right_hand
-    trial C3's (a lateralised power change, as motor imagery gives). Pure noise otherwise, as MOABB makes it."""
-
-    def _generate_raw(self, n_events, duration):
-        raw = super()._generate_raw(n_events, duration)
-        data = raw.get_data()
-        stim = data[raw.ch_names.index("stim")]
-        length = int(self.interval[1] * self.sfreq)
-        for onset in np.flatnonzero(stim):
-            channel = raw.ch_names.index("C4" if stim[onset] == self.event_id["left_hand"] else "C3")
-            data[channel, onset : onset + length] *= 3.0
-        return mne.io.RawArray(data, raw.info, verbose="error")
 
 
 def learnable(**kw):
@@ -75,7 +59,7 @@ def test_the_scores_separate_a_learnable_signal_from_a_constant_guess(results):
     mean = frame.groupby(["evaluation", "pipeline"]).score.mean()
     assert np.allclose(frame[frame.pipeline == "constant"].score, 0.5)
     assert mean["within-session", "CSP+LDA"] > 0.95 and mean["cross-subject", "CSP+LDA"] > 0.95
-    assert mean["within-session", "logvar"] > 0.85
+    assert mean["within-session", "logvar"] > 0.85 and mean["cross-subject", "logvar"] > 0.85  # 1.0 on 2026-12-05
 
 
 @pytest.mark.slow  # about 40 s on a shared 2-core machine
