@@ -74,7 +74,10 @@ VALIDATED = (
     "models.registry", "models.base", "models.eegnet", "models.shallow", "models.logvar", "models.gated",
     "datasets.dsp", "datasets.synthetic", "datasets.typed",
     "pipeline.record", "pipeline.plots", "pipeline.rehearse",
-    "exports.metadata", "exports.runtime.protocol",
+    "exports.metadata", "exports.onnx", "exports.runtime.protocol",
+    # the runtime a lab deploying to the rig reads
+    "exports.runtime.server", "exports.runtime.chain", "exports.runtime.inputs", "exports.runtime.outputs",
+    "exports.runtime.smoothing", "exports.runtime.safety",
 )
 _validated = "|".join(m.replace(".", r"\.") for m in VALIDATED)
 numpydoc_validation_exclude = {

@@ -29,6 +29,9 @@ PARITY_ATOL = 1e-4  # of the logits' scale: a decoder started from LDA can give 
 
 @dataclass
 class ExportResult:
+    """What :func:`export_run` wrote: the ONNX file's ``path``, the ``metadata`` embedded in it and the
+    ``parity`` report (also written next to it as ``.parity.json``)."""
+
     path: Path
     metadata: dict[str, Any]
     parity: dict[str, Any]
@@ -122,6 +125,26 @@ def _parity_windows(run_dir: Path, info: dict, n_chans: int, n_times: int) -> tu
 
 
 def check_parity(net, onnx_path: Path, X: np.ndarray) -> dict[str, Any]:
+    """Compare the ONNX file's outputs (onnxruntime, CPU) with the PyTorch network's on the windows ``X``.
+
+    The logits (and a gated decoder's gate probability) must agree within ``PARITY_ATOL`` times the largest
+    absolute logit, or ``PARITY_ATOL`` when that is below 1 (float32 rounding grows with the values), and every
+    window's predicted class must be the same.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The trained network, in eval mode.
+    onnx_path : Path
+        The exported file.
+    X : numpy.ndarray
+        Windows ``[n, n_chans, n_times]`` float32, normalised as in training; run in batches of 64.
+
+    Returns
+    -------
+    dict
+        ``n_windows``, ``max_abs_diff``, ``tolerance``, ``same_predictions`` and ``passed``.
+    """
     import onnxruntime as ort
     import torch
 

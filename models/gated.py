@@ -71,10 +71,10 @@ class GatedDecoder(Decoder):
     gate_threshold : float or None
         Gate probability at or above which the server lets movement commands through. None: 0.7 with two
         movement classes (above the balanced 0.5: the hand moves only on a confident gate; it traded false
-        movements at rest against late or missed movements on the synthetic session, README, Gated decoders),
-        and in general where the gate opens (threshold + 0.1) at twice the movement odds of a window with no
-        evidence, k for k movement classes trained in balance: 0.757 with three, 0.789 with four (the same rule
-        as ``bmi serve --gate-rest-class``'s default, ``exports.runtime.smoothing.rest_gate_defaults``).
+        movements at rest against late or missed movements on the synthetic session: docs/benchmarks/gate.rst,
+        "The trade-off"), and in general where the gate opens (threshold + 0.1) at twice the movement odds of a
+        window with no evidence, k for k movement classes trained in balance: 0.757 with three, 0.789 with four
+        (the same rule as ``bmi serve --gate-rest-class``'s default, ``exports.runtime.smoothing.rest_gate_defaults``).
     gate_hysteresis : float
         The gate opens only at ``gate_threshold + gate_hysteresis`` (it closes below ``gate_threshold``).
     gate_dwell_s : float

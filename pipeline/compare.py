@@ -5,7 +5,8 @@ and no account. The terminal table fits the terminal (short run names, metric co
 keys shortened to their shortest unambiguous ending with a legend, cells wrapped by rich); CV folds and sweep
 trials are listed under their folder. A Markdown (or HTML) report with the full key names and a chart (the
 metrics as bars, the learning curves of the selected runs overlaid) are written beside. Failed and unfinished
-runs are listed, not compared.
+runs are listed, not compared. ``--study-report FOLDER`` draws a sweep's study instead, with Optuna's own
+parallel-coordinate and parameter-importance plots (:mod:`pipeline.study_report`).
 """
 
 from __future__ import annotations
@@ -349,7 +350,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "compare", help="compare runs side by side (offline), with a report and a chart",
         description="A table of finished runs: the metrics, then only the config keys that differ between them, "
                     "sorted by the first metric; CV folds and sweep trials under their folder. Also writes "
-                    "comparison.md (or .html) and comparison.png (metrics as bars, learning curves overlaid).")
+                    "comparison.md (or .html) and comparison.png (metrics as bars, learning curves overlaid). With "
+                    "--study-report, a sweep's study drawn by Optuna instead.")
     p.add_argument("run_dirs", nargs="*", help="run directories (default: every finished run under --runs-dir)")
     p.add_argument("--runs-dir", default="runs", help="where to look for runs (default: runs)")
     p.add_argument("--metric", action="append", metavar="STAGE.NAME",
@@ -361,12 +363,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["md", "html"], default="md", help="report format (default md)")
     p.add_argument("--top", type=int, metavar="N",
                    help="in the terminal, each folder's best N runs only (the report lists them all)")
+    p.add_argument("--study-report", metavar="FOLDER",
+                   help="instead of the table: a bmi sweep study folder (runs/STUDY) whose study is opened from the "
+                        "storage its sweep_summary files name, and drawn with Optuna's parallel-coordinate and "
+                        "parameter-importance plots into FOLDER/study_report.html (offline, images inline) and PNGs; "
+                        "a study that was in memory is rebuilt from its summary")
     p.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    if args.study_report:
+        given = [name for name, value in (("run directories", args.run_dirs), ("--metric", args.metric),
+                                          ("--out", args.out), ("--top", args.top)) if value]
+        if given:
+            raise ValueError(f"'--study-report' writes into the study folder and plots the study's own metric: "
+                             f"drop {', '.join(given)}.")
+        from .study_report import print_report, write_study_report
+
+        print_report(write_study_report(args.study_report))
+        return 0
     if args.top is not None and args.top < 1:
         raise ValueError(f"'--top' ({args.top}) must be at least 1.")
     runs = find_runs(args.run_dirs, args.runs_dir)

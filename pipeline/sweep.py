@@ -309,4 +309,5 @@ def _main(args: argparse.Namespace) -> int:
                        heartbeat=args.heartbeat, retries=args.retries)
     print(json.dumps(result["best"], indent=2))
     print(f"summary: {result['path']}")
+    print(f"Optuna's plots of the study: bmi compare --study-report {result['folder']}")
     return 0

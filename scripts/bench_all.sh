@@ -14,4 +14,6 @@ $PY scripts/bench_server.py $QUICK --out "$OUT/server.json"
 $PY scripts/bench_faults.py --out "$OUT/faults.json"
 $PY scripts/bench_accuracy.py $QUICK --out "$OUT/accuracy.json"
 $PY scripts/bench_sessions.py $QUICK --out "$OUT/sessions.json"
+# bmi compare and the console's runs page at a lab's scale (300 runs; seconds, so no --quick)
+$PY scripts/bench_dashboard.py --runs 300 --out "$OUT/dashboard.json"
 $PY scripts/bench_report.py "$OUT"

@@ -33,8 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def write_runs(root: Path, n: int, seed: int = 0) -> dict[str, int]:
-    """``n`` run folders under ``root``: two thirds in sweep studies (40 trials each), the rest in 10-fold CVs
-    (one per subject), a few sweep trials failed. Returns the layout's counts."""
+    """``n`` run folders under ``root``: two thirds in sweep studies (40 trials each, with their worker's
+    sweep_summary, every other study with a study_report.html), the rest in 10-fold CVs (one per subject), a few
+    sweep trials failed. Returns the layout's counts."""
     import yaml
 
     from datasets.atomic import write_json
@@ -76,6 +77,12 @@ def write_runs(root: Path, n: int, seed: int = 0) -> dict[str, int]:
                                           "model": model, "val": scores, "test": test, "classes": ["rest", "grasp", "open"],
                                           "test_confusion_matrix": [[5, 1, 0], [1, 4, 1], [0, 2, 4]],
                                           "finished": f"2026-12-0{1 + i % 5} 10:{i % 60:02d}", "tags": []})
+    sweeps = sorted({f for f, _ in plan if f.startswith("sweep-")})
+    for k, folder in enumerate(sweeps):  # each worker's summary makes a folder a study; every other one has its report
+        write_json(root / folder / "sweep_summary-trials0-39.json", {"study": folder, "storage": f"journal:{folder}.log",
+                                                                      "metric": "val.balanced_accuracy"})
+        if k % 2 == 0:
+            (root / folder / "study_report.html").write_text(f"<!doctype html><title>{folder}</title><h1>Study {folder}</h1>")
     return {"runs": len(plan), "failed": failed, "studies": len({f for f, _ in plan})}
 
 
@@ -99,8 +106,12 @@ def time_api(root: Path) -> dict[str, float]:
     start = time.perf_counter()
     runs.list_runs(root)
     warm = time.perf_counter() - start
+    start = time.perf_counter()  # which folders are studies, and which have a report: read at each request
+    studies = runs.studies(root, rows)
+    studies_s = time.perf_counter() - start
     return {"api_list_runs_cold_s": round(cold, 4), "api_list_runs_again_s": round(warm, 4),
-            "api_payload_kb": round(len(json.dumps({"runs": rows})) / 1024, 1), "api_rows": len(rows)}
+            "api_studies_s": round(studies_s, 4), "api_studies": len(studies),
+            "api_payload_kb": round(len(json.dumps({"runs": rows, "studies": studies})) / 1024, 1), "api_rows": len(rows)}
 
 
 def free_port() -> int:
@@ -143,6 +154,7 @@ def time_page(root: Path) -> dict[str, float] | dict[str, str]:
                 times.append(time.perf_counter() - start)
             drawn = page.evaluate("document.querySelectorAll('[data-testid=runs-table] tbody tr[data-run]').length")
             groups = page.evaluate("document.querySelectorAll('[data-testid=runs-table] tbody tr.group').length")
+            reports = page.evaluate("document.querySelectorAll('[data-testid=runs-table] [data-testid=study-report]').length")
             start = time.perf_counter()  # open the first group
             page.click("[data-testid=runs-table] tbody tr.group >> nth=0")
             page.wait_for_function("document.querySelectorAll('[data-testid=runs-table] tbody tr[data-run]').length > 0")
@@ -156,7 +168,8 @@ def time_page(root: Path) -> dict[str, float] | dict[str, str]:
         console.terminate()
         console.wait(10)
     return {"page_first_paint_s": round(min(times), 3), "page_first_paint_s_all": [round(t, 3) for t in times],
-            "page_run_rows_drawn": drawn, "page_group_rows": groups, "page_open_group_s": round(opened_s, 3),
+            "page_run_rows_drawn": drawn, "page_group_rows": groups, "page_study_report_links": reports,
+            "page_open_group_s": round(opened_s, 3),
             "page_rows_in_opened_group": opened, "page_rows_ungrouped_first_page": paged, "page_pager": pager}
 
 

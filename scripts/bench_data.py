@@ -4,7 +4,10 @@ present) and on a larger synthetic MEG-like set (306 channels, 1 kHz, 30 minutes
 
 Each measurement runs in a fresh child process, so its peak resident memory (VmHWM) is that load's own.
 
-    .venv/bin/python scripts/bench_data.py [--minutes 30] [--quick] [--out bench_results/data.json]
+    .venv/bin/python scripts/bench_data.py [--minutes 30] [--quick] [--out bench_results/data.json] [--docs-table] [--docs-dir DIR]
+
+``--docs-table`` also writes the docs' results file ``data_loading`` (scripts/results_file.py), one row per data
+set measured.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import results_file  # noqa: E402  (scripts/, beside this file)
+
 EEGMMIDB = ROOT.parent / "shared" / "data" / "eegmmidb" / "S001"
 
 CHILD = """
@@ -68,11 +74,24 @@ def compare(name: str, cfg: dict, folder: Path) -> dict:
     return result
 
 
+def docs_rows(results: dict) -> list[list]:
+    """The docs' table of a run: one row per data set measured (a skipped one is left out)."""
+    rows = []
+    for name, r in results.items():
+        if "skipped" in r:
+            continue
+        first, cached = r["first_load"], r["cached_load"]
+        rows.append([name, r["epochs"], f"{first['epochs_per_s']:.0f} epochs/s", f"{cached['epochs_per_s']:.0f} epochs/s",
+                     f"x{r['speedup']:.0f}", f"{first['peak_rss_mb']:.0f} / {cached['peak_rss_mb']:.0f} MB"])
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=30.0, help="length of the synthetic MEG set")
     parser.add_argument("--quick", action="store_true", help="5 minutes of MEG instead of 30")
     parser.add_argument("--out", default="bench_results/data.json")
+    results_file.add_arguments(parser)
     args = parser.parse_args()
     minutes = 5.0 if args.quick else args.minutes
     results = {}
@@ -99,6 +118,12 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
+    if (docs := results_file.docs_folder(args)) is not None:
+        path = results_file.write_table(
+            "data_loading", title="Epochs: first load through MNE against the cache",
+            columns=["data set", "epochs", "first load (MNE)", "cached load", "ratio", "peak memory first / cached"],
+            rows=docs_rows(results), folder=docs, source=f"scripts/bench_data.py (raw results: {args.out})")
+        print(f"docs results file: {path}")
     print(f"results: {out}")
     return 0
 

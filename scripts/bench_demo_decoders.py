@@ -9,6 +9,7 @@ to it. The streamed part of the demo sees 2-6 rest cues; the rehearsal sees ~23 
 
     .venv/bin/python scripts/bench_demo_decoders.py [--seeds 0,1,2] [--models logvar,eegnet,gru]
         [--out bench_results/demo_decoders]      # about 4 min per seed on 2 cores
+        [--docs-table] [--docs-dir DIR]          # also the docs' results file demo_decoders (scripts/results_file.py)
 
 A seed whose demo folder already holds ``summary.json`` is not run again.
 """
@@ -23,6 +24,8 @@ import sys
 from pathlib import Path
 
 import yaml
+
+import results_file  # scripts/, beside this file
 
 BMI = [sys.executable, "-m", "pipeline.cli"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,23 +61,31 @@ def main() -> int:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--models", default="logvar,eegnet,gru")
     p.add_argument("--out", default="bench_results/demo_decoders")
+    results_file.add_arguments(p)
     args = p.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     models = args.models.split(",")
     rows = [r for seed in map(int, args.seeds.split(",")) for r in rehearse_seed(out / f"seed{seed}", seed, models)]
-    lines = ["| seed | decoder | val / test balanced acc. | false moves/min at rest | moving at rest | rest cues moved in "
-             "| hits | time to correct (s) |", "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['seed']} | {r['model']}{' (served)' if r['served'] else ''} | {r['val']:.3f} / {r['test']:.3f} "
-                     f"| {r['false_movements_per_min']:.2f} | {r['movement_time_during_rest']:.1%} "
-                     f"| {r['rest_cues_moved_in']} of {r['rest_cues']} | {r['movement_hit_rate']:.2f} "
-                     f"| {r['time_to_correct_s']:.2f} |")
+    columns = ["seed", "decoder", "val / test balanced acc.", "false moves/min at rest", "moving at rest",
+               "rest cues moved in", "hits", "time to correct (s)"]
+    cells = [[str(r["seed"]), f"{r['model']}{' (served)' if r['served'] else ''}", f"{r['val']:.3f} / {r['test']:.3f}",
+              f"{r['false_movements_per_min']:.2f}", f"{r['movement_time_during_rest']:.1%}",
+              f"{r['rest_cues_moved_in']} of {r['rest_cues']}", f"{r['movement_hit_rate']:.2f}",
+              f"{r['time_to_correct_s']:.2f}"] for r in rows]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
     table = "\n".join(lines)
     print(table)
     (out / "results.json").write_text(json.dumps(rows, indent=1))
     (out / "results.md").write_text(table + "\n")
     print(f"written: {out / 'results.json'}, {out / 'results.md'}")
+    if (docs := results_file.docs_folder(args)) is not None:
+        path = results_file.write_table(
+            "demo_decoders", title="The demo's decoders rehearsed on both subjects' whole held-out run",
+            columns=columns, rows=cells, folder=docs,
+            source=f"scripts/bench_demo_decoders.py (raw results: {out / 'results.json'})")
+        print(f"docs results file: {path}")
     return 0
 
 

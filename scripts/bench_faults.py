@@ -12,7 +12,9 @@ injected. For every fault the table gives
 - hops withheld: hop boundaries after the onset that produced no decision (the cost of the fault);
 - recovery: from the fault's end (clean data flowing again) to the next decision.
 
-    .venv/bin/python scripts/bench_faults.py [--out bench_results/faults.json]
+    .venv/bin/python scripts/bench_faults.py [--out bench_results/faults.json] [--faults a,b] [--docs-table] [--docs-dir DIR]
+
+``--docs-table`` also writes the docs' results file ``faults`` (scripts/results_file.py), one row per fault run.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import results_file  # noqa: E402  (scripts/, beside this file)
 from exports.runtime.protocol import encode_data, encode_hello  # noqa: E402
 
 FRAME_S, ONSET_S, SESSION_S, MAX_AGE_MS, HOP_MS = 0.02, 6.0, 14.0, 150.0, 50.0
@@ -63,6 +66,34 @@ FAULTS = [
           ONSET_S + 3.0),
     Fault("sigterm", "SIGTERM 2 s after the onset; decisions after the final stop message", ONSET_S + 2.0),
 ]
+
+
+#: each fault's row label in the docs' table (output_loss's is completed with the UDP messages lost)
+DOCS_LABELS = {
+    "stall": "stall: no samples for 2 s, then new samples",
+    "backlog": "backlog: 2 s of buffered samples arrive at once with their acquisition times",
+    "nan_burst": "NaN burst, 0.2 s",
+    "flat_line": "flat line, 1.5 s (windows holding >= 100 ms + one hop of it count as bad)",
+    "saturation": "saturation, 0.3 s at ±2 mV (`--saturation 1e-3`)",
+    "dc_step": "DC step, +20 mV from the onset on (windows holding the filters' settling after it count as bad)",
+    "clock_jump": "clock jump: the sender's clock steps back 1 s",
+    "reconnect": "reconnect: the client drops and reconnects at once",
+    "output_loss": "output loss: a second (TCP) controller crashes, returns 3 s later (UDP messages lost: {lost})",
+    "sigterm": "SIGTERM (time to the final stop message)",
+}
+
+
+def docs_rows(rows: list[dict]) -> list[list]:
+    """The docs' table of the faults run: time to safe (ms), movement commands on bad data, hops withheld,
+    recovery (s); None where a fault has no such time."""
+    table = []
+    for r in rows:
+        safe = r["time_to_safe_ms"]
+        label = DOCS_LABELS[r["fault"]].format(lost=r["movement_commands_on_bad_data"])
+        table.append([label, None if safe is None else f"{safe:.1f}" if safe < 10 else f"{safe:.0f}",
+                      r["movement_commands_on_bad_data"], r["hops_withheld_after_onset"],
+                      None if r["recovery_s"] is None else f"{r['recovery_s']:.2f}"])
+    return table
 
 
 def train_model(folder: Path) -> tuple[Path, list[Path]]:
@@ -326,7 +357,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench_results/faults.json")
     parser.add_argument("--faults", help="comma-separated subset of: " + ", ".join(f.name for f in FAULTS))
+    results_file.add_arguments(parser)
     args = parser.parse_args()
+    unknown = sorted(set(args.faults.split(",")) - {f.name for f in FAULTS}) if args.faults else []
+    if unknown:
+        parser.error(f"--faults: unknown {unknown}; choose from {', '.join(f.name for f in FAULTS)}")
     chosen = [f for f in FAULTS if not args.faults or f.name in args.faults.split(",")]
     import mne
 
@@ -352,6 +387,12 @@ def main() -> int:
     result = {"max_age_ms": MAX_AGE_MS, "hop_ms": HOP_MS, "onset_s": ONSET_S, "faults": rows,
               "all_zero_bad_moves": all(r["movement_commands_on_bad_data"] == 0 for r in rows)}
     out.write_text(json.dumps(result, indent=2))
+    if (docs := results_file.docs_folder(args)) is not None:
+        path = results_file.write_table(
+            "faults", title="Fault injection: time to safe and recovery per fault",
+            columns=["fault", "time to safe (ms)", "movement commands on bad data", "hops withheld", "recovery (s)"],
+            rows=docs_rows(rows), folder=docs, source=f"scripts/bench_faults.py (raw results: {args.out})")
+        print(f"docs results file: {path}")
     print(f"movement commands on bad data, all faults: {sum(r['movement_commands_on_bad_data'] for r in rows)}")
     print(f"results: {out}")
     return 0 if result["all_zero_bad_moves"] else 1

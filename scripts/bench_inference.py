@@ -19,6 +19,11 @@ random weights and inputs, the engines interleaved in blocks of 10 per model so 
 hits them alike. Throughput is at batch 64.
 
     .venv/bin/python scripts/bench_inference.py [--quick] [--models a,b] [--shapes a,b] [--out bench_results/inference.json]
+        [--docs-table] [--docs-dir DIR]
+
+``--docs-table`` also writes the docs' results files (scripts/results_file.py): ``inference`` (every shape and
+decoder run) and, when the run covers its three shapes, ``rig_inference`` (the whole file against what the rig
+runs per decision, for the decoders that begin with a channel mix).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import results_file  # noqa: E402  (scripts/, beside this file)
 
 SHAPES = {"eeg_64ch_1s_160Hz": (64, 160, 160.0), "meg_306ch_0.5s_1kHz": (306, 500, 1000.0),
           "meg_306ch_0.5s_250Hz": (306, 125, 250.0), "meg_306ch_0.5s_125Hz": (306, 62, 125.0)}
@@ -190,12 +197,58 @@ def bench_model(name: str, shape: tuple[int, int, float], iters: int, folder: Pa
     return result
 
 
+def _pair(r: dict) -> str:
+    return f"{r['p50_ms']:.3f} / {r['p99_ms']:.3f}"
+
+
+#: rig_inference's columns: the shapes it compares, in its order
+RIG_SHAPES = {"meg_306ch_0.5s_1kHz": "MEG 306 x 0.5 s at 1 kHz", "meg_306ch_0.5s_250Hz": "MEG at 250 Hz",
+              "eeg_64ch_1s_160Hz": "EEG 64 x 1 s at 160 Hz"}
+
+
+def docs_tables(results: dict, every_decoder: bool) -> list[dict]:
+    """The docs' results tables of a run (``inference``; ``rig_inference`` when the run has its shapes)."""
+    rows = []
+    for shape, per in results["shapes"].items():
+        for name, r in per.items():
+            if "skipped" in r:
+                rows.append([shape, name, f"not built: {r['skipped']}", "", "", "", ""])
+                continue
+            ratio = r["budget_ratio"]
+            rows.append([shape, name, _pair(r["torch"]), _pair(r["torch_inference_module"]),
+                         _pair(r["onnxruntime_as_trained"]) if "onnxruntime_as_trained" in r else "(same graph)",
+                         f"**{r['onnxruntime']['p50_ms']:.3f}** / {r['onnxruntime']['p99_ms']:.3f}",
+                         f"{ratio:.2f}" + (" (over)" if ratio > 1 else "")])
+    tables = [{"name": "inference",
+               "title": "Inference: one window at a time on one thread" + (", every registered decoder" if every_decoder else ""),
+               "columns": ["shape the decoder sees", "model", "eager p50 / p99 (ms)", "exported graph in eager PyTorch",
+                           "onnxruntime as trained", "**onnxruntime, exported** p50 / p99", "p99 / 1 ms budget"],
+               "rows": rows}]
+    if all(shape in results["shapes"] for shape in RIG_SHAPES):
+        split = [name for name in results["shapes"][next(iter(RIG_SHAPES))]
+                 if any("onnxruntime_rig" in results["shapes"][shape].get(name, {}) for shape in RIG_SHAPES)]
+        rig_rows = []
+        for name in split:
+            cells = []
+            for shape in RIG_SHAPES:
+                r = results["shapes"][shape].get(name, {})
+                cells.append("not built" if "skipped" in r else "no channel mix" if "onnxruntime_rig" not in r
+                             else f"{_pair(r['onnxruntime'])} -> {_pair(r['onnxruntime_rig'])}")
+            rig_rows.append([name, *cells])
+        if rig_rows:
+            tables.append({"name": "rig_inference",
+                           "title": "What the rig runs per decision: whole file against the channel mix split off",
+                           "columns": ["decoder", *RIG_SHAPES.values()], "rows": rig_rows})
+    return tables
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
     parser.add_argument("--out", default="bench_results/inference.json")
     parser.add_argument("--models", help=f"comma-separated decoders (default: every registered one and {', '.join(ENSEMBLES)})")
     parser.add_argument("--shapes", help=f"comma-separated shapes (default: all of {', '.join(SHAPES)})")
+    results_file.add_arguments(parser)
     args = parser.parse_args()
     shapes = args.shapes.split(",") if args.shapes else list(SHAPES)
     unknown = [s for s in shapes if s not in SHAPES]
@@ -231,6 +284,12 @@ def main() -> int:
                          f"{r['onnxruntime_rig']['p99_ms']:.3f}" if "onnxruntime_rig" in r else ""), flush=True)
     results["over_budget"] = {shape: sorted(m for m, r in per.items() if not r.get("meets_budget", True))
                               for shape, per in results["shapes"].items()}
+    if (docs := results_file.docs_folder(args)) is not None:
+        for table in docs_tables(results, every_decoder=not args.models):
+            path = results_file.write_table(table["name"], title=table["title"], columns=table["columns"],
+                                            rows=table["rows"], folder=docs,
+                                            source=f"scripts/bench_inference.py (raw results: {args.out})")
+            print(f"docs results file: {path}")
     if args.models or args.shapes:  # a subset: no goal summary
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -79,6 +79,18 @@ def main(folder: str = "bench_results") -> int:
             lines.append(f"| {r['fault']}: {r['note']} | {fmt(r['time_to_safe_ms'], 1)} | {r['movement_commands_on_bad_data']} | "
                          f"{r['hops_withheld_after_onset']} | {fmt(r['recovery_s'])} |")
         lines.append("")
+    if "dashboard" in parts:
+        d = parts["dashboard"]
+        lay = d.get("layout", {})
+        lines += [f"Comparison dashboard on {lay.get('runs')} runs ({lay.get('studies')} study and CV folders, "
+                  f"{lay.get('failed')} failed):", "",
+                  "| bmi compare (fresh process) | runs API first load / reload | runs page first paint | "
+                  "opening a folder |", "|---|---|---|---|",
+                  f"| {fmt(d.get('bmi_compare_s'))} s | {fmt(d.get('api_list_runs_cold_s'), 3)} / "
+                  f"{fmt(d.get('api_list_runs_again_s'), 3)} s | "
+                  + (f"{fmt(d.get('page_first_paint_s'), 3)} s ({d.get('page_group_rows')} folder rows) | "
+                     f"{fmt(d.get('page_open_group_s'), 3)} s |" if "page_first_paint_s" in d else f"{d.get('page')} | |"),
+                  ""]
     if "accuracy" in parts and (root / "accuracy.md").is_file():
         # the accuracy benchmark writes its own table (recipes x data sets, mean +- std over seeds)
         lines += [f"Test balanced accuracy (`{parts['accuracy'].get('command', 'scripts/bench_accuracy.py')}`, seeds "

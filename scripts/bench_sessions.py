@@ -18,7 +18,10 @@ onnxruntime, one decision per cue from the window at the training position (the 
 - *day 2, fine-tuned*: ``bmi finetune`` of yesterday's run on day 2's calibration run (its own alignment);
 - *day 2, scratch*: the default recipe trained on day 2's calibration run alone (no yesterday).
 
-    .venv/bin/python scripts/bench_sessions.py [--quick] [--out bench_results/sessions.json]
+    .venv/bin/python scripts/bench_sessions.py [--quick] [--out bench_results/sessions.json] [--docs-table] [--docs-dir DIR]
+
+``--docs-table`` also writes the docs' results file ``sessions`` (scripts/results_file.py): the table above, one
+column per shift.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("WANDB_MODE", "disabled")
+
+import results_file  # noqa: E402  (scripts/, beside this file)
 
 ARMS = ("day1_test", "day2_day1_alignment", "day2_realigned", "day2_finetuned", "day2_scratch")
 LABELS = {
@@ -194,6 +199,12 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def docs_rows(summary: dict) -> list[list[str]]:
+    """The docs' table of a run: one row per arm, ``mean ± sd`` over subjects per shift (as :func:`table`)."""
+    return [[LABELS[arm], *(f"{summary[s][arm]['mean']:.3f} ± {summary[s][arm]['sd']:.3f}" for s in summary)]
+            for arm in ARMS]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shifts", default="0,1", help="session shifts to compare (default 0,1)")
@@ -203,6 +214,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated subjects and training")
     parser.add_argument("--quick", action="store_true", help="one subject, shift 1")
     parser.add_argument("--out", default="bench_results/sessions.json", help="results file (JSON; a .md beside)")
+    results_file.add_arguments(parser)
     args = parser.parse_args()
     from pipeline.quiet import quiet_third_party
 
@@ -225,6 +237,12 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "per_subject": results, "summary": summary}, indent=2))
     out.with_suffix(".md").write_text(md + "\n")
+    if (docs := results_file.docs_folder(args)) is not None:
+        path = results_file.write_table(
+            "sessions", title="A calibration day and the next: balanced accuracy by option",
+            columns=["arm", *(f"shift {s}" for s in summary)], rows=docs_rows(summary), folder=docs,
+            source=f"scripts/bench_sessions.py (raw results: {args.out})")
+        print(f"docs results file: {path}")
     print(f"results: {out}")
 
 

@@ -400,7 +400,7 @@ def messages_page() -> str:
     rows = [[literal(f), MESSAGE_FIELDS[f]] for f in fields] + [[literal(f), d] for f, d in WIRE_ONLY.items()]
     out.append(list_table(["field", "meaning"], rows, [20, 80]))
     out.append(title("Outputs and the controller contract", "="))
-    out.append(docstring(outputs).replace("(the command schema in the README)", "(the fields above)") + "\n\n")
+    out.append(docstring(outputs).replace("(its fields: docs/reference/messages.rst)", "(the fields above)") + "\n\n")
     out.append(f"The default controller timeout, :data:`exports.runtime.outputs.DEFAULT_TIMEOUT_MS`, is "
                f"{outputs.DEFAULT_TIMEOUT_MS} ms.\n\n")
     return "".join(out)

@@ -133,6 +133,8 @@ class CommandChain:
 
     @property
     def gated(self) -> bool:
+        """Whether a gate is in force (a gated decoder's own, or a rest gate on a class): the commands then wait
+        for it to open, and every decision carries its value."""
         return self.gate_cfg is not None
 
     def reset(self) -> None:

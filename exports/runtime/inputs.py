@@ -128,6 +128,8 @@ class LSLInput:
                 self._waited = (np.asarray(sample, dtype=np.float32)[:, None], stamp)
 
     def pull(self) -> tuple[np.ndarray, float | None]:
+        """What has arrived, without waiting: ``([n_chans, n] float32, the last sample's LSL timestamp plus the
+        current clock offset, i.e. on this computer's clock)``; ``n`` may be 0 (then the time is None)."""
         _, stamps = self.inlet.pull_chunk(timeout=0.0, max_samples=len(self._buf), dest_obj=self._buf)
         n = len(stamps)
         first, self._waited = self._waited, None
@@ -141,6 +143,7 @@ class LSLInput:
         return chunk, float(stamps[-1]) + self.clock_offset
 
     def close(self) -> None:
+        """Stop the clock-offset thread (waits up to 3 s for it) and close the inlet's stream."""
         self._closing.set()
         self._sync.join(timeout=3.0)
         self.inlet.close_stream()
@@ -284,6 +287,12 @@ class TCPInput:
             self._read(self._active, now)
 
     def pull(self) -> tuple[np.ndarray, float | None]:
+        """Accept and read the sockets without blocking, then return the active client's samples since the last
+        pull: ``([n_chans, n] float32, the last frame's timestamp mapped to the local clock, or None)``.
+
+        New connections, hellos, refusals, replacements and dropped clients are all handled here; none of them
+        raises (each is counted in ``events``, and refusals are added to ``notices``).
+        """
         self._poll()
         if not self._samples:
             n = len(self.description.ch_names) if self.description else 0
@@ -301,6 +310,8 @@ class TCPInput:
 
     @property
     def clock_offset(self) -> float | None:
+        """Local minus sender clock (s), plus the smallest transport delay: the kept lower envelope of arrival
+        time minus frame timestamp (:class:`~.clock.ArrivalClock`); None before a connection's first data frame."""
         return self._arrival.offset
 
     @property
@@ -309,6 +320,7 @@ class TCPInput:
         return self._arrival.settled
 
     def close(self) -> None:
+        """Close every client connection and the listening socket."""
         for client in [self._active, *self._pending]:
             if client is not None:
                 client.sock.close()
@@ -352,6 +364,8 @@ class ReplayInput:
         self.clock = time.monotonic
 
     def pull(self) -> tuple[np.ndarray, float | None]:
+        """The samples due by now at ``speed`` x real time since the first pull: ``([n_chans, n] float32, the
+        time the last of them was due on the local monotonic clock, or None when none are due)``."""
         now = time.monotonic()
         if self._t0 is None:
             self._t0 = now
@@ -371,10 +385,11 @@ class ReplayInput:
 
     @property
     def finished(self) -> bool:
+        """Whether every sample of the recording has been pulled."""
         return self._sent >= self.data.shape[1]
 
     def close(self) -> None:
-        pass
+        """Nothing to release (the recording was read whole at construction)."""
 
 
 _TO_VOLTS = {"v": 1.0, "mv": 1e-3, "uv": 1e-6, "µv": 1e-6, "nv": 1e-9}

@@ -1,6 +1,6 @@
 """Command outputs: ``udp://HOST:PORT``, ``tcp://HOST:PORT``, ``serial:DEVICE?baud=N``, ``lsl:NAME``.
 
-UDP and TCP carry one JSON object per line (the command schema in the README); every one of them also carries
+UDP and TCP carry one JSON object per line (its fields: docs/reference/messages.rst); every one of them also carries
 ``"session"`` (16 random hex digits, new for each run of ``bmi serve``) and ``"timeout_ms"`` (the controller
 timeout below). Serial carries one ASCII line per message for a real robotic hand::
 
@@ -107,6 +107,17 @@ class _Pending:
 
 
 class UDPOutput:
+    """One datagram per message to ``HOST:PORT``, from a non-blocking socket: a controller that is down or slow
+    loses messages, never receives a queue of stale ones.
+
+    Parameters
+    ----------
+    host, port : str, int
+        The controller's address (IPv6 when ``host`` holds a colon).
+    token : str, optional
+        Added to every message as ``"token"`` (a controller beyond loopback requires one).
+    """
+
     kind = "udp"
 
     def __init__(self, host: str, port: int, token: str | None = None):
@@ -116,12 +127,15 @@ class UDPOutput:
         self.sock.setblocking(False)
 
     def send(self, msg: dict[str, Any], line: bytes) -> None:
+        """Send ``line`` (the encoded message; ``msg`` is not used) with the token. A full socket buffer raises
+        OSError, which :class:`OutputSet` counts."""
         self.sock.sendto(add_fields(line, self._token) if self._token else line, self.addr)
 
     def flush(self, deadline: float) -> None:
-        pass
+        """Nothing to flush: a datagram is sent whole or not at all."""
 
     def close(self) -> None:
+        """Close the socket."""
         self.sock.close()
 
 
@@ -176,6 +190,13 @@ class TCPOutput:
             return 0
 
     def send(self, msg: dict[str, Any], line: bytes) -> None:
+        """Send ``line`` (the encoded message; ``msg`` is not used) with the token, or drop it.
+
+        Raises :class:`OutputDown` while there is no connection (a connect is started, or retried after the
+        backoff), or when the controller has not yet taken the previous line: this one is dropped, and a
+        controller more than ``MAX_PENDING`` bytes behind is disconnected. Any other socket error disconnects
+        and is raised; a later send reconnects, after the backoff (0.1 s, doubling up to 2 s).
+        """
         if not self._ready():
             raise OutputDown(f"no controller connection to {self.addr[0]}:{self.addr[1]}")
         try:
@@ -189,16 +210,34 @@ class TCPOutput:
             raise
 
     def flush(self, deadline: float) -> None:
+        """Write what is pending until it is sent or ``deadline`` (``time.monotonic()`` seconds) passes."""
         while self.sock is not None and self._connected and self._pending.buf and time.monotonic() < deadline:
             select.select([], [self.sock], [], max(0.0, deadline - time.monotonic()))
             self._pending.drain(self._write)
 
     def close(self) -> None:
+        """Close the connection, if any."""
         if self.sock is not None:
             self.sock.close()
 
 
 class SerialOutput:
+    """A robotic hand's serial line: one ASCII line ``C,<seq>,<action>,<level>,<D|S>`` per message (see the
+    module's docstring), written without blocking (``write_timeout=0``).
+
+    Parameters
+    ----------
+    device : str
+        A device path (``/dev/ttyUSB0``, ``COM3``) or a pyserial URL (``loop://`` for tests).
+    baud : int
+        The line's rate.
+
+    Raises
+    ------
+    RuntimeError
+        The device cannot be opened at that rate.
+    """
+
     kind = "serial"
 
     def __init__(self, device: str, baud: int):
@@ -211,20 +250,28 @@ class SerialOutput:
         self._pending = _Pending()
 
     def send(self, msg: dict[str, Any], line: bytes) -> None:
+        """Write the serial line made from ``msg`` (the JSON ``line`` is not used). Raises :class:`OutputDown`
+        when the driver has not taken the previous line yet: this one is dropped, never queued."""
         text = f"C,{msg['seq']},{msg['action']},{msg['level']:+.3f},{'S' if msg['safe'] else 'D'}\n"
         self._pending.push(text.encode("ascii"), self.port.write)
 
     def flush(self, deadline: float) -> None:
+        """Write what is pending until the driver has taken it or ``deadline`` (``time.monotonic()`` s) passes."""
         while self._pending.buf and time.monotonic() < deadline:
             self._pending.drain(self.port.write)
             if self._pending.buf:
                 time.sleep(0.002)
 
     def close(self) -> None:
+        """Close the port."""
         self.port.close()
 
 
 class LSLMarkerOutput:
+    """An LSL string marker outlet named ``name`` (type ``Markers``, irregular rate, source id
+    ``bmi-serve-NAME``) carrying each message's JSON, so a recorder stores the decoder's output in sync with
+    the amplifier's stream. The console's event marks go only here (:meth:`OutputSet.send_markers`)."""
+
     kind = "lsl"
 
     def __init__(self, name: str):
@@ -234,12 +281,14 @@ class LSLMarkerOutput:
         self.outlet = pylsl.StreamOutlet(info)
 
     def send(self, msg: dict[str, Any], line: bytes) -> None:
+        """Push ``line`` (the JSON, without its newline) as one marker; ``msg`` is not used."""
         self.outlet.push_sample([line.decode().strip()])
 
     def flush(self, deadline: float) -> None:
-        pass
+        """Nothing to flush: liblsl sends from its own thread."""
 
     def close(self) -> None:
+        """Drop the outlet (liblsl closes it when it is released)."""
         del self.outlet
 
 
@@ -269,6 +318,9 @@ class OutputSet:
         return self.timeout_ms
 
     def send(self, msg: dict[str, Any], line: bytes) -> None:
+        """Send one message to every output, ``line`` (:func:`encode` of ``msg``) with ``session`` and, once
+        announced, ``timeout_ms`` added. Never raises: a failing output is counted in :attr:`stats`
+        (``failed``, ``last_error``) and in ``events`` (``output_down_KIND`` or ``output_error_KIND``)."""
         line = add_fields(line, self._tail)  # serial sends from msg: its line has no room for them
         for out, stat in zip(self.outputs, self.stats):
             try:
@@ -301,6 +353,7 @@ class OutputSet:
                 self.events[f"output_error_{out.kind}"] += 1
 
     def close(self) -> None:
+        """Close every output; an error closing one does not keep the others open."""
         for out in self.outputs:
             try:
                 out.close()
@@ -313,6 +366,27 @@ def _token(url) -> str | None:
 
 
 def open_output(spec: str, *, allow_remote: bool = False):
+    """Open one output from its spec.
+
+    Parameters
+    ----------
+    spec : str
+        ``udp://HOST:PORT[?token=T]``, ``tcp://HOST:PORT[?token=T]``, ``serial:DEVICE[?baud=N]`` (115200 by
+        default) or ``lsl:NAME``.
+    allow_remote : bool
+        Allow a UDP or TCP controller that is not on this computer (loopback only otherwise).
+
+    Returns
+    -------
+    UDPOutput, TCPOutput, SerialOutput or LSLMarkerOutput
+
+    Raises
+    ------
+    ValueError
+        An unknown scheme, a missing port, or a non-loopback host without ``allow_remote``.
+    RuntimeError
+        A serial device that cannot be opened.
+    """
     if spec.startswith("lsl:"):
         return LSLMarkerOutput(spec[4:])
     if spec.startswith("serial:"):
@@ -331,4 +405,6 @@ def open_output(spec: str, *, allow_remote: bool = False):
 
 
 def encode(msg: dict[str, Any]) -> bytes:
+    """A message as its wire line: compact JSON and a newline, UTF-8. Encoded once per message; the outputs
+    splice their own fields in (:func:`add_fields`) instead of encoding again."""
     return (json.dumps(msg, separators=(",", ":")) + "\n").encode()

@@ -48,6 +48,7 @@ class SafetyState:
         return new
 
     def clear(self) -> None:
+        """Leave the safe state (decoding allowed); the event counts are kept."""
         self.safe, self.reason = False, ""
 
 
@@ -85,6 +86,7 @@ class FlatDetector:
         self.reset()
 
     def reset(self) -> None:
+        """Forget the blocks seen (a restart): a flat stretch is then caught only within samples fed after it."""
         self._whole = 0  # whole blocks held (at most self.blocks)
         self._fill = 0  # samples in the block being filled
         self._slot = 0  # the slot of the block being filled
@@ -131,6 +133,7 @@ class AmplitudeCheck:
         self.restart()
 
     def restart(self) -> None:
+        """Check again from the next sample (a new connection): not passed, no failures, no partial block."""
         self.passed = False
         self.failures = 0
         self.last_ratio: np.ndarray | None = None
@@ -177,6 +180,8 @@ class JumpDetector:
         self.reset()
 
     def reset(self) -> None:
+        """Forget the typical change and the last sample (a restart): the first hop after it sets the scale and
+        cannot itself count as a jump."""
         self.scale: np.ndarray | None = None
         self._last: np.ndarray | None = None  # the previous sample (none after a reset)
         self._sum: np.ndarray | float = 0.0

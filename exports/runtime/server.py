@@ -90,6 +90,39 @@ class ServeConfig(ChainConfig):
 
 
 class Server:
+    """``bmi serve``: one model, one live input, every output, until stopped.
+
+    Construction loads the model, plans the decision chain, opens the outputs and connects the input; a stream
+    known at once (LSL, replay) is checked against the model here, a TCP client when it says hello. Nothing
+    is decoded before :meth:`run`. If any of it fails, what was opened is closed again and the error raised.
+
+    Parameters
+    ----------
+    model_path : str or Path
+        An ONNX file written by ``bmi export`` (its metadata says the channels, rate, units, preprocessing and
+        classes the stream is checked and processed against).
+    input_spec : str
+        ``lsl:NAME[?source_id=ID]``, ``tcp://HOST:PORT`` or ``replay:FILE`` (:func:`~exports.runtime.inputs.open_input`).
+    output_specs : list of str
+        ``udp://``, ``tcp://``, ``serial:`` or ``lsl:`` outputs (:func:`~exports.runtime.outputs.open_output`);
+        each gets every message.
+    cfg : ServeConfig
+        The settings; ``cfg.safety.safe_command`` is set here to the safe command the model allows.
+
+    Raises
+    ------
+    StreamMismatch
+        The stream's channels, rate or units cannot feed the model (:mod:`~exports.runtime.layout`).
+    ValueError
+        An unknown or malformed input or output spec, a non-loopback address without ``allow_remote`` (and a
+        token for listening), settings that disagree with the model, or a model the runtime cannot run
+        (zero-phase filtering, a corrupt file).
+    FileNotFoundError
+        The model or the replay file does not exist.
+    RuntimeError
+        No LSL stream of that name, or several; a serial device that cannot be opened.
+    """
+
     def __init__(self, model_path: str | Path, input_spec: str, output_specs: list[str], cfg: ServeConfig):
         self.cfg = cfg
         self.events: Counter = Counter()
@@ -214,6 +247,7 @@ class Server:
 
     @property
     def samples_total(self) -> int:
+        """Samples taken from the stream so far, refused ones included: the stream's sample index."""
         return self.chain.samples
 
     # -- messages --------------------------------------------------------------------------------------------
@@ -378,6 +412,17 @@ class Server:
             self.notice(notices.popleft())
 
     def run(self) -> dict[str, Any]:
+        """Decode until :meth:`stop` (SIGINT, SIGTERM) or ``cfg.duration`` seconds; returns the session's stats.
+
+        Installs the signal handlers, opens the session log, sends the safe message ``starting`` first and the
+        safe message ``stop`` last on every output (also when the loop raises), and writes the stats to
+        ``cfg.stats_path`` when set.
+
+        Returns
+        -------
+        dict
+            :meth:`stats`, plus ``cpu_share``: the process's CPU time over the session's wall time (of one core).
+        """
         cfg = self.cfg
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self.stop)
@@ -432,6 +477,7 @@ class Server:
             self.events[f"cue_input_error_{type(err).__name__}"] += 1
 
     def stop(self, *_: Any) -> None:
+        """End :meth:`run` after the current pass (a signal handler: takes and ignores its arguments)."""
         self._running = False
 
     def _shutdown(self) -> None:
@@ -464,6 +510,8 @@ class Server:
         return "stopped"
 
     def resume(self) -> str:
+        """Lift an :meth:`emergency_stop`. Decoding restarts from hold: a movement needs the full dwell on
+        windows that pass every check, so the hand does not move at once. Returns the console's reply."""
         if self.estopped:
             self.estopped = False
             self.notice("resumed by the operator: decoding restarts from hold; a movement needs the full dwell on "
@@ -472,9 +520,16 @@ class Server:
 
     @property
     def log_active(self) -> bool:
+        """Whether a session log is open and has not failed."""
         return self._log is not None and self._log.error is None
 
     def start_log(self) -> tuple[bool, str]:
+        """Start a session log from the console, if none is being written.
+
+        The file is ``cfg.log_path`` or ``session-YYYYmmdd-HHMMSS.csv``, numbered ``-2``, ``-3`` ... rather than
+        overwrite an existing one; the writer thread opens it, so the loop never waits on a disk (a failure shows
+        in :attr:`log_active` and the stats). Returns ``(True, message)`` for the console.
+        """
         if self._log is None or self._log.error is not None:  # none, or one that failed: a new file
             base = self._log_base = self._log_base or self.cfg.log_path or \
                 Path(f"session-{time.strftime('%Y%m%d-%H%M%S')}.csv")
@@ -487,6 +542,7 @@ class Server:
         return True, f"logging to {self.cfg.log_path}"
 
     def stop_log(self) -> str:
+        """Close the session log without waiting (its thread writes what is queued); returns the console's reply."""
         if self._log is not None:
             self._log.close(wait=False)  # its thread writes what is queued and closes the file: no wait here
             self._log = None
@@ -519,6 +575,18 @@ class Server:
         return dataclasses.asdict(self.commands.gate_cfg) | {"source": source}
 
     def stats(self, seconds: float) -> dict[str, Any]:
+        """The session's report (what ``--stats`` writes), JSON-ready.
+
+        Decisions and samples, latency and age percentiles (ms), withheld hops by reason, the clock checks, the
+        amplitude check, the alignment, the decoder's input, the input pacing, the actions and gate in force,
+        per-output counts, the session log, cue scores (with ``--cues``), notices and events. A blinded session
+        (``condition_code``) reports the code only, never whether it was sham.
+
+        Parameters
+        ----------
+        seconds : float
+            The session's duration so far (wall clock), for the report and the rates.
+        """
         amplitude, ratio = self.chain.amplitude, self.chain.amplitude.last_ratio
         return {
             "seconds": round(seconds, 3), "decisions": self.decisions, "samples_received": self.samples_total,

@@ -53,6 +53,7 @@ class Smoother:
         self.reset()
 
     def reset(self) -> None:
+        """Forget every window so far: back to hold (or, with ``hold=None``, no command until the next window)."""
         self._ema: np.ndarray | None = None
         self._votes: deque[int] = deque(maxlen=self.cfg.k)
         self.command: int | None = None
@@ -208,6 +209,8 @@ class GatedSmoother:
         self.reset()
 
     def reset(self) -> None:
+        """Forget every window so far: the gate closed, holding until it first opens again (after the full gate
+        dwell), the type smoother reset."""
         self._g: float | None = None
         self.open = False
         self.holding = True  # until the gate first opens after this (re)start: the dwell from hold
@@ -230,6 +233,13 @@ class GatedSmoother:
             self._above_since = None
 
     def update(self, probs: np.ndarray, t: float, gate: float) -> tuple[str, float, float, np.ndarray]:
+        """One window: its joint probabilities ``probs`` (one per class), its raw gate probability ``gate`` and
+        its end ``t`` on the stream's sample clock (s) -> (command, confidence, level, smoothed probabilities).
+
+        The command is the rest class unless the gate is open and the type decision's confidence is at least
+        ``type_threshold``; the smoothed probabilities are ``1 - g`` for rest and ``g`` x the smoothed
+        conditional ones for the movements (``g`` the smoothed gate).
+        """
         probs = np.asarray(probs, dtype=np.float64)
         alpha = self.cfg.alpha if self.cfg.method == "ema" else 1.0
         g = float(gate) if self._g is None else alpha * float(gate) + (1 - alpha) * self._g

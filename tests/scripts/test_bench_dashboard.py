@@ -59,6 +59,9 @@ def test_runs_api_reads_each_run_once_and_again_when_it_changes(many_runs):
     failed = [r for r in first.values() if r["status"] == "failed"]
     assert len(failed) == 6 and all(r["error"] == "RuntimeError: Loss is nan" for r in failed)
     assert first["sweep-s00/trial3"]["folder"] == "sweep-s00"
+    studies = runs.studies(many_runs, list(first.values()))
+    assert sorted(studies) == [f"sweep-s{k:02d}" for k in range(5)]  # the sweeps, not the CVs
+    assert [s["report"] for s in studies.values()] == [True, False, True, False, True]
     path = many_runs / "sweep-s00" / "trial3" / "summary.json"
     summary = json.loads(path.read_text())
     summary["test"]["balanced_accuracy"] = 0.123456
@@ -78,6 +81,7 @@ def test_runs_page_first_paint_folds_studies_and_pages(many_runs):
     spec.loader.exec_module(bench)
     page = bench.time_page(many_runs)
     assert page["page_group_rows"] == 15 and page["page_run_rows_drawn"] == 0  # one folded row per study or CV
+    assert page["page_study_report_links"] == 3  # the 5 sweep studies' rows: every other one links its report
     assert page["page_rows_in_opened_group"] == 10  # a click opens the first folder (cv-loso-s00): its 10 folds
     assert page["page_rows_ungrouped_first_page"] == 100 and page["page_pager"] == "page 1 of 3"
     assert page["page_first_paint_s"] < 5.0

@@ -334,11 +334,13 @@ class Cues:
 
 
 def runs_routes(guard: Guard, runs_dir: Path | None) -> list[Route]:
-    """The dashboard of finished runs: the list, each run's learning curves, and its files."""
+    """The dashboard of finished runs: the list (with the sweep studies among its folders), each run's learning
+    curves, its files, and a study's report."""
     async def runs_list(request: Request) -> Response:
         if runs_dir is None:
             return JSONResponse({"runs": [], "root": None})
-        return JSONResponse({"runs": run_records.list_runs(runs_dir), "root": str(runs_dir)})
+        rows = run_records.list_runs(runs_dir)
+        return JSONResponse({"runs": rows, "root": str(runs_dir), "studies": run_records.studies(runs_dir, rows)})
 
     async def run_curves(request: Request) -> Response:
         try:
@@ -353,10 +355,22 @@ def runs_routes(guard: Guard, runs_dir: Path | None) -> list[Route]:
             return Response(str(err), 404)
         return FileResponse(path, filename=path.name)
 
+    async def study_report(request: Request) -> Response:
+        try:
+            path = run_records.study_report(runs_dir, request.path_params["folder"])
+        except (FileNotFoundError, ValueError) as err:
+            return Response(str(err), 404)
+        # shown, not downloaded: a page of text, tables and inline PNGs, allowed nothing else (no script, no request)
+        return FileResponse(path, media_type="text/html", headers={
+            "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'"})
+
     return [Route("/api/runs", guarded(guard, runs_list)),
             Route("/api/runs/{run_id}/curves", guarded(guard, run_curves)),
             # a download link: the secret's SameSite cookie suffices
-            Route("/runs/files/{run_id}/{path:path}", guarded(guard, run_file, same_origin=False))]
+            Route("/runs/files/{run_id}/{path:path}", guarded(guard, run_file, same_origin=False)),
+            # a sweep study's report (bmi compare --study-report), opened from its group's row in a new tab
+            Route("/runs/report/{folder:path}", guarded(guard, study_report, same_origin=False))]
 
 
 def build_app(hub: Hub, *, secret: str, host: str, port: int, runs_dir: Path | None, cue_outlet: str = "bmi-cues",

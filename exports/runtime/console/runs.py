@@ -74,6 +74,34 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
     return rows
 
 
+#: a sweep study folder's report (``bmi compare --study-report``, pipeline/study_report.py) and the workers' summaries
+#: that make a folder a study (names kept here: the console never imports the training side)
+STUDY_REPORT = "study_report.html"
+SWEEP_SUMMARIES = "sweep_summary-*.json"
+
+
+def studies(root: Path, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The sweep study folders among the rows' folders (a ``sweep_summary-*.json`` or a report in them): whether
+    each has its study report, and the folder's path for the command that makes one. One directory listing per
+    folder (a lab's hundreds of runs sit in tens of folders), read at each request: a report made while the page
+    is open shows at the next reload."""
+    out = {}
+    for folder in sorted({r["folder"] for r in rows if r["folder"]}):
+        path = Path(root) / folder
+        report = path / STUDY_REPORT
+        if report.is_file() or next(path.glob(SWEEP_SUMMARIES), None) is not None:
+            out[folder] = {"report": report.is_file(), "path": str(path)}
+    return out
+
+
+def study_report(root: Path | None, folder: str) -> Path:
+    """A study folder's report (never a path outside the runs folder)."""
+    path = _resolve(root, folder) / STUDY_REPORT
+    if not path.is_file():
+        raise FileNotFoundError(f"no study report in {folder!r} (bmi compare --study-report makes one)")
+    return path
+
+
 def _files(run: Path) -> list[str]:
     files = [p.relative_to(run).as_posix() for p in sorted(run.glob("checkpoints/*.ckpt"))]
     return files + [p.relative_to(run).as_posix() for p in sorted(run.glob("*.onnx"))]

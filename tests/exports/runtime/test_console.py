@@ -29,7 +29,7 @@ def with_secret() -> dict:
 
 
 def screenshot(page, name, tmp_path):
-    """Into docs/screenshots/ (linked from the README) when BMI_SCREENSHOTS=1, else beside the test."""
+    """Into docs/screenshots/ (shown on the docs site's journey pages) when BMI_SCREENSHOTS=1, else beside the test."""
     folder = SCREENSHOTS if os.environ.get("BMI_SCREENSHOTS") == "1" else tmp_path
     folder.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(folder / name))
@@ -306,3 +306,68 @@ def test_runs_page_lists_sorts_and_overlays_curves(browser, trained_run, tmp_pat
     screenshot(page, "console-runs.png", tmp_path)
     console.terminate()
     wait(console, 10)
+
+
+def sweep_folder(runs: Path, name: str, journal: Path, trials: int) -> Path:
+    """A study as bmi sweep leaves it: trial run folders, the study in a journal file, one worker's summary."""
+    import optuna
+
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(journal))),
+                                direction="maximize")
+    space = {"optim.lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
+             "model.name": optuna.distributions.CategoricalDistribution(["eegnet", "shallow"])}
+    for _ in range(trials):
+        trial = study.ask(space)
+        run = runs / name / f"trial{trial.number}"
+        run.mkdir(parents=True)
+        score = 0.5 + 30 * trial.params["optim.lr"]
+        study.tell(trial, score)
+        trial_summary = {"run_id": f"{name}-{run.name}", "group": name, "val": {"balanced_accuracy": score},
+                         "test": {"balanced_accuracy": score - 0.05}}
+        (run / "summary.json").write_text(json.dumps(trial_summary))
+    (runs / name / f"sweep_summary-trials0-{trials - 1}.json").write_text(json.dumps(
+        {"study": name, "storage": f"journal:{journal}", "metric": "val.balanced_accuracy"}))
+    return runs / name
+
+
+def test_runs_page_links_a_sweeps_study_report(browser, tmp_path):
+    """A study folder's group row links its report (Optuna's plots, shown under a policy that allows no script and
+    no request), or names the command that makes one; a CV's row has neither."""
+    from pipeline.study_report import write_study_report
+
+    runs = tmp_path / "runs"
+    drawn = sweep_folder(runs, "sweep-drawn", tmp_path / "drawn.log", trials=4)
+    write_study_report(drawn)
+    sweep_folder(runs, "sweep-new", tmp_path / "new.log", trials=2)
+    (runs / "cv-a" / "fold0").mkdir(parents=True)
+    (runs / "cv-a" / "fold0" / "summary.json").write_text(json.dumps({"run_id": "fold0", "test": {"balanced_accuracy": 0.6}}))
+    port = free_port()
+    console = bmi("console", "--runs", str(runs), "--listen", f"127.0.0.1:{port}", env=with_secret())
+    try:
+        page = open_page(browser, f"http://127.0.0.1:{port}/runs?token={SECRET}")
+        page.wait_for_function("document.querySelectorAll('[data-testid=runs-table] tbody tr[data-run]').length === 7")
+        link = page.locator("tr.group[data-group=sweep-drawn] [data-testid=study-report]")
+        assert link.inner_text() == "study report" and link.get_attribute("href") == "/runs/report/sweep-drawn"
+        missing = page.locator("tr.group[data-group=sweep-new] [data-testid=study-report-missing]")
+        assert missing.inner_text() == "no study report"  # the command that makes one, on hovering
+        assert missing.get_attribute("title") == f"make it: bmi compare --study-report {runs / 'sweep-new'}"
+        assert page.locator("tr.group[data-group=cv-a] [data-testid^=study-report]").count() == 0
+        with page.context.expect_page() as opened:
+            link.click()
+        report = opened.value
+        report.wait_for_load_state()
+        assert page.locator("tr[data-run]").count() == 7  # the click opened the report, it did not fold the group
+        assert report.locator("h1").inner_text() == "Study sweep-drawn"
+        assert "optim.lr" in report.get_by_test_id("importances").inner_text()
+        sizes = report.evaluate("[...document.images].map((i) => i.naturalWidth)")
+        assert len(sizes) == 2 and min(sizes) > 500  # both plots drawn from their inline data under the policy
+        screenshot(report, "console-study-report.png", tmp_path)
+        answer = page.request.get(f"http://127.0.0.1:{port}/runs/report/sweep-new")
+        assert answer.status == 404 and "bmi compare --study-report makes one" in answer.text()
+        assert page.request.get(f"http://127.0.0.1:{port}/runs/report/..%2F..").status == 404
+    finally:
+        console.terminate()
+        wait(console, 10)

@@ -26,6 +26,7 @@ ROUTES = [
     ("POST", "/api/paradigm/stop", {}, True),
     ("GET", "/api/runs", None, True),
     ("GET", "/runs", None, False),
+    ("GET", "/runs/report/no-such-study", None, False),  # a study's report, opened as a link in a new tab
     ("GET", "/cue", None, False),
 ]
 

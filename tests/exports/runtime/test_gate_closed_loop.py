@@ -12,7 +12,8 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-#: stated in README (Gated decoders): the gate's balanced rest-vs-movement accuracy on the held-out run
+#: stated in docs/notes/gate.rst ("Tests that hold these claims"): the gate's balanced rest-vs-movement accuracy
+#: on the held-out run
 GATE_ACCURACY = 0.75
 
 
@@ -77,6 +78,6 @@ def test_gated_decoder_holds_the_hand_at_rest_more_than_the_flat_one(session):
     assert gated["movement_time_during_rest"] < flat["movement_time_during_rest"], scores
     assert gated["false_movements_per_min"] < flat["false_movements_per_min"], scores
     assert gated["movement_hit_rate"] >= 0.75, scores  # the hand still moves when asked to
-    # README (Gated decoders, three seeds): 10.0 -> 2.2 false movements per minute, hits 0.96 -> 0.83
+    # docs/benchmarks/gate.rst, "Three seeds" (gate_three_seeds): 10.0 -> 2.2 false movements per minute, hits 0.96 -> 0.83
     assert rest_gated["false_movements_per_min"] <= flat["false_movements_per_min"] / 2, scores
     assert rest_gated["movement_hit_rate"] >= 0.75, scores

@@ -17,7 +17,7 @@ const COLUMNS = [
   ["status", "status", (r) => r.status],
 ];
 const PALETTE = ["#2f6fdf", "#d9822b", "#1f9d55", "#c92a2a", "#7b61ff", "#00a3a3", "#a05a2c", "#e64980"];
-const R = {runs: [], sort: "date", asc: false, selected: new Set(), open: new Set(), page: 0};
+const R = {runs: [], studies: {}, sort: "date", asc: false, selected: new Set(), open: new Set(), page: 0};
 const FOLD_ABOVE = 60;  // more runs than this: groups start folded
 const PAGE_SIZE = 100;  // ungrouped: rows per page
 
@@ -62,6 +62,8 @@ function render() {
       const open = R.open.has(g);
       const td = el("td", {colspan: COLUMNS.length + 2, text: `${open ? "▾" : "▸"} group ${g}: ${members.length} runs ` +
         `(CV folds or sweep trials)${failed ? `, ${failed} not finished` : ""}, test balanced accuracy mean ${avg}, best ${best}`});
+      const study = R.studies[g];
+      if (study) td.append(" · ", studyLink(g, study));
       const tr = el("tr", {class: "group", "data-group": g, title: open ? "fold this group" : "show this group's runs"}, td);
       tr.style.cursor = "pointer";
       tr.addEventListener("click", () => { R.open.has(g) ? R.open.delete(g) : R.open.add(g); render(); });
@@ -86,6 +88,19 @@ function render() {
   const pager = document.getElementById("pager");
   pager.hidden = grouped || pages < 2;
   document.getElementById("page-label").textContent = `page ${R.page + 1} of ${pages}`;
+}
+
+// a sweep study's group row: its report (Optuna's plots) in a new tab, or the command that makes one
+function studyLink(folder, study) {
+  if (!study.report) {
+    const cmd = `bmi compare --study-report ${study.path}`;
+    return el("span", {class: "meta", "data-testid": "study-report-missing", "data-command": cmd, title: `make it: ${cmd}`,
+                       style: "font-weight:normal;text-decoration:underline dotted;cursor:help", text: "no study report"});
+  }
+  const href = "/runs/report/" + folder.split("/").map(encodeURIComponent).join("/");
+  const a = el("a", {href, target: "_blank", rel: "noopener", "data-testid": "study-report", text: "study report"});
+  a.addEventListener("click", (e) => e.stopPropagation());  // open the report, not fold the group
+  return a;
 }
 
 function foldAll(open) {
@@ -131,6 +146,7 @@ async function drawSelection() {
 async function load() {
   const data = await getJSON("/api/runs");
   R.runs = data.runs;
+  R.studies = data.studies || {};
   // a few runs: every group open; a lab's hundreds: folded to one row per study or CV (click to open)
   if (R.runs.length <= FOLD_ABOVE) R.open = new Set(R.runs.map(groupOf).filter(Boolean));
   document.getElementById("root").textContent = data.root ? "runs folder: " + data.root : "no runs folder (--runs)";
