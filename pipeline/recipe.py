@@ -13,6 +13,8 @@ import math
 from dataclasses import replace
 from typing import Any
 
+from datasets.dsp import BAND_PRESETS
+
 #: below this many training windows ``model.name: auto`` picks the low-capacity log-variance network
 SMALL_DATA_WINDOWS = 1000
 #: the decoders ``model.name: auto`` chooses between (small data, more data)
@@ -22,7 +24,7 @@ AUTO_EPOCHS = (30, 300)
 
 #: a band whose high edge is at most this (the ``slow`` preset's) keeps only the slow fields, whose waveform, not
 #: power, carries the signal: ``model.name: auto`` then takes the decoder that reads it
-SLOW_EDGE, SLOW_FIELDS_MODEL = 5.0, "amplitude"
+SLOW_EDGE, SLOW_FIELDS_MODEL = BAND_PRESETS["slow"][1], "amplitude"
 
 
 def keeps_only_slow_fields(bandpass) -> bool:

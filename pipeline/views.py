@@ -165,6 +165,8 @@ def resolve(cfg, config_dir: Path, seed: int) -> tuple[Any, list[str], list[str]
         return replace(cfg, data=view_data(data, view)), notes, [], check
     if data.preprocessed or data.bandpass is None or tuple(data.bandpass) != BAND_PRESETS["mu_beta"]:
         return cfg, [], [], None
+    if data.moabb is not None:  # continuous runs, and listing them reads the whole dataset
+        return cfg, [], [], None
     if not check_sources(list_recordings(data, config_dir), data):  # reads no signal
         return cfg, [], [], None  # continuous recordings are checked only when asked (bandpass: auto)
     own = load_epochs(replace(data, reject=None), config_dir)  # the run's band is the mu/beta view: a cache hit later
