@@ -67,7 +67,7 @@ def read_summaries(folder: Path) -> list[dict[str, Any]]:
 
 def _check_reachable(url: str) -> None:
     """Refuse a file storage whose file is gone before Optuna creates an empty one in its place."""
-    from .sweep import _safe_url
+    from .sweep import safe_url
 
     if url.startswith("journal:"):
         path = Path(url[len("journal:"):].removeprefix("//"))
@@ -79,14 +79,14 @@ def _check_reachable(url: str) -> None:
         return
     if not path.is_file():
         where = "" if path.is_absolute() else f", relative to {Path.cwd()} (run this where the sweep was run)"
-        raise StudyReportError(f"The study's storage {_safe_url(url)} cannot be reached: no file {path}{where}.")
+        raise StudyReportError(f"The study's storage {safe_url(url)} cannot be reached: no file {path}{where}.")
 
 
 def open_study(folder: Path):
     """The study of a sweep folder and a line saying where it was read: ``(study, source, metric)``."""
     import optuna
 
-    from .sweep import _safe_url, open_storage
+    from .sweep import safe_url, open_storage
 
     summaries = read_summaries(folder)
     name, url = summaries[0]["study"], summaries[0].get("storage")
@@ -108,9 +108,9 @@ def open_study(folder: Path):
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        raise StudyReportError(f"Study {name!r} is not in its storage {_safe_url(url)} (deleted, or another "
+        raise StudyReportError(f"Study {name!r} is not in its storage {safe_url(url)} (deleted, or another "
                                "database at that address).") from None
-    return study, f"Optuna storage {_safe_url(url)}", study.user_attrs.get("bmi_metric", metric)
+    return study, f"Optuna storage {safe_url(url)}", study.user_attrs.get("bmi_metric", metric)
 
 
 def _distribution(values: list[Any]):

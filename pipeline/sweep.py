@@ -35,7 +35,7 @@ STUDY_ATTRS = ("bmi_space", "bmi_metric")
 HEARTBEAT_S, GRACE_FACTOR = 30, 3
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
     """The storage URL with its password hidden (for messages)."""
     try:
         from sqlalchemy.engine import make_url
@@ -97,12 +97,12 @@ def open_storage(url: str | None, *, heartbeat: int = HEARTBEAT_S, retries: int 
                     raise
                 time.sleep(0.5 * (attempt + 1))
     except (ArgumentError, ModuleNotFoundError, ImportError) as err:
-        raise ValueError(f"'--storage' ({_safe_url(url)}) cannot be used: {type(err).__name__}: "
+        raise ValueError(f"'--storage' ({safe_url(url)}) cannot be used: {type(err).__name__}: "
                          f"{str(err).strip().splitlines()[0]}. Allowed: a database URL (postgresql+psycopg2://..., "
                          "sqlite:///FILE; pip install psycopg2-binary for PostgreSQL) or journal:PATH.") from None
     except SQLAlchemyError as err:
         reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
-        raise RuntimeError(f"Cannot open the study storage {_safe_url(url)}: {reason}") from None
+        raise RuntimeError(f"Cannot open the study storage {safe_url(url)}: {reason}") from None
 
 
 class StaleTrialCallback:

@@ -89,7 +89,7 @@ def docs_rows(rows: list[dict]) -> list[list]:
     table = []
     for r in rows:
         safe = r["time_to_safe_ms"]
-        label = DOCS_LABELS[r["fault"]].format(lost=r["movement_commands_on_bad_data"])
+        label = DOCS_LABELS[r["fault"]].format(lost=r["udp_messages_lost"])
         table.append([label, None if safe is None else f"{safe:.1f}" if safe < 10 else f"{safe:.0f}",
                       r["movement_commands_on_bad_data"], r["hops_withheld_after_onset"],
                       None if r["recovery_s"] is None else f"{r['recovery_s']:.2f}"])
@@ -312,9 +312,10 @@ def run_fault(fault: Fault, model: Path, data, ch_names, sfreq, meta, folder: Pa
         true_age = (t - acquired[idx - 1]) * 1000 if 0 < idx <= len(acquired) and not np.isnan(acquired[idx - 1]) else 0.0
         if true_age > MAX_AGE_MS + 5 or bad_windows(fault, idx, window_in, settle_in, flat_in, hop_in, sfreq, marks):
             bad += 1  # +5 ms: the controller's own reading of the message
-    if fault.name == "output_loss":
+    lost = None
+    if fault.name == "output_loss":  # messages the healthy (UDP) controller never got while the other crashed
         seqs = [m["seq"] for _, m in received]
-        bad = len(set(range(1, max(seqs) + 1)) - set(seqs))  # messages the healthy controller never got
+        lost = len(set(range(1, max(seqs) + 1)) - set(seqs))
     if fault.name == "sigterm":
         stop_at = next((t for t, m in received if m["type"] == "stop"), None)
         bad = sum(1 for t, _ in decisions if stop_at is None or t > stop_at)
@@ -328,6 +329,7 @@ def run_fault(fault: Fault, model: Path, data, ch_names, sfreq, meta, folder: Pa
         "fault": fault.name, "note": fault.note,
         "time_to_safe_ms": round((safe_after[0] - onset_t) * 1000, 1) if safe_after else None,
         "movement_commands_on_bad_data": bad,
+        "udp_messages_lost": lost,
         "hops_withheld_after_onset": int(max(0, hops_after - decided_after)),
         "recovery_s": round(after_end[0] - end_t, 3) if after_end and fault.name != "sigterm" else None,
         "decisions": len(decisions),

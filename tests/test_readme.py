@@ -38,6 +38,8 @@ CANNOT_RUN_HERE = {
     "bmi calibrate": "records a live amplifier for minutes (tests/pipeline/test_calibrate.py runs the whole day)",
     "bmi finetune sessions/": "needs a calibration day's recordings (tests/pipeline/test_small_data.py fine-tunes)",
     "bmi session unblind": "needs the logs of planned sessions (tests/exports/runtime/test_session_plan.py)",
+    "bmi benchmark --dataset BNCI2014_001": "downloads BNCI2014_001 (tests/pipeline/test_benchmark.py runs the command "
+                                            "on MOABB's fake dataset)",
     "bmi rehearse": "needs a held-out cued recording's config (tests/exports/runtime/test_gate.py, test_demo.py)",
 }
 JOURNEY_PAGES = ("train_and_compare", "deploy", "calibrate")
@@ -52,15 +54,21 @@ def journey_commands(text: str) -> list[str]:
         if not section.startswith("Journey"):
             continue
         for block in re.findall(r"```(?:bash|sh|shell)\n(.*?)```", section, flags=re.S):
-            commands += [line.strip() for line in block.splitlines() if line.strip().startswith("bmi ")]
+            commands += bmi_lines(block)
     return commands
+
+
+def bmi_lines(block: str) -> list[str]:
+    """The block's ``bmi`` commands, each with its continuation lines (a line ending in ``\\``) joined."""
+    joined = re.sub(r"\\\n\s*", " ", block)
+    return [line.strip() for line in joined.splitlines() if line.strip().startswith("bmi ")]
 
 
 def page_commands(text: str) -> list[str]:
     """The ``bmi`` lines of a journey page's ``.. code-block:: bash`` blocks, in order."""
     commands = []
     for block in re.findall(r"^\.\. code-block:: (?:bash|sh|shell|console)\n((?:\n|[ \t]+.*\n)*)", text, flags=re.M):
-        commands += [line.strip() for line in block.splitlines() if line.strip().startswith("bmi ")]
+        commands += bmi_lines(block)
     return commands
 
 
@@ -68,8 +76,8 @@ def walked_commands() -> list[str]:
     """The README's journey commands, then the journey pages' commands the README did not already show."""
     commands = journey_commands((ROOT / "README.md").read_text())
 
-    def words(command: str) -> tuple[str, ...]:  # the command without its comment (a shown line may continue: \\)
-        return tuple(shlex.split(command.removesuffix("\\"), comments=True))
+    def words(command: str) -> tuple[str, ...]:  # the command without its comment
+        return tuple(shlex.split(command, comments=True))
 
     seen = {words(command) for command in commands}
     for page in JOURNEY_PAGES:
@@ -94,6 +102,20 @@ def test_the_readme_lists_the_commands_it_documents():
     for expected in ("bmi train configs/train_eegmmidb.yaml --name s001", "bmi cv configs/demo.yaml", "bmi compare",
                      "bmi export runs/<run_id>", "bmi data synth data/synthetic", "bmi serve", "bmi calibrate"):
         assert any(c.startswith(expected) for c in commands), expected
+
+
+def test_every_walked_command_parses():
+    """Quick guard for the slow walk: each shown command splits as a shell would and its parser accepts it."""
+    from pipeline.cli import build_parser
+
+    parser = build_parser()
+    for command in walked_commands():
+        args = shlex.split(command.replace("<run_id>", "run"), comments=True)
+        assert args[0] == "bmi", command
+        try:
+            parser.parse_args(args[1:])
+        except SystemExit as exit:
+            pytest.fail(f"the parser refuses {command!r} (exit {exit.code})")
 
 
 def test_the_readme_is_a_front_door():
