@@ -31,7 +31,22 @@ A second experiment (``transfer``) pretrains on 3 synthetic subjects and fine-tu
 calibration trials, against training from scratch on the same trials (same test runs).
 
     nice -n 10 .venv/bin/python scripts/bench_accuracy.py [--seeds 0,1,2] [--quick] [--tasks ...] [--recipes ...]
-        [--out bench_results/accuracy.json]
+        [--max-epochs N] [--out bench_results/accuracy.json] [--docs-table] [--docs-dir DIR]
+
+``--docs-table`` also writes the docs' results files (scripts/results_file.py), each only when the run measured
+what its table shows:
+
+  accuracy           one row per data set the default recipe ran on: the default, the classical references and
+                     the accuracy recipes (logvar32, eegnet, braindecode_eegnet, their ensembles, finetune), empty
+                     where not run; written by runs whose ``--recipes`` are among those (the default run, ``--quick``)
+  transfer           the ``transfer`` task
+  defaults_ablation  ``--tasks left_right_real,left_right_imagined,fists_feet
+                     --recipes default,default_no_augment,default_smoothed,default_best_epoch,eegnet_augment``
+  csp_init           ``--tasks left_right_real,left_right_imagined,fists_feet
+                     --recipes default,logvar_csp,logvar_csp_slow,logvar_csp4_slow``
+
+``--max-epochs N`` trains every decoder for N epochs instead of the automatic schedule: a smoke run (tests), whose
+figures are not the benchmark's; ``--docs-table`` refuses it (``--docs-dir`` writes elsewhere, for tests).
 """
 
 from __future__ import annotations
@@ -48,6 +63,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import results_file  # noqa: E402  (scripts/, beside this file)
+
 EEGMMIDB = ROOT.parent / "shared" / "data" / "eegmmidb" / "S001"
 TASKS = {
     "left_right_real": ((3, 7), (11,), {"T1": "left", "T2": "right"}),
@@ -77,6 +95,8 @@ RECIPES = {
     "braindecode_shallow": ["model.name=braindecode_shallow"],
 }
 ENSEMBLES = ("default", "logvar32", "logvar_ea")
+#: the synthetic MEG set's subjects (run 03 of each tests)
+MEG_SUBJECTS = 2
 
 
 def register_braindecode() -> bool:
@@ -113,12 +133,23 @@ def experiment(files: list[str], events: dict, test: list[str], tmp: Path, extra
             "runs_dir": str(tmp / "runs")}
 
 
+def epoch_overrides(max_epochs: int | None) -> list[str]:
+    """The config overrides of ``--max-epochs`` (none without it: the automatic schedule)."""
+    return [] if max_epochs is None else [f"trainer.max_epochs={max_epochs}", "trainer.min_steps=0"]
+
+
+def _patient_trainer(max_epochs: int | None) -> dict:
+    """A fine-tuning patient file's ``trainer`` section for ``--max-epochs`` (``finetune_config`` reads it)."""
+    return {} if max_epochs is None else {"trainer": {"max_epochs": max_epochs, "min_steps": 0}}
+
+
 def _stats(values: list[float]) -> dict:
     return {"mean": round(float(np.mean(values)), 4), "std": round(float(np.std(values)), 4),
             "values": [round(v, 4) for v in values]}
 
 
-def run_set(name: str, raw: dict, recipes: list[str], seeds: list[int], pretrain: dict | None, tmp: Path) -> dict:
+def run_set(name: str, raw: dict, recipes: list[str], seeds: list[int], pretrain: dict | None, tmp: Path,
+            max_epochs: int | None = None) -> dict:
     from pipeline.record.config import config_from_mapping
     from pipeline.ensemble import build_ensemble
     from pipeline.finetune import finetune_config
@@ -132,7 +163,7 @@ def run_set(name: str, raw: dict, recipes: list[str], seeds: list[int], pretrain
         summaries = []
         for seed in seeds:
             t0 = time.monotonic()
-            cfg = config_from_mapping(raw, [*RECIPES[recipe], f"seed={seed}"])
+            cfg = config_from_mapping(raw, [*RECIPES[recipe], f"seed={seed}", *epoch_overrides(max_epochs)])
             s = run_training(cfg, ROOT, progress=False)
             summaries.append(s)
             print(f"{name:>22} {recipe:>20} seed {seed}: test {s['test']['balanced_accuracy']:.3f} ({s['model']}, "
@@ -153,13 +184,14 @@ def run_set(name: str, raw: dict, recipes: list[str], seeds: list[int], pretrain
     if "finetune" in recipes and pretrain is not None:
         values = []
         for seed in seeds:
-            pre_cfg = config_from_mapping(pretrain, [f"seed={seed}"])
+            pre_cfg = config_from_mapping(pretrain, [f"seed={seed}", *epoch_overrides(max_epochs)])
             pre = run_training(pre_cfg, ROOT, progress=False)
             patient = tmp / f"patient-{name}.yaml"
             import yaml
 
             patient.write_text(yaml.safe_dump({"data": {k: raw["data"][k] for k in ("files", "events", "split", "cache_dir")},
-                                               "seed": seed, "tracking": {"mode": "disabled"}}))
+                                               "seed": seed, "tracking": {"mode": "disabled"},
+                                               **_patient_trainer(max_epochs)}))
             cfg, config_dir = finetune_config(pre["run_dir"], patient)
             s = run_training(cfg, config_dir, progress=False)
             values.append(s["test"]["balanced_accuracy"])
@@ -169,7 +201,7 @@ def run_set(name: str, raw: dict, recipes: list[str], seeds: list[int], pretrain
     return out
 
 
-def transfer_experiment(seeds: list[int], tmp: Path, calibration_runs=(1, 2, 4)) -> dict:
+def transfer_experiment(seeds: list[int], tmp: Path, calibration_runs=(1, 2, 4), max_epochs: int | None = None) -> dict:
     """Synthetic EEG: pretrain the default decoder on subjects 1-3 (Euclidean alignment per subject), fine-tune
     it on subject 4 with 12/24/48 calibration trials (runs of 4 trials per class), against the default decoder
     trained from scratch on the same trials; subject 4's runs 05-06 (24 trials) test every variant."""
@@ -190,7 +222,8 @@ def transfer_experiment(seeds: list[int], tmp: Path, calibration_runs=(1, 2, 4))
     pretrained = {}
     for seed in seeds:
         pre_raw = experiment([str(f) for f in pre_files], events, ["02"], tmp, extra)
-        pretrained[seed] = run_training(config_from_mapping(pre_raw, [f"seed={seed}"]), ROOT, progress=False)
+        pretrained[seed] = run_training(config_from_mapping(pre_raw, [f"seed={seed}", *epoch_overrides(max_epochs)]),
+                                        ROOT, progress=False)
     result: dict = {"calibration_trials": [], "scratch": [], "finetuned": [], "model": pretrained[seeds[0]]["model"]}
     for n_runs in calibration_runs:
         files = [str(f) for f in patient_files if any(f"run-{r:02d}" in f.name for r in range(1, n_runs + 1))]
@@ -198,10 +231,11 @@ def transfer_experiment(seeds: list[int], tmp: Path, calibration_runs=(1, 2, 4))
         scratch, tuned = [], []
         for seed in seeds:
             raw = experiment(files, events, test_runs, tmp, extra)
-            scratch.append(run_training(config_from_mapping(raw, [f"seed={seed}"]), ROOT, progress=False)["test"]["balanced_accuracy"])
+            scratch.append(run_training(config_from_mapping(raw, [f"seed={seed}", *epoch_overrides(max_epochs)]), ROOT,
+                                        progress=False)["test"]["balanced_accuracy"])
             patient = tmp / "transfer-patient.yaml"
             patient.write_text(yaml.safe_dump({"data": {k: raw["data"][k] for k in ("files", "events", "split", "cache_dir")},
-                                               "seed": seed}))
+                                               "seed": seed, **_patient_trainer(max_epochs)}))
             cfg, config_dir = finetune_config(pretrained[seed]["run_dir"], patient)
             tuned.append(run_training(cfg, config_dir, progress=False)["test"]["balanced_accuracy"])
             print(f"{'transfer':>22} {n_runs * 12:>3} calibration trials seed {seed}: from scratch {scratch[-1]:.3f}, "
@@ -241,6 +275,126 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: the docs' words for the S001 tasks
+TASK_LABELS = {"left_right_real": "left/right real", "left_right_imagined": "left/right imagined",
+               "fists_feet": "fists/feet"}
+#: the ``accuracy`` table's columns after the data set: (column, what the run's set holds under it)
+ACCURACY_COLUMNS = [("default", "default"), ("CSP+LDA", "csp_lda"), ("tangent space + LR", "tangent_space"),
+                    ("logvar32", "logvar32"), ("eegnet", "eegnet"), ("braindecode EEGNet", "braindecode_eegnet"),
+                    ("ensemble(default)", "ensemble(default)"), ("ensemble(logvar32)", "ensemble(logvar32)"),
+                    ("finetune", "finetune")]
+#: the recipes of the ``accuracy`` table's columns (its references come with ``default``)
+ACCURACY_RECIPES = {"default", "logvar32", "eegnet", "braindecode_eegnet", "finetune"}
+REFERENCES = ("csp_lda", "tangent_space")
+#: the tables of variants on the three S001 tasks: name -> (title, first column, [(recipe, row label)])
+VARIANT_TABLES = {
+    "defaults_ablation": ("What the small-data defaults rest on", "variant of the default", [
+        ("default", "default (last epoch, FT surrogate + scaling)"),
+        ("default_no_augment", "no augmentation"),
+        ("default_smoothed", "checkpoint: lowest smoothed validation loss"),
+        ("default_best_epoch", "checkpoint: best single-epoch validation accuracy"),
+        ("eegnet_augment", "EEGNet + time shift, noise, channel dropout (against plain EEGNet above)")]),
+    "csp_init": ("Starting the log-variance network from CSP + LDA", "variant of the default", [
+        ("default", "default"),
+        ("logvar_csp", "`init: csp` (lr 0.03)"),
+        ("logvar_csp_slow", "`init: csp`, lr 0.003"),
+        ("logvar_csp4_slow", "`init: csp`, 4 filters, lr 0.003")]),
+}
+#: the ablation's cells that also give the worst seed: the augmentation's case rests on left/right real's worst seed
+WORST_SEED = {("defaults_ablation", "default", "left_right_real"), ("defaults_ablation", "default_no_augment", "left_right_real")}
+
+
+def _figure(v: dict) -> float:
+    """The figure a cell shows: a recipe's mean over the seeds, an ensemble's one value."""
+    return round(v["mean"] if "mean" in v else v["value"], 3)
+
+
+def _cell(v: dict | None, reference: bool = False) -> str:
+    """A docs cell: ``mean +- sd`` over the seeds, an ensemble's value, a reference's mean alone when it did not
+    vary with the seed (it is fitted on the same trials every seed), empty when not measured."""
+    if v is None:
+        return ""
+    if "mean" not in v:
+        return f"{v['value']:.3f}"
+    if reference and v["std"] == 0:
+        return f"{v['mean']:.3f}"
+    return f"{v['mean']:.3f} +- {v['std']:.3f}"
+
+
+def set_label(key: str, measured: dict) -> str:
+    """The ``accuracy`` table's data set cell: the set, its train / test runs and its test trials."""
+    n = next((v["n_test"] for v in measured.values() if isinstance(v, dict) and "n_test" in v), "?")
+    if key.startswith("S001_"):
+        task = key[len("S001_"):]
+        train, test, _ = TASKS[task]
+        return (f"S001 {TASK_LABELS[task]}, runs {', '.join(str(r) for r in train)} / "
+                f"{', '.join(str(r) for r in test)} ({n})")
+    if key == "synthetic_meg_306ch":
+        return f"synthetic MEG 306 ch, {MEG_SUBJECTS} subjects ({n})"
+    return f"{key} ({n})"
+
+
+def accuracy_rows(results: dict) -> list[list[str]]:
+    """One row per data set the default recipe ran on; bold: the best deep figure where it beats the best
+    classical reference (figures compared as shown, to 3 decimals)."""
+    rows = []
+    for key, measured in results["sets"].items():
+        if not isinstance(measured, dict) or "skipped" in measured or "default" not in measured:
+            continue
+        cells = [_cell(measured.get(k), reference=k in REFERENCES) for _, k in ACCURACY_COLUMNS]
+        deep = {i: _figure(measured[k]) for i, (_, k) in enumerate(ACCURACY_COLUMNS) if k not in REFERENCES and k in measured}
+        refs = [_figure(measured[k]) for k in REFERENCES if k in measured]
+        best = max(deep.values())
+        if refs and best > max(refs):
+            for i, figure in deep.items():
+                if figure == best:
+                    mean, _, spread = cells[i].partition(" +- ")
+                    cells[i] = f"**{mean}**" + (f" +- {spread}" if spread else "")
+        rows.append([set_label(key, measured), *cells])
+    return rows
+
+
+def variant_rows(name: str, results: dict) -> list[list[str]] | None:
+    """A variant table's rows (recipes by S001 task), or None when the run did not measure every one of its
+    recipes on every one of its tasks."""
+    _, _, variants = VARIANT_TABLES[name]
+    sets = [results["sets"].get(f"S001_{task}") or {} for task in TASK_LABELS]
+    if not all(recipe in s for s in sets for recipe, _ in variants):
+        return None
+    rows = []
+    for recipe, label in variants:
+        cells = []
+        for task, s in zip(TASK_LABELS, sets):
+            cell = _cell(s[recipe])
+            if (name, recipe, task) in WORST_SEED and len(s[recipe]["values"]) > 1:
+                cell += f" (worst seed {min(s[recipe]['values']):.3f})"
+            cells.append(cell)
+        rows.append([label, *cells])
+    return rows
+
+
+def docs_tables(results: dict, recipes: list[str]) -> list[dict]:
+    """The docs' results tables this run measured: ``accuracy`` (the default on a data set, from a run of the
+    accuracy table's recipes only: a variant run measures the default just as its baseline), ``transfer``,
+    ``defaults_ablation`` and ``csp_init`` (every recipe of theirs on the three S001 tasks)."""
+    tables = []
+    rows = accuracy_rows(results)
+    if rows and set(recipes) <= ACCURACY_RECIPES:
+        tables.append({"name": "accuracy", "title": "Test balanced accuracy on small real data",
+                       "columns": ["data set (test trials)", *(c for c, _ in ACCURACY_COLUMNS)], "rows": rows})
+    t = results.get("transfer")
+    if t:
+        tables.append({"name": "transfer", "title": "Transfer across synthetic subjects: from scratch against fine-tuned",
+                       "columns": ["calibration trials (synthetic subject 4)", "from scratch", "fine-tuned"],
+                       "rows": [[str(n), _cell(a), _cell(b)]
+                                for n, a, b in zip(t["calibration_trials"], t["scratch"], t["finetuned"])]})
+    for name, (title, first, _) in VARIANT_TABLES.items():
+        rows = variant_rows(name, results)
+        if rows is not None:
+            tables.append({"name": name, "title": title, "columns": [first, *TASK_LABELS.values()], "rows": rows})
+    return tables
+
+
 def save(results: dict, out: Path, started: float) -> None:
     results["seconds"] = round(time.monotonic() - started)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -259,8 +413,17 @@ def main() -> int:
                         help=f"comma-separated among {', '.join([*RECIPES, 'finetune'])} (default: %(default)s)")
     parser.add_argument("--meg-recipes", default="default", help="recipes on the 306-channel set (default: %(default)s; "
                         "the convolutional decoders take ~10x longer there)")
+    parser.add_argument("--max-epochs", type=int, default=None, metavar="N",
+                        help="train every decoder for N epochs instead of the automatic schedule (a smoke run for "
+                             "tests: its figures are not the benchmark's)")
     parser.add_argument("--out", default="bench_results/accuracy.json")
+    results_file.add_arguments(parser)
     args = parser.parse_args()
+    if args.max_epochs is not None and args.max_epochs < 1:
+        parser.error("--max-epochs must be at least 1")
+    if args.max_epochs is not None and args.docs_table and args.docs_dir is None:
+        parser.error("--docs-table with --max-epochs would replace the docs' figures with a smoke run's; "
+                     "use --docs-dir for a trial run")
     seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
     has_bd = register_braindecode()
     recipes = ["default"] if args.quick else args.recipes.split(",")
@@ -273,7 +436,7 @@ def main() -> int:
     results: dict = {"date": time.strftime("%Y-%m-%d"), "seeds": seeds, "recipes": recipes,
                      "braindecode": has_bd and __import__("braindecode").__version__,
                      "machine": f"{platform.platform()}, Python {platform.python_version()}",
-                     "command": " ".join(sys.argv), "sets": {}}
+                     "command": " ".join(sys.argv), "max_epochs": args.max_epochs, "sets": {}}
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -288,23 +451,30 @@ def main() -> int:
                 pre_runs, pre_events = PRETRAIN[task]
                 pretrain = experiment([str(EEGMMIDB / f"S001R{r:02d}.edf") for r in pre_runs], pre_events,
                                       [f"{pre_runs[-1]:02d}"], tmp, {"rename": "eegbci"})
-                results["sets"][f"S001_{task}"] = run_set(task, raw, recipes, seeds, pretrain, tmp)
+                results["sets"][f"S001_{task}"] = run_set(task, raw, recipes, seeds, pretrain, tmp, args.max_epochs)
             elif task == "synthetic_meg":
                 from datasets.synthetic import write_synthetic
 
-                files = write_synthetic(tmp / "meg", modality="meg", n_subjects=2, n_runs=3, trials_per_class=10, seed=5)
+                files = write_synthetic(tmp / "meg", modality="meg", n_subjects=MEG_SUBJECTS, n_runs=3, trials_per_class=10, seed=5)
                 raw = experiment([str(f) for f in files], {"rest": "rest", "grasp": "grasp", "open": "open"}, ["03"], tmp,
                                  {"picks": {"types": ["meg"]}, "resample": 125.0})
                 meg = ["default"] if args.quick else [r for r in args.meg_recipes.split(",") if r != "finetune"]
-                results["sets"]["synthetic_meg_306ch"] = run_set("synthetic MEG", raw, meg, seeds, None, tmp)
+                results["sets"]["synthetic_meg_306ch"] = run_set("synthetic MEG", raw, meg, seeds, None, tmp,
+                                                                 args.max_epochs)
             elif task == "transfer":
-                results["transfer"] = transfer_experiment(seeds, tmp)
+                results["transfer"] = transfer_experiment(seeds, tmp, max_epochs=args.max_epochs)
             else:
                 parser.error(f"--tasks: unknown {task!r}")
             save(results, Path(args.out), started)  # after every set: a long run killed midway keeps its figures
     save(results, Path(args.out), started)
     out = Path(args.out)
     print(markdown(results))
+    if (docs := results_file.docs_folder(args)) is not None:
+        for table in docs_tables(results, recipes):
+            path = results_file.write_table(table["name"], title=table["title"], columns=table["columns"],
+                                            rows=table["rows"], folder=docs,
+                                            source=f"scripts/bench_accuracy.py (raw results: {args.out})")
+            print(f"docs results file: {path}")
     print(f"results: {out} and {out.with_suffix('.md')} ({results['seconds']} s)")
     return 0
 

@@ -11,7 +11,14 @@ cross-validations of ``fold<k>`` runs, a few failed trials), then measures:
 
 ::
 
-    python scripts/bench_dashboard.py --runs 300 --out bench_results/dashboard.json
+    .venv/bin/python scripts/bench_dashboard.py [--runs 300] [--out bench_results/dashboard.json]
+        [--before RAW.json [--before-label TEXT]] [--keep DIR] [--docs-table] [--docs-dir DIR]
+
+``--out`` is the raw results (every figure above). ``--docs-table`` also writes the docs' results file
+``dashboard`` (scripts/results_file.py): ``bmi compare``, the API's first load and reload and the page's first
+paint of this run, in a column ``now``. ``--before`` adds a column ``before (TEXT)`` from the raw results
+(``--out``) of an earlier run of this script on the same number of runs, such as one on the code before a change
+(``--before-label``, e.g. ``2026-12-04 code``); without it the table has the one column of this run.
 """
 
 from __future__ import annotations
@@ -30,6 +37,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+if str(ROOT / "scripts") not in sys.path:  # results_file, beside this file, also when tests load this as a module
+    sys.path.append(str(ROOT / "scripts"))
+
+import results_file  # noqa: E402
 
 
 def write_runs(root: Path, n: int, seed: int = 0) -> dict[str, int]:
@@ -173,14 +184,63 @@ def time_page(root: Path) -> dict[str, float] | dict[str, str]:
             "page_rows_in_opened_group": opened, "page_rows_ungrouped_first_page": paged, "page_pager": pager}
 
 
+def _page_cell(raw: dict) -> str | None:
+    """The page's first paint and what it drew: ``0.20 s (15 folder rows; opening one 0.09 s)`` when it folded
+    every study, ``2.12 s (300 rows)`` when it drew the runs; None when the page was not measured."""
+    if "page_first_paint_s" not in raw:
+        return None
+    drawn, groups = raw.get("page_run_rows_drawn", 0), raw.get("page_group_rows", 0)
+    what = ", ".join([*([f"{drawn} rows"] if drawn or not groups else []), *([f"{groups} folder rows"] if groups else [])])
+    if groups and not drawn and "page_open_group_s" in raw:
+        what += f"; opening one {raw['page_open_group_s']:.2f} s"
+    return f"{raw['page_first_paint_s']:.2f} s ({what})"
+
+
+def docs_column(raw: dict) -> list[str | None]:
+    """One run's cells of the docs' table (raw results as :func:`main` writes them), in :func:`docs_table`'s rows."""
+    return [f"{raw['bmi_compare_s']:.1f} s", f"{raw['api_list_runs_cold_s']:.2f} s",
+            f"{raw['api_list_runs_again_s']:.2f} s", _page_cell(raw)]
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def docs_table(now: dict, before: dict | None = None, before_label: str = "before") -> dict:
+    """The docs' ``dashboard`` table: a row per measurement, this run's column ``now``, and with ``before`` (an
+    earlier run's raw results on the same layout) its column first."""
+    layout = now["layout"]
+    what = [f"bmi compare on {layout['runs']} runs (fresh process, report and chart)", "runs API, first load",
+            "runs API, reload", "runs page first paint"]
+    columns = ["what", *([f"before ({before_label})"] if before else []), "now"]
+    cells = [*([docs_column(before)] if before else []), docs_column(now)]
+    title = (f"The comparison dashboard with {_count(layout['runs'], 'run', 'runs')} "
+             f"({_count(layout['studies'], 'study', 'studies')}, {_count(layout['failed'], 'failed run', 'failed runs')})")
+    return {"title": title, "columns": columns,
+            "rows": [[label, *(column[i] for column in cells)] for i, label in enumerate(what)]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=300, help="synthetic run folders (default 300)")
     parser.add_argument("--out", default="bench_results/dashboard.json", help="results JSON")
     parser.add_argument("--keep", metavar="DIR", help="write the runs folder here and keep it (default: a temp dir)")
+    parser.add_argument("--before", metavar="RAW.json",
+                        help="the docs table's 'before' column: the raw results (--out) of an earlier run, same --runs")
+    parser.add_argument("--before-label", default="earlier run",
+                        help="what --before measured, in its column's header (e.g. '2026-12-04 code')")
+    results_file.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.runs < 10:
         parser.error(f"'--runs' ({args.runs}) must be at least 10.")
+    if Path(args.out).resolve().parent == results_file.DOCS_RESULTS:
+        parser.error(f"--out {args.out}: the raw results are not the docs' format; --docs-table writes the docs' file")
+    before = None
+    if args.before:
+        before = json.loads(Path(args.before).read_text())
+        if before.get("layout", {}).get("runs") != args.runs:
+            parser.error(f"--before {args.before}: a run on {before.get('layout', {}).get('runs')} runs, "
+                         f"this one on {args.runs}")
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
     try:
         root = work / "runs"
@@ -196,6 +256,12 @@ def main(argv: list[str] | None = None) -> int:
 
     write_json(Path(args.out), result)
     print(json.dumps(result, indent=2))
+    if (docs := results_file.docs_folder(args)) is not None:
+        table = docs_table(result, before, args.before_label)
+        path = results_file.write_table("dashboard", title=table["title"], columns=table["columns"],
+                                        rows=table["rows"], folder=docs,
+                                        source=f"scripts/bench_dashboard.py (raw results: {args.out})")
+        print(f"docs results file: {path}")
     return 0
 
 

@@ -13,7 +13,21 @@ it, pooled over seeds, subjects and halves.
 
     .venv/bin/python scripts/bench_demo_gate.py [--seeds 0,1,2,3,4,5] [--out bench_results/demo_gate]
         [--release SECONDS]  # train with windows of letting go after each movement cue (data.release)
+        [--quick] [--models NAMES]  # bmi demo --quick / --models: a smoke run of this script (tests), not a measurement
+        [--docs-table NAME[,NAME]] [--docs-dir DIR]  # also the docs' results files named (scripts/results_file.py)
         # about 3 min per seed on 2 cores; a seed whose folder holds summary.json is not run again
+
+``--docs-table NAME[,NAME]`` also writes the named docs' results files (``docs/benchmarks/results/NAME.json``) from
+this run's pooled rows; ``--docs-dir DIR`` writes them to DIR instead (tests, trial runs; it needs
+``--docs-table``):
+
+  demo_between_cues  the table the script prints, one row per rule (the committed one: ``bench_demo_gate.py``,
+                     seeds 0-5)
+  demo_release       trained (on the cues, or ``release S s``) and served (as trained, the gate chosen, the gate's
+                     defaults): rest cues and gaps the hand moved in, movement cues answered, time to correct. The
+                     committed table was made by several runs (``--seeds 0,1,2``, and ``--release S`` for each S,
+                     and two by hand: class weights and 1 s windows, which this script has no option for); a run
+                     writes the rows it measured, and its file names its own command.
 """
 
 from __future__ import annotations
@@ -28,25 +42,44 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(Path(__file__).resolve().parent) not in sys.path:  # imported as a module (tests), not run
+    sys.path.append(str(Path(__file__).resolve().parent))
+import results_file  # noqa: E402  (scripts/, beside this file)
+
 RULES = ("as trained", "gate defaults", "gate chosen on the other half", "chosen on its rest cues only (the rule before)")
+DOCS_TABLES = ("demo_between_cues", "demo_release")
+#: demo_release's rules, in its order, as it names them (the rule before is demo_between_cues' alone)
+RELEASE_RULES = {RULES[0]: "as trained", RULES[2]: "gate chosen (the demo's default)", RULES[1]: "gate defaults"}
+_NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
 
-def _demo(folder: Path, seed: int, release: float | None = None) -> dict:
+def _demo(folder: Path, seed: int, release: float | None = None, quick: bool = False,
+          models: str | None = None) -> dict:
     if not (folder / "summary.json").is_file():
         env = dict(os.environ, WANDB_MODE=os.environ.get("WANDB_MODE", "offline"), WANDB_SILENT="true", MPLBACKEND="Agg")
+        # --quick streams the demo's own 8 s: the scores below are on the held-out runs, not on the stream
         subprocess.run([sys.executable, "-m", "pipeline.cli", "demo", "--out", str(folder), "--seed", str(seed),
-                        "--stream-seconds", "60", *(["--release", str(release)] if release is not None else [])],
+                        *(["--quick"] if quick else ["--stream-seconds", "60"]),
+                        *(["--models", models] if models else []),
+                        *(["--release", str(release)] if release is not None else [])],
                        check=True, text=True, capture_output=True, cwd=ROOT, env=env)
     return json.loads((folder / "summary.json").read_text())
 
 
-def crossfit_seed(folder: Path, seed: int, release: float | None = None) -> list[dict]:
+def folder_name(seed: int, release: float | None = None, quick: bool = False, models: str | None = None) -> str:
+    """A seed's demo folder: ``seedN``, then what made it other than the demo's defaults (a folder is reused)."""
+    return (f"seed{seed}" + (f"-release{release:g}" if release is not None else "") + ("-quick" if quick else "")
+            + (f"-{models.replace(',', '+')}" if models else ""))
+
+
+def crossfit_seed(folder: Path, seed: int, release: float | None = None, quick: bool = False,
+                  models: str | None = None) -> list[dict]:
     from datasets.config import DataConfig
     from datasets.typed import from_mapping
     from exports.onnx import read_model_metadata
     from pipeline.rehearse import choose_gate, choose_rest_gate, cued_part, read_cued, rehearse
 
-    demo = _demo(folder, seed, release)
+    demo = _demo(folder, seed, release, quick, models)
     run_dir = Path(demo["models"][demo["best"]]["run_dir"])
     raw = yaml.safe_load((folder / f"config_{demo['best']}.yaml").read_text())["data"]
     model = folder / "decoder.onnx"
@@ -89,29 +122,105 @@ def pooled(rows: list[dict]) -> dict[str, dict]:
     return out
 
 
+def _of(n: int, total: int) -> str:
+    """``n of total (p%)``, as the printed table."""
+    return f"{n} of {total} ({n / total:.0%})" if total else f"{n} of {total}"
+
+
+def _count(n: int, total: int) -> str:
+    """``n (p %)``, as demo_release."""
+    return f"{n} ({100 * n / total:.0f} %)" if total else str(n)
+
+
+def _seconds(value: float | None) -> str | None:
+    return None if value is None else f"{value:.2f}"
+
+
+def rule_rows(summary: dict[str, dict]) -> list[list]:
+    """The table of a run, one row per rule (demo_between_cues' columns; None: no time measured)."""
+    return [[rule, _of(s["rest_cues_moved_in"], s["rest_cues"]), f"{s['movement_time_during_rest']:.1%}",
+             _of(s["gaps_moved_in"], s["gaps"]), str(s["gaps_moved_in_late"]), _of(s["hits"], s["movement_cues"]),
+             _seconds(s["median_time_to_correct_s"])] for rule, s in summary.items()]
+
+
+BETWEEN_CUES_COLUMNS = ["served", "rest cues the hand moved in", "rest decisions moving (mean)",
+                        "gaps between cues it moved in", "of them only holding the cued movement",
+                        "movement cues answered", "time to correct (s, median)"]
+RELEASE_COLUMNS = ["trained", "served", "rest cues the hand moved in", "gaps it moved in", "movement cues answered",
+                   "time to correct (s)"]
+
+
+def _seeds_text(seeds: list[int]) -> str:
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"seeds {seeds[0]}-{seeds[-1]}"
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+
+def docs_table(name: str, summary: dict[str, dict], seeds: list[int], release: float | None) -> dict:
+    """One docs' results table (``title``, ``columns``, ``rows``) of a run's pooled rows."""
+    n = len(seeds)
+    if name == "demo_between_cues":
+        over = f"over {_NUMBERS[n] if n < len(_NUMBERS) else n} seed{'' if n == 1 else 's'}"
+        return {"title": f"The demo's gate cross-fitted {over}, gaps between cues scored",
+                "columns": BETWEEN_CUES_COLUMNS, "rows": rule_rows(summary)}
+    if name == "demo_release":
+        trained = "on the cues (2 s windows, the default)" if release is None else f"release {release:g} s"
+        return {"title": f"Windows of letting go (data.release), {_seeds_text(seeds)}", "columns": RELEASE_COLUMNS,
+                "rows": [[trained, label, _count(s["rest_cues_moved_in"], s["rest_cues"]),
+                          _count(s["gaps_moved_in"], s["gaps"]), _count(s["hits"], s["movement_cues"]),
+                          _seconds(s["median_time_to_correct_s"])]
+                         for rule, label in RELEASE_RULES.items() for s in [summary[rule]]]}
+    raise ValueError(f"unknown docs table {name!r}; known: {', '.join(DOCS_TABLES)}")
+
+
+def _table_names(text: str) -> list[str]:
+    names = [n for n in text.split(",") if n]
+    unknown = [n for n in names if n not in DOCS_TABLES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown {unknown or text!r}; known: {', '.join(DOCS_TABLES)}")
+    return names
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", default="0,1,2,3,4,5", help="demo seeds (three were too few to tell the rules apart)")
     p.add_argument("--out", default="bench_results/demo_gate", help="folder: demo folders and demo_gate.json")
     p.add_argument("--release", type=float, metavar="SECONDS",
                    help="train with windows of letting go (bmi demo --release, data.release); folders seedN-releaseS")
+    p.add_argument("--quick", action="store_true",
+                   help="bmi demo --quick (one subject, few trials, one epoch, 8 s streamed): a smoke run of this "
+                        "script, not a measurement; folders seedN-quick")
+    p.add_argument("--models", metavar="NAMES", help="the demo's decoders (bmi demo --models; default: the demo's)")
+    # results_file.add_arguments's --docs-table is a flag; this script's names the table(s) its rows go to
+    p.add_argument("--docs-table", type=_table_names, metavar="NAME[,NAME]",
+                   help="also write these docs' results files (docs/benchmarks/results/NAME.json) from this run: "
+                        f"{', '.join(DOCS_TABLES)}")
+    p.add_argument("--docs-dir", default=None, metavar="DIR",
+                   help="write the docs' results file(s) here instead of docs/benchmarks/results/ "
+                        "(with --docs-table; for tests and trial runs)")
     args = p.parse_args()
+    if args.docs_dir is not None and not args.docs_table:
+        p.error(f"--docs-dir: name the table(s) with --docs-table NAME[,NAME] ({', '.join(DOCS_TABLES)})")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    suffix = f"-release{args.release:g}" if args.release is not None else ""
-    rows = [row for seed in map(int, args.seeds.split(","))
-            for row in crossfit_seed(out / f"seed{seed}{suffix}", seed, args.release)]
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    rows = [row for seed in seeds
+            for row in crossfit_seed(out / folder_name(seed, args.release, args.quick, args.models), seed,
+                                     args.release, args.quick, args.models)]
     summary = pooled(rows)
     (out / "demo_gate.json").write_text(json.dumps({"rows": rows, "pooled": summary}, indent=1))
-    print("| served | rest cues the hand moved in | rest decisions moving (mean) | gaps between cues it moved in | "
-          "of them only holding the cued movement | movement cues answered | time to correct (s, median) |")
-    print("|---|---|---|---|---|---|---|")
-    for rule, s in summary.items():
-        print(f"| {rule} | {s['rest_cues_moved_in']} of {s['rest_cues']} ({s['rest_cues_moved_in'] / s['rest_cues']:.0%}) "
-              f"| {s['movement_time_during_rest']:.1%} | {s['gaps_moved_in']} of {s['gaps']} "
-              f"({s['gaps_moved_in'] / s['gaps']:.0%}) | {s['gaps_moved_in_late']} | {s['hits']} of {s['movement_cues']} "
-              f"({s['hits'] / s['movement_cues']:.0%}) | {s['median_time_to_correct_s']:.2f} |")
+    print("| " + " | ".join(BETWEEN_CUES_COLUMNS) + " |")
+    print("|" + "---|" * len(BETWEEN_CUES_COLUMNS))
+    for row in rule_rows(summary):
+        print("| " + " | ".join(results_file.MISSING if cell is None else cell for cell in row) + " |")
     print(f"results: {out / 'demo_gate.json'}")
+    if (docs := results_file.docs_folder(args)) is not None:
+        for name in args.docs_table:
+            table = docs_table(name, summary, seeds, args.release)
+            path = results_file.write_table(
+                name, title=table["title"], columns=table["columns"], rows=table["rows"], folder=docs,
+                source=f"scripts/bench_demo_gate.py (raw results: {out / 'demo_gate.json'})")
+            print(f"docs results file: {path}")
     return 0
 
 

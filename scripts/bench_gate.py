@@ -39,7 +39,29 @@ segments of the window, ``n_segments: 4``; in the last only the gate's; see ``MO
 
     nice -n 10 .venv/bin/python scripts/bench_gate.py [--quick] [--datasets synthetic_eeg,s001]
         [--bands mu_beta,wide] [--models flat,gated] [--seeds 0] [--session-seed 7] [--window 2.0] [--ema-alpha 0.3]
-        [--out bench_results/gate.json]
+        [--out bench_results/gate.json] [--docs-table NAME[,NAME]] [--docs-dir DIR]
+
+``--docs-table NAME[,NAME...]`` also writes the named docs' results files (``docs/benchmarks/results/NAME.json``,
+``scripts/results_file.py``) from this run's own measurements: one row per data set, band and decoder as measured
+(rows the run did not measure are not in the file; a decoder without a gate brings its ``+ rest gate`` row), in
+the table's columns. ``--docs-dir DIR`` writes them to DIR instead (tests, trial runs); it needs
+``--docs-table``. The tables, and the arguments that made the committed ones (a table marked * was made by more
+than one run: a run writes the rows it measured, and its file names its own command):
+
+  gate_bands           ``--quick --bands mu_beta,wide,slow`` (the committed table, made with ``--quick``, has
+                       slow-band rows, which the default bands leave out)
+  gate_refit           ``--quick --bands mu_beta --models flat,gated,flat_csp,gated_csp``
+  gate_csp_init        ``--quick --bands mu_beta --models flat_csp,gated_csp``
+  gate_three_seeds *   ``--quick --bands mu_beta --models flat,gated --seeds 0,1,2``, and
+                       ``--datasets synthetic_eeg --session-seed 11`` (rows "synthetic EEG, session 11")
+  gate_tradeoff *      the same runs: the gate sweep's false movements per minute / hits, per threshold / dwell
+  gate_s001_late_onsets  ``--quick --datasets s001 --bands mu_beta --models flat,gated,gated_free --seeds 0,1,2``
+  gate_s001_tasks *    ``--quick --datasets s001,s001_imagined,s001_fists_feet --bands mu_beta
+                       --models flat,flat_seg4,gated,gated_seg4 --seeds 0,1,2``, and ``--models gated_seg4_gate``
+  gate_slow_fields *   ``--quick --bands slow --models amplitude,gated_amplitude``, and
+                       ``--bands wide --models slow_gate``
+
+e.g. ``--quick --bands mu_beta --models flat,gated --seeds 0,1,2 --docs-table gate_three_seeds,gate_tradeoff``.
 
 ``--ema-alpha A``: the server's smoothing weight on the newest window (``bmi serve --ema-alpha``; 0.3 by
 default); a lower one averages over more windows, so a decoder whose output flickers commands fewer, later
@@ -62,12 +84,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from exports.runtime.smoothing import SmoothingConfig  # noqa: E402  (light: numpy only)
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # imported as a module (tests), not run
+    sys.path.append(str(Path(__file__).resolve().parent))
+import results_file  # noqa: E402  (scripts/, beside this file)
+
 EEGMMIDB = ROOT.parent / "shared" / "data" / "eegmmidb" / "S001"
 
 BANDS = {"mu_beta": {"bandpass": [8.0, 30.0]}, "wide": {"bandpass": [None, 30.0]},
@@ -273,6 +301,162 @@ def _mean(values):
     return round(float(np.mean(values)), 4) if values else None
 
 
+# -- the docs' results tables (--docs-table NAME; docs/benchmarks/results/NAME.json) -------------------------------
+
+#: the synthetic recordings' session seed in the tables (another one is named in the data column)
+DEFAULT_SESSION_SEED = 7
+#: the data sets as the tables name them; TASK_LABELS: gate_s001_tasks, which names S001's three tasks alike
+DATA_LABELS = {"synthetic_eeg": "synthetic EEG", "synthetic_meg": "synthetic MEG", "s001": "S001 (real EEG)",
+               "s001_imagined": "S001 imagined left / right", "s001_fists_feet": "S001 real fists / feet"}
+TASK_LABELS = {**DATA_LABELS, "s001": "S001 real left / right"}
+SHORT_LABELS = {**DATA_LABELS, "s001": "S001", "s001_imagined": "S001 imagined", "s001_fists_feet": "S001 fists / feet"}
+#: the decoders as the tables name them (a ``+rest_gate`` variant: the name, then " + rest gate")
+DECODER_LABELS = {
+    "flat": "flat", "flat32": "flat, 32 filters", "flat_seg4": "flat, 4 segments", "gated_seg4": "gated, 4 segments",
+    "gated_seg4_gate": "gated, only the gate in 4 segments", "gated": "gated", "two_branch": "two_branch",
+    "flat_csp": "flat, init csp", "gated_csp": "gated, init csp",
+    "gated_free": "gated, one free gate unit (`gated_free`)",
+    "gated_free_csp": "gated, one free gate unit, init csp (`gated_free_csp`)",
+    "amplitude": "amplitude (flat)", "gated_amplitude": "gated amplitude", "slow_gate": "slow_gate",
+}
+#: gate_tradeoff's columns: (threshold, dwell_s) of the gate sweep, the gate's default in bold
+TRADEOFF = ((0.5, 0.2), (0.6, 0.2), (0.6, 0.5), (0.7, 0.2), (0.7, 0.5), (0.75, 0.5), (0.8, 0.2), (0.8, 0.5))
+GATE_DEFAULT = (0.7, 0.2)
+_NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+class Measured(NamedTuple):
+    """One row's measurements: a data set, band and decoder variant (``KIND`` or ``KIND+rest_gate``), with
+    :func:`_summarise`'s means over seeds (``per_seed`` and ``gate_sweep`` inside)."""
+
+    dataset: str
+    band: str
+    variant: str
+    scores: dict
+    session_seed: int = DEFAULT_SESSION_SEED
+
+    def data(self, labels: dict = DATA_LABELS) -> str:
+        label = labels.get(self.dataset, self.dataset)
+        if self.dataset.startswith("synthetic") and self.session_seed != DEFAULT_SESSION_SEED:
+            label += f", session {self.session_seed}"
+        return label
+
+    @property
+    def decoder(self) -> str:
+        kind, _, rest_gate = self.variant.partition("+")
+        return DECODER_LABELS.get(kind, kind) + (" + rest gate" if rest_gate else "")
+
+
+def _num(value, digits: int) -> str | None:
+    """A measurement with ``digits`` decimals; None (the tables' dash) where there was none."""
+    return None if value is None else f"{value:.{digits}f}"
+
+
+def _seeds(n: int) -> str:
+    return f"{_NUMBERS[n] if n < len(_NUMBERS) else n} seed{'' if n == 1 else 's'}"
+
+
+def _score(header: str, key: str, digits: int):
+    return header, lambda m: _num(m.scores.get(key), digits)
+
+
+_DATA = ("data", lambda m: m.data())
+_BAND = ("band", lambda m: m.band)
+_DECODER = ("decoder", lambda m: m.decoder)
+_OFFLINE = (_score("balanced acc.", "balanced_accuracy", 2), _score("movement acc.", "movement_accuracy", 2))
+_GATE_ACC = _score("gate acc.", "gate_accuracy", 2)
+_AUC = _score("online AUC rest vs movement", "online_rest_auc", 3)
+_FALSE_1, _FALSE_2 = (_score("false movements / min at rest", "false_movements_per_min", d) for d in (1, 2))
+_MOVING_2, _MOVING_3 = (_score("moving at rest", "movement_time_during_rest", d) for d in (2, 3))
+_HITS = _score("hits", "movement_hit_rate", 2)
+_TIME = _score("time to correct (s)", "time_to_correct_s", 2)
+#: the tables with one row per data set, band and decoder: title (``{seeds}``: "one seed", "three seeds") and
+#: columns (header, cell of a :class:`Measured`); gate_tradeoff and gate_s001_late_onsets are made apart
+ROW_TABLES = {
+    "gate_bands": ("Flat against gated decoders by band, {seeds}",
+                   [_DATA, _BAND, _DECODER, *_OFFLINE, _GATE_ACC, _FALSE_1, _MOVING_2, _HITS, _TIME]),
+    "gate_refit": ("Flat against gated decoders with the refit, {seeds}",
+                   [_DATA, _DECODER, *_OFFLINE, _GATE_ACC, _FALSE_1, _MOVING_2, _HITS, _TIME]),
+    "gate_csp_init": ("Log-variance stages started from CSP + LDA, {seeds}",
+                      [_DATA, _DECODER, *_OFFLINE, _GATE_ACC, _FALSE_1, _MOVING_2, _HITS]),
+    "gate_slow_fields": ("Slow-field amplitude decoders as gates, {seeds}",
+                         [_DATA, _BAND, _DECODER, *_OFFLINE, _GATE_ACC, _FALSE_1, _MOVING_2, _HITS]),
+    "gate_three_seeds": ("{Seeds}, and a rest gate on the flat decoder",
+                         [_DATA, _DECODER, *_OFFLINE, _AUC, _FALSE_1, _MOVING_3, _HITS, _TIME]),
+    "gate_s001_tasks": ("S001's three tasks, and decoders over 4 segments of the window",  # other data: TASKS_OTHER
+                        [("data", lambda m: m.data(TASK_LABELS)), _DECODER, *_OFFLINE, _AUC, _FALSE_2,
+                         _score("of them late (onsets per seed)", "late_onsets", 1), _MOVING_3, _HITS, _TIME]),
+}
+TASKS_OTHER = "By task and decoder, {seeds}"
+DOCS_TABLES = (*ROW_TABLES, "gate_tradeoff", "gate_s001_late_onsets")
+
+
+def measured(results: dict, session_seed: int = DEFAULT_SESSION_SEED) -> list[Measured]:
+    """The rows of a run's results (``results["results"]``: data set -> ``BAND/VARIANT`` -> summary), in order."""
+    return [Measured(dataset, *key.split("/", 1), scores, session_seed)
+            for dataset, per in results.items() for key, scores in per.items()]
+
+
+def docs_table(name: str, rows: list[Measured], n_seeds: int) -> dict:
+    """One docs' results table (``title``, ``columns``, ``rows``) of a run's measurements."""
+    seeds = _seeds(n_seeds)
+    if name in ROW_TABLES:
+        title, columns = ROW_TABLES[name]
+        if name == "gate_s001_tasks" and {m.dataset for m in rows} != set(S001_TASKS):
+            title = TASKS_OTHER
+        return {"title": title.format(seeds=seeds, Seeds=seeds[:1].upper() + seeds[1:]),
+                "columns": [header for header, _ in columns], "rows": [[cell(m) for _, cell in columns] for m in rows]}
+    if name == "gate_tradeoff":  # the gate sweep of every variant under a gate: false movements per minute / hits
+        def setting(thr, dwell):
+            label = f"{thr:g} / {dwell:g} s"
+            return f"**{label}**" if (thr, dwell) == GATE_DEFAULT else label
+
+        return {"title": "The trade-off: false movements per minute / hits by gate threshold and dwell "
+                         f"({'means of ' if n_seeds > 1 else ''}{seeds})",
+                "columns": ["data", "decoder", *(setting(*s) for s in TRADEOFF)],
+                "rows": [[m.data(), m.decoder, *(f"{_num(sw['false_movements_per_min'], 1)} / "
+                                                 f"{_num(sw['movement_hit_rate'], 2)}"
+                                                 for sw in (m.scores["gate_sweep"][f"{t:g}/{d:g}"]
+                                                            for t, d in TRADEOFF))]
+                         for m in rows if "gate_sweep" in m.scores]}
+    if name == "gate_s001_late_onsets":  # the false onsets per seed, the late ones, and those from rest
+        datasets, bands = {m.dataset for m in rows}, {m.band for m in rows}
+        one = SHORT_LABELS.get(next(iter(datasets)), next(iter(datasets))) if len(datasets) == 1 else None
+        table_rows = []
+        for m in rows:
+            counts = [r["counts"] for r in m.scores["per_seed"]]
+            false, late = [c["false_onsets"] for c in counts], [c["late_onsets"] for c in counts]
+            spontaneous = sum(false) - sum(late)
+            label = (m.decoder if one else f"{m.data()}: {m.decoder}") + (f" ({m.band})" if len(bands) > 1 else "")
+            per_min = _num(m.scores["false_movements_per_min"], 2)
+            table_rows.append([label, f"{', '.join(map(str, false))} ({per_min} / min)", ", ".join(map(str, late)),
+                               f"{_num(m.scores['spontaneous_movements_per_min'], 2)} "
+                               f"({spontaneous} onset{'' if spontaneous == 1 else 's'} in all)",
+                               _num(m.scores["movement_hit_rate"], 2)])
+        whose = f"{one}'s" if one else "the"
+        return {"title": f"Where {whose} false movements come from",
+                "columns": [f"{one or 'decoder'}, {seeds}", "false onsets (per seed)", "of them late",
+                            "from rest, per min", "hits"],
+                "rows": table_rows}
+    raise ValueError(f"unknown docs table {name!r}; known: {', '.join(DOCS_TABLES)}")
+
+
+def _shown(path: Path) -> str:
+    """A path as seen from the project root when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _table_names(text: str) -> list[str]:
+    names = [n for n in text.split(",") if n]
+    unknown = [n for n in names if n not in DOCS_TABLES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown {unknown or text!r}; known: {', '.join(DOCS_TABLES)}")
+    return names
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer trials and optimiser steps (minutes, not tens)")
@@ -292,7 +476,17 @@ def main(argv=None) -> None:
     p.add_argument("--out", default=str(ROOT / "bench_results" / "gate.json"), help="results file (JSON)")
     p.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (recordings, runs, exported models) "
                                                  "instead of a temporary folder, e.g. to bmi rehearse a model")
+    # results_file.add_arguments's --docs-table is a flag; this script's names the table(s) its rows go to
+    p.add_argument("--docs-table", type=_table_names, metavar="NAME[,NAME]",
+                   help="also write these docs' results files (docs/benchmarks/results/NAME.json) from this run's "
+                        f"rows: {', '.join(DOCS_TABLES)}")
+    p.add_argument("--docs-dir", default=None, metavar="DIR",
+                   help="write the docs' results file(s) here instead of docs/benchmarks/results/ "
+                        "(with --docs-table; for tests and trial runs)")
     args = p.parse_args(argv)
+    if args.docs_dir is not None and not args.docs_table:
+        p.error("--docs-dir: name the table(s) with --docs-table NAME[,NAME] "
+                f"({', '.join(DOCS_TABLES)})")
     if not 0.25 <= args.window <= 3.5:
         p.error(f"--window {args.window:g}: must be 0.25-3.5 s (from 0.5 s after the cue, within the 4.1 s cues of S001)")
     import torch
@@ -336,6 +530,15 @@ def main(argv=None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"wrote {out}")
+    if (docs := results_file.docs_folder(args)) is not None:
+        rows = measured(results["results"], args.session_seed)
+        for name in args.docs_table:
+            table = docs_table(name, rows, len(seeds))
+            path = results_file.write_table(
+                name, title=table["title"], columns=table["columns"], rows=table["rows"], folder=docs,
+                argv=None if argv is None else ["scripts/bench_gate.py", *argv],  # None: sys.argv
+                source=f"scripts/bench_gate.py (raw results: {_shown(out)})")
+            print(f"docs results file: {path}")
 
 
 if __name__ == "__main__":

@@ -32,9 +32,16 @@ first in the process, compiles (from torch's on-disk cache when an earlier proce
 and is reported apart; the counted rounds build a new network each time, as a sweep or a cross-validation does.
 
     .venv/bin/python scripts/bench_train.py [--quick] [--workloads small,eeg64] [--epochs N] [--repeats R]
-                                            [--compile] [--out bench_results/train.json]
+                                            [--compile] [--out bench_results/train.json] [--docs-table] [--docs-dir DIR]
 
 Throughput = training samples seen / seconds (training + per-epoch validation, for every side).
+
+``--docs-table`` also writes the docs' results file (scripts/results_file.py) that the run measured, one row per
+workload run: ``training_loop`` from a run without ``--compile`` (samples/s, the ratios with each round's, the
+extra time per epoch and peak memory; the braindecode columns empty when braindecode is not installed), and
+``compile`` from a ``--compile`` run (compiled over eager and over the plain loop, the first compiled run's and an
+eager run's seconds). The committed tables are of 30 epochs of EEGNet, batch 64, one thread, so ``--docs-table``
+refuses other settings (``--quick`` among them); ``--docs-dir`` writes a trial run's table elsewhere (tests).
 """
 
 from __future__ import annotations
@@ -52,6 +59,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import results_file  # noqa: E402  (scripts/, beside this file)
+
 TARGET_RATIO = 0.95
 TARGET_BRAINDECODE = 1.5
 SENSORIMOTOR = ["FC5", "FC3", "FC1", "FCz", "FC2", "FC4", "C5", "C3", "C1", "Cz", "C2", "C4", "CP3", "CP1", "CP2", "CP4"]
@@ -163,7 +173,7 @@ def train_plain(config_path: str, braindecode: bool = False) -> dict:
             correct = sum(int((net(Xva[i:i + bs]).argmax(1) == yva[i:i + bs]).sum()) for i in range(0, len(yva), bs))
     seconds = time.monotonic() - started
     return {"seconds": round(seconds, 3), "samples": len(ytr) * epochs, "n_train": len(ytr),
-            "val_accuracy": correct / len(yva)}
+            "val_accuracy": correct / len(yva), "n_chans": dm.n_chans, "window_s": round(dm.n_times / dm.sfreq, 3)}
 
 
 TRAIN = {"lightning": train_lightning, "plain": train_plain, "braindecode": train_braindecode,
@@ -267,6 +277,7 @@ def run_workload(workload: str, args, epochs: int, repeats: int, tmp: Path) -> d
     return {
         "description": WORKLOADS[workload][2],
         "compiled": compiled,
+        "n_chans": runs["plain"][0]["n_chans"], "window_s": runs["plain"][0]["window_s"],
         "n_train": runs["plain"][0]["n_train"], "batches_per_epoch": -(-runs["plain"][0]["n_train"] // args.batch_size),
         "samples_per_s": {side: statistics.median(r["samples_per_s"] for r in rs) for side, rs in runs.items()},
         "ratio_lightning_over_plain": round(ratio, 3),
@@ -279,6 +290,77 @@ def run_workload(workload: str, args, epochs: int, repeats: int, tmp: Path) -> d
         "allocator_speedup_plain": round(alone["plain"]["samples_per_s"] / alone["plain_glibc_default"]["samples_per_s"], 2),
         "rounds": runs,
     }
+
+
+#: the settings the docs' tables (and their notes) are of: what ``--docs-table`` writes into the docs
+DOCS_SETTINGS = {"model": "eegnet", "batch_size": 64, "epochs": 30, "threads": 1}
+
+
+def _workload_label(r: dict) -> tuple[str, str]:
+    """What a workload is, as the tables say it: its channels and window length, from the run itself."""
+    return f"{r['n_chans']} channels", f"{round(r['window_s'], 1):g} s"
+
+
+def _ratio_cell(ratio: float, rounds: list[float], bold: bool = True) -> str:
+    """``**0.92** (0.92, 0.93, 0.94)``: the median ratio and each round's."""
+    median = f"**{ratio:.2f}**" if bold else f"{ratio:.2f}"
+    return f"{median} ({', '.join(f'{r:.2f}' for r in rounds)})"
+
+
+def training_loop_rows(result: dict) -> list[list[str | None]]:
+    """The docs' ``training_loop`` table of a run: one row per workload (None where braindecode did not run)."""
+    rows = []
+    for r in result["workloads"].values():
+        channels, window = _workload_label(r)
+        rate, alone, bd = r["samples_per_s"], r["alone"], r["versus_braindecode"]
+        rows.append([
+            f"{channels}, {window} windows, {r['n_train']} windows ({r['batches_per_epoch']} batches/epoch)",
+            f"{rate['lightning']:.0f}", f"{rate['plain']:.0f}",
+            _ratio_cell(r["ratio_lightning_over_plain"], r["paired_ratios"]),
+            f"{rate['braindecode']:.0f}" if bd else None,
+            _ratio_cell(bd["ratio_lightning_over_braindecode"], bd["paired_ratios"]) if bd else None,
+            f"{bd['ratio_plain_over_braindecode']:.2f}" if bd else None,
+            f"{r['per_epoch_overhead_ms']:.1f} ms",
+            f"{alone['lightning']['peak_rss_mb']:.0f} / {alone['plain']['peak_rss_mb']:.0f} MB",
+        ])
+    return rows
+
+
+def compile_rows(result: dict) -> list[list[str]]:
+    """The docs' ``compile`` table of a ``--compile`` run: one row per workload; the ratio to eager is bold where
+    compiling made training slower. The eager run: the median of the rounds' `bmi train` runs."""
+    rows = []
+    for r in result["workloads"].values():
+        channels, window = _workload_label(r)
+        c = r["compiled"]
+        eager_s = statistics.median(run["seconds"] for run in r["rounds"]["lightning"])
+        rows.append([
+            f"{channels}, {window}, {r['n_train']} windows",
+            _ratio_cell(c["ratio_compiled_over_eager"], c["paired_ratios"], bold=c["ratio_compiled_over_eager"] < 1),
+            f"{c['ratio_compiled_over_plain']:.2f}",
+            f"{c['first_run']['seconds']:.1f} s",
+            f"{eager_s:.1f} s",
+        ])
+    return rows
+
+
+def docs_tables(result: dict) -> list[dict]:
+    """The docs' results tables this run measured: ``compile`` from a ``--compile`` run (every workload with its
+    compiled side and first run), else ``training_loop``."""
+    workloads = result["workloads"].values()
+    if not result["compile"]:
+        return [{"name": "training_loop",
+                 "title": "Training loop: bmi train against a plain PyTorch loop and braindecode",
+                 "columns": ["workload", "`bmi train` samples/s", "plain loop", "`bmi train` / plain (target 0.95)",
+                             "braindecode EEGNetv4", "`bmi train` / braindecode (target 1.5)", "plain / braindecode",
+                             "extra per epoch", "peak memory bmi train / plain"],
+                 "rows": training_loop_rows(result)}]
+    if all(r["compiled"] and r["compiled"]["first_run"] for r in workloads):
+        return [{"name": "compile", "title": "torch.compile against eager training",
+                 "columns": ["workload", "compiled / eager `bmi train` (rounds)", "compiled / plain loop",
+                             "first compiled run (compiling included)", "eager run"],
+                 "rows": compile_rows(result)}]
+    return []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads in each child (default 1: stable figures on a shared machine)")
     parser.add_argument("--out", default="bench_results/train.json", help="JSON file (or a folder for train.json)")
+    results_file.add_arguments(parser)
     args = parser.parse_args(argv)
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = [w for w in workloads if w not in WORKLOADS]
@@ -301,14 +384,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--workloads {args.workloads!r}: unknown {unknown}; choose from {', '.join(WORKLOADS)}")
     epochs = args.epochs or (10 if args.quick else 30)
     repeats = args.repeats or (2 if args.quick else 5)
+    if args.docs_table and args.docs_dir is None:
+        ran = {"model": args.model, "batch_size": args.batch_size, "epochs": epochs, "threads": args.threads}
+        differ = {k: v for k, v in ran.items() if v != DOCS_SETTINGS[k]}
+        if differ or args.quick:
+            parser.error(f"--docs-table: the docs' tables are of {DOCS_SETTINGS} without --quick, this run "
+                         f"{'--quick' if args.quick else differ}; use --docs-dir for a trial run")
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by the spawned children before torch loads
 
     out = Path(args.out)
     out = out / "train.json" if out.suffix != ".json" else out
     result = {
         "benchmark": "train_throughput", "model": args.model, "batch_size": args.batch_size, "epochs": epochs,
-        "rounds": repeats, "torch_threads": args.threads, "cpu_count": os.cpu_count(), "target_ratio": TARGET_RATIO,
-        "target_versus_braindecode": TARGET_BRAINDECODE,
+        "rounds": repeats, "compile": args.compile, "torch_threads": args.threads, "cpu_count": os.cpu_count(),
+        "target_ratio": TARGET_RATIO, "target_versus_braindecode": TARGET_BRAINDECODE,
         "workloads": {}, "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
@@ -339,6 +428,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  peak memory: bmi train {alone['lightning']['peak_rss_mb']:.0f} MB, plain {alone['plain']['peak_rss_mb']:.0f} MB; "
               f"glibc settings alone speed the plain loop x{r['allocator_speedup_plain']:.2f} "
               f"({alone['plain_glibc_default']['page_faults']} -> {alone['plain']['page_faults']} page faults)")
+    if (docs := results_file.docs_folder(args)) is not None:
+        for table in docs_tables(result):
+            path = results_file.write_table(table["name"], title=table["title"], columns=table["columns"],
+                                            rows=table["rows"], folder=docs,
+                                            source=f"scripts/bench_train.py (raw results: {out})")
+            print(f"docs results file: {path}")
     print(f"wrote {out}")
     return 0
 

@@ -60,6 +60,13 @@ The report (a table, and a JSON results file written atomically):
 
     .venv/bin/python scripts/soak.py --minutes N [--block-minutes 5] [--fault-every-s S]
                                      [--memory-every-s 60] [--out bench_results/soak.json]
+                                     [--docs-table] [--docs-dir DIR]
+
+``--docs-table`` also writes the docs' results file ``soak`` (scripts/results_file.py): one row per block, its
+decisions, latency, the server's own p99, missed hops, movement commands on bad data and the server's resident
+memory (first -> last sample in the block). ``--minutes`` may be a fraction (``--minutes 0.5``: a 30 s soak, one
+block; the first fault comes 10 s in and the last 8 s are left to its recovery, so a run of 18 s or less has
+none).
 
 Exit status 0 when there were no movement commands on bad data, no missed hops, every fault was answered and
 the server exited cleanly; 1 otherwise.
@@ -90,6 +97,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+import results_file  # noqa: E402
 from bench_faults import Controller, _connect  # noqa: E402
 from bench_server import _free_port, channel_names, export_model, signal_block  # noqa: E402
 from exports.runtime.protocol import encode_data, encode_hello  # noqa: E402
@@ -865,6 +873,35 @@ def print_report(r: dict[str, Any]) -> None:
     print(json.dumps(r["goals"]))
 
 
+def docs_table(r: dict[str, Any]) -> dict[str, Any]:
+    """The docs' results table of a soak: one row per block (as :func:`print_report`'s), cells as the docs show
+    them (latency p50 / p99 to 0.01 ms, the maximum to 0.1 ms, whole ms from 100; RSS first -> last sample)."""
+    def ms(x: float | None, digits: int = 2) -> str | None:
+        return None if x is None else f"{x:.{digits}f}"
+
+    def peak(x: float | None) -> str | None:
+        return None if x is None else f"{x:.0f}" if x >= 100 else f"{x:.1f}"
+
+    rows = []
+    for b in r["blocks"]:
+        lat = b["latency_ms"]
+        rss = [m for m in b["server_rss_mib"] if m is not None]
+        missed, server = b["missed_hops"], b["missed_hops_server"]
+        rows.append([
+            f"{round(b['from_s'] / 60, 2):g}-{round(b['to_s'] / 60, 2):g}", b["decisions"],
+            " / ".join(results_file.MISSING if v is None else v
+                       for v in (ms(lat["p50"]), ms(lat["p99"]), peak(lat["max"]))),
+            ms(b["server_processing_ms"]["p99"]),
+            f"{server}" if missed == server else f"{server} (+{missed - server} while it waited for a CPU)",
+            b["bad_moves"],
+            None if not rss else f"{rss[0]:.1f}" if len(rss) == 1 else f"{rss[0]:.1f} -> {rss[-1]:.1f}"])
+    every = round(r["fault_every_s"], 1)
+    return {"title": f"Soak: {r['minutes']:g} minutes of a MEG-scale stream with a fault every {every:g} s",
+            "columns": [f"block ({r['block_minutes']:g} min)", "decisions", "p50 / p99 / max latency (ms)",
+                        "server's own p99 (ms)", "missed hops", "movement on bad data", "server RSS (MiB)"],
+            "rows": rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, required=True, help="length of the stream")
@@ -880,6 +917,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="one more argument for bmi serve (repeatable; --server-arg=--flag for dashes)")
     parser.add_argument("--keep", type=Path,
                         help="keep the model, server stats and stderr, session logs and every message received here")
+    results_file.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.block_minutes <= 0 or args.memory_every_s <= 0:
         parser.error("--minutes, --block-minutes and --memory-every-s must be positive")
@@ -909,6 +947,15 @@ def main(argv: list[str] | None = None) -> int:
             result["server"]["stderr_tail"] = soak.stderr_path.read_text()[-3000:]
     print_report(result)
     write_json(args.out, result)
+    if (docs := results_file.docs_folder(args)) is not None:
+        if result["decisions"]:
+            table = docs_table(result)
+            path = results_file.write_table("soak", title=table["title"], columns=table["columns"], rows=table["rows"],
+                                            folder=docs, source=f"scripts/soak.py (raw results: {args.out})",
+                                            argv=None if argv is None else [__file__, *argv])
+            print(f"docs results file: {path}")
+        else:
+            print("no decisions were received: no docs results file written")
     print(f"results: {args.out}")
     return 0 if all(result["goals"].values()) else 1
 
