@@ -1,8 +1,11 @@
-"""scripts/soak.py end to end: a short soak of the real ``bmi serve`` with every fault of its cycle once."""
+"""scripts/soak.py end to end: a short soak of the real ``bmi serve`` with every fault of its cycle once, and the
+docs' results file (``soak``) it writes from that run."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +23,11 @@ SAFE_ANSWER = {"stall_backlog": "stale", "dc_step": "jump", "nan_burst": "nonfin
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_soak_two_minutes(tmp_path):
-    out = tmp_path / "soak.json"
+    out = tmp_path / "raw.json"
+    docs = tmp_path / "docs"
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "soak.py"), "--minutes", "2", "--block-minutes", "1",
-                           "--out", str(out), "--keep", str(tmp_path / "run")],
+                           "--memory-every-s", "5", "--out", str(out), "--keep", str(tmp_path / "run"),
+                           "--docs-dir", str(docs)],
                           cwd=ROOT, capture_output=True, text=True, timeout=360)
     assert out.is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
     r = json.loads(out.read_text())
@@ -50,3 +55,28 @@ def test_soak_two_minutes(tmp_path):
     assert r["memory"]["growth_mib_per_hour"]["server"] is not None
     assert all(b["decisions"] > 0 and b["latency_ms"]["p99"] is not None for b in r["blocks"]), r["blocks"]
     assert proc.returncode == 0, report
+    check_docs_table(docs / "soak.json", r)
+
+
+def check_docs_table(path: Path, r: dict) -> None:
+    """The docs' table of this run: the committed table's layout and notes, one row per block with the run's own
+    figures, and the command, machine and date recorded (the row format itself: tests/docs)."""
+    spec = importlib.util.spec_from_file_location("bmi_docs_tables_soak_test",
+                                                  ROOT / "docs" / "benchmarks" / "tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    committed, data = tables.load("soak"), tables.load(str(path))
+    assert data["benchmark"] == "soak" and data["notes"] == committed["notes"]  # measured prose is kept
+    assert data["columns"] == ["block (1 min)", *committed["columns"][1:]], data["columns"]
+    assert data["title"].startswith("Soak: 2 minutes of a MEG-scale stream")
+    assert [row[0] for row in data["rows"]] == ["0-1", "1-2"], data["rows"]
+    for row, block in zip(data["rows"], r["blocks"]):
+        _, decisions, latency, server_p99, missed, bad, rss = row
+        assert decisions == str(block["decisions"]) and bad == str(block["bad_moves"]), row
+        assert re.fullmatch(r"\d+\.\d\d / \d+\.\d\d / \d+(\.\d)?", latency), latency
+        assert latency.split(" / ")[1] == f"{block['latency_ms']['p99']:.2f}", (latency, block["latency_ms"])
+        assert server_p99 == f"{block['server_processing_ms']['p99']:.2f}"
+        assert missed.split()[0] == str(block["missed_hops_server"])
+        assert re.fullmatch(r"\d+\.\d -> \d+\.\d", rss), rss  # sampled every 5 s: first and last of the block
+    assert "scripts/soak.py --minutes 2 --block-minutes 1" in data["command"], data["command"]
+    assert "Python" in data["machine"] and "onnxruntime" in data["machine"] and data["date"]
