@@ -42,6 +42,15 @@ def eegmmidb_dir() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def docs_tables():
+    """``docs/benchmarks/tables.py``, which reads the docs' benchmark results files (``load``, ``rst_lines``)."""
+    spec = importlib.util.spec_from_file_location("bmi_docs_tables", ROOT / "docs" / "benchmarks" / "tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Debian's chromium driven by Playwright (its own browser download cannot work here), for the tests of what a

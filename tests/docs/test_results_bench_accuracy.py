@@ -29,11 +29,6 @@ def load_module(name: str, path: Path):
     return module
 
 
-@pytest.fixture(scope="module")
-def tables():
-    return load_module("bmi_docs_tables_bench_accuracy_test", ROOT / "docs" / "benchmarks" / "tables.py")
-
-
 @pytest.fixture()
 def bench(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # the script imports results_file from beside it
@@ -56,12 +51,12 @@ def spread(v: dict) -> str:
 
 @needs_s001
 @pytest.mark.timeout(300)
-def test_quick_run_writes_the_accuracy_table(tmp_path, tables):
-    committed = tables.load("accuracy")
+def test_quick_run_writes_the_accuracy_table(tmp_path, docs_tables):
+    committed = docs_tables.load("accuracy")
     proc = run_script(tmp_path, "--quick", "--tasks", "left_right_real")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert written(tmp_path) == {"accuracy"}  # no transfer task, no variant recipes: nothing else was measured
-    data = tables.load(str(tmp_path / "accuracy.json"))
+    data = docs_tables.load(str(tmp_path / "accuracy.json"))
     assert data["benchmark"] == "accuracy" and data["title"] == committed["title"]
     assert data["columns"] == committed["columns"]
     raw = json.loads((tmp_path / "raw.json").read_text())
@@ -77,20 +72,20 @@ def test_quick_run_writes_the_accuracy_table(tmp_path, tables):
     assert "scripts/bench_accuracy.py --quick --tasks left_right_real --max-epochs 1" in data["command"]
     assert "Python" in data["machine"] and data["date"]
     assert data["source"].startswith("scripts/bench_accuracy.py")
-    assert any(line.startswith(".. list-table::") for line in tables.rst_lines(data))
+    assert any(line.startswith(".. list-table::") for line in docs_tables.rst_lines(data))
 
 
 @needs_s001
 @pytest.mark.slow
 @pytest.mark.timeout(400)
-def test_csp_init_run_writes_the_csp_init_table_and_not_the_accuracy_one(tmp_path, tables):
-    committed = tables.load("csp_init")
+def test_csp_init_run_writes_the_csp_init_table_and_not_the_accuracy_one(tmp_path, docs_tables):
+    committed = docs_tables.load("csp_init")
     recipes = "default,logvar_csp,logvar_csp_slow,logvar_csp4_slow"
     proc = run_script(tmp_path, "--seeds", "0", "--tasks", ",".join(S001_TASKS), "--recipes", recipes, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # the default ran here as the variants' baseline only: the accuracy table is not replaced by a run of other recipes
     assert written(tmp_path) == {"csp_init"}
-    data = tables.load(str(tmp_path / "csp_init.json"))
+    data = docs_tables.load(str(tmp_path / "csp_init.json"))
     assert data["benchmark"] == "csp_init" and data["columns"] == committed["columns"]
     assert [row[0] for row in data["rows"]] == [row[0] for row in committed["rows"]]
     sets = json.loads((tmp_path / "raw.json").read_text())["sets"]
@@ -115,9 +110,9 @@ def _figures(cell: str, kind: str) -> dict | None:
     return {"mean": value, "std": 0.0, "values": [value] * 3}
 
 
-def test_the_committed_figures_give_the_committed_rows(bench, tables):
+def test_the_committed_figures_give_the_committed_rows(bench, docs_tables):
     """The script's cells, labels, bold and worst-seed marks are the committed tables', cell for cell."""
-    accuracy = tables.load("accuracy")
+    accuracy = docs_tables.load("accuracy")
     sets = {}
     for key, row in zip([*(f"S001_{t}" for t in S001_TASKS), "synthetic_meg_306ch"], accuracy["rows"]):
         measured = {}
@@ -127,7 +122,7 @@ def test_the_committed_figures_give_the_committed_rows(bench, tables):
                 measured[name] = v
         measured["default"]["n_test"] = int(re.search(r"\((\d+)\)$", row[0])[1])
         sets[key] = measured
-    transfer = tables.load("transfer")
+    transfer = docs_tables.load("transfer")
     results = {"sets": sets, "transfer": {
         "model": "logvar", "calibration_trials": [int(row[0]) for row in transfer["rows"]],
         "scratch": [_figures(row[1], "recipe") for row in transfer["rows"]],
@@ -141,9 +136,10 @@ def test_the_committed_figures_give_the_committed_rows(bench, tables):
         assert made[name]["title"] == committed["title"]
 
     for name in ("defaults_ablation", "csp_init"):
-        committed = tables.load(name)
+        committed = docs_tables.load(name)
         _, _, variants = bench.VARIANT_TABLES[name]
-        sets = {f"S001_{task}": {recipe: _figures(row[1 + i], "recipe") for (recipe, _), row in zip(variants, committed["rows"])}
+        sets = {f"S001_{task}": {recipe: _figures(row[1 + i], "recipe")
+                                 for (recipe, _), row in zip(variants, committed["rows"])}
                 for i, task in enumerate(S001_TASKS)}
         made = {t["name"]: t for t in bench.docs_tables({"sets": sets}, [recipe for recipe, _ in variants])}
         assert set(made) == {name}  # a variant run: no accuracy table, no transfer

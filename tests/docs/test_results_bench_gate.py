@@ -19,37 +19,26 @@ GATE_TABLES = ["gate_three_seeds", "gate_tradeoff", "gate_bands", "gate_refit", 
 DEMO_TABLES = ["demo_between_cues", "demo_release"]
 
 
-@pytest.fixture(scope="module")
-def tables():
-    import importlib.util
-
-    path = ROOT / "docs" / "benchmarks" / "tables.py"
-    spec = importlib.util.spec_from_file_location("bmi_docs_tables_gate_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def _check_written(tables, folder: Path, name: str, command: str) -> dict:
+def _check_written(docs_tables, folder: Path, name: str, command: str) -> dict:
     """What every written table must hold: the format, the committed columns and notes, this run's command."""
-    committed = tables.load(name)
-    data = tables.load(str(folder / f"{name}.json"))
+    committed = docs_tables.load(name)
+    data = docs_tables.load(str(folder / f"{name}.json"))
     assert data["benchmark"] == name
     assert data["columns"] == committed["columns"], name
     assert data["notes"] == committed["notes"], name  # measured prose is kept, not lost to a rerun
     assert command in data["command"], name
     assert "Python" in data["machine"] and data["date"] and data["rows"]
-    assert any(line.startswith(".. list-table::") for line in tables.rst_lines(data))
+    assert any(line.startswith(".. list-table::") for line in docs_tables.rst_lines(data))
     return data
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_bench_gate_writes_its_docs_tables(tmp_path, tables):
+def test_bench_gate_writes_its_docs_tables(tmp_path, docs_tables):
     command = ["scripts/bench_gate.py", "--quick", "--datasets", "synthetic_eeg", "--bands", "mu_beta", "--models",
                "flat", "--seeds", "0"]
     proc = _run([*command, "--out", str(tmp_path / "raw.json"), "--docs-table", ",".join(GATE_TABLES),
@@ -59,7 +48,7 @@ def test_bench_gate_writes_its_docs_tables(tmp_path, tables):
     raw = json.loads((tmp_path / "raw.json").read_text())["results"]["synthetic_eeg"]
     flat, gated = raw["mu_beta/flat"], raw["mu_beta/flat+rest_gate"]
 
-    data = _check_written(tables, tmp_path, "gate_three_seeds", shown)
+    data = _check_written(docs_tables, tmp_path, "gate_three_seeds", shown)
     assert data["title"] == "One seed, and a rest gate on the flat decoder"
     assert [row[:2] for row in data["rows"]] == [["synthetic EEG", "flat"], ["synthetic EEG", "flat + rest gate"]]
     measured = [f"{flat['balanced_accuracy']:.2f}", f"{flat['movement_accuracy']:.2f}",
@@ -68,7 +57,7 @@ def test_bench_gate_writes_its_docs_tables(tmp_path, tables):
                 f"{flat['time_to_correct_s']:.2f}"]
     assert data["rows"][0][2:] == measured
 
-    data = _check_written(tables, tmp_path, "gate_tradeoff", shown)
+    data = _check_written(docs_tables, tmp_path, "gate_tradeoff", shown)
     sweep = gated["gate_sweep"]
     assert data["rows"] == [["synthetic EEG", "flat + rest gate", *(
         f"{sweep[key]['false_movements_per_min']:.1f} / {sweep[key]['movement_hit_rate']:.2f}"
@@ -77,14 +66,14 @@ def test_bench_gate_writes_its_docs_tables(tmp_path, tables):
                                                f"{gated['movement_hit_rate']:.2f}"]
 
     for name in ("gate_bands", "gate_refit", "gate_csp_init", "gate_slow_fields", "gate_s001_tasks"):
-        data = _check_written(tables, tmp_path, name, shown)
+        data = _check_written(docs_tables, tmp_path, name, shown)
         assert [row[0] for row in data["rows"]] == ["synthetic EEG", "synthetic EEG"], name
         assert data["rows"][1][data["columns"].index("decoder")] == "flat + rest gate", name
         assert data["rows"][0][data["columns"].index("hits")] == f"{flat['movement_hit_rate']:.2f}", name
 
     # its first column names the data and seeds of the run (the committed one: "S001, three seeds")
-    committed = tables.load("gate_s001_late_onsets")
-    data = tables.load(str(tmp_path / "gate_s001_late_onsets.json"))
+    committed = docs_tables.load("gate_s001_late_onsets")
+    data = docs_tables.load(str(tmp_path / "gate_s001_late_onsets.json"))
     assert data["columns"] == ["synthetic EEG, one seed", *committed["columns"][1:]]
     assert data["notes"] == committed["notes"] and shown in data["command"]
     counts = flat["per_seed"][0]["counts"]
@@ -94,7 +83,7 @@ def test_bench_gate_writes_its_docs_tables(tmp_path, tables):
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
-def test_bench_demo_gate_writes_its_docs_tables(tmp_path, tables):
+def test_bench_demo_gate_writes_its_docs_tables(tmp_path, docs_tables):
     command = ["scripts/bench_demo_gate.py", "--seeds", "0", "--quick", "--models", "logvar"]
     proc = _run([*command, "--out", str(tmp_path / "raw"), "--docs-table", ",".join(DEMO_TABLES),
                  "--docs-dir", str(tmp_path)], timeout=400)
@@ -102,14 +91,14 @@ def test_bench_demo_gate_writes_its_docs_tables(tmp_path, tables):
     shown = " ".join(command)
     pooled = json.loads((tmp_path / "raw" / "demo_gate.json").read_text())["pooled"]
 
-    data = _check_written(tables, tmp_path, "demo_between_cues", shown)
+    data = _check_written(docs_tables, tmp_path, "demo_between_cues", shown)
     assert data["title"] == "The demo's gate cross-fitted over one seed, gaps between cues scored"
     assert [row[0] for row in data["rows"]] == list(pooled)
     trained = pooled["as trained"]
     assert data["rows"][0][1].startswith(f"{trained['rest_cues_moved_in']} of {trained['rest_cues']}")
     assert data["rows"][0][5].startswith(f"{trained['hits']} of {trained['movement_cues']}")
 
-    data = _check_written(tables, tmp_path, "demo_release", shown)
+    data = _check_written(docs_tables, tmp_path, "demo_release", shown)
     on_the_cues = "on the cues (2 s windows, the default)"
     assert [row[:2] for row in data["rows"]] == [[on_the_cues, "as trained"],
                                                  [on_the_cues, "gate chosen (the demo's default)"],

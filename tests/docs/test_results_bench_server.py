@@ -33,11 +33,6 @@ def load_module(name: str, path: Path, monkeypatch=None):
     return module
 
 
-@pytest.fixture(scope="module")
-def tables():
-    return load_module("bmi_docs_tables_bench_server_test", ROOT / "docs" / "benchmarks" / "tables.py")
-
-
 @pytest.fixture
 def scripts(monkeypatch):
     """scripts/bench_server.py and scripts/soak.py as modules (they import their neighbours from scripts/)."""
@@ -63,13 +58,13 @@ def check_provenance(data: dict, committed: dict, command: str) -> None:
     assert data["source"].startswith("scripts/") and "raw results" in data["source"]
 
 
-def test_bench_server_plain_run_writes_the_closed_loop_table_only(tmp_path, tables):
-    committed = tables.load("closed_loop")
+def test_bench_server_plain_run_writes_the_closed_loop_table_only(tmp_path, docs_tables):
+    committed = docs_tables.load("closed_loop")
     args = ["scripts/bench_server.py", "--seconds", "3", "--no-console", "--shapes", SHAPE,
             "--out", str(tmp_path / "raw.json"), "--docs-dir", str(tmp_path)]
     proc = run(args, timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    data = tables.load(str(tmp_path / "closed_loop.json"))
+    data = docs_tables.load(str(tmp_path / "closed_loop.json"))
     assert data["benchmark"] == "closed_loop"
     assert data["columns"] == closed_loop_columns(committed["columns"])
     assert len(data["rows"]) == 1, data["rows"]
@@ -84,23 +79,23 @@ def test_bench_server_plain_run_writes_the_closed_loop_table_only(tmp_path, tabl
     check_provenance(data, committed, f"scripts/bench_server.py --seconds 3 --no-console --shapes {SHAPE}")
     # no comparison in this run: their tables are not written
     assert sorted(p.name for p in tmp_path.iterdir()) == ["closed_loop.json", "raw.json"]
-    assert any(line.startswith(".. list-table::") for line in tables.rst_lines(data))
+    assert any(line.startswith(".. list-table::") for line in docs_tables.rst_lines(data))
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
-def test_bench_server_comparisons_write_the_channel_mix_and_poll_ahead_tables(tmp_path, tables):
+def test_bench_server_comparisons_write_the_channel_mix_and_poll_ahead_tables(tmp_path, docs_tables):
     args = ["scripts/bench_server.py", "--seconds", "3", "--no-console", "--shapes", SHAPE,
             "--compare-whole-graph", "1", "--compare-poll-ahead", "1", "--out", str(tmp_path / "raw.json"),
             "--docs-dir", str(tmp_path)]
     proc = run(args, timeout=380)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     raw = json.loads((tmp_path / "raw.json").read_text())
-    assert tables.load(str(tmp_path / "closed_loop.json"))["rows"][0][0] == SHAPE
+    assert docs_tables.load(str(tmp_path / "closed_loop.json"))["rows"][0][0] == SHAPE
     for name, feature, default, off in (("channel_mix", "whole_graph", "mix_on_arrival", "whole_graph"),
                                         ("poll_ahead", "poll_ahead", "poll_ahead", "no_poll_ahead")):
-        committed = tables.load(name)
-        data = tables.load(str(tmp_path / f"{name}.json"))
+        committed = docs_tables.load(name)
+        data = docs_tables.load(str(tmp_path / f"{name}.json"))
         assert data["benchmark"] == name
         assert data["columns"] == committed["columns"], name
         assert len(data["rows"]) == 1, data["rows"]
@@ -121,7 +116,7 @@ def test_bench_server_comparisons_write_the_channel_mix_and_poll_ahead_tables(tm
         check_provenance(data, committed, f"--compare-whole-graph 1 --compare-poll-ahead 1 --out {tmp_path}")
 
 
-def test_bench_server_tables_of_several_rounds_give_each_sides_range(scripts, tables):
+def test_bench_server_tables_of_several_rounds_give_each_sides_range(scripts, docs_tables):
     """Without running anything: two rounds per side show as ranges, MEG scale first, and a session that had
     no decision shows the tables' empty mark rather than nan."""
     bench_server, _ = scripts
@@ -145,14 +140,14 @@ def test_bench_server_tables_of_several_rounds_give_each_sides_range(scripts, ta
     assert list(out) == ["closed_loop", "channel_mix", "poll_ahead"]
     assert out["closed_loop"]["rows"][0] == [SHAPE, "— / — / —", "— / —", 0, "5 of 5", None]
     for name in ("channel_mix", "poll_ahead"):
-        assert out[name]["columns"] == tables.load(name)["columns"]
+        assert out[name]["columns"] == docs_tables.load(name)["columns"]
         assert [row[0] for row in out[name]["rows"]] == ["meg_306ch_1kHz", SHAPE]
         assert out[name]["rows"][0][1:3] == ["0.84 / 0.85", "0.78 / 0.72"]
         assert out[name]["rows"][0][-2:] == ["2.34-2.38 / 3.54-4.33", "2.59-3.00 / 4.18-4.62"]
     assert out["poll_ahead"]["rows"][0][3] == "1.01 (15 % of a core)"
 
 
-def test_soak_table_of_a_long_run_reads_as_the_committed_one(scripts, tables):
+def test_soak_table_of_a_long_run_reads_as_the_committed_one(scripts, docs_tables):
     """Without running anything: blocks of 5 minutes labelled in minutes, the maximum to three figures, the
     server's RSS first -> last; missed hops while the server waited for a CPU shown apart."""
     _, soak = scripts
@@ -166,7 +161,7 @@ def test_soak_table_of_a_long_run_reads_as_the_committed_one(scripts, tables):
               "blocks": [block(0, 1.134, 9.16, 201.4, [154.0, None, 162.31]), block(1, 1.2, 2.77, 7.2, [161.8]),
                          block(2, 1.0, 2.0, 10.34, [], missed=3)]}
     table = soak.docs_table(result)
-    committed = tables.load("soak")
+    committed = docs_tables.load("soak")
     assert table["columns"] == committed["columns"] and table["title"] == committed["title"]
     assert table["rows"][0] == ["0-5", 5533, "1.13 / 9.16 / 201", "1.55", "0", 0, "154.0 -> 162.3"]
     assert table["rows"][1][:3] == ["5-10", 5533, "1.20 / 2.77 / 7.2"] and table["rows"][1][-1] == "161.8"

@@ -28,11 +28,6 @@ def load_module(name: str, path: Path):
     return module
 
 
-@pytest.fixture(scope="module")
-def tables():
-    return load_module("bmi_docs_tables_test_train", ROOT / "docs" / "benchmarks" / "tables.py")
-
-
 def run_script(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, f"scripts/{script}", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)
@@ -55,11 +50,11 @@ def has_braindecode() -> bool:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_bench_train_writes_the_training_loop_table(tmp_path, tables):
-    committed = tables.load("training_loop")
+def test_bench_train_writes_the_training_loop_table(tmp_path, docs_tables):
+    committed = docs_tables.load("training_loop")
     raw_path = tmp_path / "train.json"
     run_script("bench_train.py", *TRAIN_SMALLEST, "--out", str(raw_path), "--docs-dir", str(tmp_path), timeout=300)
-    data = tables.load(str(tmp_path / "training_loop.json"))
+    data = docs_tables.load(str(tmp_path / "training_loop.json"))
     check_provenance(data, committed, "training_loop", "scripts/bench_train.py --quick --workloads small --epochs 1",
                      raw_path)
     assert data["columns"] == committed["columns"]
@@ -80,7 +75,7 @@ def test_bench_train_writes_the_training_loop_table(tmp_path, tables):
     alone = raw["alone"]
     assert row[8] == f"{alone['lightning']['peak_rss_mb']:.0f} / {alone['plain']['peak_rss_mb']:.0f} MB"
     assert re.fullmatch(r"\d+ / \d+ MB", row[8])
-    assert any(line.startswith(".. list-table::") for line in tables.rst_lines(data))
+    assert any(line.startswith(".. list-table::") for line in docs_tables.rst_lines(data))
 
 
 def test_bench_train_refuses_a_smoke_run_into_the_docs_tables(tmp_path):
@@ -93,12 +88,12 @@ def test_bench_train_refuses_a_smoke_run_into_the_docs_tables(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in (ROOT / "docs" / "benchmarks" / "results").glob("*.json")} == before
 
 
-def test_a_compile_run_makes_the_compile_table_not_the_training_loop_one(tables, monkeypatch):
+def test_a_compile_run_makes_the_compile_table_not_the_training_loop_one(docs_tables, monkeypatch):
     """The ``--compile`` run's table from its results (the compiled run itself is tested in
     tests/pipeline/test_compile.py; compiling afresh here would cost CI minutes on a cold cache)."""
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # results_file, as the script imports it
     bench_train = load_module("bmi_bench_train_test", ROOT / "scripts" / "bench_train.py")
-    committed = tables.load("compile")
+    committed = docs_tables.load("compile")
     workload = {"n_chans": 16, "window_s": 1.0, "n_train": 288,
                 "rounds": {"lightning": [{"seconds": 9.0}, {"seconds": 11.0}, {"seconds": 10.2}]},
                 "compiled": {"ratio_compiled_over_eager": 1.31, "paired_ratios": [1.3, 1.31, 1.4],
@@ -113,12 +108,12 @@ def test_a_compile_run_makes_the_compile_table_not_the_training_loop_one(tables,
     assert bench_train.docs_tables({"compile": True, "workloads": {"small": workload}}) == []
 
 
-def test_bench_dashboard_writes_the_dashboard_table(tmp_path, tables):
-    committed = tables.load("dashboard")
+def test_bench_dashboard_writes_the_dashboard_table(tmp_path, docs_tables):
+    committed = docs_tables.load("dashboard")
     first, second = tmp_path / "first", tmp_path / "second"
     first_raw, second_raw = tmp_path / "first_raw.json", tmp_path / "second_raw.json"
     run_script("bench_dashboard.py", "--runs", "10", "--out", str(first_raw), "--docs-dir", str(first), timeout=120)
-    alone = tables.load(str(first / "dashboard.json"))  # no --before: this run's column only
+    alone = docs_tables.load(str(first / "dashboard.json"))  # no --before: this run's column only
     assert alone["columns"] == ["what", "now"]
     assert alone["title"] == "The comparison dashboard with 10 runs (2 studies, 1 failed run)"
     raw = json.loads(first_raw.read_text())
@@ -133,7 +128,7 @@ def test_bench_dashboard_writes_the_dashboard_table(tmp_path, tables):
     # the committed table's form: an earlier run's raw results as the 'before' column
     run_script("bench_dashboard.py", "--runs", "10", "--before", str(first_raw), "--before-label", "2026-12-04 code",
                "--out", str(second_raw), "--docs-dir", str(second), timeout=120)
-    data = tables.load(str(second / "dashboard.json"))
+    data = docs_tables.load(str(second / "dashboard.json"))
     check_provenance(data, committed, "dashboard", "scripts/bench_dashboard.py --runs 10 --before", second_raw)
     assert data["columns"] == committed["columns"]
     assert [row[0] for row in data["rows"]] == [row[0].replace("300", "10") for row in committed["rows"]]
@@ -142,7 +137,7 @@ def test_bench_dashboard_writes_the_dashboard_table(tmp_path, tables):
         assert re.fullmatch(r"\d+\.\d+ s", cell)
 
 
-def test_bench_dashboard_reproduces_the_committed_cells_from_its_raw_results(tables):
+def test_bench_dashboard_reproduces_the_committed_cells_from_its_raw_results(docs_tables):
     """The committed file keeps the raw results of its 'now' column: the script's formatting gives those cells."""
     bench = load_module("bench_dashboard_docs_test", ROOT / "scripts" / "bench_dashboard.py")
     committed = json.loads((ROOT / "docs" / "benchmarks" / "results" / "dashboard.json").read_text())

@@ -23,19 +23,14 @@ def load_module(name: str, path: Path):
     return module
 
 
-@pytest.fixture(scope="module")
-def tables():
-    return load_module("bmi_docs_tables_test", ROOT / "docs" / "benchmarks" / "tables.py")
-
-
 @pytest.mark.timeout(600)
-def test_bench_inference_writes_the_inference_table(tmp_path, tables):
-    committed = tables.load("inference")
+def test_bench_inference_writes_the_inference_table(tmp_path, docs_tables):
+    committed = docs_tables.load("inference")
     proc = subprocess.run([sys.executable, "scripts/bench_inference.py", "--quick", "--models", "logvar", "--shapes",
                            "eeg_64ch_1s_160Hz", "--out", str(tmp_path / "raw.json"), "--docs-dir", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    data = tables.load(str(tmp_path / "inference.json"))
+    data = docs_tables.load(str(tmp_path / "inference.json"))
     assert data["benchmark"] == "inference"
     assert data["columns"] == committed["columns"]
     assert [row[:2] for row in data["rows"]] == [["eeg_64ch_1s_160Hz", "logvar"]]
@@ -44,7 +39,7 @@ def test_bench_inference_writes_the_inference_table(tmp_path, tables):
     assert "Python" in data["machine"] and "onnxruntime" in data["machine"] and data["date"]
     assert not (tmp_path / "rig_inference.json").exists()  # one shape: the rig table needs its three
     assert json.loads((tmp_path / "raw.json").read_text())["shapes"]["eeg_64ch_1s_160Hz"]["logvar"]["onnxruntime"]
-    assert any(line.startswith(".. list-table::") for line in tables.rst_lines(data))
+    assert any(line.startswith(".. list-table::") for line in docs_tables.rst_lines(data))
 
 
 def test_a_table_that_breaks_the_format_is_refused_and_nothing_is_written(tmp_path):

@@ -3,7 +3,6 @@ docs' results file (``soak``) it writes from that run."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -22,7 +21,7 @@ SAFE_ANSWER = {"stall_backlog": "stale", "dc_step": "jump", "nan_burst": "nonfin
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
-def test_soak_two_minutes(tmp_path):
+def test_soak_two_minutes(tmp_path, docs_tables):
     out = tmp_path / "raw.json"
     docs = tmp_path / "docs"
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "soak.py"), "--minutes", "2", "--block-minutes", "1",
@@ -55,17 +54,13 @@ def test_soak_two_minutes(tmp_path):
     assert r["memory"]["growth_mib_per_hour"]["server"] is not None
     assert all(b["decisions"] > 0 and b["latency_ms"]["p99"] is not None for b in r["blocks"]), r["blocks"]
     assert proc.returncode == 0, report
-    check_docs_table(docs / "soak.json", r)
+    check_docs_table(docs_tables, docs / "soak.json", r)
 
 
-def check_docs_table(path: Path, r: dict) -> None:
+def check_docs_table(docs_tables, path: Path, r: dict) -> None:
     """The docs' table of this run: the committed table's layout and notes, one row per block with the run's own
     figures, and the command, machine and date recorded (the row format itself: tests/docs)."""
-    spec = importlib.util.spec_from_file_location("bmi_docs_tables_soak_test",
-                                                  ROOT / "docs" / "benchmarks" / "tables.py")
-    tables = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tables)
-    committed, data = tables.load("soak"), tables.load(str(path))
+    committed, data = docs_tables.load("soak"), docs_tables.load(str(path))
     assert data["benchmark"] == "soak" and data["notes"] == committed["notes"]  # measured prose is kept
     assert data["columns"] == ["block (1 min)", *committed["columns"][1:]], data["columns"]
     assert data["title"].startswith("Soak: 2 minutes of a MEG-scale stream")
